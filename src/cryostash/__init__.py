@@ -1,0 +1,67 @@
+"""cryostash: checkpoint processes with CRIU into any fsspec store, catalogued in SQL.
+
+The public API. Heavy modules (SQLAlchemy, fsspec) load on first use of the names
+that need them, so ``import cryostash`` and ``cryostash --help`` stay fast.
+
+    from cryostash import CheckpointManager, resolve_settings
+    with CheckpointManager(resolve_settings()) as mgr:
+        mgr.create("web", "before-upgrade", locator="1234", leave_running=True)
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from cryostash.config import Settings, resolve_settings
+from cryostash.errors import (
+    CatalogError,
+    CheckpointExists,
+    CheckpointNotFound,
+    CryostashError,
+    EngineError,
+    IntegrityError,
+    InvalidName,
+    SchemaOutdated,
+    StorageError,
+    UsageError,
+)
+from cryostash.names import validate_name, validate_target
+from cryostash.types import CheckpointInfo, Event, RestoreResult, Status
+
+if TYPE_CHECKING:
+    from cryostash.manager import CheckpointManager, Inspection
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CatalogError",
+    "CheckpointExists",
+    "CheckpointInfo",
+    "CheckpointManager",
+    "CheckpointNotFound",
+    "CryostashError",
+    "EngineError",
+    "Event",
+    "Inspection",
+    "IntegrityError",
+    "InvalidName",
+    "RestoreResult",
+    "SchemaOutdated",
+    "Settings",
+    "Status",
+    "StorageError",
+    "UsageError",
+    "resolve_settings",
+    "validate_name",
+    "validate_target",
+]
+
+_LAZY = {"CheckpointManager": "cryostash.manager", "Inspection": "cryostash.manager"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'cryostash' has no attribute {name!r}")

@@ -1,0 +1,37 @@
+"""``cryostash db upgrade`` / ``cryostash db current``: catalog schema migrations."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from cryostash.cli.context import Context
+
+
+def register(sub: Any) -> None:
+    """Add the ``db`` sub-parser and its two actions."""
+    p: argparse.ArgumentParser = sub.add_parser("db", help="catalog schema migrations")
+    actions = p.add_subparsers(dest="db_action", metavar="ACTION", required=True)
+    up = actions.add_parser("upgrade", help="migrate the catalog to this version's schema")
+    up.set_defaults(func=run_upgrade)
+    cur = actions.add_parser("current", help="print the catalog's schema revision")
+    cur.set_defaults(func=run_current)
+
+
+def run_upgrade(args: argparse.Namespace, ctx: Context) -> int:
+    """Upgrade to head and print the revision reached."""
+    from cryostash.catalog import schema
+
+    schema.upgrade(ctx.settings.catalog_url)
+    print(schema.current(ctx.settings.catalog_url))
+    return 0
+
+
+def run_current(args: argparse.Namespace, ctx: Context) -> int:
+    """Print the revision (``none`` for an empty database) and whether it is head."""
+    from cryostash.catalog import schema
+
+    current = schema.current(ctx.settings.catalog_url)
+    mark = " (head)" if current == schema.HEAD_REVISION else f" (head is {schema.HEAD_REVISION})"
+    print(f"{current or 'none'}{mark}")
+    return 0

@@ -1,0 +1,49 @@
+"""``cryostash doctor [--install] [--json]``: what works here and what does not."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from cryostash.cli.context import Context, print_json
+
+
+def register(sub: Any) -> None:
+    """Add the ``doctor`` sub-parser."""
+    p: argparse.ArgumentParser = sub.add_parser("doctor", help="check CRIU, store and catalog")
+    p.add_argument(
+        "--install",
+        action="store_true",
+        help="first provide CRIU >= 4.2 (system one if good, else a private prefix)",
+    )
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace, ctx: Context) -> int:
+    """Run the checks; exit 1 when any fails."""
+    from cryostash.doctor import diagnose
+
+    if args.install:
+        from cryostash.engines.criu_provision import provision
+
+        result = provision()
+        if not args.json:
+            print(f"CRIU {result.version} at {result.path} ({result.source})")
+    report = diagnose(ctx.settings)
+    if args.json:
+        print_json(report.as_dict())
+    else:
+        for check in report.checks:
+            status = "ok  " if check.ok else "FAIL"
+            facts = ", ".join(
+                f"{k}={v}" for k, v in check.detail.items() if v is not None and k != "features"
+            )
+            print(f"[{status}] {check.name}: {facts}")
+            features = check.detail.get("features")
+            if features:
+                print("       features: " + ", ".join(f"{k}={'yes' if v else 'no'}"
+                                                   for k, v in sorted(features.items())))
+            if check.error:
+                print(f"       {check.error}")
+    return 0 if report.ok else 1

@@ -1,0 +1,28 @@
+"""``cryostash events [TARGET]``: the event log (checkpoint, restore, delete)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from cryostash.cli.context import Context, print_json
+
+
+def register(sub: Any) -> None:
+    """Add the ``events`` sub-parser."""
+    p: argparse.ArgumentParser = sub.add_parser("events", help="show the event log")
+    p.add_argument("target", metavar="TARGET", nargs="?")
+    p.add_argument("--limit", type=int, metavar="N", help="only the last N events")
+    p.add_argument("--json", action="store_true", help="print a JSON array")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace, ctx: Context) -> int:
+    """One line per event, oldest first: time, host, action, target, name."""
+    events = ctx.manager.events(args.target, args.limit)
+    if args.json:
+        print_json([e.as_dict() for e in events])
+        return 0
+    for e in events:
+        print(f"{e.time.isoformat()}  {e.host}  {e.action}  {e.target}  {e.name}")
+    return 0

@@ -1,0 +1,39 @@
+"""``cryostash inspect TARGET NAME``: everything known of one checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from cryostash.cli.context import Context, print_json
+
+
+def register(sub: Any) -> None:
+    """Add the ``inspect`` sub-parser."""
+    p: argparse.ArgumentParser = sub.add_parser("inspect", help="show one checkpoint")
+    p.add_argument("target", metavar="TARGET")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--checkpoint-dir", metavar="URL", help="the store holding it")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace, ctx: Context) -> int:
+    """Print the catalog row and manifest summary."""
+    view = ctx.manager.inspect(args.target, args.name, checkpoint_dir=args.checkpoint_dir)
+    data = view.as_dict()
+    if args.json:
+        print_json(data)
+        return 0
+    for key in (
+        "target", "name", "status", "host", "engine", "engine_version", "created_at",
+        "committed_at", "kernel", "root_pid", "store", "size_bytes",
+    ):
+        print(f"{key + ':':<16}{data[key]}")
+    labels = ", ".join(f"{k}={v}" for k, v in sorted(data["labels"].items())) or "-"
+    print(f"{'labels:':<16}{labels}")
+    print(f"{'files:':<16}{len(data['files'])}")
+    for key, value in sorted(data["stats"].items()):
+        if not isinstance(value, dict):
+            print(f"  {key + ':':<20}{value}")
+    return 0

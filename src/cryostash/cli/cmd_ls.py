@@ -1,0 +1,34 @@
+"""``cryostash ls [TARGET]``: list committed checkpoints."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from cryostash.cli.context import Context, print_json
+
+
+def register(sub: Any) -> None:
+    """Add the ``ls`` sub-parser."""
+    p: argparse.ArgumentParser = sub.add_parser("ls", help="list checkpoints")
+    p.add_argument("target", metavar="TARGET", nargs="?", help="only this target")
+    p.add_argument("--checkpoint-dir", metavar="URL", help="list this store instead of the default")
+    p.add_argument("--json", action="store_true", help="print a JSON array")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace, ctx: Context) -> int:
+    """Print names sorted under a header (Docker's ``CHECKPOINT NAME``), or JSON."""
+    infos = ctx.manager.list(args.target, checkpoint_dir=args.checkpoint_dir)
+    if args.json:
+        print_json([i.summary() for i in infos])
+    elif args.target is not None:
+        print("CHECKPOINT NAME")
+        for info in infos:
+            print(info.name)
+    else:
+        width = max([len("CONTAINER"), *(len(i.target) for i in infos)])
+        print(f"{'CONTAINER':<{width}}   CHECKPOINT NAME")
+        for info in infos:
+            print(f"{info.target:<{width}}   {info.name}")
+    return 0

@@ -1,0 +1,75 @@
+"""What every verb needs: resolved settings and a lazily opened manager."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from cryostash import CheckpointManager, Settings
+
+
+class Context:
+    """Settings from the global flags, and a manager opened on first use."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self._settings: Settings | None = None
+        self._manager: CheckpointManager | None = None
+
+    @property
+    def settings(self) -> Settings:
+        """Settings resolved from flags, environment, config file and defaults."""
+        if self._settings is None:
+            from cryostash import resolve_settings
+
+            self._settings = resolve_settings(
+                {
+                    "store": self.args.store,
+                    "catalog": self.args.catalog,
+                    "scratch": self.args.scratch,
+                    "host": self.args.host,
+                    "criu": self.args.criu,
+                }
+            )
+        return self._settings
+
+    @property
+    def manager(self) -> CheckpointManager:
+        """The manager (opens the catalog on first use)."""
+        if self._manager is None:
+            from cryostash import CheckpointManager
+
+            self._manager = CheckpointManager(self.settings, jobs=self.args.jobs)
+        return self._manager
+
+    def close(self) -> None:
+        """Close the manager if one was opened."""
+        if self._manager is not None:
+            self._manager.close()
+
+
+def print_json(value: Any) -> None:
+    """Print ``value`` as indented JSON on stdout."""
+    json.dump(value, sys.stdout, indent=2, sort_keys=False, default=str)
+    sys.stdout.write("\n")
+
+
+def parse_labels(pairs: list[str] | None) -> dict[str, str]:
+    """``KEY=VALUE`` strings to a dict; a pair without ``=`` or with an empty key is refused."""
+    from cryostash import UsageError
+
+    labels: dict[str, str] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"invalid label {pair!r}: expected KEY=VALUE")
+        labels[key] = value
+    return labels
+
+
+def engine_opts(opts: list[str] | None) -> list[str]:
+    """``--criu-opt`` values as CRIU arguments: ``tcp-established`` becomes ``--tcp-established``."""
+    return [o if o.startswith("-") else f"--{o}" for o in opts or []]

@@ -1,0 +1,61 @@
+"""Argument parsing, dispatch, and the one place errors become exit codes.
+
+Exit codes: 0 success; 1 other error; 2 usage or invalid name; 3 not found;
+4 already exists; 5 engine failure; 6 storage; 7 integrity; 8 catalog;
+9 catalog schema outdated; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from cryostash.cli import cmd_create, cmd_db, cmd_doctor, cmd_events, cmd_inspect, cmd_ls
+from cryostash.cli import cmd_restore, cmd_rm
+from cryostash.cli.context import Context
+
+_COMMANDS = (cmd_create, cmd_ls, cmd_rm, cmd_restore, cmd_inspect, cmd_events, cmd_db, cmd_doctor)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole ``cryostash`` parser (global options, then one sub-parser per verb)."""
+    parser = argparse.ArgumentParser(
+        prog="cryostash",
+        description="Checkpoint processes with CRIU into any fsspec store, "
+        "catalogued in SQL, restorable on any host.",
+    )
+    parser.add_argument("--store", metavar="URL", help="store root URL or path [$CRYOSTASH_STORE]")
+    parser.add_argument(
+        "--catalog", metavar="URL", help="catalog SQLAlchemy URL [$CRYOSTASH_CATALOG]"
+    )
+    parser.add_argument("--scratch", metavar="DIR", help="local scratch folder [$CRYOSTASH_SCRATCH]")
+    parser.add_argument("--host", metavar="NAME", help="this host's name [$CRYOSTASH_HOST]")
+    parser.add_argument("--criu", metavar="PATH", help="CRIU binary to use [$CRYOSTASH_CRIU]")
+    parser.add_argument(
+        "--jobs", type=int, default=4, metavar="N", help="parallel transfers (default 4)"
+    )
+    sub = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
+    for command in _COMMANDS:
+        command.register(sub)
+    return parser
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv``, run the verb, map errors to exit codes and messages on stderr."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from cryostash.errors import CryostashError
+
+    ctx = Context(args)
+    try:
+        code: int = args.func(args, ctx)
+        return code
+    except CryostashError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("Interrupted", file=sys.stderr)
+        return 130
+    finally:
+        ctx.close()

@@ -1,0 +1,102 @@
+"""``cryostash doctor``: what this host can do, and what is wrong.
+
+Reports the CRIU binary (path, version, ``criu check``, features), the store's
+reachability and writability, and the catalog's reachability and schema revision.
+Never raises for a broken component: each check carries its own error text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryostash.config import Settings
+from cryostash.errors import CryostashError
+
+
+@dataclass(frozen=True)
+class Check:
+    """One component's result: ``ok`` and what was found, or the error."""
+
+    name: str
+    ok: bool
+    detail: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready view."""
+        return {"name": self.name, "ok": self.ok, **self.detail, "error": self.error}
+
+
+@dataclass(frozen=True)
+class Report:
+    """All checks; ``ok`` when every one passed."""
+
+    checks: tuple[Check, ...]
+
+    @property
+    def ok(self) -> bool:
+        """True when every check passed."""
+        return all(c.ok for c in self.checks)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready view (``doctor --json``)."""
+        return {"ok": self.ok, "checks": [c.as_dict() for c in self.checks]}
+
+
+def check_criu(settings: Settings) -> Check:
+    """Find CRIU, run ``criu check`` and probe features."""
+    from cryostash.engines import get_engine
+
+    try:
+        avail = get_engine("criu", criu_path=settings.criu_path).available()
+    except CryostashError as exc:
+        return Check("criu", False, error=str(exc))
+    return Check(
+        "criu",
+        avail.ok,
+        {"path": avail.path, "version": avail.version, "features": dict(avail.features)},
+        error=avail.reason,
+    )
+
+
+def check_store(settings: Settings) -> Check:
+    """Open the default store and prove it is writable (a probe object is written and removed)."""
+    from cryostash.storage import Store
+
+    try:
+        store = Store(settings.store_url, settings.storage_options)
+        store.check_writable()
+    except CryostashError as exc:
+        return Check("store", False, {"url": settings.store_url}, error=str(exc))
+    return Check("store", True, {"url": store.url, "writable": True})
+
+
+def check_catalog(settings: Settings) -> Check:
+    """Connect to the catalog and compare its schema revision with this version's."""
+    from cryostash.catalog import schema
+    from cryostash.catalog.urls import redact_url
+
+    url = redact_url(settings.catalog_url)
+    try:
+        current = schema.current(settings.catalog_url)
+    except CryostashError as exc:
+        return Check("catalog", False, {"url": url}, error=str(exc))
+    head = schema.HEAD_REVISION
+    detail = {"url": url, "revision": current, "head": head}
+    if current is None:
+        return Check("catalog", True, {**detail, "note": "new catalog: created at first use"})
+    if current != head:
+        return Check(
+            "catalog",
+            False,
+            detail,
+            error=f"catalog is at schema revision {current}, this cryostash needs {head}: "
+            "run `cryostash db upgrade`",
+        )
+    return Check("catalog", True, detail)
+
+
+def diagnose(settings: Settings) -> Report:
+    """Run every check."""
+    return Report((check_criu(settings), check_store(settings), check_catalog(settings)))

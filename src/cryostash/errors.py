@@ -1,0 +1,81 @@
+"""The error hierarchy of cryostash.
+
+Every error raised on purpose by cryostash derives from :class:`CryostashError`.
+Subclasses also inherit the matching built-in exception, so callers may catch
+either (``except FileNotFoundError`` catches :class:`CheckpointNotFound`).
+Only the CLI turns these into exit codes and messages; the ``exit_code``
+class attribute is the code it uses.
+"""
+
+from __future__ import annotations
+
+
+class CryostashError(Exception):
+    """Root of every cryostash error. ``str(err)`` is the user-facing message."""
+
+    exit_code: int = 1
+
+
+class InvalidName(CryostashError, ValueError):
+    """A checkpoint name or target does not match Docker's name rule."""
+
+    exit_code = 2
+
+
+class UsageError(CryostashError, ValueError):
+    """Bad input other than a name: malformed URL, bad PID, bad option value."""
+
+    exit_code = 2
+
+
+class CheckpointNotFound(CryostashError, FileNotFoundError):
+    """The checkpoint (or the object of it that was asked for) does not exist."""
+
+    exit_code = 3
+
+
+class CheckpointExists(CryostashError, FileExistsError):
+    """A checkpoint with that target and name already exists (or is being created)."""
+
+    exit_code = 4
+
+
+class EngineError(CryostashError, RuntimeError):
+    """A checkpoint engine (CRIU, a container runtime) failed or is unavailable."""
+
+    exit_code = 5
+
+
+class StorageError(CryostashError, OSError):
+    """The store could not be read or written.
+
+    ``transient`` is True when retrying the same call may succeed (timeouts,
+    throttling, connection resets); the transfer layer's retries read it.
+    """
+
+    exit_code = 6
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+class IntegrityError(CryostashError, ValueError):
+    """Stored bytes do not match their recorded hash or size, or a manifest is corrupt."""
+
+    exit_code = 7
+
+
+class CatalogError(CryostashError, RuntimeError):
+    """The catalog database could not be reached or used."""
+
+    exit_code = 8
+
+
+class SchemaOutdated(CatalogError):
+    """The catalog database is at an older (or unknown) schema revision.
+
+    It is never migrated silently: the message names ``cryostash db upgrade``.
+    """
+
+    exit_code = 9

@@ -1,0 +1,386 @@
+"""``CheckpointManager``: the one orchestrator (Docker's daemon/checkpoint.go, generalised).
+
+All policy lives here; storage, catalog and engines are mechanisms.
+
+Create: validate -> reserve (catalog, PENDING) -> dump to private scratch -> hash ->
+record blob references -> upload missing blobs -> write manifest (create-only: the
+store's commit marker) -> commit the catalog row (the visibility point for every
+host) -> event -> clean scratch. Any failure after the reservation undoes what this
+attempt wrote: its manifest (only if this attempt wrote it), the blobs no other
+checkpoint refers to, the catalog row, and the scratch folder.
+
+Restore: committed row -> manifest (its digest checked against the catalog) ->
+fetch every file into scratch, verifying each hash -> engine restore -> event ->
+clean scratch. Wrong bytes never reach the engine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import blake3
+
+from cryostash import transfer
+from cryostash.catalog import Catalog
+from cryostash.config import Settings
+from cryostash.engines import get_engine
+from cryostash.engines.base import Engine
+from cryostash.errors import (
+    CheckpointExists,
+    CryostashError,
+    EngineError,
+    IntegrityError,
+)
+from cryostash.names import validate_name, validate_target
+from cryostash.storage import Manifest, Store
+from cryostash.types import (
+    CheckpointInfo,
+    DumpOptions,
+    Event,
+    RestoreOptions,
+    RestoreResult,
+)
+
+#: How long a PENDING reservation is honoured before ``gc`` may finish or undo it.
+DEFAULT_LEASE_SECONDS = 3600.0
+
+
+@dataclass(frozen=True)
+class Inspection:
+    """What ``inspect`` shows: the catalog row and the manifest it points to."""
+
+    info: CheckpointInfo
+    manifest: Manifest
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready view (``inspect --json``)."""
+        out = self.info.summary()
+        out.update(
+            {
+                "store": self.info.store_url,
+                "engine_version": self.info.engine_version,
+                "committed_at": (
+                    self.info.committed_at.isoformat() if self.info.committed_at else None
+                ),
+                "kernel": self.manifest.kernel,
+                "root_pid": self.manifest.root_pid,
+                "parent": self.manifest.parent,
+                "stats": dict(self.info.stats),
+                "files": [
+                    {"path": f.path, "mode": f.mode, "size": f.size, "digest": f.digest}
+                    for f in self.manifest.files
+                ],
+            }
+        )
+        return out
+
+
+class CheckpointManager:
+    """Create, list, inspect, restore and remove checkpoints.
+
+    One instance serves one set of settings (default store, catalog, scratch, host).
+    Not thread-safe; use one per thread. Close it (or use it as a context manager)
+    to release the catalog connection.
+
+    Args:
+        settings: resolved settings (see :func:`cryostash.config.resolve_settings`).
+        catalog: an open catalog to use instead of opening ``settings.catalog_url``.
+        jobs: parallel transfers.
+    """
+
+    def __init__(
+        self, settings: Settings, *, catalog: Catalog | None = None, jobs: int = 4
+    ) -> None:
+        self.settings = settings
+        self.jobs = jobs
+        self._catalog = catalog
+        self._stores: dict[str, Store] = {}
+
+    # -- plumbing ---------------------------------------------------------------
+
+    @property
+    def catalog(self) -> Catalog:
+        """The catalog, opened on first use (fails with SchemaOutdated if old)."""
+        if self._catalog is None:
+            _ensure_parent_of_sqlite(self.settings.catalog_url)
+            self._catalog = Catalog(self.settings.catalog_url)
+        return self._catalog
+
+    def store(self, checkpoint_dir: str | None = None) -> Store:
+        """The store for ``checkpoint_dir`` (a URL or path) or the default store."""
+        url = checkpoint_dir or self.settings.store_url
+        if url not in self._stores:
+            self._stores[url] = Store(url, self.settings.storage_options)
+        return self._stores[url]
+
+    def close(self) -> None:
+        """Release the catalog connection."""
+        if self._catalog is not None:
+            self._catalog.close()
+            self._catalog = None
+
+    def __enter__(self) -> CheckpointManager:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def engine(self, name: str) -> Engine:
+        """The engine called ``name``, configured with this manager's CRIU binary."""
+        return get_engine(name, criu_path=self.settings.criu_path)
+
+    @contextlib.contextmanager
+    def _scratch(self, purpose: str) -> Iterator[Path]:
+        """A private (0700) scratch folder, removed on exit whatever happens."""
+        root = self.settings.scratch_dir
+        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = Path(tempfile.mkdtemp(prefix=f"{purpose}-", dir=root))
+        try:
+            yield path
+        finally:
+            shutil.rmtree(path, ignore_errors=True)
+
+    # -- create -------------------------------------------------------------------
+
+    def create(
+        self,
+        target: str,
+        name: str,
+        *,
+        locator: str,
+        engine: str = "criu",
+        leave_running: bool = False,
+        checkpoint_dir: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        engine_args: Sequence[str] = (),
+    ) -> CheckpointInfo:
+        """Checkpoint ``locator`` (a PID for CRIU) as ``target``/``name``.
+
+        Raises:
+            InvalidName: bad target or name (nothing is written).
+            CheckpointExists: ``checkpoint with name NAME already exists for container TARGET``.
+            EngineError / UsageError: ``Cannot checkpoint container TARGET: REASON``;
+                everything this attempt wrote is removed.
+            StorageError, CatalogError: likewise after clean-up.
+        """
+        validate_target(target)
+        validate_name(name)
+        store = self.store(checkpoint_dir)
+        eng = self.engine(engine)
+        info = self.catalog.reserve(
+            store_url=store.url,
+            target=target,
+            name=name,
+            host=self.settings.host,
+            engine=eng.name,
+            labels=dict(labels or {}),
+            lease_seconds=DEFAULT_LEASE_SECONDS,
+        )
+        manifest_written = False
+        try:
+            if store.manifest_exists(target, name):
+                raise CheckpointExists(
+                    f"checkpoint with name {name} already exists for container {target}"
+                )
+            with self._scratch(f"create-{target}-{name}") as image_dir:
+                t0 = time.monotonic()
+                try:
+                    dump = eng.dump(
+                        locator,
+                        image_dir,
+                        DumpOptions(leave_running=leave_running, extra_args=tuple(engine_args)),
+                    )
+                except CryostashError as exc:
+                    raise type(exc)(f"Cannot checkpoint container {target}: {exc}") from exc
+                entries = transfer.scan_tree(image_dir, jobs=self.jobs)
+                sizes = {d: e.size for e in entries for d in e.blobs}
+                self.catalog.add_blob_refs(info.id, sizes)
+                known = self.catalog.known_blobs(store.url, sizes)
+                up = transfer.upload(store, image_dir, entries, jobs=self.jobs, skip=known)
+                size_bytes = sum(e.size for e in entries)
+                stats: dict[str, Any] = {
+                    "dump_s": round(dump.duration_s, 6),
+                    "upload_s": round(up.duration_s, 6),
+                    "total_s": round(time.monotonic() - t0, 6),
+                    "files": len(entries),
+                    "bytes_scanned": size_bytes,
+                    "bytes_uploaded": up.bytes_uploaded,
+                    "blobs_uploaded": up.blobs_uploaded,
+                    "blobs_skipped": up.blobs_skipped,
+                    "engine": dict(dump.details),
+                }
+                manifest = Manifest(
+                    target=target,
+                    name=name,
+                    engine=eng.name,
+                    engine_version=dump.engine_version,
+                    host=self.settings.host,
+                    kernel=platform.release(),
+                    created_at=info.created_at,
+                    labels=dict(labels or {}),
+                    parent=None,
+                    stats=stats,
+                    root_pid=dump.root_pid,
+                    files=tuple(entries),
+                )
+                data = manifest.to_bytes()
+                store.write_manifest(target, name, data)
+                manifest_written = True
+                committed = self.catalog.commit(
+                    info.id,
+                    size_bytes=size_bytes,
+                    stats=stats,
+                    engine_version=dump.engine_version,
+                    manifest_digest=blake3.blake3(data).hexdigest(),
+                )
+        except BaseException:
+            self._undo_create(store, info, manifest_written)
+            raise
+        self.catalog.record_event(
+            host=self.settings.host,
+            action="checkpoint",
+            target=target,
+            name=name,
+            store_url=store.url,
+            detail={"engine": eng.name, "size_bytes": size_bytes, "leave_running": leave_running},
+        )
+        return committed
+
+    def _undo_create(self, store: Store, info: CheckpointInfo, manifest_written: bool) -> None:
+        """Best-effort removal of everything a failed create wrote (errors swallowed:
+        the original error is what the caller must see; ``gc`` finishes the rest)."""
+        with contextlib.suppress(Exception):
+            if manifest_written:
+                store.delete_manifest(info.target, info.name)
+        orphans: list[str] = []
+        with contextlib.suppress(Exception):
+            orphans = self.catalog.abort(info.id)
+        for digest in orphans:
+            with contextlib.suppress(Exception):
+                store.delete_blob(digest)
+
+    # -- read side --------------------------------------------------------------
+
+    def list(self, target: str | None = None, checkpoint_dir: str | None = None) -> list[CheckpointInfo]:
+        """Committed checkpoints in the store, sorted by target then name."""
+        if target is not None:
+            validate_target(target)
+        return self.catalog.list(self.store(checkpoint_dir).url, target)
+
+    def get(self, target: str, name: str, checkpoint_dir: str | None = None) -> CheckpointInfo:
+        """The committed checkpoint ``target``/``name``, or CheckpointNotFound."""
+        validate_target(target)
+        validate_name(name)
+        return self.catalog.get(self.store(checkpoint_dir).url, target, name)
+
+    def inspect(self, target: str, name: str, checkpoint_dir: str | None = None) -> Inspection:
+        """The catalog row and the verified manifest of ``target``/``name``."""
+        info = self.get(target, name, checkpoint_dir)
+        return Inspection(info, self._manifest(self.store(checkpoint_dir), info))
+
+    def _manifest(self, store: Store, info: CheckpointInfo) -> Manifest:
+        data = store.read_manifest(info.target, info.name)
+        expected = info.manifest_digest
+        actual = blake3.blake3(data).hexdigest()
+        if expected and actual != expected:
+            raise IntegrityError(
+                f"manifest of {info.target}/{info.name} does not match the catalog "
+                f"(expected BLAKE3 {expected}, got {actual})"
+            )
+        return Manifest.from_bytes(data)
+
+    def events(self, target: str | None = None, limit: int | None = None) -> list[Event]:
+        """The event log, oldest first."""
+        if target is not None:
+            validate_target(target)
+        return self.catalog.events(target, limit)
+
+    # -- restore ----------------------------------------------------------------
+
+    def restore(
+        self,
+        target: str,
+        name: str,
+        *,
+        checkpoint_dir: str | None = None,
+        engine_args: Sequence[str] = (),
+    ) -> RestoreResult:
+        """Restore ``target``/``name``; returns the restored root PID.
+
+        Every file is fetched into scratch and verified against its BLAKE3 digest
+        before the engine sees it. Scratch is removed afterwards.
+
+        Raises:
+            CheckpointNotFound: ``checkpoint NAME does not exist for container TARGET``.
+            IntegrityError: a stored object is corrupt or missing (names file and blob).
+            EngineError: the engine could not restore.
+        """
+        info = self.get(target, name, checkpoint_dir)
+        store = self.store(checkpoint_dir)
+        manifest = self._manifest(store, info)
+        eng = self.engine(info.engine)
+        with self._scratch(f"restore-{target}-{name}") as image_dir:
+            down = transfer.download(store, manifest.files, image_dir, jobs=self.jobs)
+            result = eng.restore(
+                image_dir,
+                RestoreOptions(root_pid=manifest.root_pid, extra_args=tuple(engine_args)),
+            )
+        self.catalog.record_event(
+            host=self.settings.host,
+            action="restore",
+            target=target,
+            name=name,
+            store_url=store.url,
+            detail={"pid": result.pid, "download_s": round(down.duration_s, 6)},
+        )
+        return RestoreResult(
+            pid=result.pid,
+            duration_s=result.duration_s,
+            details={
+                **dict(result.details),
+                "download_s": round(down.duration_s, 6),
+                "bytes_downloaded": down.bytes_downloaded,
+            },
+        )
+
+    # -- remove -----------------------------------------------------------------
+
+    def remove(self, target: str, name: str, checkpoint_dir: str | None = None) -> None:
+        """Remove ``target``/``name``: its catalog row, its manifest and every blob
+        no other checkpoint (committed or pending) refers to.
+
+        The catalog row goes first (readers stop seeing it at once); a crash after
+        that leaves objects that ``gc`` removes.
+        """
+        info = self.get(target, name, checkpoint_dir)
+        store = self.store(checkpoint_dir)
+        orphans = self.catalog.remove(info.id)
+        store.delete_manifest(target, name)
+        for digest in orphans:
+            store.delete_blob(digest)
+        self.catalog.record_event(
+            host=self.settings.host,
+            action="delete",
+            target=target,
+            name=name,
+            store_url=store.url,
+            detail={"blobs_deleted": len(orphans)},
+        )
+
+
+def _ensure_parent_of_sqlite(url: str) -> None:
+    """Create the folder of a ``sqlite:///`` catalog file (the embedded default)."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + ":memory:"):
+        path = url[len(prefix) :]
+        if path:
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)

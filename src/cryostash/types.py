@@ -1,0 +1,167 @@
+"""Plain, frozen value types shared by every layer. No behaviour, no I/O."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+class Status(str, enum.Enum):
+    """Life cycle of a checkpoint row in the catalog."""
+
+    PENDING = "pending"  #: reserved, being dumped/uploaded; invisible to readers
+    COMMITTED = "committed"  #: manifest written and catalog row committed: visible
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One file of a checkpoint's image directory, as the manifest records it.
+
+    Attributes:
+        path: relative POSIX path inside the image directory (no ``..``, no leading ``/``).
+        mode: permission bits (``st_mode & 0o7777``).
+        size: size in bytes.
+        blobs: ordered BLAKE3 hex digests whose contents, concatenated, rebuild the file.
+            Empty for an empty file.
+        digest: BLAKE3 hex digest of the whole file.
+    """
+
+    path: str
+    mode: int
+    size: int
+    blobs: tuple[str, ...]
+    digest: str
+
+
+@dataclass(frozen=True)
+class Availability:
+    """Whether an engine can run here, and why not."""
+
+    ok: bool
+    version: str | None = None
+    path: str | None = None
+    reason: str | None = None
+    features: Mapping[str, bool] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DumpOptions:
+    """What the manager asks of an engine's dump.
+
+    Attributes:
+        leave_running: keep the process running after the dump.
+        extra_args: engine-specific extra arguments (``--criu-opt``), passed verbatim.
+    """
+
+    leave_running: bool = False
+    extra_args: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DumpStats:
+    """What an engine reports of a dump.
+
+    Attributes:
+        duration_s: wall time of the whole dump, seconds.
+        root_pid: PID of the root of the dumped process tree (restore reuses it).
+        engine_version: version string of the engine (e.g. CRIU ``4.2``).
+        details: engine statistics (e.g. CRIU's ``frozen_time`` in microseconds).
+    """
+
+    duration_s: float
+    root_pid: int | None = None
+    engine_version: str | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RestoreOptions:
+    """What the manager asks of an engine's restore.
+
+    Attributes:
+        root_pid: PID the dumped tree had; the engine waits until it is free.
+        extra_args: engine-specific extra arguments, passed verbatim.
+        wait_for_pid_s: how long to wait for ``root_pid`` to be reaped.
+    """
+
+    root_pid: int | None = None
+    extra_args: tuple[str, ...] = ()
+    wait_for_pid_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class RestoreResult:
+    """What an engine reports of a restore: the restored root PID and timings."""
+
+    pid: int
+    duration_s: float
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """A checkpoint as the catalog knows it.
+
+    ``store_url`` is the root URL of the store holding it (credentials stripped).
+    ``stats`` holds the dump and upload statistics recorded at commit.
+    """
+
+    id: int
+    store_url: str
+    target: str
+    name: str
+    status: Status
+    host: str
+    engine: str
+    engine_version: str | None
+    created_at: datetime
+    committed_at: datetime | None
+    size_bytes: int
+    labels: Mapping[str, str]
+    stats: Mapping[str, Any]
+    lease_expires_at: datetime | None = None
+    manifest_digest: str | None = None  #: BLAKE3 of the manifest bytes, set at commit
+
+    def summary(self) -> dict[str, Any]:
+        """The JSON object ``ls --json`` prints for this checkpoint."""
+        return {
+            "name": self.name,
+            "target": self.target,
+            "status": self.status.value,
+            "created_at": self.created_at.isoformat(),
+            "host": self.host,
+            "engine": self.engine,
+            "size_bytes": self.size_bytes,
+            "labels": dict(self.labels),
+        }
+
+
+@dataclass(frozen=True)
+class Event:
+    """One entry of the event log: something a host did to a checkpoint.
+
+    ``action`` is one of ``checkpoint`` (a create), ``restore``, ``delete`` (an rm).
+    """
+
+    id: int
+    time: datetime
+    host: str
+    action: str
+    target: str
+    name: str
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON object ``events --json`` prints."""
+        return {
+            "id": self.id,
+            "time": self.time.isoformat(),
+            "host": self.host,
+            "action": self.action,
+            "target": self.target,
+            "name": self.name,
+            "detail": dict(self.detail),
+        }
