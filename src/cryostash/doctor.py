@@ -75,9 +75,9 @@ def check_store(settings: Settings) -> Check:
 def check_catalog(settings: Settings) -> Check:
     """Connect to the catalog and compare its schema revision with this version's."""
     from cryostash.catalog import schema
-    from cryostash.catalog.urls import redact_url
+    from cryostash.urls import redact_db_url
 
-    url = redact_url(settings.catalog_url)
+    url = redact_db_url(settings.catalog_url)
     try:
         current = schema.current(settings.catalog_url)
     except CryostashError as exc:

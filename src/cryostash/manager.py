@@ -16,6 +16,7 @@ clean scratch. Wrong bytes never reach the engine.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import os
 import platform
@@ -37,7 +38,6 @@ from cryostash.engines.base import Engine
 from cryostash.errors import (
     CheckpointExists,
     CryostashError,
-    EngineError,
     IntegrityError,
 )
 from cryostash.names import validate_name, validate_target
@@ -203,8 +203,11 @@ class CheckpointManager:
                     raise type(exc)(f"Cannot checkpoint container {target}: {exc}") from exc
                 entries = transfer.scan_tree(image_dir, jobs=self.jobs)
                 sizes = {d: e.size for e in entries for d in e.blobs}
-                self.catalog.add_blob_refs(info.id, sizes)
-                known = self.catalog.known_blobs(store.url, sizes)
+                # Reference first: from here no rm can free these blobs. Blobs the
+                # catalog already recorded are in the store; the others ("fresh") are
+                # uploaded unless the store has them.
+                fresh = self.catalog.add_blob_refs(info.id, sizes)
+                known = set(sizes) - fresh
                 up = transfer.upload(store, image_dir, entries, jobs=self.jobs, skip=known)
                 size_bytes = sum(e.size for e in entries)
                 stats: dict[str, Any] = {
@@ -270,7 +273,9 @@ class CheckpointManager:
 
     # -- read side --------------------------------------------------------------
 
-    def list(self, target: str | None = None, checkpoint_dir: str | None = None) -> list[CheckpointInfo]:
+    def list(
+        self, target: str | None = None, checkpoint_dir: str | None = None
+    ) -> builtins.list[CheckpointInfo]:
         """Committed checkpoints in the store, sorted by target then name."""
         if target is not None:
             validate_target(target)
@@ -296,9 +301,11 @@ class CheckpointManager:
                 f"manifest of {info.target}/{info.name} does not match the catalog "
                 f"(expected BLAKE3 {expected}, got {actual})"
             )
-        return Manifest.from_bytes(data)
+        return Manifest.from_bytes(data, target=info.target, name=info.name)
 
-    def events(self, target: str | None = None, limit: int | None = None) -> list[Event]:
+    def events(
+        self, target: str | None = None, limit: int | None = None
+    ) -> builtins.list[Event]:
         """The event log, oldest first."""
         if target is not None:
             validate_target(target)

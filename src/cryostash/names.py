@@ -34,7 +34,8 @@ def validate_target(target: str) -> str:
     """Return ``target`` unchanged if it is valid (same rule as names).
 
     Raises:
-        InvalidName: ``Invalid container name (TARGET), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed``.
+        InvalidName: ``Invalid container name (TARGET), only [a-zA-Z0-9][a-zA-Z0-9_.-]
+            are allowed``.
     """
     if (
         not isinstance(target, str)

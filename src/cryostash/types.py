@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 
-class Status(str, enum.Enum):
+class Status(enum.StrEnum):
     """Life cycle of a checkpoint row in the catalog."""
 
     PENDING = "pending"  #: reserved, being dumped/uploaded; invisible to readers
@@ -153,6 +153,7 @@ class Event:
     target: str
     name: str
     detail: Mapping[str, Any] = field(default_factory=dict)
+    store_url: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON object ``events --json`` prints."""
@@ -163,5 +164,6 @@ class Event:
             "action": self.action,
             "target": self.target,
             "name": self.name,
+            "store": self.store_url,
             "detail": dict(self.detail),
         }

@@ -71,5 +71,5 @@ def parse_labels(pairs: list[str] | None) -> dict[str, str]:
 
 
 def engine_opts(opts: list[str] | None) -> list[str]:
-    """``--criu-opt`` values as CRIU arguments: ``tcp-established`` becomes ``--tcp-established``."""
+    """``--criu-opt`` values as CRIU arguments (``tcp-established`` -> ``--tcp-established``)."""
     return [o if o.startswith("-") else f"--{o}" for o in opts or []]

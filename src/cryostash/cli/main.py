@@ -11,8 +11,16 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from cryostash.cli import cmd_create, cmd_db, cmd_doctor, cmd_events, cmd_inspect, cmd_ls
-from cryostash.cli import cmd_restore, cmd_rm
+from cryostash.cli import (
+    cmd_create,
+    cmd_db,
+    cmd_doctor,
+    cmd_events,
+    cmd_inspect,
+    cmd_ls,
+    cmd_restore,
+    cmd_rm,
+)
 from cryostash.cli.context import Context
 
 _COMMANDS = (cmd_create, cmd_ls, cmd_rm, cmd_restore, cmd_inspect, cmd_events, cmd_db, cmd_doctor)
@@ -29,7 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--catalog", metavar="URL", help="catalog SQLAlchemy URL [$CRYOSTASH_CATALOG]"
     )
-    parser.add_argument("--scratch", metavar="DIR", help="local scratch folder [$CRYOSTASH_SCRATCH]")
+    parser.add_argument(
+        "--scratch", metavar="DIR", help="local scratch folder [$CRYOSTASH_SCRATCH]"
+    )
     parser.add_argument("--host", metavar="NAME", help="this host's name [$CRYOSTASH_HOST]")
     parser.add_argument("--criu", metavar="PATH", help="CRIU binary to use [$CRYOSTASH_CRIU]")
     parser.add_argument(

@@ -1,0 +1,191 @@
+"""Engine creation (SQLite pragmas, transaction control) and error translation.
+
+SQLite: every connection gets ``journal_mode=WAL``, ``busy_timeout`` (30 s) and
+``foreign_keys=ON``. The ``sqlite3`` driver's own (legacy) transaction handling is
+switched off and SQLAlchemy emits ``BEGIN`` itself: plain ``BEGIN`` for reads,
+``BEGIN IMMEDIATE`` for connections marked with the :data:`WRITE` execution
+option. A write transaction therefore takes SQLite's write lock up front and waits
+(up to the busy timeout) for it, instead of failing with "database is locked" when
+a deferred read lock cannot be upgraded; writers are serialised, readers are not
+blocked (WAL). This also makes DDL transactional (migrations apply all or nothing).
+
+PostgreSQL: connections are pre-pinged; transactions run at READ COMMITTED and
+the catalog takes row locks where it needs them.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    IntegrityError,
+    NoSuchModuleError,
+    SQLAlchemyError,
+)
+
+from cryostash.errors import CatalogError, CryostashError
+from cryostash.urls import redact_db_url
+
+#: How long a SQLite connection waits for a lock before giving up (seconds).
+SQLITE_BUSY_TIMEOUT_S = 30.0
+#: Execution option marking a connection whose transactions will write.
+WRITE = "cryostash_write"
+
+
+def parse_url(url: str | URL) -> URL:
+    """Parse a catalog URL, raising :class:`CatalogError` (password hidden) if invalid."""
+    try:
+        return make_url(url)
+    except (ArgumentError, ValueError) as exc:
+        raise CatalogError(
+            f"invalid catalog URL {redact_db_url(url)}: expected a SQLAlchemy URL such as "
+            "sqlite:////path/to/catalog.db or postgresql+psycopg://user@host/db"
+        ) from exc
+
+
+def create_catalog_engine(url: str | URL, *, foreign_keys: bool = True) -> Engine:
+    """Create the engine for a catalog URL (nothing is connected yet).
+
+    Args:
+        url: SQLAlchemy URL (``sqlite:///...``, ``postgresql+psycopg://...``).
+        foreign_keys: SQLite only; migrations turn it off, because a batch ALTER
+            recreates tables and would otherwise cascade deletes.
+
+    For a SQLite file the parent folder is created if missing.
+
+    Raises:
+        CatalogError: bad URL or missing database driver.
+    """
+    sa_url = parse_url(url)
+    backend = sa_url.get_backend_name()
+    kwargs: dict[str, Any] = {}
+    if backend == "sqlite":
+        kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_S}
+        database = sa_url.database
+        if database and database != ":memory:" and not database.startswith("file:"):
+            try:
+                Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise CatalogError(
+                    f"catalog {redact_db_url(sa_url)}: cannot create its folder: {exc}"
+                ) from exc
+    else:
+        kwargs["pool_pre_ping"] = True
+    try:
+        engine = create_engine(sa_url, **kwargs)
+    except NoSuchModuleError as exc:
+        raise CatalogError(
+            f"invalid catalog URL {redact_db_url(sa_url)}: unknown database or driver "
+            f"{sa_url.drivername!r} (use sqlite:/// or postgresql+psycopg://)"
+        ) from exc
+    except ImportError as exc:
+        hint = " (pip install 'cryostash[postgres]')" if backend == "postgresql" else ""
+        raise CatalogError(
+            f"catalog {redact_db_url(sa_url)}: database driver not available: {exc}{hint}"
+        ) from exc
+    except ArgumentError as exc:
+        raise CatalogError(f"invalid catalog URL {redact_db_url(sa_url)}: {exc}") from exc
+    if backend == "sqlite":
+        _install_sqlite_hooks(engine, foreign_keys=foreign_keys)
+    return engine
+
+
+def _install_sqlite_hooks(engine: Engine, *, foreign_keys: bool) -> None:
+    busy_ms = int(SQLITE_BUSY_TIMEOUT_S * 1000)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves (below)
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {busy_ms}")
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute(f"PRAGMA foreign_keys = {'ON' if foreign_keys else 'OFF'}")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        write = bool(conn.get_execution_options().get(WRITE))
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def _reason(exc: BaseException, password: str | None) -> str:
+    text = str(exc.orig) if isinstance(exc, DBAPIError) and exc.orig is not None else str(exc)
+    text = " ".join(text.split()) or type(exc).__name__
+    if password:
+        text = text.replace(password, "***")
+    return text
+
+
+@contextmanager
+def translate_errors(url: str | URL) -> Iterator[None]:
+    """Turn database errors into :class:`CatalogError` naming the catalog (no password).
+
+    Errors of cryostash itself pass through unchanged. This is the one place where
+    SQLAlchemy (and driver) exceptions are translated.
+    """
+    try:
+        yield
+    except CryostashError:
+        raise
+    except SQLAlchemyError as exc:
+        try:
+            password = make_url(url).password
+        except Exception:
+            password = None
+        raise CatalogError(
+            f"catalog {redact_db_url(url)}: {_reason(exc, str(password) if password else None)}"
+        ) from exc
+
+
+#: PostgreSQL SQLSTATEs after which the whole transaction may simply be run again.
+_RETRY_SQLSTATES = frozenset({"40P01", "40001"})  # deadlock_detected, serialization_failure
+_ATTEMPTS = 3
+
+
+class _HasUrl(Protocol):
+    _url: str
+
+
+S = TypeVar("S", bound=_HasUrl)
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def translated(method: Callable[Concatenate[S, P], R]) -> Callable[Concatenate[S, P], R]:
+    """Run ``method`` (one transaction) with database errors translated to CatalogError.
+
+    A transaction that PostgreSQL aborted for a deadlock or a serialisation failure
+    is retried (it was rolled back entirely).
+    """
+
+    @functools.wraps(method)
+    def wrapper(self: S, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        with translate_errors(self._url):
+            for attempt in range(1, _ATTEMPTS + 1):
+                try:
+                    return method(self, *args, **kwargs)
+                except DBAPIError as exc:
+                    sqlstate = getattr(exc.orig, "sqlstate", None)
+                    if sqlstate not in _RETRY_SQLSTATES or attempt == _ATTEMPTS:
+                        raise
+            raise AssertionError("unreachable")
+
+    return wrapper
+
+
+def is_unique_violation(exc: IntegrityError) -> bool:
+    """True when ``exc`` is a unique-key violation (PostgreSQL or SQLite)."""
+    orig = exc.orig
+    if getattr(orig, "sqlstate", None) == "23505":  # PostgreSQL unique_violation
+        return True
+    return "UNIQUE constraint failed" in str(orig)  # SQLite

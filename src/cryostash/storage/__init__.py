@@ -1,0 +1,23 @@
+"""Storage: one :class:`Store` over an fsspec filesystem and root URL.
+
+It keeps the checkpoint folder contract (create-only manifest write, list, delete)
+and a content-addressed blob area, and knows nothing of SQL or CRIU. Importing this
+package does not import fsspec; opening a :class:`Store` does.
+"""
+
+from cryostash.storage.layout import is_digest, validate_digest
+from cryostash.storage.localfs import Progress
+from cryostash.storage.manifest import FORMAT_VERSION, Manifest
+from cryostash.storage.store import Store
+from cryostash.storage.urls import canonical_url, redact_url
+
+__all__ = [
+    "FORMAT_VERSION",
+    "Manifest",
+    "Progress",
+    "Store",
+    "canonical_url",
+    "is_digest",
+    "redact_url",
+    "validate_digest",
+]
