@@ -7,6 +7,7 @@ embedded default: a local store and a SQLite catalog under /var/lib/cryostash
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -79,10 +80,8 @@ def main() -> None:
     finally:
         for pid in (restored_pid, proc.pid):
             if pid:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
         if proc.poll() is None:
             proc.wait(timeout=10)
         shutil.rmtree(work, ignore_errors=True)
