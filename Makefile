@@ -23,7 +23,7 @@ demo: criu
 	$(BIN)/python examples/quickstart.py
 
 lint: install
-	$(BIN)/ruff check src tests examples bench
+	$(BIN)/ruff check src tests examples $(wildcard bench)
 	$(BIN)/mypy
 
 test: criu lint

@@ -20,8 +20,8 @@ from sqlalchemy import create_engine, inspect, text
 import cryostash
 from cryostash.catalog import Catalog, schema
 from cryostash.catalog.models import Base
-from cryostash.catalog.urls import redact_db_url
 from cryostash.errors import CatalogError, SchemaOutdated
+from cryostash.urls import redact_db_url
 from tests.support import postgres
 
 REPO = Path(__file__).resolve().parent.parent
