@@ -142,10 +142,10 @@ def test_registry_loads_plugins_and_survives_stale_metadata(
         "criu": _FakeEntryPoint("criu", ImportError("No module named 'old_name'")),
     }
     monkeypatch.setattr(engines, "_entry_points", lambda: fake)
-    assert engine_names() == ["criu", "plugin"]
+    assert engine_names() == ["criu", "docker", "plugin", "podman", "runc"]
     assert isinstance(get_engine("plugin", criu_path="/x"), _PluginEngine)  # no criu_path arg
     assert isinstance(get_engine("criu"), CriuEngine)  # stale entry point: the built-in
-    with pytest.raises(UsageError, match=r"available: criu, plugin"):
+    with pytest.raises(UsageError, match=r"available: criu, docker, plugin, podman, runc"):
         get_engine("nope")
 
 

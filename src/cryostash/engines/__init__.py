@@ -1,10 +1,11 @@
 """Checkpoint engines and their registry.
 
 Engines register under the entry-point group ``cryostash.engines`` (``name =
-"module:Class"``); ``criu`` is also built in, so it is found even when the installed
-package metadata is stale (e.g. an editable install made before the entry point
-existed). Importing this package is cheap: engine modules are imported, and entry
-points read, only when :func:`get_engine` or :func:`engine_names` is called.
+"module:Class"``); ``criu``, ``runc``, ``podman`` and ``docker`` are also built in,
+so they are found even when the installed package metadata is stale (e.g. an
+editable install made before the entry point existed). Importing this package is
+cheap: engine modules are imported, and entry points read, only when
+:func:`get_engine` or :func:`engine_names` is called.
 """
 
 from __future__ import annotations
@@ -20,7 +21,12 @@ if TYPE_CHECKING:
 
 GROUP = "cryostash.engines"
 #: Engines shipped with cryostash: name -> "module:attribute".
-BUILTIN: dict[str, str] = {"criu": "cryostash.engines.criu:CriuEngine"}
+BUILTIN: dict[str, str] = {
+    "criu": "cryostash.engines.criu:CriuEngine",
+    "docker": "cryostash.engines.docker:DockerEngine",
+    "podman": "cryostash.engines.podman:PodmanEngine",
+    "runc": "cryostash.engines.runc:RuncEngine",
+}
 
 __all__ = ["BUILTIN", "GROUP", "engine_names", "get_engine"]
 
@@ -63,7 +69,8 @@ def get_engine(name: str, *, criu_path: str | None = None) -> Engine:
     """Construct the engine called ``name``.
 
     Args:
-        name: engine name (``criu``, or any registered under ``cryostash.engines``).
+        name: engine name (``criu``, ``runc``, ``podman``, ``docker``, or any registered
+            under ``cryostash.engines``).
         criu_path: CRIU binary to use, passed to engines whose constructor accepts
             ``criu_path`` (ignored by the others).
 

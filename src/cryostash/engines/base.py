@@ -32,7 +32,8 @@ class Engine(Protocol):
         ...
 
     def dump(self, locator: str, image_dir: Path, options: DumpOptions) -> DumpStats:
-        """Checkpoint what ``locator`` names (a PID for CRIU) into ``image_dir``.
+        """Checkpoint what ``locator`` names into ``image_dir``: a PID for CRIU, a
+        container name or id for the container engines (``runc``, ``podman``, ``docker``).
 
         ``image_dir`` exists, is empty and private (mode 0700). On success it holds
         every file needed for restore and nothing else the engine does not need
@@ -47,9 +48,11 @@ class Engine(Protocol):
         ...
 
     def restore(self, image_dir: Path, options: RestoreOptions) -> RestoreResult:
-        """Restore from ``image_dir`` (detached from the caller) and return its root PID.
+        """Restore from ``image_dir`` (detached from the caller) and return its root PID
+        (a container's init). ``image_dir`` is writable scratch, removed afterwards.
 
         Raises:
+            UsageError: an option does not apply to this engine (e.g. ``bundle``).
             EngineError: the restore failed; the message carries the reason.
         """
         ...

@@ -139,11 +139,15 @@ def _describe(pid: int) -> str:
     return f"process {comm!r}"
 
 
-def failure_message(action: str, code: int, log_path: Path, stderr: str, stdout: str = "") -> str:
+def failure_message(
+    action: str, code: int, log_path: Path, stderr: str, stdout: str = "", *, head: str = ""
+) -> str:
     """The reason a CRIU run failed: its first error, then the tail of its log.
 
     CRIU's own ``stderr`` and ``stdout`` stand in for the log when there is none
     (e.g. an unknown option). The harmless RLIMIT_NOFILE error is left out.
+    ``head`` replaces the opening ``criu ACTION failed (exit N)`` (e.g. for the
+    container runtime that ran CRIU).
     """
     try:
         lines = log_path.read_text(errors="replace").splitlines()
@@ -164,7 +168,8 @@ def failure_message(action: str, code: int, log_path: Path, stderr: str, stdout:
     tail = lines[-LOG_TAIL_LINES:]
     earlier = [line for line in errors if line not in tail][:5]
     body = [*earlier, *(["..."] if earlier else []), *tail]
-    return f"criu {action} failed (exit {code}): {candidates[0].strip()}\n" + "\n".join(
+    head = head or f"criu {action} failed (exit {code})"
+    return f"{head}: {candidates[0].strip()}\n" + "\n".join(
         [f"--- last lines of criu {source} ---", *body]
     )
 
@@ -258,6 +263,7 @@ class CriuEngine:
             UsageError: ``locator`` is not a PID this engine may dump.
             EngineError: no usable CRIU, or the dump failed (reason and log tail).
         """
+        _refuse_podman_only(options.extra_args)
         pid = validate_pid(locator)
         criu, version = self._binary()
         opts = [*(["--leave-running"] if options.leave_running else []), *options.extra_args]
@@ -289,8 +295,16 @@ class CriuEngine:
         else the one recorded in the images) to be free.
 
         Raises:
+            UsageError: ``options.container`` or ``options.bundle`` is set (a process
+                tree has neither).
             EngineError: no usable CRIU, the PID is still in use, or the restore failed.
         """
+        if options.container or options.bundle:
+            raise UsageError(
+                "--as and --bundle apply to container engines (runc, podman, docker), "
+                "not to a criu checkpoint of a process tree"
+            )
+        _refuse_podman_only(options.extra_args)
         criu, _version = self._binary()
         root_pid = options.root_pid or read_root_pid(image_dir)
         if root_pid is not None and not _wait(
@@ -339,6 +353,12 @@ class CriuEngine:
         except (OSError, ValueError, AttributeError):
             return []
         return [o for o in recorded if o in MIRRORED_OPTIONS and o not in extra]
+
+
+def _refuse_podman_only(extra: tuple[str, ...]) -> None:
+    """UsageError for options that only the podman engine takes (``--ignore-rootfs``)."""
+    if "--ignore-rootfs" in extra:
+        raise UsageError("--ignore-rootfs applies only to the podman engine")
 
 
 def _run(cmd: list[str]) -> tuple[int, str, str]:
