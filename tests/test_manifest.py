@@ -51,7 +51,7 @@ def test_round_trip() -> None:
     manifest = make()
     again = Manifest.from_bytes(manifest.to_bytes(), target="web", name="cp1")
     assert again == manifest
-    assert again.format_version == FORMAT_VERSION == 1
+    assert again.format_version == FORMAT_VERSION == 2
     assert [f.path for f in again.files] == ["core/inventory.img", "empty.img", "pages-1.img"]
     assert again.size == 6
     assert again.blob_digests == {D1, D2}
@@ -101,9 +101,12 @@ def test_missing_field_is_corrupt(field: str) -> None:
 
 
 def test_unknown_version_is_rejected_naming_it() -> None:
-    with pytest.raises(IntegrityError, match="format version 2") as err:
-        Manifest.from_bytes(encoded(format_version=2))
+    with pytest.raises(IntegrityError, match="format version 3") as err:
+        Manifest.from_bytes(encoded(format_version=3))
     assert "web/cp1" in str(err.value)
+    # Version 1 (one raw blob per file) was never released and is not read.
+    with pytest.raises(IntegrityError, match="format version 1, which this cryostash cannot"):
+        Manifest.from_bytes(encoded(format_version=1))
     with pytest.raises(IntegrityError, match="corrupt: format_version '1'"):
         Manifest.from_bytes(encoded(format_version="1"))
 
@@ -114,7 +117,7 @@ def test_manifest_of_another_checkpoint_is_corrupt() -> None:
 
 
 def _with_file(**entry: Any) -> bytes:
-    base = {"path": "a.img", "mode": 0o600, "size": 3, "blobs": [D1], "digest": D1}
+    base = {"path": "a.img", "mode": 0o600, "size": 3, "chunks": [[D1, 3]], "digest": D1}
     base.update(entry)
     return encoded(files=[base])
 
@@ -138,9 +141,15 @@ def test_hostile_path_is_corrupt(path: str) -> None:
         {"size": 1.5},
         {"size": True},
         {"digest": "ABC"},
-        {"blobs": ["../../x"]},
-        {"blobs": "nope"},
-        {"blobs": []},
+        {"chunks": [["../../x", 3]]},
+        {"chunks": "nope"},
+        {"chunks": []},
+        {"chunks": [D1, 3]},
+        {"chunks": [[D1, 2]]},
+        {"chunks": [[D1, 0], [D2, 3]]},
+        {"chunks": [[D1, "3"]]},
+        {"chunks": [[D1, 1], [D2, 1]]},
+        {"size": 4, "chunks": [[D1, 1], [D1, 3]]},
         {"size": 0},
     ],
 )
@@ -150,7 +159,7 @@ def test_bad_file_entry_is_corrupt(entry: dict[str, Any]) -> None:
 
 
 def test_duplicate_and_clashing_paths_are_corrupt() -> None:
-    twice = {"path": "a.img", "mode": 0o600, "size": 3, "blobs": [D1], "digest": D1}
+    twice = {"path": "a.img", "mode": 0o600, "size": 3, "chunks": [[D1, 3]], "digest": D1}
     with pytest.raises(IntegrityError, match="listed twice"):
         Manifest.from_bytes(encoded(files=[twice, twice]))
     folder = {**twice, "path": "a.img/b.img"}
@@ -191,6 +200,21 @@ def test_constructor_rejects_invalid_input() -> None:
     with pytest.raises(ValueError, match="file path"):
         make(files=(FileEntry("../x", 0o600, 3, (D1,), D1),))
     with pytest.raises(ValueError, match="format_version"):
-        make(format_version=2)
+        make(format_version=1)
+    with pytest.raises(ValueError, match="chunk sizes"):
+        make(files=(FileEntry("a", 0o600, 3, (D1, D2), D1),))
     with pytest.raises(ValueError):
         make(stats={"bad": float("nan")}).to_bytes()
+
+
+def test_chunks_are_recorded_with_their_plain_sizes() -> None:
+    entry = FileEntry("pages.img", 0o600, 5, (D1, D2, D1), D2, chunk_sizes=(2, 1, 2))
+    manifest = make(files=(entry,))
+    obj = json.loads(manifest.to_bytes())
+    assert obj["files"][0]["chunks"] == [[D1, 2], [D2, 1], [D1, 2]]
+    again = Manifest.from_bytes(manifest.to_bytes())
+    assert again.files == (entry,)
+    assert again.chunk_sizes == {D1: 2, D2: 1}
+    # A file of one chunk may be given without sizes: the manifest fills them in.
+    single = make(files=(FileEntry("a", 0o600, 3, (D1,), D1),)).files[0]
+    assert single.chunk_sizes == (3,)

@@ -1,18 +1,22 @@
 """The manifest: the self-describing record of one checkpoint, and its JSON codec.
 
-A manifest lists every file of the image directory (path, mode, size, ordered blob
-digests, digest) plus who made the checkpoint and how. It is written last and
+A manifest lists every file of the image directory (path, mode, size, digest, and the
+ordered chunks that rebuild it: digest and plain size of each) plus who made the
+checkpoint and how. It is written last and
 create-only: its presence in the store is the commit marker. The catalog can be
 rebuilt from manifests alone.
 
-Encoding (format version 1): UTF-8 JSON, keys sorted, no insignificant white
-space, one trailing newline; files sorted by path. The same manifest always
-encodes to the same bytes, so its BLAKE3 digest identifies it.
+Encoding (format version 2): UTF-8 JSON, keys sorted, no insignificant white
+space, one trailing newline; files sorted by path; each file's chunks as
+``"chunks": [[digest, plain_size], ...]``. The same manifest always encodes to the
+same bytes, so its BLAKE3 digest identifies it. Version 1 (one raw blob per file,
+``"blobs": [digest]``) was never released and is not read: its blobs carry no encoding
+tag.
 
 Readers reject unknown format versions, garbage, truncation, missing or mistyped
 fields, and file paths that could escape the restore folder (absolute, ``..``,
 empty components) with :class:`~cryostash.errors.IntegrityError`. Unknown extra
-top-level keys are ignored (room for additive fields within version 1).
+top-level keys are ignored (room for additive fields within version 2).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from __future__ import annotations
 import json
 import posixpath
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,7 +33,7 @@ from cryostash.names import validate_name, validate_target
 from cryostash.storage.layout import is_digest
 from cryostash.types import FileEntry
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 _MAX_MODE = 0o7777
 
 
@@ -50,7 +54,9 @@ def validate_relpath(path: object) -> str:
     return path
 
 
-def _validate_entry(entry: FileEntry) -> None:
+def _validate_entry(entry: FileEntry) -> FileEntry:
+    """Check ``entry``; return it with ``chunk_sizes`` filled in for a file of at most
+    one chunk given without them."""
     validate_relpath(entry.path)
     where = f"file {entry.path!r}"
     for key, value in (("mode", entry.mode), ("size", entry.size)):
@@ -64,16 +70,27 @@ def _validate_entry(entry: FileEntry) -> None:
         raise ValueError(f"{where}: blobs {entry.blobs!r} are not BLAKE3 hex digests")
     if (entry.size == 0) != (len(entry.blobs) == 0):
         raise ValueError(f"{where}: size {entry.size} does not match {len(entry.blobs)} blobs")
+    sizes = entry.chunk_sizes
+    if not sizes and len(entry.blobs) <= 1:
+        sizes = (entry.size,) if entry.blobs else ()
+    if not isinstance(sizes, tuple) or len(sizes) != len(entry.blobs):
+        raise ValueError(f"{where}: chunk sizes {sizes!r} do not match {len(entry.blobs)} chunks")
+    if any(not isinstance(n, int) or isinstance(n, bool) or n <= 0 for n in sizes):
+        raise ValueError(f"{where}: chunk sizes {sizes!r} are not positive integers")
+    if sum(sizes) != entry.size:
+        raise ValueError(f"{where}: chunk sizes add up to {sum(sizes)}, not {entry.size}")
+    return entry if sizes == entry.chunk_sizes else replace(entry, chunk_sizes=sizes)
 
 
 def _validate_files(files: Iterable[FileEntry]) -> tuple[FileEntry, ...]:
     ordered = tuple(sorted(files, key=lambda f: f.path))
-    seen: set[str] = set()
-    folders: set[str] = set()
     for entry in ordered:
         if not isinstance(entry, FileEntry):
             raise ValueError(f"{entry!r} is not a FileEntry")
-        _validate_entry(entry)
+    ordered = tuple(_validate_entry(entry) for entry in ordered)
+    seen: set[str] = set()
+    folders: set[str] = set()
+    for entry in ordered:
         if entry.path in seen:
             raise ValueError(f"file path {entry.path!r} is listed twice")
         seen.add(entry.path)
@@ -81,6 +98,11 @@ def _validate_files(files: Iterable[FileEntry]) -> tuple[FileEntry, ...]:
         while parent:
             folders.add(parent)
             parent = posixpath.dirname(parent)
+    chunk_size: dict[str, int] = {}
+    for entry in ordered:
+        for digest, size in zip(entry.blobs, entry.chunk_sizes, strict=True):
+            if chunk_size.setdefault(digest, size) != size:
+                raise ValueError(f"chunk {digest} is recorded with two sizes")
     clash = sorted(seen & folders)
     if clash:
         raise ValueError(f"file path {clash[0]!r} is also the folder of another file")
@@ -114,8 +136,9 @@ class Manifest:
         parent: name of the checkpoint this one derives from (same target), if any.
         stats: dump and upload statistics (JSON values).
         root_pid: PID of the root of the dumped process tree, if known.
-        files: the files of the image directory, sorted by path.
-        format_version: encoding version (only 1 exists).
+        files: the files of the image directory, sorted by path (``chunk_sizes`` filled
+            in for files of at most one chunk given without them).
+        format_version: encoding version (only 2 is read and written).
     """
 
     target: str
@@ -166,8 +189,13 @@ class Manifest:
 
     @property
     def blob_digests(self) -> frozenset[str]:
-        """Every blob digest this checkpoint refers to (what gc must keep)."""
+        """Every blob (chunk) digest this checkpoint refers to (what gc must keep)."""
         return frozenset(d for f in self.files for d in f.blobs)
+
+    @property
+    def chunk_sizes(self) -> dict[str, int]:
+        """Plain size of every distinct chunk this checkpoint refers to."""
+        return {d: n for f in self.files for d, n in zip(f.blobs, f.chunk_sizes, strict=True)}
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object (plain dicts, lists, strings and numbers)."""
@@ -189,7 +217,7 @@ class Manifest:
                     "path": f.path,
                     "mode": f.mode,
                     "size": f.size,
-                    "blobs": list(f.blobs),
+                    "chunks": [[d, n] for d, n in zip(f.blobs, f.chunk_sizes, strict=True)],
                     "digest": f.digest,
                 }
                 for f in self.files
@@ -275,16 +303,21 @@ class Manifest:
         for raw in raw_files:
             if not isinstance(raw, dict):
                 raise ValueError(f"file entry {raw!r} is not an object")
-            blobs = raw["blobs"]
-            if not isinstance(blobs, list):
-                raise ValueError(f"file {raw.get('path')!r}: blobs is not a list")
+            chunks = raw["chunks"]
+            if not isinstance(chunks, list) or not all(
+                isinstance(c, list) and len(c) == 2 for c in chunks
+            ):
+                raise ValueError(
+                    f"file {raw.get('path')!r}: chunks is not a list of [digest, size] pairs"
+                )
             files.append(
                 FileEntry(
                     path=raw["path"],
                     mode=raw["mode"],
                     size=raw["size"],
-                    blobs=tuple(blobs),
+                    blobs=tuple(c[0] for c in chunks),
                     digest=raw["digest"],
+                    chunk_sizes=tuple(c[1] for c in chunks),
                 )
             )
         labels = obj.get("labels", {})

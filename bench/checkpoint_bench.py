@@ -1,0 +1,310 @@
+"""End-to-end checkpoint benchmark: plain CRIU (+ ``aws s3 sync``) against ``cryostash``.
+
+Usage (from the repository root, as root, after ``make criu``)::
+
+    .venv/bin/python bench/checkpoint_bench.py          # or: make bench
+    .venv/bin/python bench/checkpoint_bench.py --size-mib 128 --repeat 1   # quicker
+
+One run, on a process holding ``--size-mib`` (512) MiB resident, half random bytes and
+half zeros (``tests/support/memory_prog.py``; it rewrites 5% of its memory, one region,
+on SIGUSR1), measures (wall time of each command, best of ``--repeat``):
+
+a. ``criu dump`` into a local folder vs ``cryostash create`` into a local store;
+b. ``criu dump`` + ``aws s3 sync`` to a moto server on loopback vs ``cryostash create``
+   to the same server;
+c. after the process rewrote 5% of its memory, the second checkpoint's bytes uploaded as
+   a share of the first's;
+d. the first checkpoint's stored bytes as a share of the raw image folder;
+e. ``criu restore`` from a local folder vs ``cryostash restore`` from the local store
+   (``--cache none`` and default; a local store is never cached), and from S3 with an
+   empty and with a warm chunk cache;
+f. ``cryostash --help`` and ``cryostash ls`` start-up time.
+
+It prints a table with the ratios and the goals, writes everything as JSON to
+``bench/results/checkpoint-<time>.json`` (git-ignored), and stops every process and
+server it started (by PID), whatever happens. CRIU runs with cryostash's own options
+(``-o dump.log -v4 --leave-running``). cryostash's scratch is on tmpfs (``/dev/shm``)
+when it exists (``--scratch-on-disk`` to compare); stores and image folders are on disk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+from s3_throughput import aws_cli, aws_env, moto_server  # noqa: E402
+from tests.support.processes import kill_pid, start_detached, wait_until  # noqa: E402
+
+MEMORY_PROG = ROOT / "tests" / "support" / "memory_prog.py"
+CLI = [sys.executable, "-m", "cryostash"]
+GOALS = {"a": 1.4, "b": 0.6, "c": 0.10, "d": 0.55, "e": 1.5, "f": 0.3}
+
+
+def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, str]:
+    """Run ``cmd``; return (wall seconds, stdout). Raises with stderr on failure."""
+    started = time.perf_counter()
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    elapsed = time.perf_counter() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} exited {done.returncode}:\n{done.stderr[-3000:]}")
+    return elapsed, done.stdout
+
+
+def folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+class Bench:
+    """State of one run: folders, the process, the environment of cryostash."""
+
+    def __init__(self, args: argparse.Namespace, work: Path, scratch: Path) -> None:
+        self.args, self.work, self.scratch = args, work, scratch
+        self.criu = args.criu or self._criu()
+        self.pids: list[int] = []
+        self.results: dict[str, Any] = {"size_mib": args.size_mib, "repeat": args.repeat}
+        self.status = work / "status"
+        self.pid = 0
+
+    @staticmethod
+    def _criu() -> str:
+        from cryostash.engines.criu import CriuEngine
+
+        found = CriuEngine().available()
+        if not found.ok or not found.path:
+            sys.exit(f"no usable CRIU: {found.reason} (run: make criu)")
+        return found.path
+
+    def env(self, tag: str, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("CRYOSTASH_", "AWS_"))}
+        env.update(
+            CRYOSTASH_STORE=str(self.work / f"store-{tag}"),
+            CRYOSTASH_CATALOG=f"sqlite:///{self.work / f'catalog-{tag}.db'}",
+            CRYOSTASH_SCRATCH=str(self.scratch),
+            CRYOSTASH_CACHE=str(self.work / f"cache-{tag}"),
+            CRYOSTASH_CRIU=self.criu,
+            CRYOSTASH_CONFIG=os.devnull,
+        )
+        env.update(extra)
+        return env
+
+    # -- the process -----------------------------------------------------------------
+
+    def start(self) -> None:
+        self.status.unlink(missing_ok=True)
+        proc = start_detached(
+            [sys.executable, str(MEMORY_PROG), str(self.args.size_mib), str(self.status)],
+            self.work, "memory",
+        )
+        self.pid = proc.pid
+        self.pids.append(proc.pid)
+        self.wait_status("0")
+
+    def wait_status(self, value: str) -> None:
+        def ready() -> bool:
+            return self.status.exists() and self.status.read_text() == value
+
+        wait_until(ready, 300, f"memory process status {value}")
+
+    def stop(self, pid: int) -> None:
+        kill_pid(pid, timeout=30)
+
+    # -- steps -------------------------------------------------------------------------
+
+    def criu_dump(self, folder: Path) -> float:
+        folder.mkdir(parents=True)
+        cmd = [self.criu, "dump", "-t", str(self.pid), "-D", str(folder), "-o", "dump.log",
+               "-v4", "--leave-running"]
+        return timed(cmd)[0]
+
+    def create(self, env: dict[str, str], name: str) -> tuple[float, dict[str, Any]]:
+        cmd = [*CLI, "create", "mem", name, "--pid", str(self.pid), "--leave-running", "--json"]
+        elapsed, out = timed(cmd, env)
+        return elapsed, json.loads(out)["stats"]
+
+    def restore(self, cmd: list[str], env: dict[str, str] | None, pidfile: Path | None) -> float:
+        wait_until(lambda: not Path(f"/proc/{self.pid}").exists(), 30, "PID to be free")
+        if pidfile:
+            pidfile.unlink(missing_ok=True)  # criu refuses to overwrite it
+        elapsed, out = timed(cmd, env)
+        if not pidfile:
+            self.results.setdefault("restore_stats", []).append(json.loads(out))
+        pid = int(pidfile.read_text()) if pidfile else json.loads(out)["pid"]
+        self.pids.append(pid)
+        self.stop(pid)
+        return elapsed
+
+    def best(self, fn: Callable[[int], float]) -> float:
+        return min(fn(i) for i in range(self.args.repeat))
+
+    def run(self, endpoint: str, aws: list[str]) -> None:
+        r, w = self.results, self.work
+        self.start()
+        r["a_criu_dump_s"] = self.best(lambda i: self.criu_dump(w / f"criu-a{i}"))
+        creates = [self.create(self.env(f"a{i}"), "one") for i in range(self.args.repeat)]
+        r["a_cryostash_create_s"] = min(t for t, _ in creates)
+        first = creates[0][1]
+        r["first_stats"] = first
+        r["image_bytes"] = folder_bytes(w / "criu-a0")
+        r["d_store_bytes"] = folder_bytes(w / "store-a0" / "blobs")
+        # b: S3
+        senv = aws_env(endpoint)
+
+        def criu_and_sync(i: int) -> float:
+            took = self.criu_dump(w / f"criu-b{i}")
+            target = f"s3://base-{i}-{int(time.time())}/img"
+            timed([*aws, "s3", "mb", target.rsplit("/", 1)[0]], senv)
+            return took + timed([*aws, "s3", "sync", str(w / f"criu-b{i}"), target], senv)[0]
+
+        r["b_criu_sync_s"] = self.best(criu_and_sync)
+
+        def s3_create(i: int) -> float:
+            bucket = f"cs-{i}-{int(time.time())}"
+            timed([*aws, "s3", "mb", f"s3://{bucket}"], senv)
+            env = self.env(f"s3{i}", CRYOSTASH_STORE=f"s3://{bucket}/cs",
+                           **{k: v for k, v in senv.items() if k.startswith("AWS_")})
+            took, stats = self.create(env, "one")
+            r.setdefault("s3_envs", []).append(bucket)
+            r.setdefault("s3_stats", []).append(stats)
+            return took
+
+        r["b_cryostash_create_s"] = self.best(s3_create)
+        # c: the process rewrites 5% of its memory; second checkpoint into store a0.
+        os.kill(self.pid, signal.SIGUSR1)
+        self.wait_status("1")
+        r["c_second_create_s"], second = self.create(self.env("a0"), "two")
+        r["second_stats"] = second
+        # e: restores (the memory process must be gone: CRIU restores its PID).
+        self.stop(self.pid)
+        r["e_criu_restore_s"] = self.best(lambda i: self.restore(
+            [self.criu, "restore", "-D", str(w / "criu-a0"), "-d", "--pidfile",
+             str(w / "criu.pid"), "-o", "restore.log", "-v4"], None, w / "criu.pid"))
+        rcmd = [*CLI, "restore", "mem", "two", "--json"]
+        r["e_cryostash_restore_nocache_s"] = self.best(
+            lambda i: self.restore(rcmd, self.env("a0", CRYOSTASH_CACHE="none"), None))
+        r["e_cryostash_restore_s"] = self.best(lambda i: self.restore(rcmd, self.env("a0"), None))
+        bucket = r["s3_envs"][0]
+        s3env = self.env("s30", CRYOSTASH_STORE=f"s3://{bucket}/cs",
+                         **{k: v for k, v in senv.items() if k.startswith("AWS_")})
+        one = [*CLI, "restore", "mem", "one", "--json"]
+
+        def cold(i: int) -> float:
+            return self.restore(one, {**s3env, "CRYOSTASH_CACHE": str(w / f"cold-{i}")}, None)
+
+        r["e_s3_restore_cold_cache_s"] = self.best(cold)
+        r["e_s3_restore_warm_cache_s"] = self.best(lambda i: self.restore(one, s3env, None))
+        # f: start-up
+        env = self.env("a0")
+        r["f_help_s"] = min(timed([*CLI, "--help"], env)[0] for _ in range(5))
+        r["f_ls_s"] = min(timed([*CLI, "ls"], env)[0] for _ in range(5))
+
+    def kill_everything(self) -> None:
+        for pid in self.pids:
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if str(MEMORY_PROG).encode() in cmdline:
+                self.stop(pid)
+
+
+def table(r: dict[str, Any]) -> tuple[list[str], dict[str, float]]:
+    first, second = r["first_stats"], r["second_stats"]
+    ratios = {
+        "a": r["a_cryostash_create_s"] / r["a_criu_dump_s"],
+        "b": r["b_cryostash_create_s"] / r["b_criu_sync_s"],
+        "c": second["bytes_uploaded"] / first["bytes_uploaded"],
+        "d": r["d_store_bytes"] / r["image_bytes"],
+        "e": r["e_cryostash_restore_s"] / r["e_criu_restore_s"],
+        "f": r["f_help_s"],
+    }
+    rows = [
+        ("a", "criu dump -> local folder", f"{r['a_criu_dump_s']:.2f} s",
+         "cryostash create -> local store", f"{r['a_cryostash_create_s']:.2f} s"),
+        ("b", "criu dump + aws s3 sync", f"{r['b_criu_sync_s']:.2f} s",
+         "cryostash create -> S3", f"{r['b_cryostash_create_s']:.2f} s"),
+        ("c", "1st checkpoint uploaded", f"{first['bytes_uploaded'] / 1e6:.1f} MB",
+         "2nd (5% rewritten) uploaded", f"{second['bytes_uploaded'] / 1e6:.1f} MB"),
+        ("d", "raw image folder", f"{r['image_bytes'] / 1e6:.1f} MB",
+         "stored (1st checkpoint)", f"{r['d_store_bytes'] / 1e6:.1f} MB"),
+        ("e", "criu restore <- local folder", f"{r['e_criu_restore_s']:.2f} s",
+         "cryostash restore <- local store", f"{r['e_cryostash_restore_s']:.2f} s"),
+        ("f", "cryostash --help", f"{r['f_help_s']:.3f} s",
+         "cryostash ls", f"{r['f_ls_s']:.3f} s"),
+    ]
+    lines = [f"{'':2}{'baseline':<30}{'':>10}  {'cryostash':<33}{'':>10}  {'ratio':>7}  goal"]
+    for key, base, bval, mine, mval in rows:
+        ok = "met" if ratios[key] <= GOALS[key] else "MISSED"
+        shown = f"{ratios[key]:.3f}" if key != "f" else f"{ratios[key]:.3f}s"
+        lines.append(f"{key} {base:<30}{bval:>10}  {mine:<33}{mval:>10}  {shown:>7}  "
+                     f"<= {GOALS[key]} {ok}")
+    lines += [
+        f"  e: cryostash restore <- local store, --cache none: "
+        f"{r['e_cryostash_restore_nocache_s']:.2f} s",
+        f"  e: cryostash restore <- S3, empty cache: {r['e_s3_restore_cold_cache_s']:.2f} s; "
+        f"warm cache: {r['e_s3_restore_warm_cache_s']:.2f} s",
+        f"  c: 2nd uploaded / 1st image size: {second['bytes_uploaded'] / r['image_bytes']:.3f}; "
+        f"2nd bytes new {second['bytes_new'] / 1e6:.1f} MB",
+        f"  a: first create: frozen {first['frozen_s']} s, dump {first['dump_s']:.2f} s, "
+        f"upload {first['upload_s']:.2f} s, total in manager {first['total_s']:.2f} s",
+    ]
+    for stats in r.get("restore_stats", []):
+        lines.append(
+            f"  e: restore: download {stats['download_s']:.2f} s, criu {stats['restore_s']:.2f} s"
+            f", in manager {stats['total_s']:.2f} s; from cache {stats['chunks_from_cache']}, "
+            f"downloaded {stats['chunks_downloaded']} chunks"
+        )
+    return lines, ratios
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--size-mib", type=int, default=512)
+    parser.add_argument("--repeat", type=int, default=2, help="best of N per measure")
+    parser.add_argument("--criu", help="CRIU binary (default: the one cryostash finds)")
+    parser.add_argument("--aws", help="AWS CLI (default: $AWS_CLI or bench/.awscli-venv)")
+    parser.add_argument("--scratch-on-disk", action="store_true")
+    parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    args = parser.parse_args(argv)
+    if os.geteuid() != 0:
+        sys.exit("CRIU needs root")
+    base = Path("/var/tmp")
+    work = Path(tempfile.mkdtemp(prefix="cryostash-bench-", dir=base))
+    shm = Path("/dev/shm")
+    on_tmpfs = shm.is_dir() and not args.scratch_on_disk
+    scratch = Path(tempfile.mkdtemp(prefix="cryostash-bench-", dir=shm if on_tmpfs else work))
+    bench = Bench(args, work, scratch)
+    bench.results["scratch"] = "tmpfs" if on_tmpfs else "disk"
+    with ExitStack() as stack:
+        stack.callback(lambda: None if args.keep else shutil.rmtree(work, ignore_errors=True))
+        stack.callback(lambda: shutil.rmtree(scratch, ignore_errors=True))
+        stack.callback(bench.kill_everything)
+        endpoint = stack.enter_context(moto_server())
+        aws = aws_cli(args.aws)
+        bench.run(endpoint, aws)
+    lines, ratios = table(bench.results)
+    bench.results["ratios"] = ratios
+    bench.results["goals"] = GOALS
+    print("\n".join(lines))
+    out = ROOT / "bench" / "results"
+    out.mkdir(exist_ok=True)
+    path = out / f"checkpoint-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(bench.results, indent=2, default=str) + "\n")
+    print(f"results: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,142 @@
+"""Content-defined chunking (FastCDC, via ``pyfastcdc``) of the files of an image folder.
+
+Contract:
+
+- :class:`ChunkParams` fixes the chunker: ``avg`` (a power of two, default 1 MiB),
+  ``min = avg // 4`` and ``max = avg * 4``. pyfastcdc's actual mean is about
+  ``avg + min`` (1.25 MiB by default). A file no longer than ``min`` is one chunk; an
+  empty file has no chunks.
+- :func:`cut` yields ``(offset, view)`` for consecutive chunks of a buffer: the views
+  cover the buffer exactly, in order, without gaps or overlaps, and every chunk but the
+  last is at least ``min`` and at most ``max`` bytes long (the last one may be shorter).
+  The boundaries depend only on the content and the parameters (same bytes, same
+  chunks), so an insertion or a rewrite of a region moves only the chunks around it.
+- :func:`map_file` maps a file read-only (no copy in RAM: chunks are views of the page
+  cache); :func:`is_zero` and :func:`zero_digest` let callers skip hashing, compressing
+  and writing runs of zero bytes (CRIU writes every zero page).
+
+Small files are chunked per file (no packing of several small files into one chunk):
+an image folder holds few small files and one or a few large page files.
+
+pyfastcdc is imported on first use (start-up time of the CLI).
+"""
+
+from __future__ import annotations
+
+import functools
+import mmap
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryostash.errors import UsageError
+
+#: Default average chunk size (1 MiB).
+DEFAULT_AVG = 1 << 20
+#: Bounds pyfastcdc accepts for the average (256 B .. 4 MiB).
+MIN_AVG = 256
+MAX_AVG = 4 << 20
+#: Largest chunk any supported parameters can produce (``MAX_AVG * 4``).
+MAX_CHUNK = MAX_AVG * 4
+_ZEROS = bytes(MAX_CHUNK)
+
+
+@dataclass(frozen=True)
+class ChunkParams:
+    """FastCDC parameters: ``avg`` must be a power of two in [256 B, 4 MiB].
+
+    Raises:
+        UsageError: ``avg`` out of range or not a power of two.
+    """
+
+    avg: int = DEFAULT_AVG
+
+    def __post_init__(self) -> None:
+        avg = self.avg
+        if not (MIN_AVG <= avg <= MAX_AVG) or avg & (avg - 1):
+            raise UsageError(
+                f"chunk size {avg} is not a power of two between {MIN_AVG} and {MAX_AVG} bytes"
+            )
+
+    @property
+    def min(self) -> int:
+        """Smallest chunk (except a file's last): ``avg // 4``, at least 64 bytes."""
+        return max(64, self.avg // 4)
+
+    @property
+    def max(self) -> int:
+        """Largest chunk: ``avg * 4``, at least 1 KiB."""
+        return max(1024, self.avg * 4)
+
+    def as_dict(self) -> dict[str, int]:
+        """JSON-ready form (recorded in the stats)."""
+        return {"avg": self.avg, "min": self.min, "max": self.max}
+
+
+@functools.lru_cache(maxsize=8)
+def _chunker(params: ChunkParams) -> Any:
+    from pyfastcdc import FastCDC
+
+    return FastCDC(params.avg, min_size=params.min, max_size=params.max)
+
+
+@functools.lru_cache(maxsize=8)
+def _zeros_cut_at_max(params: ChunkParams) -> bool:
+    """True if FastCDC finds no cut point in ``max`` zero bytes (true of its gear table:
+    checked, not assumed), so that a chunk starting on ``max`` zeros is exactly those."""
+    return int(next(iter(_chunker(params).cut_buf(bytes(2 * params.max)))).length) == params.max
+
+
+def cut(buf: Any, params: ChunkParams) -> Iterator[tuple[int, memoryview]]:
+    """Yield ``(offset, view)`` for the content-defined chunks of ``buf`` (a buffer).
+
+    Exactly FastCDC's chunks: a cut depends only on the bytes from the chunk's start, so
+    where a chunk starts on ``max`` zero bytes (CRIU's zero pages) it is emitted after a
+    memcmp instead of a scan. An empty buffer yields nothing. Safe from several threads
+    (a FastCDC object is only read while cutting).
+    """
+    view = memoryview(buf).cast("B")
+    size, top, pos = len(view), params.max, 0
+    chunker = _chunker(params)
+    skip_zeros = _zeros_cut_at_max(params)
+    while pos < size:
+        if skip_zeros and size - pos >= top and is_zero(view[pos : pos + top]):
+            length = top
+        else:
+            length = int(next(iter(chunker.cut_buf(view[pos:]))).length)
+        yield pos, view[pos : pos + length]
+        pos += length
+
+
+def map_file(path: Path | str) -> tuple[memoryview, int]:
+    """A read-only view of the whole file and its size; an empty file gives an empty view.
+
+    The mapping lives as long as a view of it does.
+
+    Raises:
+        OSError: the file cannot be opened or mapped.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        size = os.fstat(fd).st_size
+        if size == 0:
+            return memoryview(b""), 0
+        mapped = mmap.mmap(fd, size, access=mmap.ACCESS_READ)
+    finally:
+        os.close(fd)
+    return memoryview(mapped), size
+
+
+def is_zero(view: memoryview) -> bool:
+    """True if every byte of ``view`` is zero (``len(view) <= MAX_CHUNK``); memcmp speed."""
+    return len(view) <= MAX_CHUNK and _ZEROS.startswith(view)
+
+
+@functools.lru_cache(maxsize=64)
+def zero_digest(size: int) -> str:
+    """BLAKE3 hex digest of ``size`` zero bytes (cached per size)."""
+    import blake3
+
+    return str(blake3.blake3(_ZEROS[:size] if size <= MAX_CHUNK else bytes(size)).hexdigest())

@@ -1,0 +1,204 @@
+"""The manager's data path: settings -> :mod:`cryostash.pipeline`, and the stats it records.
+
+- :func:`pack_image` / :func:`unpack_image` run the pipeline with the chunk size,
+  compression and cache of the settings, on ``jobs`` threads (twice as many for a store
+  that is not on the local disk: requests mostly wait on the network). The cache serves
+  stores that are not on the local disk (a local store's objects are already local:
+  caching them would only double the disk used); a create into such a store fills it
+  too, so that restoring on the same host downloads nothing.
+- :func:`create_stats` / :func:`restore_stats` build the JSON stats recorded in the
+  catalog (a checkpoint's ``stats`` column; a restore's event ``detail``) and the
+  manifest, shown by ``inspect`` and ``--json`` and printed by ``--print-stats``.
+
+Stats of a create (times in seconds, sizes in bytes): ``frozen_s`` (how long the process
+was frozen, CRIU's ``frozen_time``; null when the engine does not say), ``dump_s``,
+``upload_s`` (chunk, hash, compress, store), ``total_s``, ``files``, ``bytes_scanned``
+(image size), ``bytes_new`` (plain size of the chunks the store lacked),
+``bytes_uploaded`` (encoded bytes sent), ``bytes_stored`` (encoded size of the new
+chunks: what the store grew by), ``chunks_total``, ``chunks_unique``, ``chunks_new``,
+``chunks_zero``, ``chunks_known``, ``chunks_present``, ``retries``, ``chunking``,
+``compression``, and the engine's own under ``engine``.
+
+Stats of a restore: ``download_s`` (fetch, verify, write), ``restore_s`` (the engine),
+``total_s``, ``bytes_restored``, ``bytes_downloaded`` (encoded, from the store),
+``bytes_from_cache`` (encoded, from the local cache), ``chunks_total``,
+``chunks_downloaded``, ``chunks_from_cache``, ``chunks_zero``, ``retries``, ``cache``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from cryostash.cache import ChunkCache
+from cryostash.chunking import ChunkParams
+from cryostash.config import Settings
+from cryostash.pipeline import PackResult, UnpackStats, pack, unpack
+from cryostash.pipeline.pack import Reserve
+from cryostash.storage import Progress, Store
+from cryostash.types import DumpStats, FileEntry
+
+
+def cache_for(settings: Settings, store: Store) -> ChunkCache | None:
+    """The chunk cache to use with ``store``, or None (no cache set, or a local store)."""
+    folder = settings.transfer.cache_dir
+    if folder is None or store.is_local:
+        return None
+    return ChunkCache(folder, settings.transfer.cache_max_bytes)
+
+
+def pack_image(
+    settings: Settings,
+    store: Store,
+    image_dir: Path,
+    *,
+    reserve: Reserve,
+    jobs: int,
+    callback: Progress | None = None,
+) -> PackResult:
+    """:func:`cryostash.pipeline.pack` with the settings' chunking, compression and cache.
+
+    Raises:
+        UsageError: a chunk size that is not a power of two in [256 B, 4 MiB].
+        and whatever :func:`~cryostash.pipeline.pack` raises.
+    """
+    t = settings.transfer
+    return pack(
+        store,
+        image_dir,
+        reserve=reserve,
+        params=ChunkParams(t.chunk_size),
+        level=t.compression,
+        cache=cache_for(settings, store),
+        jobs=_connections(store, jobs),
+        callback=callback,
+    )
+
+
+def unpack_image(
+    settings: Settings,
+    store: Store,
+    files: Sequence[FileEntry],
+    dest: Path,
+    *,
+    jobs: int,
+    callback: Progress | None = None,
+) -> UnpackStats:
+    """:func:`cryostash.pipeline.unpack` with the settings' cache."""
+    cache = cache_for(settings, store)
+    jobs = _connections(store, jobs)
+    return unpack(store, files, dest, cache=cache, jobs=jobs, callback=callback)
+
+
+def _connections(store: Store, jobs: int) -> int:
+    """Threads of a transfer: ``jobs`` on local disk (CPU and disk bound), twice as many
+    for a remote store (each request waits on the network most of its time)."""
+    return jobs if store.is_local else 2 * jobs
+
+
+def _frozen_s(details: Mapping[str, Any]) -> float | None:
+    """CRIU's ``frozen_time`` (microseconds) in seconds, if the engine reported it."""
+    value = details.get("frozen_time", details.get("frozen_time_us"))
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return round(value / 1e6, 6)
+    return None
+
+
+def create_stats(
+    settings: Settings, dump: DumpStats, packed: PackResult, total_s: float
+) -> dict[str, Any]:
+    """The stats of a create (see the module docstring)."""
+    s = packed.stats
+    return {
+        "frozen_s": _frozen_s(dump.details),
+        "dump_s": round(dump.duration_s, 6),
+        "upload_s": round(s.duration_s, 6),
+        "total_s": round(total_s, 6),
+        "files": s.files,
+        "bytes_scanned": s.bytes_scanned,
+        "bytes_new": s.bytes_new,
+        "bytes_uploaded": s.bytes_uploaded,
+        "bytes_stored": s.bytes_stored,
+        "chunks_total": s.chunks_total,
+        "chunks_unique": s.chunks_unique,
+        "chunks_new": s.chunks_new,
+        "chunks_zero": s.chunks_zero,
+        "chunks_known": s.chunks_known,
+        "chunks_present": s.chunks_present,
+        "chunks_cached": s.chunks_cached,
+        "retries": s.retries,
+        "chunking": ChunkParams(settings.transfer.chunk_size).as_dict(),
+        "compression": (
+            "none" if settings.transfer.compression is None
+            else f"zstd:{settings.transfer.compression}"
+        ),
+        "engine": dict(dump.details),
+    }
+
+
+def restore_stats(
+    down: UnpackStats, restore_s: float, total_s: float, cache: bool
+) -> dict[str, Any]:
+    """The stats of a restore (see the module docstring)."""
+    return {
+        "download_s": round(down.duration_s, 6),
+        "restore_s": round(restore_s, 6),
+        "total_s": round(total_s, 6),
+        "bytes_restored": down.bytes_restored,
+        "bytes_downloaded": down.bytes_downloaded,
+        "bytes_from_cache": down.bytes_from_cache,
+        "chunks_total": down.chunks_total,
+        "chunks_downloaded": down.chunks_downloaded,
+        "chunks_from_cache": down.chunks_from_cache,
+        "chunks_zero": down.chunks_zero,
+        "retries": down.retries,
+        "cache": cache,
+    }
+
+
+#: What ``--print-stats`` shows, in this order: (key, label, unit).
+_SHOWN = (
+    ("frozen_s", "frozen", "s"),
+    ("dump_s", "dump", "s"),
+    ("upload_s", "upload", "s"),
+    ("download_s", "download", "s"),
+    ("restore_s", "restore", "s"),
+    ("total_s", "total", "s"),
+    ("bytes_scanned", "bytes scanned", "B"),
+    ("bytes_restored", "bytes restored", "B"),
+    ("bytes_new", "bytes new", "B"),
+    ("bytes_uploaded", "bytes uploaded", "B"),
+    ("bytes_stored", "bytes stored", "B"),
+    ("bytes_downloaded", "bytes downloaded", "B"),
+    ("bytes_from_cache", "bytes from cache", "B"),
+    ("chunks_total", "chunks total", ""),
+    ("chunks_new", "chunks new", ""),
+    ("chunks_downloaded", "chunks downloaded", ""),
+    ("chunks_from_cache", "chunks from cache", ""),
+)
+
+
+def _human(value: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(value) < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def format_stats(stats: Mapping[str, Any]) -> list[str]:
+    """Human-readable lines of the stats a create or restore recorded (``--print-stats``)."""
+    lines = []
+    for key, label, unit in _SHOWN:
+        value = stats.get(key)
+        if value is None:
+            continue
+        if unit == "s":
+            shown = f"{value:.3f} s"
+        elif unit == "B":
+            shown = f"{value} ({_human(value)})"
+        else:
+            shown = str(value)
+        lines.append(f"{label + ':':<19}{shown}")
+    return lines

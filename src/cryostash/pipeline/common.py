@@ -1,0 +1,88 @@
+"""Helpers shared by :mod:`~cryostash.pipeline.pack` and :mod:`~cryostash.pipeline.unpack`:
+walking an image folder, retrying transient store failures, serialised progress."""
+
+from __future__ import annotations
+
+import os
+import stat
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from cryostash.errors import StorageError, UsageError
+from cryostash.storage import Progress
+
+T = TypeVar("T")
+#: Attempts per chunk when the store fails transiently, and the first back-off (doubled
+#: at each further attempt): the same budget as :mod:`cryostash.transfer`.
+ATTEMPTS = 3
+BACKOFF_S = 0.25
+
+
+def walk(image_dir: Path) -> list[tuple[str, Path, int]]:
+    """``(relative path, absolute path, permission bits)`` of every regular file under
+    ``image_dir``, sorted by relative path.
+
+    Raises:
+        UsageError: a symbolic link, device, FIFO or socket is in the tree (named).
+        StorageError: the folder cannot be read.
+    """
+    found: list[tuple[str, Path, int]] = []
+    stack = [(Path(image_dir), "")]
+    try:
+        while stack:
+            folder, prefix = stack.pop()
+            with os.scandir(folder) as it:
+                for entry in it:
+                    rel = f"{prefix}{entry.name}"
+                    st = entry.stat(follow_symlinks=False)
+                    if stat.S_ISDIR(st.st_mode):
+                        stack.append((Path(entry.path), rel + "/"))
+                    elif stat.S_ISREG(st.st_mode):
+                        found.append((rel, Path(entry.path), stat.S_IMODE(st.st_mode)))
+                    else:
+                        kind = "a symbolic link" if stat.S_ISLNK(st.st_mode) else (
+                            "not a regular file (device, FIFO or socket)"
+                        )
+                        raise UsageError(
+                            f"{entry.path} is {kind}: a checkpoint image may hold only "
+                            "regular files and folders"
+                        )
+    except OSError as exc:
+        raise StorageError(f"cannot scan {image_dir}: {exc}") from exc
+    return sorted(found)
+
+
+class Shared:
+    """Counters and progress shared by worker threads (every update under one lock)."""
+
+    def __init__(self, callback: Progress | None) -> None:
+        self._callback = callback
+        self.lock = threading.Lock()
+        self.retries = 0
+
+    def set_size(self, size: int) -> None:
+        if self._callback is not None:
+            with self.lock:
+                self._callback.set_size(size)
+
+    def progress(self, inc: int) -> None:
+        if self._callback is not None and inc:
+            with self.lock:
+                self._callback.relative_update(inc)
+
+
+def retrying(fn: Callable[[], T], shared: Shared, attempts: int, backoff: float) -> T:
+    """``fn()``, repeated while it raises StorageError(transient=True), ``attempts`` in all."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return fn()
+        except StorageError as exc:
+            if not exc.transient or attempt >= attempts:
+                raise
+            with shared.lock:
+                shared.retries += 1
+            time.sleep(backoff * (2 ** (attempt - 1)))
+    raise AssertionError("unreachable")  # pragma: no cover

@@ -1,0 +1,394 @@
+"""Create side: image folder -> chunks in the store, pipelined.
+
+Stages, overlapping, with bounded queues (memory stays bounded whatever the file sizes):
+
+1. readers (two threads): map each file read-only (chunks are views of the page cache,
+   no file is ever read whole into RAM) and cut it with FastCDC; two hashers hash each
+   chunk (BLAKE3; runs of zeros are recognised with a memcmp and take a cached digest),
+   and a thread per large file hashes the whole file; they feed a queue of at most
+   ``4 * jobs`` chunks;
+2. the coordinator (the calling thread, the only one that calls ``reserve``): collects
+   distinct chunks in batches and asks ``reserve`` (the catalog) which are new to it;
+   chunks the catalog already knew are not uploaded (nor is the store asked);
+3. uploaders (``jobs`` threads, at most ``2 * jobs`` chunks in flight): for a chunk the
+   catalog did not know, ask the store whether it has it (not asked of a store whose
+   ``blobs/`` one listing finds empty; on local disk the write itself checks), else
+   encode it (zstd, or raw when it does not compress) and store it; optionally copy the
+   object into the cache.
+
+A chunk is uploaded at most once per call, however often it occurs. Transient store
+failures are retried per chunk (``attempts`` in all, exponential ``backoff``). On any
+failure the stages stop, the first error is raised, and chunks stored so far stay (they
+are content-addressed; ``gc`` removes unreferenced ones). Local blobs are written with
+``fdatasync`` and their folders fsynced before :func:`pack` returns (when ``durable``),
+so the manifest that follows never names a blob a crash could lose.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Mapping, Set
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from cryostash.cache import ChunkCache
+from cryostash.chunking import ChunkParams, cut, is_zero, map_file, zero_digest
+from cryostash.errors import StorageError
+from cryostash.pipeline.common import ATTEMPTS, BACKOFF_S, Shared, retrying, walk
+from cryostash.storage import Progress, Store, chunkio, codec
+from cryostash.storage.manifest import validate_relpath
+from cryostash.types import FileEntry
+
+#: Reserve chunks with the catalog in batches of at most this many distinct digests. The
+#: first batch holds 4 and each next one twice as many (so uploads start at once), and a
+#: batch also goes when the readers have nothing new for a moment.
+BATCH = 64
+#: Reserve callback: given ``{digest: plain size}``, record the references and return the
+#: digests that the catalog did not know before (those are uploaded unless the store has them).
+Reserve = Callable[[Mapping[str, int]], Set[str]]
+#: A chunk's digest, or the hashing under way (readers cut while hashers hash).
+Digest = str | Future[str]
+
+
+def _hex(chunk: memoryview) -> str:
+    import blake3
+
+    return str(blake3.blake3(chunk).hexdigest())
+
+
+@dataclass(frozen=True)
+class PackStats:
+    """What :func:`pack` did. Plain sizes unless said otherwise.
+
+    Attributes:
+        bytes_scanned: size of all files. chunks_total: chunk references (a chunk used
+            twice counts twice). chunks_unique: distinct chunks. chunks_zero: references
+            to all-zero chunks. chunks_new: chunks stored by this call. chunks_present:
+            chunks the catalog did not know but the store had. chunks_known: chunks the
+            catalog knew (neither checked nor uploaded). bytes_new: plain size of the new
+            chunks. bytes_stored: their encoded size (what the store grew by).
+            bytes_uploaded: encoded bytes sent, failed attempts included. chunks_cached:
+            objects copied into the local cache.
+    """
+
+    files: int
+    bytes_scanned: int
+    chunks_total: int
+    chunks_unique: int
+    chunks_zero: int
+    chunks_new: int
+    chunks_present: int
+    chunks_known: int
+    bytes_new: int
+    bytes_stored: int
+    bytes_uploaded: int
+    chunks_cached: int
+    retries: int
+    duration_s: float
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class PackResult:
+    """The manifest's file entries (sorted by path) and the stats."""
+
+    entries: tuple[FileEntry, ...]
+    stats: PackStats
+
+
+class _Stopped(Exception):
+    """A reader noticed that the pipeline is stopping."""
+
+
+class _Run:
+    """State of one :func:`pack` call (see the module docstring for the threads)."""
+
+    def __init__(
+        self,
+        store: Store,
+        level: int | None,
+        cache: ChunkCache | None,
+        jobs: int,
+        durable: bool,
+        shared: Shared,
+        attempts: int,
+        backoff: float,
+    ) -> None:
+        self.store, self.level, self.cache, self.durable = store, level, cache, durable
+        self.shared, self.attempts, self.backoff = shared, attempts, backoff
+        self.queue: queue.Queue[tuple[int, Digest, memoryview | None]] = queue.Queue(4 * jobs)
+        self.hashers = ThreadPoolExecutor(max_workers=2)
+        self.stop = threading.Event()
+        self.errors: list[BaseException] = []
+        self.inflight = threading.BoundedSemaphore(2 * jobs)
+        self.counts = dict.fromkeys(
+            ("new", "present", "bytes_new", "stored", "uploaded", "cached"), 0
+        )
+        self.written: list[str] = []
+        self.empty_store = False  # set when the store holds no blob at all: nothing to ask
+
+    def fail(self, exc: BaseException) -> None:
+        with self.shared.lock:
+            self.errors.append(exc)
+        self.stop.set()
+
+    def put(self, item: tuple[int, Digest, memoryview | None]) -> None:
+        while not self.stop.is_set():
+            try:
+                self.queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+        raise _Stopped
+
+    def upload(self, digest: str, view: memoryview) -> None:
+        """Store one chunk the catalog did not know (unless the store has it)."""
+        store, shared = self.store, self.shared
+        if not store.is_local and not self.empty_store and retrying(
+            lambda: store.has_blob(digest), shared, self.attempts, self.backoff
+        ):
+            with shared.lock:
+                self.counts["present"] += 1
+            return
+        parts = codec.encode(view, self.level)
+        size = codec.encoded_size(parts)
+
+        def attempt() -> bool:
+            try:
+                return chunkio.put_object(store, digest, parts, durable=self.durable)
+            except StorageError:
+                with shared.lock:
+                    self.counts["uploaded"] += size
+                raise
+
+        wrote = retrying(attempt, shared, self.attempts, self.backoff)
+        cached = self.cache is not None and self.cache.put(digest, parts)
+        with shared.lock:
+            if wrote:
+                self.counts["new"] += 1
+                self.counts["bytes_new"] += len(view)
+                self.counts["stored"] += size
+                self.counts["uploaded"] += size
+                self.written.append(digest)
+            else:
+                self.counts["present"] += 1
+            self.counts["cached"] += int(cached)
+
+
+def _holds_no_blob(store: Store) -> bool:
+    """True if the store certainly holds no blob (one listing of ``blobs/``): then no
+    chunk needs to be looked for. Any doubt (an error) says False."""
+    from cryostash.storage import layout
+
+    try:
+        return not store.fs.ls(layout.blobs_dir(store.root), detail=False)
+    except FileNotFoundError:
+        return True
+    except Exception:
+        return False
+
+
+def _read(
+    run: _Run, index: int, path: Path, params: ChunkParams, digests: list[str], sizes: list[int]
+) -> None:
+    """Reader stage for one file: queue its chunks in order, then an end marker; put the
+    whole file's digest in ``digests[index]`` and its size in ``sizes[index]``."""
+    import blake3
+
+    try:
+        view, size = map_file(path)
+    except OSError as exc:
+        raise StorageError(f"cannot read {path}: {exc}") from exc
+    sizes[index] = size
+    whole: list[str] = []
+    hasher = None
+    if size > params.min:  # may be several chunks: hash the whole file alongside
+        hasher = threading.Thread(target=lambda: whole.append(blake3.blake3(view).hexdigest()))
+        hasher.start()
+    count = 0
+    digest: Digest = ""
+    try:
+        for _, chunk in cut(view, params):
+            if run.stop.is_set():
+                raise _Stopped
+            digest = zero_digest(len(chunk)) if is_zero(chunk) else run.hashers.submit(_hex, chunk)
+            run.put((index, digest, chunk))
+            count += 1
+    finally:
+        if hasher is not None:
+            hasher.join()
+    if count == 1:
+        digests[index] = digest if isinstance(digest, str) else digest.result()
+    else:
+        digests[index] = whole[0] if whole else blake3.blake3(b"").hexdigest()
+    run.put((index, "", None))
+
+
+def pack(
+    store: Store,
+    image_dir: Path,
+    *,
+    reserve: Reserve | None = None,
+    params: ChunkParams | None = None,
+    level: int | None = codec.DEFAULT_LEVEL,
+    cache: ChunkCache | None = None,
+    jobs: int = 4,
+    callback: Progress | None = None,
+    attempts: int = ATTEMPTS,
+    backoff: float = BACKOFF_S,
+    durable: bool = True,
+) -> PackResult:
+    """Chunk, hash, compress and store every regular file under ``image_dir``.
+
+    Args:
+        reserve: called from this thread only, with batches of distinct chunks; returns
+            those the catalog did not know (see :data:`Reserve`). None: every chunk is
+            checked against the store.
+        params: FastCDC parameters (default: 1 MiB average).
+        level: zstd level, or None to store chunks raw.
+        cache: also copy every stored object into this local cache.
+        jobs: upload threads (at least 1); readers use at most 2 threads.
+        callback: fsspec-style progress over the bytes scanned.
+        durable: fdatasync local blobs and fsync their folders before returning.
+
+    Returns:
+        the file entries (sorted by path; empty folders are not recorded) and the stats.
+
+    Raises:
+        UsageError: ``jobs`` < 1, or a symbolic link, device, FIFO or socket in the tree.
+        StorageError: a file could not be read, or the store failed (after retries).
+        Whatever ``reserve`` raises (e.g. CatalogError).
+    """
+    from cryostash.errors import UsageError
+
+    if jobs < 1:
+        raise UsageError(f"jobs must be at least 1, not {jobs}")
+    started = time.monotonic()
+    params = params or ChunkParams()
+    files = walk(Path(image_dir))
+    for rel, _, _ in files:
+        validate_relpath(rel)
+    sizes = [path.stat().st_size for _, path, _ in files]
+    shared = Shared(callback)
+    shared.set_size(sum(sizes))
+    run = _Run(store, level, cache, jobs, durable, shared, attempts, backoff)
+    run.empty_store = not store.is_local and _holds_no_blob(store)
+    chunks: list[list[tuple[str, int]]] = [[] for _ in files]
+    digests = [""] * len(files)
+    seen: set[str] = set()
+    pending: dict[str, memoryview] = {}
+    zero_refs = known = 0
+    uploads: list[Future[None]] = []
+    order = sorted(range(len(files)), key=lambda i: -sizes[i])  # largest first
+    readers = ThreadPoolExecutor(max_workers=max(1, min(2, jobs, len(files))))
+    uploaders = ThreadPoolExecutor(max_workers=jobs)
+
+    def watch(future: Future[Any]) -> None:
+        exc = future.exception()
+        if exc is not None and not isinstance(exc, _Stopped):
+            run.fail(exc)
+
+    def released(future: Future[None]) -> None:
+        run.inflight.release()
+        watch(future)
+
+    batch_size = 4
+
+    def flush() -> None:
+        nonlocal known, batch_size
+        if not pending:
+            return
+        batch_size = min(BATCH, 2 * batch_size)
+        batch = {d: len(v) for d, v in pending.items()}
+        fresh = set(batch) if reserve is None else set(reserve(batch))
+        for digest, view in pending.items():
+            if digest not in fresh:
+                known += 1
+                continue
+            while not run.inflight.acquire(timeout=0.1):
+                if run.stop.is_set():
+                    return
+            future = uploaders.submit(run.upload, digest, view)
+            future.add_done_callback(released)
+            uploads.append(future)
+        pending.clear()
+
+    try:
+        for i in order:
+            reader = readers.submit(_read, run, i, files[i][1], params, digests, sizes)
+            reader.add_done_callback(watch)
+        ended = 0
+        while ended < len(files) and not run.stop.is_set():
+            try:
+                index, pending_digest, view = run.queue.get(timeout=0.02 if pending else 0.2)
+            except queue.Empty:
+                flush()
+                continue
+            if view is None:
+                ended += 1
+                continue
+            digest = pending_digest if isinstance(pending_digest, str) else pending_digest.result()
+            chunks[index].append((digest, len(view)))
+            shared.progress(len(view))
+            if chunks[index][-1][0] == zero_digest(len(view)):
+                zero_refs += 1
+            if digest not in seen:
+                seen.add(digest)
+                pending[digest] = view
+                if len(pending) >= batch_size:
+                    flush()
+        if not run.stop.is_set():
+            flush()
+        for future in uploads:
+            if run.stop.is_set():
+                break
+            future.exception()
+    except BaseException as exc:
+        run.fail(exc)
+        raise
+    finally:
+        readers.shutdown(wait=True, cancel_futures=True)
+        run.hashers.shutdown(wait=True, cancel_futures=True)
+        uploaders.shutdown(wait=True, cancel_futures=True)
+    if run.errors:
+        raise run.errors[0]
+    if durable:
+        chunkio.sync_dirs(store, run.written)
+    if cache is not None:
+        cache.trim()
+    entries = tuple(
+        FileEntry(
+            path=rel,
+            mode=mode,
+            size=sizes[i],
+            blobs=tuple(d for d, _ in chunks[i]),
+            digest=digests[i],
+            chunk_sizes=tuple(n for _, n in chunks[i]),
+        )
+        for i, (rel, _, mode) in enumerate(files)
+    )
+    c = run.counts
+    stats = PackStats(
+        files=len(files),
+        bytes_scanned=sum(sizes),
+        chunks_total=sum(len(x) for x in chunks),
+        chunks_unique=len(seen),
+        chunks_zero=zero_refs,
+        chunks_new=c["new"],
+        chunks_present=c["present"],
+        chunks_known=known,
+        bytes_new=c["bytes_new"],
+        bytes_stored=c["stored"],
+        bytes_uploaded=c["uploaded"],
+        chunks_cached=c["cached"],
+        retries=shared.retries,
+        duration_s=time.monotonic() - started,
+    )
+    return PackResult(entries, stats)

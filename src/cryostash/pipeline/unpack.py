@@ -1,0 +1,225 @@
+"""Restore side: chunks in the store (or the local cache) -> image folder, pipelined.
+
+Contract of :func:`unpack`:
+
+- Every file is first created under a hidden temporary name (``.NAME.<random>.part``)
+  with its final size (a sparse file). All-zero chunks are recognised by their digest
+  (the BLAKE3 of that many zeros) and are neither fetched nor written: the sparse file
+  reads as zeros there.
+- Every other distinct chunk is fetched once, by ``jobs`` threads: from ``cache`` when it
+  holds it, else from the store (transient failures retried, ``attempts`` in all); it is
+  decoded and verified (BLAKE3 of the plain bytes, and the plain size the manifest
+  records) before a byte of it is written, then written at every offset where it occurs
+  (``pwrite``). A chunk fetched from the store is copied into the cache. A cached object
+  that fails verification is dropped from the cache and fetched from the store.
+- Since the manifest lists each file's chunks in order and their sizes add up to the file
+  size, a file made of verified chunks is the file that was dumped: the files are then
+  given their mode (``mode & 0o777``) and renamed to their final names. Wrong bytes never
+  appear under a final name; on any error every temporary file is removed.
+- Memory: each thread holds at most one chunk (at most 16 MiB) at a time.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+import time
+from collections.abc import Iterable
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from cryostash.cache import ChunkCache
+from cryostash.chunking import zero_digest
+from cryostash.errors import CheckpointNotFound, IntegrityError, UsageError
+from cryostash.pipeline.common import ATTEMPTS, BACKOFF_S, Shared, retrying
+from cryostash.storage import Progress, Store, chunkio
+from cryostash.storage.manifest import validate_relpath
+from cryostash.types import FileEntry
+
+
+@dataclass(frozen=True)
+class UnpackStats:
+    """What :func:`unpack` did.
+
+    Attributes:
+        bytes_restored: size of all files written. chunks_total: chunk references.
+        chunks_unique: distinct chunks. chunks_zero: references to all-zero chunks (not
+        fetched). chunks_downloaded / bytes_downloaded: objects fetched from the store and
+        their encoded size. chunks_from_cache / bytes_from_cache: objects the cache
+        served, encoded size. chunks_cached: objects added to the cache.
+    """
+
+    files: int
+    bytes_restored: int
+    chunks_total: int
+    chunks_unique: int
+    chunks_zero: int
+    chunks_downloaded: int
+    bytes_downloaded: int
+    chunks_from_cache: int
+    bytes_from_cache: int
+    chunks_cached: int
+    retries: int
+    duration_s: float
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return asdict(self)
+
+
+class _Files:
+    """The temporary files being filled, by index; created sparse at their final size."""
+
+    def __init__(self) -> None:
+        self.finals: list[Path] = []
+        self.temps: list[Path] = []
+
+    def create(self, dest: Path, entries: list[FileEntry]) -> None:
+        for entry in entries:
+            try:
+                final = dest / validate_relpath(entry.path)
+            except ValueError as exc:
+                raise IntegrityError(f"unsafe file path in checkpoint: {exc}") from exc
+            final.parent.mkdir(parents=True, exist_ok=True)
+            tmp = final.parent / f".{final.name}.{secrets.token_hex(6)}.part"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            self.finals.append(final)
+            self.temps.append(tmp)
+            try:
+                os.ftruncate(fd, entry.size)
+            finally:
+                os.close(fd)
+
+    def write(self, index: int, offset: int, data: bytes | memoryview) -> None:
+        fd = os.open(self.temps[index], os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            view = memoryview(data)
+            while len(view):
+                done = os.pwrite(fd, view, offset)
+                view, offset = view[done:], offset + done
+        finally:
+            os.close(fd)
+
+    def discard(self) -> None:
+        for tmp in self.temps:
+            tmp.unlink(missing_ok=True)
+
+
+def unpack(
+    store: Store,
+    entries: Iterable[FileEntry],
+    dest_dir: Path,
+    *,
+    cache: ChunkCache | None = None,
+    jobs: int = 4,
+    callback: Progress | None = None,
+    attempts: int = ATTEMPTS,
+    backoff: float = BACKOFF_S,
+) -> UnpackStats:
+    """Rebuild the files of ``entries`` under ``dest_dir`` (see the module docstring).
+
+    ``dest_dir`` should be a fresh private folder; folders are created as needed.
+
+    Raises:
+        IntegrityError: ``blob X of file Y is corrupt: ...`` or ``blob X of file Y is
+            missing from store URL``, or an unsafe path.
+        StorageError: the store failed (after retries).
+        UsageError: ``jobs`` < 1.
+    """
+    if jobs < 1:
+        raise UsageError(f"jobs must be at least 1, not {jobs}")
+    started = time.monotonic()
+    entries = list(entries)
+    dest = Path(dest_dir)
+    dest.mkdir(parents=True, exist_ok=True)
+    shared = Shared(callback)
+    shared.set_size(sum(e.size for e in entries))
+    places: dict[str, list[tuple[int, int]]] = {}
+    sizes: dict[str, int] = {}
+    zero_refs = 0
+    for index, entry in enumerate(entries):
+        offset = 0
+        chunk_sizes = entry.chunk_sizes or ((entry.size,) if entry.blobs else ())
+        for digest, size in zip(entry.blobs, chunk_sizes, strict=True):
+            if digest == zero_digest(size):
+                zero_refs += 1
+                shared.progress(size)
+            else:
+                places.setdefault(digest, []).append((index, offset))
+                sizes[digest] = size
+            offset += size
+    counts = dict.fromkeys(("down", "bytes_down", "hit", "bytes_hit", "cached"), 0)
+    lock = threading.Lock()
+    files = _Files()
+
+    def fetch(digest: str) -> None:
+        index = places[digest][0][0]
+        what = f"blob {digest} of file {entries[index].path}"
+        size = sizes[digest]
+        data = cache.get(digest) if cache is not None else None
+        plain: bytes | memoryview | None = None
+        if data is not None:
+            try:
+                plain = chunkio.verified(data, digest, size, what=what)
+                key = "hit"
+            except IntegrityError:
+                assert cache is not None
+                cache.discard(digest)
+        if plain is None:
+            try:
+                data = retrying(
+                    lambda: chunkio.get_object(store, digest), shared, attempts, backoff
+                )
+            except CheckpointNotFound as exc:
+                raise IntegrityError(f"{what} is missing from store {store.url}") from exc
+            plain = chunkio.verified(data, digest, size, what=what)
+            key = "down"
+            if cache is not None and cache.put(digest, (data,)):
+                with lock:
+                    counts["cached"] += 1
+        assert data is not None
+        for file_index, offset in places[digest]:
+            files.write(file_index, offset, plain)
+            shared.progress(size)
+        with lock:
+            counts[key] += 1
+            counts[f"bytes_{key}"] += len(data)
+
+    order = sorted(places, key=lambda d: places[d][0])
+    try:
+        files.create(dest, entries)
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            futures = [pool.submit(fetch, d) for d in order]
+            try:
+                wait(futures, return_when=FIRST_EXCEPTION)
+            finally:
+                for future in futures:
+                    future.cancel()
+        for future in futures:
+            if not future.cancelled() and future.exception() is not None:
+                raise future.exception()  # type: ignore[misc]
+        for entry, tmp, final in zip(entries, files.temps, files.finals, strict=True):
+            os.chmod(tmp, entry.mode & 0o777)
+            os.replace(tmp, final)
+    except BaseException:
+        files.discard()
+        raise
+    if cache is not None:
+        cache.trim()
+    return UnpackStats(
+        files=len(entries),
+        bytes_restored=sum(e.size for e in entries),
+        chunks_total=sum(len(e.blobs) for e in entries),
+        chunks_unique=len(places) + len({d for e in entries for d in e.blobs} - set(places)),
+        chunks_zero=zero_refs,
+        chunks_downloaded=counts["down"],
+        bytes_downloaded=counts["bytes_down"],
+        chunks_from_cache=counts["hit"],
+        bytes_from_cache=counts["bytes_hit"],
+        chunks_cached=counts["cached"],
+        retries=shared.retries,
+        duration_s=time.monotonic() - started,
+    )

@@ -1,0 +1,109 @@
+"""Settings of the data path: chunk size, compression, local chunk cache (a leaf module).
+
+| flag | environment | config key | default |
+|---|---|---|---|
+| ``--chunk-size SIZE`` | ``CRYOSTASH_CHUNK_SIZE`` | ``chunk_size`` | ``1M`` (FastCDC average) |
+| ``--compression LEVEL|none`` | ``CRYOSTASH_COMPRESSION`` | ``compression`` | ``3`` (zstd) |
+| ``--cache DIR|none`` | ``CRYOSTASH_CACHE`` | ``cache`` | ``DATA/cache`` |
+| ``--cache-size SIZE`` | ``CRYOSTASH_CACHE_SIZE`` | ``cache_size`` | ``10G`` |
+
+Sizes take binary units (``512k``, ``1M``, ``10G``, ``1GiB``) or plain bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryostash.errors import UsageError
+
+#: Config keys and environment variable suffixes (``CRYOSTASH_<KEY>``) of these settings.
+KEYS = ("cache", "cache_size", "compression", "chunk_size")
+DEFAULT_CHUNK_SIZE = 1 << 20
+DEFAULT_LEVEL = 3
+DEFAULT_CACHE_BYTES = 10 << 30
+MIN_LEVEL, MAX_LEVEL = -7, 22
+_OFF = frozenset({"none", "off", "no", "false"})
+
+
+@dataclass(frozen=True)
+class TransferSettings:
+    """Resolved data-path settings.
+
+    Attributes:
+        chunk_size: FastCDC average chunk size in bytes (a power of two, 256 B..4 MiB;
+            checked when a create uses it).
+        compression: zstd level, or None to store chunks raw.
+        cache_dir: the local chunk cache folder, or None for no cache.
+        cache_max_bytes: the cache is trimmed to this size after each transfer.
+    """
+
+    chunk_size: int = DEFAULT_CHUNK_SIZE
+    compression: int | None = DEFAULT_LEVEL
+    cache_dir: Path | None = None
+    cache_max_bytes: int = DEFAULT_CACHE_BYTES
+
+
+def parse_size(text: str, what: str = "size") -> int:
+    """``"1048576"``, ``"1M"``, ``"512k"``, ``"2GiB"`` -> bytes (binary units).
+
+    Raises:
+        UsageError: ``invalid WHAT 'TEXT': expected e.g. 1048576, 1M, 512k, 2G``.
+    """
+    raw = text.strip().lower().removesuffix("ib").removesuffix("b")
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+    factor = units.get(raw[-1:], 1)
+    number = raw[:-1] if raw[-1:] in units else raw
+    try:
+        value = float(number)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise UsageError(f"invalid {what} {text!r}: expected e.g. 1048576, 1M, 512k, 2G")
+    return int(value * factor)
+
+
+def parse_level(text: str) -> int | None:
+    """``none``/``off`` -> None (chunks stored raw); an integer in [-7, 22] -> that zstd
+    level (0 is zstd's own default, 3).
+
+    Raises:
+        UsageError: anything else.
+    """
+    if text.strip().lower() in _OFF:
+        return None
+    try:
+        level = int(text)
+    except ValueError:
+        level = MAX_LEVEL + 1
+    if not MIN_LEVEL <= level <= MAX_LEVEL:
+        raise UsageError(
+            f"invalid compression {text!r}: expected a zstd level ({MIN_LEVEL}..{MAX_LEVEL}) "
+            "or none"
+        )
+    return level
+
+
+def resolve(pick: Callable[[str], str | None], data_dir: Path) -> TransferSettings:
+    """Build the settings from ``pick(key)`` (flag, else environment, else config file,
+    else None) and the default data folder.
+
+    Raises:
+        UsageError: a malformed size or level.
+    """
+    chunk = pick("chunk_size")
+    level = pick("compression")
+    cache = pick("cache")
+    cache_size = pick("cache_size")
+    cache_dir: Path | None = data_dir / "cache"
+    if cache is not None:
+        cache_dir = None if cache.strip().lower() in _OFF else Path(cache)
+    return TransferSettings(
+        chunk_size=DEFAULT_CHUNK_SIZE if chunk is None else parse_size(chunk, "chunk size"),
+        compression=DEFAULT_LEVEL if level is None else parse_level(level),
+        cache_dir=cache_dir,
+        cache_max_bytes=(
+            DEFAULT_CACHE_BYTES if cache_size is None else parse_size(cache_size, "cache size")
+        ),
+    )
