@@ -1,0 +1,105 @@
+"""Removing what nobody needs any more, safely against other hosts (manager level).
+
+- :func:`delete_unreferenced_blobs`: delete blobs from a store, each only if no
+  catalog row refers to it at the moment it is deleted (``rm``, a failed create, gc).
+- :func:`undo_create`: best-effort removal of what a failed create wrote.
+
+Both lean on :meth:`CatalogMaintenance.claim_unreferenced`, which makes a concurrent
+create that wants the same blob wait, then upload it again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from cryostash import retry
+from cryostash.catalog import Catalog
+from cryostash.catalog.maintenance import CatalogMaintenance
+from cryostash.errors import CheckpointNotFound, CryostashError
+from cryostash.storage import Store
+from cryostash.types import CheckpointInfo, Status
+
+#: Digests claimed per catalog transaction (other writers wait while one runs).
+BATCH = 200
+
+
+@dataclass
+class Deleted:
+    """What :func:`delete_unreferenced_blobs` did."""
+
+    deleted: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)  #: referenced again meanwhile
+    errors: list[str] = field(default_factory=list)
+
+
+def delete_unreferenced_blobs(
+    catalog: Catalog, store: Store, digests: Iterable[str], *, strict: bool = False
+) -> Deleted:
+    """Delete those of ``digests`` that no catalog row refers to, batch by batch.
+
+    Each batch is claimed in the catalog first (see
+    :meth:`CatalogMaintenance.claim_unreferenced`), so a blob is never deleted while a
+    checkpoint, pending or committed, refers to it. Deleting is idempotent.
+
+    Args:
+        strict: raise the first storage error instead of collecting it in ``errors``
+            (the failing batch is then rolled back in the catalog).
+    """
+    result = Deleted()
+    todo = sorted(set(digests))
+    maintenance = CatalogMaintenance(catalog)
+    for start in range(0, len(todo), BATCH):
+        batch = todo[start : start + BATCH]
+        with maintenance.claim_unreferenced(store.url, batch) as free:
+            for digest in sorted(free):
+                try:
+                    retry.call(store.delete_blob, digest)
+                except CryostashError as exc:
+                    if strict:
+                        raise
+                    result.errors.append(f"blob {digest}: {exc}")
+                    continue
+                result.deleted.append(digest)
+            result.kept.extend(d for d in batch if d not in free)
+    return result
+
+
+def undo_create(
+    catalog: Catalog, store: Store, info: CheckpointInfo, manifest: bytes | None
+) -> None:
+    """Best-effort removal of everything a failed create wrote; errors are swallowed
+    (the caller re-raises the original error; ``gc`` finishes whatever is left).
+
+    Args:
+        info: the reservation (PENDING row) of the failed create.
+        manifest: the manifest bytes this attempt wrote or tried to write (a failed
+            write may leave a torn object on some backends), or None if it never tried.
+
+    The manifest is removed only if it is this attempt's. While the row is PENDING the
+    name is ours (the store had no manifest when the create started), so whatever is
+    there is removed; if the row is gone (``gc`` undid the create after its lease
+    expired), only bytes equal to ``manifest``; if ``gc`` COMMITTED it, nothing is
+    touched. Then the row is aborted and the blobs no other row refers to are deleted.
+    """
+    status: Status | None = Status.PENDING
+    try:
+        status = catalog.get_by_id(info.id).status
+    except CheckpointNotFound:
+        status = None  # gc undid it already
+    except Exception:  # the catalog may be what failed: assume the row is still ours
+        status = Status.PENDING
+    if status is Status.COMMITTED:
+        return
+    if manifest is not None:
+        with contextlib.suppress(Exception):
+            if status is Status.PENDING or store.read_manifest(info.target, info.name) == manifest:
+                store.delete_manifest(info.target, info.name)
+    if status is None:
+        return
+    orphans: list[str] = []
+    with contextlib.suppress(Exception):
+        orphans = catalog.abort(info.id)
+    with contextlib.suppress(Exception):
+        delete_unreferenced_blobs(catalog, store, orphans)

@@ -1,0 +1,87 @@
+"""``cryostash gc [--grace DURATION] [--dry-run]``: settle abandoned creates, remove garbage."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from typing import Any
+
+from cryostash.cli.context import Context, print_json
+
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+_PART = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``0``, ``90`` (seconds), ``90s``, ``15m``, ``24h``, ``7d``, ``2w``, ``1h30m``.
+
+    Raises:
+        UsageError: ``invalid duration 'X': expected e.g. 0, 30s, 15m, 24h, 7d``.
+    """
+    from cryostash import UsageError
+
+    value = text.strip().lower()
+    try:
+        seconds = float(value)
+        if value in {"nan", "inf", "+inf", "infinity"}:
+            raise ValueError(value)
+    except ValueError:
+        parts = _PART.findall(value)
+        if not parts or "".join(n + u for n, u in parts) != value:
+            raise UsageError(
+                f"invalid duration {text!r}: expected e.g. 0, 30s, 15m, 24h, 7d"
+            ) from None
+        seconds = sum(float(n) * _UNITS[u] for n, u in parts)
+    if seconds < 0:
+        raise UsageError(f"invalid duration {text!r}: it must not be negative")
+    return seconds
+
+
+def register(sub: Any) -> None:
+    """Add the ``gc`` sub-parser."""
+    p: argparse.ArgumentParser = sub.add_parser(
+        "gc", help="finish or undo abandoned creates; remove unreferenced objects"
+    )
+    p.add_argument(
+        "--grace",
+        metavar="DURATION",
+        default="24h",
+        help="keep unreferenced objects younger than this (default 24h; e.g. 0, 30m, 7d)",
+    )
+    p.add_argument("--dry-run", action="store_true", help="say what would be done, do nothing")
+    p.add_argument("--checkpoint-dir", metavar="URL", help="collect this store instead")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace, ctx: Context) -> int:
+    """Run gc; print what was done (or would be); exit 1 when some removal failed."""
+    from cryostash import collect_garbage
+
+    grace = parse_duration(args.grace)
+    report = collect_garbage(
+        ctx.manager, grace_s=grace, dry_run=args.dry_run, checkpoint_dir=args.checkpoint_dir
+    )
+    if args.json:
+        print_json(report.as_dict())
+        return 0 if report.ok else 1
+    verb = "would " if report.dry_run else ""
+    for label in report.committed:
+        print(f"{verb}commit {label} (abandoned, complete)")
+    for label in report.aborted:
+        print(f"{verb}undo {label} (abandoned, incomplete)")
+    for label in report.manifests_deleted:
+        print(f"{verb}remove untracked manifest of {label}")
+    for path in report.strays_deleted:
+        print(f"{verb}remove {path}")
+    for path in report.scratch_deleted:
+        print(f"{verb}remove scratch folder {path}")
+    for error in report.errors:
+        print(f"error: {error}")
+    kept = report.kept_young + report.kept_unknown_age
+    print(
+        f"{verb}remove {report.blobs_deleted} blobs ({report.bytes_deleted} bytes); "
+        f"kept {kept} unreferenced objects younger than the grace period"
+        + (f" or of unknown age ({report.kept_unknown_age})" if report.kept_unknown_age else "")
+    )
+    return 0 if report.ok else 1

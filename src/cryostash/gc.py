@@ -1,0 +1,312 @@
+"""``gc``: finish or undo abandoned creates, remove what nothing refers to.
+
+:func:`collect_garbage` works on one store (and this host's scratch folder):
+
+1. Every PENDING row whose lease has expired (its creator crashed or hung) is finished
+   or undone. Complete (its manifest is present and valid, and every blob it names is
+   stored, with a plausible size): the row is committed, as its creator would have done
+   (event ``gc-commit``). Otherwise the row is aborted, then its manifest, if any, is
+   removed (event ``gc-abort``); its blobs become unreferenced.
+2. Manifests that no catalog row knows ("untracked") and that are older than the
+   grace period are removed.
+3. Blobs that no catalog row (pending ones included) and no remaining manifest refers
+   to, and that are older than the grace period, are removed. Each is claimed in the
+   catalog first (:func:`cryostash.cleanup.delete_unreferenced_blobs`), so a blob that
+   a create on another host starts using meanwhile is kept, or uploaded again by it.
+4. Strays older than the grace period (temporary files of interrupted writes, files of
+   checkpoint folders without a manifest, see :mod:`cryostash.storage.inventory`) are
+   removed, and on local disk the empty folders they leave; the folders of checkpoints
+   still being created (PENDING, lease not expired) are left alone whatever their age.
+5. Scratch folders of this host whose process has died (see :mod:`cryostash.scratch`)
+   and that are older than the grace period are removed.
+
+Age: the modification time the store reports (local ``mtime``, S3 ``LastModified``);
+for a blob the store gives no time for, the catalog's ``blobs.created_at``; an object
+of unknown age is kept unless the grace period is zero.
+
+Safety interlock: if the catalog knows no checkpoint at all of a store that holds
+manifests (a lost or replaced catalog), gc refuses to run: ``catalog rebuild`` first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import blake3
+
+from cryostash import retry
+from cryostash.catalog.maintenance import CatalogMaintenance
+from cryostash.cleanup import delete_unreferenced_blobs
+from cryostash.errors import (
+    CatalogError,
+    CheckpointNotFound,
+    CryostashError,
+    IntegrityError,
+)
+from cryostash.scratch import remove_if_stale, stale_scratch
+from cryostash.storage import Manifest, Store
+from cryostash.storage.inventory import (
+    Inventory,
+    StoredObject,
+    delete_stray,
+    prune_empty_folders,
+    take_inventory,
+)
+from cryostash.types import CheckpointInfo
+from cryostash.verify import presence_problem
+
+if TYPE_CHECKING:
+    from cryostash.manager import CheckpointManager
+
+#: Default grace period: unreferenced objects younger than this are kept.
+DEFAULT_GRACE_S = 24 * 3600.0
+
+
+@dataclass(frozen=True)
+class GcReport:
+    """What :func:`collect_garbage` did (or, with ``dry_run``, would do)."""
+
+    store_url: str
+    dry_run: bool
+    grace_s: float
+    committed: tuple[str, ...]
+    aborted: tuple[str, ...]
+    manifests_deleted: tuple[str, ...]
+    blobs_deleted: int
+    bytes_deleted: int
+    strays_deleted: tuple[str, ...]
+    scratch_deleted: tuple[str, ...]
+    kept_young: int
+    kept_unknown_age: int
+    errors: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing failed."""
+        return not self.errors
+
+    @property
+    def changed(self) -> bool:
+        """True when something was (or would be) finished, undone or removed."""
+        return bool(
+            self.committed or self.aborted or self.manifests_deleted or self.blobs_deleted
+            or self.strays_deleted or self.scratch_deleted
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form (``gc --json``)."""
+        return {
+            "store": self.store_url,
+            "dry_run": self.dry_run,
+            "grace_s": self.grace_s,
+            "committed": list(self.committed),
+            "aborted": list(self.aborted),
+            "manifests_deleted": list(self.manifests_deleted),
+            "blobs_deleted": self.blobs_deleted,
+            "bytes_deleted": self.bytes_deleted,
+            "strays_deleted": list(self.strays_deleted),
+            "scratch_deleted": list(self.scratch_deleted),
+            "kept_young": self.kept_young,
+            "kept_unknown_age": self.kept_unknown_age,
+            "errors": list(self.errors),
+        }
+
+
+def _complete(manifest: Manifest | None, inv: Inventory) -> bool:
+    if manifest is None:
+        return False
+    return presence_problem(manifest, {d: o.size for d, o in inv.blobs.items()}) is None
+
+
+def _read_or_none(store: Store, target: str, name: str) -> bytes | None:
+    try:
+        return retry.call(store.read_manifest, target, name)
+    except CheckpointNotFound:
+        return None
+
+
+def _finish_or_undo(
+    mgr: CheckpointManager, store: Store, info: CheckpointInfo, inv: Inventory, dry_run: bool
+) -> str | None:
+    """``committed`` or ``aborted`` (what was done), None if somebody else settled it."""
+    t, n = info.target, info.name
+    data = _read_or_none(store, t, n)
+    manifest: Manifest | None = None
+    if data is not None:
+        try:
+            manifest = Manifest.from_bytes(data, target=t, name=n)
+        except IntegrityError:
+            manifest = None
+    complete = data is not None and _complete(manifest, inv)
+    if dry_run:
+        return "committed" if complete else "aborted"
+    catalog = mgr.catalog
+    if complete and manifest is not None and data is not None:
+        try:
+            catalog.add_blob_refs(info.id, manifest.chunk_sizes)
+            catalog.commit(
+                info.id,
+                size_bytes=manifest.size,
+                stats=manifest.stats,
+                engine_version=manifest.engine_version,
+                manifest_digest=blake3.blake3(data).hexdigest(),
+            )
+        except (CheckpointNotFound, CatalogError):
+            return None  # its creator (or another gc) settled it first
+        outcome = "committed"
+    else:
+        try:
+            catalog.abort(info.id)  # first: from now on its creator cannot commit
+        except CatalogError:
+            return None  # committed meanwhile
+        # Only the manifest judged incomplete, not one a new create of the name wrote since.
+        if data is not None and _read_or_none(store, t, n) == data:
+            retry.call(store.delete_manifest, t, n)
+        outcome = "aborted"
+    catalog.record_event(
+        host=mgr.settings.host,
+        action="gc-commit" if outcome == "committed" else "gc-abort",
+        target=t,
+        name=n,
+        store_url=store.url,
+        detail={"created_by": info.host, "created_at": info.created_at.isoformat()},
+    )
+    return outcome
+
+
+def _owner(path: str) -> tuple[str, str] | None:
+    """The checkpoint whose folder holds ``path`` (``checkpoints/T/N/...``), if any."""
+    parts = path.split("/")
+    return (parts[1], parts[2]) if len(parts) >= 4 and parts[0] == "checkpoints" else None
+
+
+def _is_old(obj: StoredObject, fallback: datetime | None, cutoff: datetime, grace_s: float) -> bool:
+    when = obj.modified or fallback
+    if when is None:
+        return grace_s == 0
+    return when <= cutoff
+
+
+def collect_garbage(
+    mgr: CheckpointManager,
+    *,
+    grace_s: float = DEFAULT_GRACE_S,
+    dry_run: bool = False,
+    checkpoint_dir: str | None = None,
+    now: datetime | None = None,
+) -> GcReport:
+    """Run gc on one store (see the module docstring) and report what it did.
+
+    Args:
+        grace_s: unreferenced objects younger than this many seconds are kept.
+        dry_run: decide everything, change nothing.
+        checkpoint_dir: the store (default: the manager's default store).
+        now: the current time (tests); default: the clock.
+
+    Raises:
+        CatalogError: the safety interlock (see the module docstring), or the catalog
+            failed.
+        StorageError: the store could not be listed. Failures to delete single
+            objects are collected in ``errors`` instead.
+    """
+    now = now or datetime.now(UTC)
+    cutoff = now - timedelta(seconds=grace_s)
+    store, catalog = mgr.store(checkpoint_dir), mgr.catalog
+    inv = retry.call(take_inventory, store)
+    _interlock(mgr, store, inv)
+    errors: list[str] = []
+    committed: list[str] = []
+    aborted: list[tuple[str, str]] = []
+    for info in catalog.pending(store.url, expired_at=now):
+        try:
+            outcome = _finish_or_undo(mgr, store, info, inv, dry_run)
+        except CryostashError as exc:
+            errors.append(f"{info.target}/{info.name}: {exc}")
+            continue
+        if outcome == "committed":
+            committed.append(f"{info.target}/{info.name}")
+        elif outcome == "aborted":
+            aborted.append((info.target, info.name))
+    live = {(i.target, i.name) for i in catalog.pending(store.url)}  # being created
+    tracked = live | {(i.target, i.name) for i in catalog.list(store.url)}
+    manifests = {k: v for k, v in inv.manifests.items() if k not in aborted}
+    untracked = {k: v for k, v in manifests.items() if k not in tracked}
+    doomed = sorted(k for k, v in untracked.items() if _is_old(v, None, cutoff, grace_s))
+    roots = set(catalog.referenced_digests(store.url))
+    for key in manifests:
+        if key in doomed:
+            continue
+        try:
+            data = retry.call(store.read_manifest, *key)
+            roots |= Manifest.from_bytes(data, target=key[0], name=key[1]).blob_digests
+        except (CheckpointNotFound, IntegrityError):
+            continue  # gone meanwhile, or unreadable: the catalog's references still count
+    unreferenced = {d: obj for d, obj in inv.blobs.items() if d not in roots}
+    known_at = CatalogMaintenance(catalog).blob_created_at(
+        store.url, [d for d, o in unreferenced.items() if o.modified is None]
+    )
+    old_blobs = [
+        d for d, o in unreferenced.items() if _is_old(o, known_at.get(d), cutoff, grace_s)
+    ]
+    old_strays = [
+        o for o in inv.strays if _is_old(o, None, cutoff, grace_s) and _owner(o.path) not in live
+    ]
+    old_set = set(old_blobs)
+    kept_blobs = [d for d in unreferenced if d not in old_set]
+    kept = [o for o in inv.strays if o not in old_strays]
+    kept += [v for k, v in untracked.items() if k not in doomed]
+    unknown = sum(1 for o in kept if o.modified is None)
+    unknown += sum(1 for d in kept_blobs if unreferenced[d].modified is None and d not in known_at)
+    scratch = stale_scratch(mgr.settings.scratch_dir, older_than=cutoff.timestamp())
+    deleted_blobs, deleted_manifests, deleted_strays = list(old_blobs), list(doomed), old_strays
+    if not dry_run:
+        deleted_manifests = []
+        for key in doomed:
+            try:
+                retry.call(store.delete_manifest, *key)
+                deleted_manifests.append(key)
+            except CryostashError as exc:
+                errors.append(f"manifest of {key[0]}/{key[1]}: {exc}")
+        result = delete_unreferenced_blobs(catalog, store, old_blobs)
+        deleted_blobs, errors = result.deleted, errors + result.errors
+        deleted_strays = []
+        for obj in old_strays:
+            try:
+                retry.call(delete_stray, store, obj.path)
+                deleted_strays.append(obj)
+            except CryostashError as exc:
+                errors.append(f"{obj.path}: {exc}")
+        prune_empty_folders(store, older_than=cutoff.timestamp(), keep=live)
+        scratch = [p for p in scratch if remove_if_stale(p)]
+    return GcReport(
+        store_url=store.url,
+        dry_run=dry_run,
+        grace_s=grace_s,
+        committed=tuple(committed),
+        aborted=tuple(f"{t}/{n}" for t, n in aborted),
+        manifests_deleted=tuple(f"{t}/{n}" for t, n in deleted_manifests),
+        blobs_deleted=len(deleted_blobs),
+        bytes_deleted=sum(inv.blobs[d].size for d in deleted_blobs),
+        strays_deleted=tuple(o.path for o in deleted_strays),
+        scratch_deleted=tuple(str(p) for p in scratch),
+        kept_young=len(kept) + len(kept_blobs) - unknown,
+        kept_unknown_age=unknown,
+        errors=tuple(errors),
+    )
+
+
+def _interlock(mgr: CheckpointManager, store: Store, inv: Inventory) -> None:
+    """Refuse to run when the catalog knows no committed checkpoint of a store whose
+    manifests it does not know either: a lost or replaced catalog."""
+    if not inv.manifests or mgr.catalog.list(store.url):
+        return
+    pending = {(i.target, i.name) for i in mgr.catalog.pending(store.url)}
+    strangers = [k for k in inv.manifests if k not in pending]
+    if strangers:
+        raise CatalogError(
+            f"catalog {mgr.catalog.url} knows no checkpoint of store {store.url}, which "
+            f"holds {len(strangers)} manifests it does not know: if the catalog was lost "
+            "or replaced, run `cryostash catalog rebuild` first (gc would delete them)"
+        )

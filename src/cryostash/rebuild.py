@@ -1,0 +1,131 @@
+"""``catalog rebuild``: recreate the catalog rows of a store from its manifests alone.
+
+For disaster recovery when the catalog database is lost (or to adopt a store that
+another catalog wrote): the store is self-describing. :func:`rebuild_catalog` reads
+every manifest of one store and, for each checkpoint the catalog does not know,
+inserts a COMMITTED row with everything the manifest records (host, engine and
+version, created_at, labels, stats, size, the manifest's BLAKE3 digest) and its blob
+references. ``committed_at`` is the time of the rebuild. An event ``rebuild`` is
+recorded for each.
+
+A checkpoint is imported only if it can be restored as far as a listing tells: its
+manifest is valid and every blob it names is stored with a plausible size (run
+``verify --read-data`` to read every byte). Others are reported as ``skipped`` with
+the reason, and left alone in the store. Checkpoints the catalog already knows are
+``present`` (same manifest digest) or ``skipped`` (different manifest, or still
+pending: ``gc`` decides those). Running it again imports nothing new: idempotent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import blake3
+
+from cryostash import retry
+from cryostash.catalog.maintenance import CatalogMaintenance
+from cryostash.errors import CheckpointNotFound, IntegrityError
+from cryostash.storage import Manifest
+from cryostash.storage.inventory import take_inventory
+from cryostash.verify import presence_problem
+
+if TYPE_CHECKING:
+    from cryostash.manager import CheckpointManager
+
+
+@dataclass(frozen=True)
+class RebuildReport:
+    """What :func:`rebuild_catalog` did; ``ok`` when nothing was skipped."""
+
+    store_url: str
+    imported: tuple[str, ...]
+    present: tuple[str, ...]
+    skipped: tuple[tuple[str, str], ...]  #: (target/name, reason)
+
+    @property
+    def ok(self) -> bool:
+        """True when every manifest of the store is now in the catalog."""
+        return not self.skipped
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form (``catalog rebuild --json``)."""
+        return {
+            "store": self.store_url,
+            "ok": self.ok,
+            "imported": list(self.imported),
+            "present": list(self.present),
+            "skipped": [{"checkpoint": c, "reason": r} for c, r in self.skipped],
+        }
+
+
+def rebuild_catalog(mgr: CheckpointManager, *, checkpoint_dir: str | None = None) -> RebuildReport:
+    """Import every restorable checkpoint of a store that the catalog lacks.
+
+    Args:
+        checkpoint_dir: the store (default: the manager's default store).
+
+    Raises:
+        StorageError / CatalogError: the store could not be listed, or the catalog failed.
+    """
+    store, catalog = mgr.store(checkpoint_dir), mgr.catalog
+    inv = retry.call(take_inventory, store)
+    stored = {d: obj.size for d, obj in inv.blobs.items()}
+    committed = {(i.target, i.name): i for i in catalog.list(store.url)}
+    pending = {(i.target, i.name) for i in catalog.pending(store.url)}
+    maintenance = CatalogMaintenance(catalog)
+    imported: list[str] = []
+    present: list[str] = []
+    skipped: list[tuple[str, str]] = []
+    for (target, name) in sorted(inv.manifests):
+        label = f"{target}/{name}"
+        try:
+            data = retry.call(store.read_manifest, target, name)
+            manifest = Manifest.from_bytes(data, target=target, name=name)
+        except CheckpointNotFound:
+            continue  # removed meanwhile
+        except IntegrityError as exc:
+            skipped.append((label, str(exc)))
+            continue
+        digest = blake3.blake3(data).hexdigest()
+        known = committed.get((target, name))
+        if known is not None:
+            if known.manifest_digest in (None, digest):
+                present.append(label)
+            else:
+                skipped.append((label, "the catalog records a different manifest for it"))
+            continue
+        if (target, name) in pending:
+            skipped.append((label, "it is being created (pending); `cryostash gc` settles it"))
+            continue
+        reason = presence_problem(manifest, stored)
+        if reason is not None:
+            skipped.append((label, f"cannot be restored: {reason}"))
+            continue
+        info = maintenance.insert_committed(
+            store_url=store.url,
+            target=target,
+            name=name,
+            host=manifest.host,
+            engine=manifest.engine,
+            engine_version=manifest.engine_version,
+            created_at=manifest.created_at,
+            size_bytes=manifest.size,
+            labels=manifest.labels,
+            stats=manifest.stats,
+            manifest_digest=digest,
+            blobs=manifest.chunk_sizes,
+        )
+        if info is None:
+            present.append(label)  # inserted concurrently by someone else
+            continue
+        catalog.record_event(
+            host=mgr.settings.host,
+            action="rebuild",
+            target=target,
+            name=name,
+            store_url=store.url,
+            detail={"created_by": manifest.host, "manifest_digest": digest},
+        )
+        imported.append(label)
+    return RebuildReport(store.url, tuple(imported), tuple(present), tuple(skipped))

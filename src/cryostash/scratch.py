@@ -1,0 +1,105 @@
+"""Private scratch folders that know whether their owner is alive.
+
+Every dump and restore works in its own folder ``SCRATCH/<purpose>-<random>`` (mode
+0700), created by :func:`private_scratch` and removed when the block ends. While the
+block runs, the folder is held with an exclusive ``flock`` on its directory file
+descriptor (close-on-exec, so engines do not inherit it). The kernel drops the lock
+when the owner dies, however it dies (SIGKILL included), so :func:`stale_scratch`
+can tell a folder left by a crashed process (lock free) from one in use (lock held)
+without guessing from its age.
+
+Only folders whose names look like ours (``create-...`` / ``restore-...`` plus
+``mkdtemp``'s suffix) are ever considered, so pointing ``--scratch`` at a shared
+folder such as ``/tmp`` never puts anyone else's files at risk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+#: Names of scratch folders made by :func:`private_scratch` (purpose, dash, mkdtemp suffix).
+SCRATCH_NAME = re.compile(r"^(create|restore)-.+-[a-z0-9_]{8}$")
+
+
+@contextlib.contextmanager
+def private_scratch(root: Path, purpose: str) -> Iterator[Path]:
+    """A new private (0700) folder under ``root``, locked while the block runs and
+    removed when it ends, whatever happens.
+
+    Args:
+        root: the scratch root (created 0700 if missing).
+        purpose: the name prefix, ``create-...`` or ``restore-...``.
+    """
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = Path(tempfile.mkdtemp(prefix=f"{purpose}-", dir=root))
+    fd = -1
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+        if fd >= 0:
+            os.close(fd)
+
+
+def _lock_if_free(path: Path) -> int | None:
+    """An fd of ``path`` holding its lock if nobody else held it (its owner exited)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def stale_scratch(root: Path, *, older_than: float) -> list[Path]:
+    """Scratch folders under ``root`` left by processes that died, sorted.
+
+    A folder is stale when its name matches :data:`SCRATCH_NAME`, nobody holds its
+    lock, and it was last modified at or before the POSIX time ``older_than``.
+    """
+    try:
+        entries = sorted(root.iterdir())
+    except OSError:
+        return []
+    stale: list[Path] = []
+    for entry in entries:
+        if not SCRATCH_NAME.match(entry.name) or entry.is_symlink() or not entry.is_dir():
+            continue
+        try:
+            modified = entry.stat().st_mtime
+        except OSError:
+            continue
+        fd = _lock_if_free(entry) if modified <= older_than else None
+        if fd is not None:
+            os.close(fd)  # closing drops our lock at once
+            stale.append(entry)
+    return stale
+
+
+def remove_if_stale(path: Path) -> bool:
+    """Remove the scratch folder ``path`` if nobody holds its lock; True if removed.
+
+    The lock is held while the folder is removed, so an owner that was just about to
+    lock a brand-new folder waits, then fails cleanly on the missing folder.
+    """
+    fd = _lock_if_free(path)
+    if fd is None:
+        return False
+    try:
+        shutil.rmtree(path, ignore_errors=True)
+    finally:
+        os.close(fd)
+    return True

@@ -1,0 +1,258 @@
+"""``verify``: check catalog <-> manifest <-> blobs of committed checkpoints.
+
+For every committed checkpoint selected (all of a store, one target, or one
+checkpoint), :func:`verify_store` checks that:
+
+- its manifest exists, hashes to the digest the catalog recorded, and is valid
+  (parses, names this checkpoint, safe paths, chunk sizes adding up to file sizes);
+- every blob (chunk object) the manifest names is in the store with a plausible size:
+  a stored object is one encoding tag byte plus the plain bytes, or plus a zstd frame
+  only when that is smaller (:mod:`cryostash.storage.codec`), so its size is between 1
+  and the chunk's plain size + 1 (a truncated object may still look plausible: only
+  reading finds that);
+- with ``read_data``: every blob decodes and its plain bytes have the recorded size
+  and hash (BLAKE3) to its name. Each distinct blob is read once, in parallel. (A
+  file's own digest is checked at restore; here it follows from the verified chunks
+  and the verified manifest.)
+
+Each problem names the target, the checkpoint, and where known the file and blob.
+Manifests in the store that no catalog row (committed or pending) knows are listed as
+``untracked`` (``cryostash catalog rebuild`` imports them, ``gc`` removes them after its
+grace period): they are not problems of any checkpoint the catalog shows. Pending
+checkpoints are not verified (readers never see them). Verification never writes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import blake3
+
+from cryostash import retry
+from cryostash.errors import CheckpointNotFound, IntegrityError, UsageError
+from cryostash.names import validate_name, validate_target
+from cryostash.storage import Manifest, Store, chunkio
+from cryostash.storage.inventory import take_inventory
+from cryostash.types import CheckpointInfo
+
+if TYPE_CHECKING:
+    from cryostash.manager import CheckpointManager
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a committed checkpoint.
+
+    ``kind`` is one of ``manifest-missing``, ``manifest-mismatch`` (its bytes are not
+    the ones the catalog recorded), ``manifest-corrupt``, ``blob-missing``,
+    ``blob-size``, ``blob-corrupt``.
+    """
+
+    target: str
+    name: str
+    kind: str
+    message: str
+    file: str | None = None
+    blob: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "target": self.target,
+            "name": self.name,
+            "kind": self.kind,
+            "file": self.file,
+            "blob": self.blob,
+            "message": self.message,
+        }
+
+    def __str__(self) -> str:
+        return f"{self.target}/{self.name}: {self.message}"
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """The result of :func:`verify_store`; ``ok`` when ``problems`` is empty."""
+
+    store_url: str
+    read_data: bool
+    checkpoints: int
+    blobs: int
+    bytes_read: int
+    problems: tuple[Problem, ...]
+    untracked: tuple[tuple[str, str], ...]
+
+    @property
+    def ok(self) -> bool:
+        """True when no problem was found."""
+        return not self.problems
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form (``verify --json``)."""
+        return {
+            "store": self.store_url,
+            "ok": self.ok,
+            "read_data": self.read_data,
+            "checkpoints": self.checkpoints,
+            "blobs": self.blobs,
+            "bytes_read": self.bytes_read,
+            "problems": [p.as_dict() for p in self.problems],
+            "untracked": [{"target": t, "name": n} for t, n in self.untracked],
+        }
+
+
+def _read_blob(store: Store, digest: str, size: int) -> tuple[str | None, int]:
+    """Read, decode and verify one blob: (None, bytes read) if sound, else (why, 0)."""
+    try:
+        plain = retry.call(chunkio.read_chunk, store, digest, size)
+    except CheckpointNotFound:
+        return "is missing from the store", 0
+    except IntegrityError as exc:
+        return str(exc).removeprefix(f"blob {digest} ").strip(), 0
+    return None, len(plain)
+
+
+def _check_manifest(store: Store, info: CheckpointInfo) -> tuple[Manifest | None, list[Problem]]:
+    t, n = info.target, info.name
+    try:
+        data = retry.call(store.read_manifest, t, n)
+    except CheckpointNotFound:
+        message = f"manifest is missing from store {store.url}"
+        return None, [Problem(t, n, "manifest-missing", message)]
+    actual = blake3.blake3(data).hexdigest()
+    try:
+        manifest = Manifest.from_bytes(data, target=t, name=n)
+    except IntegrityError as exc:
+        return None, [Problem(t, n, "manifest-corrupt", str(exc))]
+    if info.manifest_digest and actual != info.manifest_digest:
+        message = (
+            f"manifest does not match the catalog (expected BLAKE3 {info.manifest_digest}, "
+            f"got {actual})"
+        )
+        return manifest, [Problem(t, n, "manifest-mismatch", message)]
+    return manifest, []
+
+
+def presence_problem(manifest: Manifest, stored: Mapping[str, int]) -> str | None:
+    """Why the blobs of ``manifest`` are not all in a store whose objects have the
+    ``stored`` sizes (missing, or a size no encoding gives), or None. For gc and rebuild."""
+    found = _check_presence(manifest.target, manifest.name, manifest, stored)
+    return found[0].message if found else None
+
+
+def _check_presence(
+    t: str, n: str, manifest: Manifest, stored: Mapping[str, int]
+) -> list[Problem]:
+    problems: list[Problem] = []
+    for entry in manifest.files:
+        for digest, plain in zip(entry.blobs, entry.chunk_sizes, strict=True):
+            where = f"blob {digest} of file {entry.path}"
+            if digest not in stored:
+                message = f"{where} is missing from the store"
+                problems.append(Problem(t, n, "blob-missing", message, entry.path, digest))
+            elif not 1 <= stored[digest] <= plain + 1:
+                message = (
+                    f"{where} is corrupt: {stored[digest]} bytes stored, which cannot encode "
+                    f"its {plain} bytes"
+                )
+                problems.append(Problem(t, n, "blob-size", message, entry.path, digest))
+    return problems
+
+
+def _read_problems(
+    store: Store, checked: Iterable[tuple[CheckpointInfo, Manifest]], jobs: int
+) -> tuple[list[Problem], int, int]:
+    """Read and verify every distinct blob of ``checked`` once; the problems found, the
+    number of blobs and the plain bytes read."""
+    pairs = list(checked)
+    sizes: dict[str, int] = {}
+    for _, manifest in pairs:
+        sizes.update(manifest.chunk_sizes)
+    digests = sorted(sizes)
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        results = list(pool.map(lambda d: _read_blob(store, d, sizes[d]), digests))
+    found = dict(zip(digests, results, strict=True))
+    problems: list[Problem] = []
+    for info, manifest in pairs:
+        for entry in manifest.files:
+            for digest in dict.fromkeys(entry.blobs):
+                why = found[digest][0]
+                if why is None:
+                    continue
+                kind = "blob-missing" if why.startswith("is missing") else "blob-corrupt"
+                message = f"blob {digest} of file {entry.path} {why}"
+                problems.append(Problem(info.target, info.name, kind, message, entry.path, digest))
+    return problems, len(digests), sum(size for _, size in results)
+
+
+def _dedupe(problems: Iterable[Problem]) -> tuple[Problem, ...]:
+    seen: dict[tuple[str, str, str | None, str | None, str], Problem] = {}
+    for p in problems:  # a blob found missing by the listing and by reading: once
+        seen.setdefault((p.target, p.name, p.file, p.blob, p.kind), p)
+    return tuple(sorted(seen.values(), key=lambda p: (p.target, p.name, p.file or "", p.kind)))
+
+
+def verify_store(
+    mgr: CheckpointManager,
+    target: str | None = None,
+    name: str | None = None,
+    *,
+    read_data: bool = False,
+    checkpoint_dir: str | None = None,
+) -> VerifyReport:
+    """Verify the committed checkpoints of a store (see the module docstring).
+
+    Args:
+        target: only this target; with ``name``, only that checkpoint.
+        read_data: re-hash every blob (reads every byte).
+        checkpoint_dir: the store (default: the manager's default store).
+
+    Raises:
+        InvalidName: bad target or name.
+        CheckpointNotFound: ``name`` given and no such committed checkpoint.
+        StorageError / CatalogError: the store or catalog could not be read.
+    """
+    if name is not None and target is None:
+        raise UsageError("a checkpoint name needs its target")
+    if target is not None:
+        validate_target(target)
+    if name is not None:
+        validate_name(name)
+    store = mgr.store(checkpoint_dir)
+    if target is not None and name is not None:
+        infos = [mgr.get(target, name, checkpoint_dir)]
+    else:
+        infos = mgr.list(target, checkpoint_dir)
+    inventory = retry.call(take_inventory, store)
+    stored = {d: obj.size for d, obj in inventory.blobs.items()}
+    problems: list[Problem] = []
+    readable: list[tuple[CheckpointInfo, Manifest]] = []
+    for info in infos:
+        manifest, found = _check_manifest(store, info)
+        problems.extend(found)
+        if manifest is not None:
+            problems.extend(_check_presence(info.target, info.name, manifest, stored))
+            readable.append((info, manifest))
+    blobs, bytes_read = len({d for _, m in readable for d in m.blob_digests}), 0
+    if read_data:
+        found_by_reading, blobs, bytes_read = _read_problems(store, readable, mgr.jobs)
+        problems.extend(found_by_reading)
+    untracked: tuple[tuple[str, str], ...] = ()
+    if name is None:
+        known = {(i.target, i.name) for i in mgr.catalog.list(store.url, target)}
+        known |= {(i.target, i.name) for i in mgr.catalog.pending(store.url)}
+        untracked = tuple(
+            sorted(k for k in inventory.manifests if k not in known and target in (None, k[0]))
+        )
+    return VerifyReport(
+        store_url=store.url,
+        read_data=read_data,
+        checkpoints=len(infos),
+        blobs=blobs,
+        bytes_read=bytes_read,
+        problems=_dedupe(problems),
+        untracked=untracked,
+    )
