@@ -11,6 +11,7 @@ from pathlib import Path
 import blake3
 import pytest
 
+from cryostash.config import Settings
 from cryostash.errors import (
     CheckpointExists,
     CheckpointNotFound,
@@ -18,9 +19,10 @@ from cryostash.errors import (
     StorageError,
     UsageError,
 )
-from cryostash.storage import Store, canonical_url, redact_url
-from cryostash.storage.translate import is_transient, translate
-from tests.support.stores import Backend, backend_fixture, moto_endpoint_fixture  # noqa: F401
+from cryostash.storage import Manifest, Store, canonical_url, redact_url
+from cryostash.storage.translate import is_transient, store_problem, translate
+from tests.support.fake_engine import FakeManager, make_image
+from tests.support.stores import Backend
 
 DIGEST_A = blake3.blake3(b"alpha").hexdigest()
 
@@ -110,6 +112,38 @@ class TestStoreConformance:
         store.write_manifest("c1", "cp1", b"{}")
         assert store.list_checkpoints() == [("c1", "cp1")]
         assert store.manifest_exists("c1", "cp1")
+
+    def test_a_create_writes_its_manifest_only_after_all_its_blobs(
+        self, backend: Backend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        files = make_image(tmp_path / "image")
+        seen: dict[str, object] = {}
+        real_write = Store.write_manifest
+
+        def spying_write(store: Store, target: str, name: str, data: bytes) -> None:
+            manifest = Manifest.from_bytes(data, target=target, name=name)
+            digests = {d for entry in manifest.files for d in entry.blobs}
+            raw = backend.raw
+            seen["digests"] = digests
+            seen["absent"] = sorted(d for d in digests if not raw.exists(raw.blob(d)))
+            seen["listed"] = store.list_checkpoints()
+            real_write(store, target, name, data)
+
+        monkeypatch.setattr(Store, "write_manifest", spying_write)
+        settings = Settings(
+            store_url=backend.url,
+            catalog_url=f"sqlite:///{tmp_path / 'catalog.db'}",
+            scratch_dir=tmp_path / "scratch",
+            host="host-a",
+            storage_options=backend.storage_options,
+        )
+        with FakeManager(settings) as mgr:
+            mgr.create("app", "cp1", locator=str(tmp_path / "image"))
+        assert seen["absent"] == [] and seen["listed"] == []
+        assert seen["digests"] == {blake3.blake3(d).hexdigest() for d in files.values() if d}
+        store = backend.store()
+        assert store.list_checkpoints() == [("app", "cp1")]
+        assert set(store.list_blobs()) == seen["digests"]
 
     def test_delete_manifest_removes_folder_and_is_idempotent(self, backend: Backend) -> None:
         store = backend.store()
@@ -387,3 +421,34 @@ def test_translate_understands_s3_error_codes() -> None:
     assert not is_transient(_FakeClientError("NoSuchBucket"))
     denied = translate(_FakeClientError("AccessDenied"), op="read", where="x", url="s3://b")
     assert isinstance(denied, StorageError) and "permission denied" in str(denied)
+
+
+class EndpointConnectionError(Exception):
+    """Named like botocore's: what an unreachable endpoint raises."""
+
+
+def test_a_store_that_cannot_be_used_is_named_as_such() -> None:
+    def err(exc: Exception) -> StorageError:
+        out = translate(exc, op="read", where="manifest of a1/b1", url="s3://b/p")
+        assert isinstance(out, StorageError)
+        return out
+
+    missing_bucket = FileNotFoundError("The specified bucket does not exist")
+    missing_bucket.__cause__ = _FakeClientError("NoSuchBucket")
+    gone = translate(
+        missing_bucket, op="read", where="manifest of a1/b1", url="s3://b/p",
+        not_found=lambda: CheckpointNotFound("no such checkpoint"),
+    )  # fmt: skip
+    assert isinstance(gone, StorageError)  # not "checkpoint does not exist"
+    assert str(gone) == "cannot read manifest of a1/b1 in store s3://b/p: the bucket does not exist"
+    for code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken"):
+        rejected = err(_FakeClientError(code))
+        assert f"the credentials were rejected ({code}: " in str(rejected)
+        assert not rejected.transient
+    down = err(EndpointConnectionError('Could not connect to the endpoint URL: "http://x"'))
+    assert "cannot connect to the endpoint: Could not connect" in str(down)
+    assert down.transient
+    refused = err(ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused"))
+    assert "cannot connect to the endpoint" in str(refused) and refused.transient
+    assert store_problem(_FakeClientError("NoSuchKey")) is None
+    assert store_problem(PermissionError("Access Denied")) is None

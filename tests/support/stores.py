@@ -5,30 +5,35 @@ Every test that takes the ``backend`` fixture runs once per name in :data:`BACKE
 - ``memory``: ``memory://`` with a unique root per test; fsspec's process-wide
   MemoryFileSystem store is cleared afterwards.
 - ``local``: a fresh folder under ``tmp_path`` (not created: the store creates it).
-- ``s3``: a fresh bucket on a moto server started once per session
-  (``moto_server -H 127.0.0.1 -p PORT``), or on the S3-compatible endpoint named by
-  ``CRYOSTASH_TEST_S3_ENDPOINT`` (credentials ``CRYOSTASH_TEST_S3_KEY``/``_SECRET``,
-  default ``testing``). When neither moto nor s3fs is available, the S3 cases skip
-  (fail under ``CI=true``) via :func:`tests.support.requirements.missing`.
+- ``s3``: a fresh bucket on the session's S3 endpoint (:func:`moto_server`): one
+  private moto server per test session (``moto_server -H 127.0.0.1 -p PORT``, through
+  ``moto_launcher.py``) with an ``admin`` and a ``readonly`` IAM user, which checks
+  credentials inside :meth:`MotoServer.authenticating` blocks; or the
+  S3-compatible endpoint named by ``CRYOSTASH_TEST_S3_ENDPOINT`` (credentials
+  ``CRYOSTASH_TEST_S3_KEY``/``_SECRET``, default ``testing``). When moto or s3fs is
+  missing, the S3 cases skip (fail under ``CI=true``) via
+  :func:`tests.support.requirements.missing`.
 
 To add a backend: add its name to :data:`BACKENDS` and a branch to
 :func:`make_backend` that returns a :class:`Backend` (URL, storage options, cleanup).
 
-Use it in a test module with
-``from tests.support.stores import backend_fixture, moto_endpoint_fixture  # noqa: F401``
-(pytest finds fixtures imported into the module; they are registered under the names
-``backend`` and ``moto_endpoint``). A ``conftest.py`` may import them instead.
+The fixtures ``backend``, ``moto_server`` and ``moto_endpoint`` are registered in
+``tests/conftest.py``: use them by name, do not import them into a test module (a module
+that does still shares the one server, but needs no import to do so).
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import importlib.util
+import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -156,39 +161,193 @@ def _wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 15
     raise RuntimeError(f"moto_server did not listen on port {port} within {timeout} s")
 
 
-@pytest.fixture(scope="session", name="moto_endpoint")
-def moto_endpoint_fixture() -> Iterator[dict[str, Any]]:
-    """s3fs storage options for a running S3 endpoint (a private moto server)."""
-    try:
-        import s3fs  # noqa: F401
-    except ImportError as exc:
-        missing("S3 (s3fs)", str(exc))
-    key = os.environ.get("CRYOSTASH_TEST_S3_KEY", "testing")
-    secret = os.environ.get("CRYOSTASH_TEST_S3_SECRET", "testing")
-    existing = os.environ.get("CRYOSTASH_TEST_S3_ENDPOINT")
-    if existing:
-        yield {"key": key, "secret": secret, "endpoint_url": existing}
-        return
-    binary = shutil.which("moto_server") or str(Path(sys.executable).parent / "moto_server")
-    if not os.path.exists(binary):
-        missing("S3 (moto)", "moto_server not found; install moto[server]")
-    port = _free_port()
-    proc = subprocess.Popen(
-        [binary, "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        _wait_for_port(port, proc)
-        yield {"key": key, "secret": secret, "endpoint_url": f"http://127.0.0.1:{port}"}
-    finally:
+#: Runs moto_server with a fix (see its docstring).
+MOTO_LAUNCHER = Path(__file__).resolve().parent / "moto_launcher.py"
+#: IAM policies of the users made on the private moto server.
+_POLICIES = {
+    "admin": ["*"],
+    "readonly": ["s3:Get*", "s3:List*", "s3:HeadBucket"],
+}
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """An access key pair."""
+
+    key: str
+    secret: str
+
+
+@dataclass
+class MotoServer:
+    """An S3 endpoint for the tests: the session's private moto server, or the endpoint
+    named by ``CRYOSTASH_TEST_S3_ENDPOINT``.
+
+    moto checks credentials only while :meth:`authenticating`: then unknown keys and
+    wrong secrets are refused, and ``readonly`` may not write. (The server runs through
+    ``moto_launcher.py``, which fixes moto's signature check of listings.)
+
+    Attributes:
+        endpoint: ``http://127.0.0.1:PORT``.
+        admin: credentials allowed everything.
+        readonly: credentials allowed ``s3:Get*``/``s3:List*`` only (None on an
+            external endpoint, where they cannot be made).
+    """
+
+    endpoint: str
+    admin: Credentials
+    readonly: Credentials | None = None
+    proc: subprocess.Popen[bytes] | None = None
+
+    def options(self, creds: Credentials | None = None) -> dict[str, Any]:
+        """s3fs storage options for ``creds`` (default: admin)."""
+        creds = creds or self.admin
+        return {"key": creds.key, "secret": creds.secret, "endpoint_url": self.endpoint}
+
+    def env(self, creds: Credentials | None = None) -> dict[str, str]:
+        """The standard AWS variables for ``creds`` (default: admin), and no AWS
+        configuration files (so that the developer's own ``~/.aws`` is never used)."""
+        creds = creds or self.admin
+        return {
+            "AWS_ACCESS_KEY_ID": creds.key,
+            "AWS_SECRET_ACCESS_KEY": creds.secret,
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_CONFIG_FILE": os.devnull,
+            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+        }
+
+    def make_bucket(self) -> str:
+        """Create a fresh, empty bucket (admin) and return its name."""
+        import s3fs
+
+        bucket = f"cryostash-test-{uuid.uuid4().hex[:12]}"
+        s3fs.S3FileSystem(**self.options()).mkdir(bucket)
+        return bucket
+
+    @contextlib.contextmanager
+    def authenticating(self) -> Iterator[MotoServer]:
+        """Check every request's credentials and permissions inside the block (moto's
+        IAM simulation); skip (fail under CI) on an endpoint that is not ours."""
+        if self.proc is None or self.readonly is None:
+            missing("S3 authentication", "only the private moto server can switch it on")
+        _set_auth(self.endpoint, "0")  # authenticate every request from now on
+        try:
+            yield self
+        finally:
+            _set_auth(self.endpoint, "inf")
+
+    def stop(self) -> None:
+        """Stop the server if this process started it (idempotent)."""
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
         proc.terminate()
         try:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def _make_users(endpoint: str) -> dict[str, Credentials]:
+    """Create the IAM users of :data:`_POLICIES` (before authentication is switched on)."""
+    import boto3
+
+    iam = boto3.client(
+        "iam",
+        endpoint_url=endpoint,
+        aws_access_key_id="bootstrap",
+        aws_secret_access_key="bootstrap",
+        region_name="us-east-1",
+    )
+    users: dict[str, Credentials] = {}
+    for name, actions in _POLICIES.items():
+        iam.create_user(UserName=name)
+        policy = {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}],
+        }
+        iam.put_user_policy(UserName=name, PolicyName=name, PolicyDocument=json.dumps(policy))
+        key = iam.create_access_key(UserName=name)["AccessKey"]
+        users[name] = Credentials(key["AccessKeyId"], key["SecretAccessKey"])
+    return users
+
+
+def _set_auth(endpoint: str, after: str) -> None:
+    """moto: authenticate every request after the next ``after`` ones (``inf``: never)."""
+    request = urllib.request.Request(
+        f"{endpoint}/moto-api/reset-auth",
+        data=after.encode(),
+        method="POST",
+        headers={"Content-Type": "text/plain"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as reply:
+        reply.read()
+
+
+def _start_moto() -> MotoServer:
+    existing = os.environ.get("CRYOSTASH_TEST_S3_ENDPOINT")
+    if existing:
+        admin = Credentials(
+            os.environ.get("CRYOSTASH_TEST_S3_KEY", "testing"),
+            os.environ.get("CRYOSTASH_TEST_S3_SECRET", "testing"),
+        )
+        return MotoServer(existing, admin)
+    if importlib.util.find_spec("moto") is None or importlib.util.find_spec("flask") is None:
+        raise FileNotFoundError("moto[server] is not installed")
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, str(MOTO_LAUNCHER), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    server = MotoServer(f"http://127.0.0.1:{port}", Credentials("", ""), proc=proc)
+    try:
+        _wait_for_port(port, proc)
+        users = _make_users(server.endpoint)
+    except BaseException:
+        server.stop()
+        raise
+    server.admin, server.readonly = users["admin"], users["readonly"]
+    atexit.register(server.stop)
+    return server
+
+
+_moto: MotoServer | None = None
+_moto_failure: str | None = None
+
+
+def moto_server() -> MotoServer:
+    """The session's S3 endpoint, started on first use (one per test session, whichever
+    modules ask), or skip/fail via :func:`~tests.support.requirements.missing`."""
+    global _moto, _moto_failure
+    try:
+        import s3fs  # noqa: F401
+    except ImportError as exc:
+        missing("S3 (s3fs)", str(exc))
+    if _moto is None and _moto_failure is None:
+        try:
+            _moto = _start_moto()
+        except (OSError, RuntimeError, ImportError) as exc:
+            _moto_failure = f"{type(exc).__name__}: {exc}"
+    if _moto is None:
+        missing("S3 (moto)", _moto_failure or "unknown")
+    return _moto
+
+
+@pytest.fixture(scope="session", name="moto_server")
+def moto_server_fixture() -> Iterator[MotoServer]:
+    """The session's S3 endpoint (see :class:`MotoServer`); stopped when the session ends."""
+    server = moto_server()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session", name="moto_endpoint")
+def moto_endpoint_fixture(moto_server: MotoServer) -> dict[str, Any]:
+    """s3fs storage options (admin credentials) for the session's S3 endpoint."""
+    return moto_server.options()
 
 
 def make_backend(name: str, request: pytest.FixtureRequest, tmp_path: Path) -> Backend:

@@ -7,6 +7,10 @@ Every :class:`~cryostash.storage.Store` operation runs inside :func:`translating
   else StorageError;
 - ``FileExistsError`` or an S3 ``412 Precondition Failed`` -> the caller's ``exists``
   error (e.g. CheckpointExists), else StorageError;
+- a store that cannot be used at all -> StorageError saying why, checked first:
+  a missing bucket (S3 ``NoSuchBucket``), credentials the server rejects
+  (``InvalidAccessKeyId``, ``SignatureDoesNotMatch``, expired tokens), no credentials
+  at all, an endpoint that cannot be connected to (see :func:`store_problem`);
 - ``PermissionError`` (and S3 403) -> ``StorageError("permission denied: ...")``;
 - timeouts, connection failures, throttling, 5xx -> ``StorageError(transient=True)``;
 - anything else a backend raises -> StorageError naming the operation and the
@@ -58,6 +62,31 @@ _TRANSIENT_CODES = frozenset(
         "503",
     }
 )
+#: S3-style error codes meaning the server refused the credentials themselves.
+_CREDENTIAL_CODES = frozenset(
+    {
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "InvalidToken",
+        "ExpiredToken",
+        "TokenRefreshRequired",
+        "InvalidClientTokenId",
+        "UnrecognizedClientException",
+        "AuthorizationHeaderMalformed",
+    }
+)
+#: Exception class names (anywhere in the cause chain) meaning "could not connect at all".
+_UNREACHABLE_NAMES = frozenset(
+    {
+        "EndpointConnectionError",
+        "ConnectTimeoutError",
+        "ClientConnectorError",
+        "ProxyConnectionError",
+    }
+)
+_UNREACHABLE_ERRNOS = frozenset(
+    {errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ENETDOWN}
+)
 #: Exceptions that are bugs, never backend conditions.
 _BUGS = (TypeError, AttributeError, NameError, AssertionError)
 
@@ -77,6 +106,44 @@ def _response_code(exc: BaseException) -> str | None:
             if code is not None:
                 return str(code)
         current = current.__cause__ or current.__context__
+    return None
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc``, then its causes (explicit or implicit), each once."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def store_problem(exc: BaseException) -> str | None:
+    """Why the store cannot be used at all, if ``exc`` says so; else None.
+
+    The answer is a phrase for a message: ``the bucket does not exist``, ``the
+    credentials were rejected (InvalidAccessKeyId: ...)``, ``no credentials found ...``,
+    ``cannot connect to the endpoint: ...``. It never contains a secret (botocore's
+    messages name the key id at most, never the secret key).
+    """
+    code = _response_code(exc)
+    detail = str(exc) or type(exc).__name__
+    if code == "NoSuchBucket":
+        return "the bucket does not exist"
+    if code in _CREDENTIAL_CODES:
+        return f"the credentials were rejected ({code}: {detail})"
+    for link in _chain(exc):
+        names = {cls.__name__ for cls in type(link).__mro__}
+        if "NoCredentialsError" in names:
+            return (
+                "no credentials found (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY or "
+                "AWS_PROFILE, or the storage options key and secret)"
+            )
+        if names & _UNREACHABLE_NAMES or (
+            isinstance(link, OSError) and link.errno in _UNREACHABLE_ERRNOS
+        ):
+            return f"cannot connect to the endpoint: {detail}"
     return None
 
 
@@ -123,6 +190,11 @@ def translate(
     if isinstance(exc, CryostashError):
         return exc
     detail = str(exc) or type(exc).__name__
+    problem = store_problem(exc)
+    if problem is not None:
+        return StorageError(
+            f"cannot {op} {where} in store {url}: {problem}", transient=is_transient(exc)
+        )
     if isinstance(exc, FileNotFoundError) and not_found is not None:
         return not_found()
     if is_precondition_failed(exc) and exists is not None:

@@ -121,8 +121,13 @@ def open_root(url: str, storage_options: Mapping[str, Any] | None = None) -> Ope
 
     from fsspec.core import url_to_fs
 
+    options = dict(storage_options or {})
+    if names in (["s3"], ["s3a"]):
+        from cryostash.storage.s3 import with_defaults
+
+        options = with_defaults(options)
     try:
-        fs, root = url_to_fs(url, **dict(storage_options or {}))
+        fs, root = url_to_fs(url, **options)
     except ImportError as exc:
         raise UsageError(f"cannot open store {shown!r}: {exc}") from exc
     except (ValueError, TypeError) as exc:
