@@ -1,11 +1,11 @@
 # cryostash — the two commands of the README:
 #   make demo   venv + install + CRIU, then examples/quickstart.py on the default store
-#   make test   venv + install + CRIU, then ruff, mypy and the whole test suite
+#   make test   venv + install + CRIU + container runtimes, then ruff, mypy and the tests
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install criu demo test lint
+.PHONY: install criu runtimes demo test lint bench bench-s3
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ install: $(VENV)/.installed
 criu: install
 	$(BIN)/python -m cryostash.engines.criu_provision
 
+# runc, iptables, busybox-static, podman, docker.io for the container-engine tests (idempotent).
+runtimes:
+	scripts/install-runtimes
+
 demo: criu
 	$(BIN)/python examples/quickstart.py
 
@@ -26,5 +30,15 @@ lint: install
 	$(BIN)/ruff check src tests examples $(wildcard bench)
 	$(BIN)/mypy
 
-test: criu lint
+test: criu runtimes lint
 	$(BIN)/pytest
+
+# The end-to-end benchmark (criu / aws s3 sync vs cryostash, 512 MiB process): prints a
+# table with ratios and goals, writes bench/results/checkpoint-<time>.json.
+bench: criu
+	$(BIN)/python bench/checkpoint_bench.py
+
+# S3 throughput: cryostash's data path vs `aws s3 sync` of the same 512 MiB image folder,
+# on private moto servers on loopback (the AWS CLI goes into its own venv, made once).
+bench-s3: install
+	$(BIN)/python bench/s3_throughput.py

@@ -7,8 +7,17 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.support import postgres
 from tests.support.processes import ProcessTracker
 from tests.support.requirements import missing
+from tests.support.stores import (
+    backend_fixture,
+    moto_endpoint_fixture,
+    moto_server_fixture,
+)
+
+# Fixtures defined elsewhere, registered here (pytest finds them by their names).
+__all__ = ["backend_fixture", "moto_endpoint_fixture", "moto_server_fixture"]
 
 # --- CRIU and real processes (engines) ------------------------------------------------
 
@@ -41,3 +50,15 @@ def procs() -> Iterator[ProcessTracker]:
 
 
 # --- end of CRIU section ----------------------------------------------------------------
+
+
+# --- S3 (one moto server per session) and PostgreSQL (one private cluster per session) ---
+# Registered here, once: a test module must not import these fixtures (a module-level
+# copy of a session fixture is a second instance). ``backend`` runs a test on every
+# store backend (memory, local, S3).
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[postgres.PostgresServer]:
+    """The session's PostgreSQL server (a private cluster), stopped when the session ends."""
+    yield from postgres.session_server()

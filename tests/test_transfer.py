@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import blake3
@@ -15,9 +16,9 @@ from hypothesis import strategies as st
 
 from cryostash import transfer
 from cryostash.errors import IntegrityError, StorageError, UsageError
-from cryostash.storage import Store
+from cryostash.storage import BlobUpload, Store
 from cryostash.types import FileEntry
-from tests.support.stores import Backend, backend_fixture, moto_endpoint_fixture  # noqa: F401
+from tests.support.stores import Backend, make_backend
 
 BLOCK = transfer.BLOCK
 
@@ -254,3 +255,120 @@ def test_arbitrary_contents_round_trip(files: list[tuple[int, int, bool]], small
         transfer.upload(store, src, entries)
         transfer.download(store, entries, dest)
         assert {k: v[0] for k, v in read_tree(dest).items()} == expected
+
+
+# -- multipart (S3) and bounded memory --------------------------------------------------
+
+PART = transfer.MIN_PART_SIZE
+
+
+def _big_tree(root: Path) -> dict[str, bytes]:
+    """One file of 2.5 parts (half random, half zeros, like CRIU's pages) and small ones."""
+    half = (5 * PART // 2 + 7) // 2
+    files = {
+        "pages-1.img": os.urandom(half) + bytes(5 * PART // 2 + 7 - half),
+        "core-1.img": os.urandom(4000),
+        "mm-1.img": os.urandom(PART - 1),
+    }
+    for rel, data in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
+    return files
+
+
+class _PartSpy:
+    """Records the size of every part sent (wraps ``BlobUpload.put_part``)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, fail: dict[int, StorageError]) -> None:
+        self.sizes: list[int] = []
+        self.fail = fail
+        real = BlobUpload.put_part
+        spy = self
+
+        def put_part(upload: BlobUpload, number: int, data: bytes) -> None:
+            if number in spy.fail:
+                raise spy.fail.pop(number)
+            spy.sizes.append(len(data))
+            real(upload, number, data)
+
+        monkeypatch.setattr(BlobUpload, "put_part", put_part)
+
+
+@pytest.fixture
+def s3_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    """A fresh bucket on the session's S3 endpoint (the one backend with multipart)."""
+    made = make_backend("s3", request, tmp_path)
+    try:
+        yield made
+    finally:
+        made.cleanup()
+
+
+def _incomplete_uploads(backend: Backend) -> list[object]:
+    fs = backend.raw.fs
+    bucket = backend.raw.root.split("/")[0]
+    return list(fs.call_s3("list_multipart_uploads", Bucket=bucket).get("Uploads", []))
+
+
+def test_large_blob_goes_up_in_parts_of_bounded_size(
+    backend: Backend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = backend.store()
+    src, dest = tmp_path / "src", tmp_path / "dest"
+    files = _big_tree(src)
+    entries = transfer.scan_tree(src)
+    spy = _PartSpy(monkeypatch, {})
+    progress = Callback()
+    up = transfer.upload(store, src, entries, jobs=3, part_size=PART, callback=progress)
+    assert up.blobs_uploaded == 3 and up.bytes_uploaded == sum(map(len, files.values()))
+    assert progress.size == progress.value == up.bytes_uploaded
+    if store.supports_multipart:
+        big = len(files["pages-1.img"])
+        assert sorted(spy.sizes) == sorted([PART, PART, big - 2 * PART])
+        assert _incomplete_uploads(backend) == []
+    else:
+        assert spy.sizes == []
+    down = transfer.download(store, entries, dest, jobs=2)
+    assert {k: v[0] for k, v in read_tree(dest).items()} == files
+    assert down.bytes_downloaded == up.bytes_uploaded
+    again = transfer.upload(store, src, entries, jobs=3, part_size=PART)
+    assert again.blobs_uploaded == 0 and again.blobs_skipped == 3
+
+
+def test_failed_part_aborts_the_upload_and_leaves_nothing(
+    s3_backend: Backend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = s3_backend.store()
+    assert store.supports_multipart
+    src = tmp_path / "src"
+    files = _big_tree(src)
+    entries = transfer.scan_tree(src)
+    _PartSpy(monkeypatch, {2: StorageError("permission denied: part 2")})
+    with pytest.raises(StorageError, match="part 2"):
+        transfer.upload(store, src, entries, jobs=2, part_size=PART, backoff=0)
+    big = blake3.blake3(files["pages-1.img"]).hexdigest()
+    assert not store.has_blob(big)
+    assert _incomplete_uploads(s3_backend) == []
+
+
+def test_transient_part_failure_is_retried(
+    s3_backend: Backend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = s3_backend.store()
+    assert store.supports_multipart
+    src, dest = tmp_path / "src", tmp_path / "dest"
+    files = _big_tree(src)
+    entries = transfer.scan_tree(src)
+    _PartSpy(monkeypatch, {3: StorageError("connection reset", transient=True)})
+    progress = Callback()
+    up = transfer.upload(store, src, entries, jobs=2, part_size=PART, backoff=0,
+                         callback=progress)  # fmt: skip
+    assert up.retries == 1 and up.blobs_uploaded == 3
+    assert progress.value == progress.size
+    transfer.download(store, entries, dest)
+    assert {k: v[0] for k, v in read_tree(dest).items()} == files
+
+
+def test_part_size_below_the_s3_minimum_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="part size must be at least"):
+        transfer.upload(Store(str(tmp_path / "s")), tmp_path, [], part_size=PART - 1)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from cryostash.config import Settings, resolve_settings
+from cryostash.config import Settings, parse_storage_options, resolve_settings
 from cryostash.errors import (
     CatalogError,
     CheckpointExists,
@@ -29,7 +29,10 @@ from cryostash.names import validate_name, validate_target
 from cryostash.types import CheckpointInfo, Event, RestoreResult, Status
 
 if TYPE_CHECKING:
+    from cryostash.gc import GcReport, collect_garbage
     from cryostash.manager import CheckpointManager, Inspection
+    from cryostash.rebuild import RebuildReport, rebuild_catalog
+    from cryostash.verify import VerifyReport, verify_store
 
 __version__ = "0.1.0"
 
@@ -42,21 +45,37 @@ __all__ = [
     "CryostashError",
     "EngineError",
     "Event",
+    "GcReport",
     "Inspection",
     "IntegrityError",
     "InvalidName",
+    "RebuildReport",
     "RestoreResult",
     "SchemaOutdated",
     "Settings",
     "Status",
     "StorageError",
     "UsageError",
+    "VerifyReport",
+    "collect_garbage",
+    "parse_storage_options",
+    "rebuild_catalog",
     "resolve_settings",
     "validate_name",
     "validate_target",
+    "verify_store",
 ]
 
-_LAZY = {"CheckpointManager": "cryostash.manager", "Inspection": "cryostash.manager"}
+_LAZY = {
+    "CheckpointManager": "cryostash.manager",
+    "Inspection": "cryostash.manager",
+    "verify_store": "cryostash.verify",
+    "VerifyReport": "cryostash.verify",
+    "collect_garbage": "cryostash.gc",
+    "GcReport": "cryostash.gc",
+    "rebuild_catalog": "cryostash.rebuild",
+    "RebuildReport": "cryostash.rebuild",
+}
 
 
 def __getattr__(name: str) -> Any:

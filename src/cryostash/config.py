@@ -3,11 +3,19 @@
 Precedence: flags beat environment beats config file beats defaults.
 
 Environment: ``CRYOSTASH_STORE``, ``CRYOSTASH_CATALOG``, ``CRYOSTASH_SCRATCH``,
-``CRYOSTASH_HOST``, ``CRYOSTASH_CRIU``, ``CRYOSTASH_CONFIG`` (path of the config file).
+``CRYOSTASH_HOST``, ``CRYOSTASH_CRIU``, ``CRYOSTASH_CONFIG`` (path of the config file),
+``CRYOSTASH_STORAGE_OPTIONS`` (a JSON object of fsspec storage options).
 
 Config file (TOML, optional): ``$CRYOSTASH_CONFIG``, else
 ``/etc/cryostash/config.toml`` for root, ``$XDG_CONFIG_HOME/cryostash/config.toml``
-otherwise; keys ``store``, ``catalog``, ``scratch``, ``host``, ``criu``.
+otherwise; keys ``store``, ``catalog``, ``scratch``, ``host``, ``criu``, the data-path
+keys ``chunk_size``, ``compression``, ``cache``, ``cache_size`` (also as
+``CRYOSTASH_<KEY>``: see :mod:`cryostash.transfer_settings`), and a table
+``[storage_options]``.
+
+Storage options are merged key by key: command line over environment over config file.
+They often hold credentials: they are never shown (not even in ``repr(settings)``) and
+never persisted.
 
 Defaults live under the data folder: ``/var/lib/cryostash`` for root,
 ``$XDG_DATA_HOME/cryostash`` (``~/.local/share/cryostash``) otherwise:
@@ -16,17 +24,20 @@ Defaults live under the data folder: ``/var/lib/cryostash`` for root,
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cryostash import transfer_settings
 from cryostash.errors import UsageError
+from cryostash.transfer_settings import TransferSettings
 
-_KEYS = ("store", "catalog", "scratch", "host", "criu")
+_KEYS = ("store", "catalog", "scratch", "host", "criu", *transfer_settings.KEYS)
 
 
 def data_dir(env: Mapping[str, str] | None = None) -> Path:
@@ -60,6 +71,8 @@ class Settings:
         host: this host's name, recorded in rows and events.
         criu_path: the CRIU binary to use, or None to search PATH and the private prefix.
         storage_options: extra fsspec options for the store (never persisted).
+        transfer: chunk size, compression and chunk cache
+            (:mod:`cryostash.transfer_settings`).
     """
 
     store_url: str
@@ -67,23 +80,71 @@ class Settings:
     scratch_dir: Path
     host: str
     criu_path: str | None = None
-    storage_options: Mapping[str, Any] = field(default_factory=dict)
+    storage_options: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    transfer: TransferSettings = field(default_factory=TransferSettings)
 
 
-def _read_config_file(path: Path) -> dict[str, str]:
+def _load_config_file(path: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
     try:
         with path.open("rb") as fh:
-            raw = tomllib.load(fh)
+            return tomllib.load(fh)
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise UsageError(f"cannot read config file {path}: {exc}") from exc
-    return {k: str(v) for k, v in raw.items() if k in _KEYS}
+
+
+def parse_option_value(text: str) -> Any:
+    """A storage option value: JSON when it parses (``true``, ``5``, ``{"a": 1}``,
+    ``"quoted"``), else the text itself."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def parse_storage_options(pairs: Iterable[str] | None) -> dict[str, Any]:
+    """``KEY=VALUE`` strings (``--storage-option``) to a dict; values as
+    :func:`parse_option_value` reads them.
+
+    Raises:
+        UsageError: a pair without ``=`` or with an empty key (named by its position,
+            never shown: it may hold a secret).
+    """
+    options: dict[str, Any] = {}
+    for position, pair in enumerate(pairs or [], start=1):
+        key, sep, value = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise UsageError(f"invalid storage option #{position}: expected KEY=VALUE")
+        options[key] = parse_option_value(value)
+    return options
+
+
+def _env_storage_options(env: Mapping[str, str]) -> dict[str, Any]:
+    text = env.get("CRYOSTASH_STORAGE_OPTIONS", "").strip()
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise UsageError(f"CRYOSTASH_STORAGE_OPTIONS is not valid JSON: {exc.args[0]}") from None
+    if not isinstance(value, dict):
+        raise UsageError("CRYOSTASH_STORAGE_OPTIONS must be a JSON object")
+    return value
+
+
+def _file_storage_options(raw: Mapping[str, Any], path: Path) -> dict[str, Any]:
+    value = raw.get("storage_options", {})
+    if not isinstance(value, dict):
+        raise UsageError(f"config file {path}: storage_options must be a table")
+    return value
 
 
 def resolve_settings(
     flags: Mapping[str, str | None] | None = None,
     env: Mapping[str, str] | None = None,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> Settings:
     """Resolve settings from flags, environment, config file and defaults.
 
@@ -91,10 +152,23 @@ def resolve_settings(
         flags: values given on the command line (``None`` means not given), keyed by
             ``store``, ``catalog``, ``scratch``, ``host``, ``criu``.
         env: the environment (defaults to ``os.environ``).
+        storage_options: fsspec storage options given on the command line; merged over
+            ``CRYOSTASH_STORAGE_OPTIONS`` and the config file's ``[storage_options]``.
+
+    Raises:
+        UsageError: unreadable config file, or storage options that are not a JSON
+            object (environment) or a table (config file).
     """
     env = os.environ if env is None else env
     flags = flags or {}
-    from_file = _read_config_file(config_file(env))
+    path = config_file(env)
+    raw = _load_config_file(path)
+    from_file = {k: str(v) for k, v in raw.items() if k in _KEYS}
+    options = {
+        **_file_storage_options(raw, path),
+        **_env_storage_options(env),
+        **dict(storage_options or {}),
+    }
 
     def pick(key: str) -> str | None:
         value = flags.get(key)
@@ -116,4 +190,6 @@ def resolve_settings(
         scratch_dir=scratch,
         host=host,
         criu_path=pick("criu"),
+        storage_options=options,
+        transfer=transfer_settings.resolve(pick, base),
     )

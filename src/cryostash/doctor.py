@@ -1,8 +1,11 @@
 """``cryostash doctor``: what this host can do, and what is wrong.
 
-Reports the CRIU binary (path, version, ``criu check``, features), the store's
-reachability and writability, and the catalog's reachability and schema revision.
-Never raises for a broken component: each check carries its own error text.
+Reports the CRIU binary (path, version, ``criu check``, features), every other
+engine (``runc``, ``podman``, ``docker``, third-party ones) with its availability and,
+where unavailable, why; the store's reachability and writability, and the catalog's
+reachability and schema revision. Never raises for a broken component: each check
+carries its own error text. Engines other than CRIU are optional: an unavailable one
+does not make the report fail.
 """
 
 from __future__ import annotations
@@ -16,16 +19,22 @@ from cryostash.errors import CryostashError
 
 @dataclass(frozen=True)
 class Check:
-    """One component's result: ``ok`` and what was found, or the error."""
+    """One component's result: ``ok`` and what was found, or the error.
+
+    ``optional``: a failure is reported but does not fail the report (engines other
+    than CRIU).
+    """
 
     name: str
     ok: bool
     detail: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    optional: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready view."""
-        return {"name": self.name, "ok": self.ok, **self.detail, "error": self.error}
+        out = {"name": self.name, "ok": self.ok, **self.detail, "error": self.error}
+        return {**out, "optional": self.optional}
 
 
 @dataclass(frozen=True)
@@ -36,8 +45,8 @@ class Report:
 
     @property
     def ok(self) -> bool:
-        """True when every check passed."""
-        return all(c.ok for c in self.checks)
+        """True when every check passed (optional ones aside)."""
+        return all(c.ok or c.optional for c in self.checks)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready view (``doctor --json``)."""
@@ -58,6 +67,25 @@ def check_criu(settings: Settings) -> Check:
         {"path": avail.path, "version": avail.version, "features": dict(avail.features)},
         error=avail.reason,
     )
+
+
+def check_engine(settings: Settings, name: str) -> Check:
+    """An optional check of one engine: availability, version, or why it is unavailable."""
+    from cryostash.engines import get_engine
+
+    try:
+        avail = get_engine(name, criu_path=settings.criu_path).available()
+    except Exception as exc:  # a broken third-party engine must not break doctor
+        return Check(name, False, {"engine": True}, error=str(exc), optional=True)
+    detail = {"engine": True, "path": avail.path, "version": avail.version}
+    return Check(name, avail.ok, detail, error=avail.reason, optional=True)
+
+
+def check_engines(settings: Settings) -> list[Check]:
+    """:func:`check_engine` for every engine other than CRIU, sorted by name."""
+    from cryostash.engines import engine_names
+
+    return [check_engine(settings, n) for n in engine_names() if n != "criu"]
 
 
 def check_store(settings: Settings) -> Check:
@@ -99,4 +127,11 @@ def check_catalog(settings: Settings) -> Check:
 
 def diagnose(settings: Settings) -> Report:
     """Run every check."""
-    return Report((check_criu(settings), check_store(settings), check_catalog(settings)))
+    return Report(
+        (
+            check_criu(settings),
+            *check_engines(settings),
+            check_store(settings),
+            check_catalog(settings),
+        )
+    )

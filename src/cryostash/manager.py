@@ -20,17 +20,15 @@ import builtins
 import contextlib
 import os
 import platform
-import shutil
-import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import blake3
 
-from cryostash import transfer
+from cryostash import cleanup, crashpoints, datapath, retry
 from cryostash.catalog import Catalog
 from cryostash.config import Settings
 from cryostash.engines import get_engine
@@ -41,7 +39,8 @@ from cryostash.errors import (
     IntegrityError,
 )
 from cryostash.names import validate_name, validate_target
-from cryostash.storage import Manifest, Store
+from cryostash.scratch import private_scratch
+from cryostash.storage import Manifest, Progress, Store
 from cryostash.types import (
     CheckpointInfo,
     DumpOptions,
@@ -95,13 +94,21 @@ class CheckpointManager:
         settings: resolved settings (see :func:`cryostash.config.resolve_settings`).
         catalog: an open catalog to use instead of opening ``settings.catalog_url``.
         jobs: parallel transfers.
+        progress: called with ``"upload"`` or ``"download"`` when a transfer starts;
+            returns an fsspec-style callback (``set_size``, ``relative_update``) or None.
     """
 
     def __init__(
-        self, settings: Settings, *, catalog: Catalog | None = None, jobs: int = 4
+        self,
+        settings: Settings,
+        *,
+        catalog: Catalog | None = None,
+        jobs: int = 4,
+        progress: Callable[[str], Progress | None] | None = None,
     ) -> None:
         self.settings = settings
         self.jobs = jobs
+        self._progress = progress
         self._catalog = catalog
         self._stores: dict[str, Store] = {}
 
@@ -134,20 +141,20 @@ class CheckpointManager:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _progress_for(self, phase: str) -> Progress | None:
+        """The progress callback for ``phase`` (``upload``, ``download``), if any."""
+        return self._progress(phase) if self._progress is not None else None
+
     def engine(self, name: str) -> Engine:
         """The engine called ``name``, configured with this manager's CRIU binary."""
         return get_engine(name, criu_path=self.settings.criu_path)
 
     @contextlib.contextmanager
     def _scratch(self, purpose: str) -> Iterator[Path]:
-        """A private (0700) scratch folder, removed on exit whatever happens."""
-        root = self.settings.scratch_dir
-        root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        path = Path(tempfile.mkdtemp(prefix=f"{purpose}-", dir=root))
-        try:
+        """A private (0700) scratch folder, locked while in use (so ``gc`` can tell it from
+        one a crash left), removed on exit whatever happens."""
+        with private_scratch(self.settings.scratch_dir, purpose) as path:
             yield path
-        finally:
-            shutil.rmtree(path, ignore_errors=True)
 
     # -- create -------------------------------------------------------------------
 
@@ -176,6 +183,7 @@ class CheckpointManager:
         validate_name(name)
         store = self.store(checkpoint_dir)
         eng = self.engine(engine)
+        retry.call(store.check_writable)  # unwritable: fail before the dump, not after
         info = self.catalog.reserve(
             store_url=store.url,
             target=target,
@@ -185,9 +193,9 @@ class CheckpointManager:
             labels=dict(labels or {}),
             lease_seconds=DEFAULT_LEASE_SECONDS,
         )
-        manifest_written = False
+        written: bytes | None = None
         try:
-            if store.manifest_exists(target, name):
+            if retry.call(store.manifest_exists, target, name):
                 raise CheckpointExists(
                     f"checkpoint with name {name} already exists for container {target}"
                 )
@@ -201,26 +209,24 @@ class CheckpointManager:
                     )
                 except CryostashError as exc:
                     raise type(exc)(f"Cannot checkpoint container {target}: {exc}") from exc
-                entries = transfer.scan_tree(image_dir, jobs=self.jobs)
-                sizes = {d: e.size for e in entries for d in e.blobs}
-                # Reference first: from here no rm can free these blobs. Blobs the
-                # catalog already recorded are in the store; the others ("fresh") are
-                # uploaded unless the store has them.
-                fresh = self.catalog.add_blob_refs(info.id, sizes)
-                known = set(sizes) - fresh
-                up = transfer.upload(store, image_dir, entries, jobs=self.jobs, skip=known)
+                crashpoints.crash_point("after-dump")  # test-only (CRYOSTASH_TEST_CRASH_AT)
+                # Chunks are referenced in the catalog before they are uploaded: from
+                # then no rm can free them. Chunks the catalog already knew are in the
+                # store; the others are uploaded unless the store has them.
+                packed = datapath.pack_image(
+                    self.settings,
+                    store,
+                    image_dir,
+                    reserve=lambda sizes: self.catalog.add_blob_refs(info.id, sizes),
+                    jobs=self.jobs,
+                    callback=self._progress_for("upload"),
+                )
+                crashpoints.crash_point("after-upload")
+                entries = packed.entries
                 size_bytes = sum(e.size for e in entries)
-                stats: dict[str, Any] = {
-                    "dump_s": round(dump.duration_s, 6),
-                    "upload_s": round(up.duration_s, 6),
-                    "total_s": round(time.monotonic() - t0, 6),
-                    "files": len(entries),
-                    "bytes_scanned": size_bytes,
-                    "bytes_uploaded": up.bytes_uploaded,
-                    "blobs_uploaded": up.blobs_uploaded,
-                    "blobs_skipped": up.blobs_skipped,
-                    "engine": dict(dump.details),
-                }
+                stats = datapath.create_stats(
+                    self.settings, dump, packed, time.monotonic() - t0
+                )
                 manifest = Manifest(
                     target=target,
                     name=name,
@@ -236,8 +242,10 @@ class CheckpointManager:
                     files=tuple(entries),
                 )
                 data = manifest.to_bytes()
-                store.write_manifest(target, name, data)
-                manifest_written = True
+                self.catalog.renew_lease(info.id, DEFAULT_LEASE_SECONDS)  # gc keeps off
+                written = data  # from here a manifest at this name may be ours
+                retry.write_manifest(store, target, name, data)
+                crashpoints.crash_point("after-manifest")
                 committed = self.catalog.commit(
                     info.id,
                     size_bytes=size_bytes,
@@ -245,8 +253,9 @@ class CheckpointManager:
                     engine_version=dump.engine_version,
                     manifest_digest=blake3.blake3(data).hexdigest(),
                 )
+                crashpoints.crash_point("after-commit")
         except BaseException:
-            self._undo_create(store, info, manifest_written)
+            cleanup.undo_create(self.catalog, store, info, written)
             raise
         self.catalog.record_event(
             host=self.settings.host,
@@ -257,19 +266,6 @@ class CheckpointManager:
             detail={"engine": eng.name, "size_bytes": size_bytes, "leave_running": leave_running},
         )
         return committed
-
-    def _undo_create(self, store: Store, info: CheckpointInfo, manifest_written: bool) -> None:
-        """Best-effort removal of everything a failed create wrote (errors swallowed:
-        the original error is what the caller must see; ``gc`` finishes the rest)."""
-        with contextlib.suppress(Exception):
-            if manifest_written:
-                store.delete_manifest(info.target, info.name)
-        orphans: list[str] = []
-        with contextlib.suppress(Exception):
-            orphans = self.catalog.abort(info.id)
-        for digest in orphans:
-            with contextlib.suppress(Exception):
-                store.delete_blob(digest)
 
     # -- read side --------------------------------------------------------------
 
@@ -293,7 +289,7 @@ class CheckpointManager:
         return Inspection(info, self._manifest(self.store(checkpoint_dir), info))
 
     def _manifest(self, store: Store, info: CheckpointInfo) -> Manifest:
-        data = store.read_manifest(info.target, info.name)
+        data = retry.call(store.read_manifest, info.target, info.name)
         expected = info.manifest_digest
         actual = blake3.blake3(data).hexdigest()
         if expected and actual != expected:
@@ -320,11 +316,15 @@ class CheckpointManager:
         *,
         checkpoint_dir: str | None = None,
         engine_args: Sequence[str] = (),
+        engine: str | None = None,
+        container: str | None = None,
+        bundle: str | None = None,
     ) -> RestoreResult:
         """Restore ``target``/``name``; returns the restored root PID.
 
         Every file is fetched into scratch and verified against its BLAKE3 digest
-        before the engine sees it. Scratch is removed afterwards.
+        before the engine sees it. Scratch is removed afterwards. ``engine`` overrides the
+        recorded engine; ``container`` (``--as``) and ``bundle`` go to container engines.
 
         Raises:
             CheckpointNotFound: ``checkpoint NAME does not exist for container TARGET``.
@@ -334,29 +334,33 @@ class CheckpointManager:
         info = self.get(target, name, checkpoint_dir)
         store = self.store(checkpoint_dir)
         manifest = self._manifest(store, info)
-        eng = self.engine(info.engine)
+        eng = self.engine(engine or info.engine)
+        t0 = time.monotonic()
         with self._scratch(f"restore-{target}-{name}") as image_dir:
-            down = transfer.download(store, manifest.files, image_dir, jobs=self.jobs)
+            down = datapath.unpack_image(
+                self.settings, store, manifest.files, image_dir, jobs=self.jobs,
+                callback=self._progress_for("download"),
+            )
+            t1 = time.monotonic()
             result = eng.restore(
                 image_dir,
-                RestoreOptions(root_pid=manifest.root_pid, extra_args=tuple(engine_args)),
+                RestoreOptions(
+                    manifest.root_pid, tuple(engine_args), container=container, bundle=bundle
+                ),
             )
+            restore_s = time.monotonic() - t1
+        cached = datapath.cache_for(self.settings, store) is not None
+        stats = datapath.restore_stats(down, restore_s, time.monotonic() - t0, cached)
         self.catalog.record_event(
             host=self.settings.host,
             action="restore",
             target=target,
             name=name,
             store_url=store.url,
-            detail={"pid": result.pid, "download_s": round(down.duration_s, 6)},
+            detail={"pid": result.pid, **stats},
         )
         return RestoreResult(
-            pid=result.pid,
-            duration_s=result.duration_s,
-            details={
-                **dict(result.details),
-                "download_s": round(down.duration_s, 6),
-                "bytes_downloaded": down.bytes_downloaded,
-            },
+            pid=result.pid, duration_s=result.duration_s, details={**dict(result.details), **stats}
         )
 
     # -- remove -----------------------------------------------------------------
@@ -372,8 +376,7 @@ class CheckpointManager:
         store = self.store(checkpoint_dir)
         orphans = self.catalog.remove(info.id)
         store.delete_manifest(target, name)
-        for digest in orphans:
-            store.delete_blob(digest)
+        cleanup.delete_unreferenced_blobs(self.catalog, store, orphans, strict=True)
         self.catalog.record_event(
             host=self.settings.host,
             action="delete",

@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 import blake3
 
 from cryostash.errors import CheckpointNotFound, IntegrityError, StorageError, UsageError
-from cryostash.storage import Progress, Store
+from cryostash.storage import BlobUpload, Progress, Store
 from cryostash.storage.manifest import validate_relpath
 from cryostash.types import FileEntry
 
@@ -37,6 +37,13 @@ BLOCK = 1 << 20
 ATTEMPTS = 3
 #: First retry delay in seconds; doubled at each further attempt.
 BACKOFF_S = 0.25
+#: Blobs larger than this are uploaded in parts of this size where the store supports
+#: multipart uploads (S3); also the memory one upload thread holds at most.
+PART_SIZE = 16 << 20
+#: S3's smallest part (every part but the last).
+MIN_PART_SIZE = 5 << 20
+#: S3's largest number of parts in one upload.
+MAX_PARTS = 10_000
 
 T = TypeVar("T")
 Skip = Callable[[str], bool] | Container[str]
@@ -261,6 +268,25 @@ def _skip_predicate(skip: Skip | None) -> Callable[[str], bool]:
     return lambda digest: digest in container
 
 
+@dataclass
+class _Parts:
+    """One blob uploaded in parts by several workers: who decides, what is left."""
+
+    lock: threading.Lock
+    count: int
+    remaining: int
+    decided: bool = False
+    skipped: bool = False
+    upload: BlobUpload | None = None
+    completed: bool = False
+
+
+def part_size_for(size: int, part_size: int) -> int:
+    """The part size for a blob of ``size`` bytes: ``part_size``, raised if needed so
+    that no blob needs more than :data:`MAX_PARTS` parts."""
+    return max(part_size, -(-size // MAX_PARTS))
+
+
 def upload(
     store: Store,
     image_dir: Path,
@@ -271,21 +297,30 @@ def upload(
     callback: Progress | None = None,
     attempts: int = ATTEMPTS,
     backoff: float = BACKOFF_S,
+    part_size: int = PART_SIZE,
 ) -> UploadStats:
     """Upload the blobs of ``entries`` (files under ``image_dir``) that the store lacks.
 
     A blob is skipped without asking the store when ``skip`` says so (a predicate or a
     set of digests known to be stored), else when ``store.has_blob`` is true. Each
-    distinct blob is uploaded once, in parallel (``jobs`` threads); a transient
-    StorageError is retried (``attempts`` in all, exponential ``backoff``). Idempotent:
-    running it again uploads nothing. Blobs already uploaded stay if a later one fails
-    (they are content-addressed; gc removes unreferenced ones).
+    distinct blob is uploaded once. ``jobs`` threads share the work: whole blobs, and
+    the parts of blobs larger than ``part_size`` when the store supports multipart
+    uploads (S3), so that one large file is uploaded by every thread at once. Memory is
+    bounded by about ``jobs * part_size``: a part is read from disk when it is sent.
+    A transient StorageError is retried (``attempts`` in all, exponential ``backoff``),
+    per blob or per part. Idempotent: running it again uploads nothing. Blobs already
+    uploaded stay if a later one fails (they are content-addressed; gc removes
+    unreferenced ones); multipart uploads not completed are aborted, so that no part
+    is left behind.
 
     Raises:
-        UsageError: an entry is not one blob per file (chunked entries come later).
+        UsageError: an entry is not one blob per file (chunked entries come later), or
+            ``part_size`` is below S3's 5 MiB minimum.
         StorageError: an upload failed (after retries); the first failure is raised.
     """
     started = time.monotonic()
+    if part_size < MIN_PART_SIZE:
+        raise UsageError(f"part size must be at least {MIN_PART_SIZE} bytes, not {part_size}")
     entries = list(entries)
     sources: dict[str, tuple[Path, int]] = {}
     for entry in entries:
@@ -301,17 +336,20 @@ def upload(
     shared.set_size(sum(size for _, size in sources.values()))
     counts = {"uploaded": 0, "skipped": 0, "bytes_uploaded": 0, "bytes_skipped": 0}
     lock = threading.Lock()
+    multipart: dict[str, _Parts] = {}
+    items: list[tuple[str, int | None]] = []  # (digest, part index or None for the whole)
+    # Largest first: the parts of big blobs keep every thread busy while small ones fill in.
+    for digest in sorted(sources, key=lambda d: (-sources[d][1], d)):
+        size = sources[digest][1]
+        if store.supports_multipart and size > part_size:
+            count = -(-size // part_size_for(size, part_size))
+            multipart[digest] = _Parts(threading.Lock(), count, count)
+            items.extend((digest, i) for i in range(count))
+        else:
+            items.append((digest, None))
 
-    def one(digest: str) -> None:
-        path, size = sources[digest]
-
-        def attempt(relay: _Relay) -> bool:
-            if store.has_blob(digest):
-                return False
-            store.put_blob(digest, path, callback=relay)
-            return True
-
-        uploaded = not is_skipped(digest) and _retry(attempt, shared, attempts, backoff)
+    def tally(digest: str, uploaded: bool) -> None:
+        size = sources[digest][1]
         if not uploaded:
             shared.update(size)
         with lock:
@@ -319,7 +357,81 @@ def upload(
             counts[key] += 1
             counts[f"bytes_{key}"] += size
 
-    _run_parallel(one, sorted(sources), jobs)
+    def whole(digest: str) -> None:
+        path = sources[digest][0]
+
+        def attempt(relay: _Relay) -> bool:
+            if store.has_blob(digest):
+                return False
+            store.put_blob(digest, path, callback=relay)
+            return True
+
+        tally(digest, not is_skipped(digest) and _retry(attempt, shared, attempts, backoff))
+
+    def part(digest: str, index: int) -> None:
+        state = multipart[digest]
+        path, size = sources[digest]
+        with state.lock:  # the first part to run decides: skip, or start the upload
+            if not state.decided:
+                state.decided = True
+                if is_skipped(digest) or _retry(
+                    lambda _: store.has_blob(digest), shared, attempts, backoff
+                ):
+                    state.skipped = True
+                    tally(digest, False)
+                else:
+                    state.upload = _retry(
+                        lambda _: store.begin_blob_upload(digest), shared, attempts, backoff
+                    )
+            upload = state.upload
+        if state.skipped or upload is None:  # skipped, or starting failed (already raised)
+            return
+        step = part_size_for(size, part_size)
+        offset = index * step
+        length = min(step, size - offset)
+
+        def send(relay: _Relay) -> None:
+            try:
+                with open(path, "rb", buffering=0) as fh:
+                    data = os.pread(fh.fileno(), length, offset)
+            except OSError as exc:
+                raise StorageError(f"cannot read {path}: {exc}") from exc
+            if len(data) != length:
+                raise StorageError(f"{path} changed while it was uploaded (short read)")
+            upload.put_part(index + 1, data)
+            relay.relative_update(length)
+
+        _retry(send, shared, attempts, backoff)
+        with state.lock:
+            state.remaining -= 1
+            last = state.remaining == 0
+        if last:
+
+            def finish(_: _Relay) -> None:
+                try:
+                    upload.complete()
+                except StorageError:
+                    if not store.has_blob(digest):  # a lost reply to a completed upload
+                        raise
+
+            _retry(finish, shared, attempts, backoff)
+            state.completed = True
+            tally(digest, True)
+
+    def one(item: tuple[str, int | None]) -> None:
+        digest, index = item
+        if index is None:
+            whole(digest)
+        else:
+            part(digest, index)
+
+    try:
+        _run_parallel(one, items, jobs)
+    except BaseException:
+        for state in multipart.values():  # every worker has stopped: nothing races this
+            if state.upload is not None and not state.completed:
+                state.upload.abort()
+        raise
     return UploadStats(
         files=len(entries),
         blobs=len(sources),

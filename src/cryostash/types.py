@@ -24,9 +24,13 @@ class FileEntry:
         path: relative POSIX path inside the image directory (no ``..``, no leading ``/``).
         mode: permission bits (``st_mode & 0o7777``).
         size: size in bytes.
-        blobs: ordered BLAKE3 hex digests whose contents, concatenated, rebuild the file.
-            Empty for an empty file.
+        blobs: ordered BLAKE3 hex digests of the file's chunks (of their plain bytes),
+            whose contents, concatenated, rebuild the file. Empty for an empty file. The
+            same digest may appear several times (repeated content, e.g. zero pages).
         digest: BLAKE3 hex digest of the whole file.
+        chunk_sizes: plain size of each chunk, parallel to ``blobs`` (they add up to
+            ``size``). May be left empty for a file of at most one chunk: the manifest
+            then fills in ``(size,)``.
     """
 
     path: str
@@ -34,6 +38,7 @@ class FileEntry:
     size: int
     blobs: tuple[str, ...]
     digest: str
+    chunk_sizes: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -85,11 +90,17 @@ class RestoreOptions:
         root_pid: PID the dumped tree had; the engine waits until it is free.
         extra_args: engine-specific extra arguments, passed verbatim.
         wait_for_pid_s: how long to wait for ``root_pid`` to be reaped.
+        container: container engines: restore as this container name or id instead
+            of the recorded one (``--as``). Engines without containers refuse it.
+        bundle: runc: the OCI bundle folder to restore into instead of the recorded
+            one (``--bundle``). Other engines refuse it.
     """
 
     root_pid: int | None = None
     extra_args: tuple[str, ...] = ()
     wait_for_pid_s: float = 10.0
+    container: str | None = None
+    bundle: str | None = None
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 ``CRYOSTASH_TEST_PG_URL`` (an admin SQLAlchemy URL, e.g.
 ``postgresql+psycopg://postgres@127.0.0.1:5432/postgres``) uses an existing server.
 Otherwise a private cluster is created with the PostgreSQL binaries in
-``CRYOSTASH_TEST_PG_BIN`` (default ``/usr/lib/postgresql/15/bin``): ``initdb`` into
+``CRYOSTASH_TEST_PG_BIN`` (default: the newest ``/usr/lib/postgresql/*/bin``): ``initdb`` into
 a temporary folder (as the ``postgres`` user when running as root), ``pg_ctl
 start`` on 127.0.0.1 and a free port, ``pg_ctl stop`` at the end of the session.
 Each test gets a fresh database from :meth:`PostgresServer.create_database`.
@@ -27,7 +27,18 @@ from pathlib import Path
 
 from tests.support.requirements import missing
 
-PG_BIN = Path(os.environ.get("CRYOSTASH_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
+
+def _default_bin() -> Path:
+    """The newest ``/usr/lib/postgresql/<version>/bin`` with ``initdb`` (Debian 12 has 15,
+    Debian 13 has 17), else version 15's folder (for the error message)."""
+    found = [p.parent for p in Path("/usr/lib/postgresql").glob("*/bin/initdb")]
+    versions = [p for p in found if p.parent.name.isdigit()]
+    if versions:
+        return max(versions, key=lambda p: int(p.parent.name))
+    return Path("/usr/lib/postgresql/15/bin")
+
+
+PG_BIN = Path(os.environ.get("CRYOSTASH_TEST_PG_BIN") or _default_bin())
 
 
 def _free_port() -> int:

@@ -1,21 +1,40 @@
-"""``cryostash create TARGET NAME --pid PID``: checkpoint a process tree."""
+"""``cryostash create TARGET NAME [--pid PID | --engine runc|podman|docker]``: checkpoint.
+
+With ``--engine criu`` (the default) ``--pid`` names the root of the process tree.
+With a container engine (``runc``, ``podman``, ``docker``) TARGET is the container's
+name or id and ``--pid`` is refused. A third-party engine gets ``--pid`` when given,
+else TARGET.
+"""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
-from cryostash.cli.context import Context, engine_opts, parse_labels, print_json
+from cryostash.cli.context import Context, engine_opts, parse_labels, print_json, print_stats
+
+#: Engines whose locator is the container (TARGET), never a PID.
+CONTAINER_ENGINES = frozenset({"runc", "podman", "docker"})
 
 
 def register(sub: Any) -> None:
     """Add the ``create`` sub-parser."""
     p: argparse.ArgumentParser = sub.add_parser(
-        "create", help="checkpoint a process tree into the store"
+        "create", help="checkpoint a process tree or a container into the store"
     )
-    p.add_argument("target", metavar="TARGET", help="logical name of what is checkpointed")
+    p.add_argument(
+        "target",
+        metavar="TARGET",
+        help="logical name of what is checkpointed; for a container engine, the container",
+    )
     p.add_argument("name", metavar="NAME", help="checkpoint name")
-    p.add_argument("--pid", required=True, help="PID of the root of the process tree")
+    p.add_argument("--pid", help="PID of the root of the process tree (--engine criu only)")
+    p.add_argument(
+        "--engine",
+        default="criu",
+        metavar="ENGINE",
+        help="criu (default), runc, podman, docker, or a third-party engine",
+    )
     p.add_argument(
         "--leave-running", action="store_true", help="keep the process running after the dump"
     )
@@ -29,8 +48,47 @@ def register(sub: Any) -> None:
         metavar="OPT",
         help="extra CRIU option, e.g. --criu-opt tcp-established (repeatable)",
     )
+    add_common_flags(p)
+    p.add_argument(
+        "--print-stats", action="store_true", help="print timings and byte counts on stderr"
+    )
     p.add_argument("--json", action="store_true", help="print the checkpoint as JSON")
     p.set_defaults(func=run)
+
+
+def add_common_flags(p: argparse.ArgumentParser) -> None:
+    """``--tcp-established``, ``--file-locks``, ``--ignore-rootfs`` (create and restore)."""
+    p.add_argument(
+        "--tcp-established", action="store_true", help="with established TCP connections"
+    )
+    p.add_argument("--file-locks", action="store_true", help="with file locks")
+    p.add_argument(
+        "--ignore-rootfs", action="store_true", help="podman: leave out root file system changes"
+    )
+
+
+def common_opts(args: argparse.Namespace) -> list[str]:
+    """The engine arguments the flags of :func:`add_common_flags` stand for."""
+    flags = ("tcp_established", "file_locks", "ignore_rootfs")
+    return ["--" + f.replace("_", "-") for f in flags if getattr(args, f)]
+
+
+def locator(args: argparse.Namespace) -> str:
+    """What the engine dumps: ``--pid`` for criu, TARGET for a container engine.
+
+    Raises:
+        UsageError: ``--pid`` missing for criu, or given for a container engine.
+    """
+    from cryostash import UsageError
+
+    if args.engine == "criu" and not args.pid:
+        raise UsageError("--pid PID is required with --engine criu (the process tree's root)")
+    if args.engine in CONTAINER_ENGINES and args.pid:
+        raise UsageError(
+            f"--pid is not taken by --engine {args.engine}: TARGET ({args.target}) is the "
+            "container name or id"
+        )
+    return str(args.pid or args.target)
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
@@ -38,12 +96,15 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     info = ctx.manager.create(
         args.target,
         args.name,
-        locator=args.pid,
+        locator=locator(args),
+        engine=args.engine,
         leave_running=args.leave_running,
         checkpoint_dir=args.checkpoint_dir,
         labels=parse_labels(args.label),
-        engine_args=engine_opts(args.criu_opt),
+        engine_args=[*common_opts(args), *engine_opts(args.criu_opt)],
     )
+    if args.print_stats:
+        print_stats(info.stats)
     if args.json:
         print_json({**info.summary(), "stats": dict(info.stats)})
     else:

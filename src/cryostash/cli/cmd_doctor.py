@@ -10,7 +10,9 @@ from cryostash.cli.context import Context, print_json
 
 def register(sub: Any) -> None:
     """Add the ``doctor`` sub-parser."""
-    p: argparse.ArgumentParser = sub.add_parser("doctor", help="check CRIU, store and catalog")
+    p: argparse.ArgumentParser = sub.add_parser(
+        "doctor", help="check CRIU, engines, store and catalog"
+    )
     p.add_argument(
         "--install",
         action="store_true",
@@ -35,9 +37,11 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         print_json(report.as_dict())
     else:
         for check in report.checks:
-            status = "ok  " if check.ok else "FAIL"
+            status = "ok  " if check.ok else "n/a " if check.optional else "FAIL"
             facts = ", ".join(
-                f"{k}={v}" for k, v in check.detail.items() if v is not None and k != "features"
+                f"{k}={v}"
+                for k, v in check.detail.items()
+                if v is not None and k not in ("features", "engine")
             )
             print(f"[{status}] {check.name}: {facts}")
             features = check.detail.get("features")

@@ -22,6 +22,11 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     """Print the catalog row and manifest summary."""
     view = ctx.manager.inspect(args.target, args.name, checkpoint_dir=args.checkpoint_dir)
     data = view.as_dict()
+    restores = [
+        e for e in ctx.manager.events(args.target)
+        if e.action == "restore" and e.name == args.name and e.store_url == view.info.store_url
+    ]
+    data["last_restore"] = restores[-1].as_dict() if restores else None
     if args.json:
         print_json(data)
         return 0
@@ -35,5 +40,10 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     print(f"{'files:':<16}{len(data['files'])}")
     for key, value in sorted(data["stats"].items()):
         if not isinstance(value, dict):
+            print(f"  {key + ':':<20}{value}")
+    if data["last_restore"] is not None:
+        last = data["last_restore"]
+        print(f"{'last restore:':<16}{last['time']} on {last['host']}")
+        for key, value in sorted(last["detail"].items()):
             print(f"  {key + ':':<20}{value}")
     return 0

@@ -1,11 +1,17 @@
-"""``cryostash restore TARGET NAME``: fetch, verify and restore a checkpoint."""
+"""``cryostash restore TARGET NAME``: fetch, verify and restore a checkpoint.
+
+The engine recorded with the checkpoint restores it unless ``--engine`` says
+otherwise. Container engines restore into the recorded container unless ``--as``
+names another; runc into the recorded bundle unless ``--bundle`` names another.
+"""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
-from cryostash.cli.context import Context, engine_opts, print_json
+from cryostash.cli.cmd_create import add_common_flags, common_opts
+from cryostash.cli.context import Context, engine_opts, print_json, print_stats
 
 
 def register(sub: Any) -> None:
@@ -15,7 +21,23 @@ def register(sub: Any) -> None:
     p.add_argument("name", metavar="NAME")
     p.add_argument("--checkpoint-dir", metavar="URL", help="the store holding it")
     p.add_argument(
+        "--engine", metavar="ENGINE", help="restore with this engine (default: the recorded one)"
+    )
+    p.add_argument(
+        "--as",
+        dest="as_name",
+        metavar="NEW_ID",
+        help="container engines: restore as this container name or id",
+    )
+    p.add_argument(
+        "--bundle", metavar="DIR", help="runc: the OCI bundle to restore into (default: recorded)"
+    )
+    p.add_argument(
         "--criu-opt", action="append", metavar="OPT", help="extra CRIU option (repeatable)"
+    )
+    add_common_flags(p)
+    p.add_argument(
+        "--print-stats", action="store_true", help="print timings and byte counts on stderr"
     )
     p.add_argument("--json", action="store_true", help='print {"pid": N, ...} as JSON')
     p.set_defaults(func=run)
@@ -27,8 +49,13 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         args.target,
         args.name,
         checkpoint_dir=args.checkpoint_dir,
-        engine_args=engine_opts(args.criu_opt),
+        engine_args=[*common_opts(args), *engine_opts(args.criu_opt)],
+        engine=args.engine,
+        container=args.as_name,
+        bundle=args.bundle,
     )
+    if args.print_stats:
+        print_stats(result.details)
     if args.json:
         print_json({"pid": result.pid, "duration_s": result.duration_s, **dict(result.details)})
     else:

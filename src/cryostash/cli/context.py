@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from cryostash import CheckpointManager, Settings
+    from cryostash.cli.progress import Bars
 
 
 class Context:
@@ -18,12 +19,13 @@ class Context:
         self.args = args
         self._settings: Settings | None = None
         self._manager: CheckpointManager | None = None
+        self._bars: Bars | None = None
 
     @property
     def settings(self) -> Settings:
         """Settings resolved from flags, environment, config file and defaults."""
         if self._settings is None:
-            from cryostash import resolve_settings
+            from cryostash import parse_storage_options, resolve_settings
 
             self._settings = resolve_settings(
                 {
@@ -32,7 +34,14 @@ class Context:
                     "scratch": self.args.scratch,
                     "host": self.args.host,
                     "criu": self.args.criu,
-                }
+                    **{
+                        key: getattr(self.args, key, None)
+                        for key in ("chunk_size", "compression", "cache", "cache_size")
+                    },
+                },
+                storage_options=parse_storage_options(
+                    getattr(self.args, "storage_option", None)
+                ),
             )
         return self._settings
 
@@ -41,12 +50,18 @@ class Context:
         """The manager (opens the catalog on first use)."""
         if self._manager is None:
             from cryostash import CheckpointManager
+            from cryostash.cli import progress
 
-            self._manager = CheckpointManager(self.settings, jobs=self.args.jobs)
+            self._bars = progress.bars(progress.wanted(bool(getattr(self.args, "json", False))))
+            self._manager = CheckpointManager(
+                self.settings, jobs=self.args.jobs, progress=self._bars
+            )
         return self._manager
 
     def close(self) -> None:
-        """Close the manager if one was opened."""
+        """Close the manager if one was opened (and remove any progress bar left)."""
+        if self._bars is not None:
+            self._bars.close()
         if self._manager is not None:
             self._manager.close()
 
@@ -55,6 +70,14 @@ def print_json(value: Any) -> None:
     """Print ``value`` as indented JSON on stdout."""
     json.dump(value, sys.stdout, indent=2, sort_keys=False, default=str)
     sys.stdout.write("\n")
+
+
+def print_stats(stats: Any) -> None:
+    """Print the stats of a create or restore, one per line, on stderr (``--print-stats``)."""
+    from cryostash.datapath import format_stats
+
+    for line in format_stats(stats):
+        print(line, file=sys.stderr)
 
 
 def parse_labels(pairs: list[str] | None) -> dict[str, str]:

@@ -12,18 +12,24 @@ import sys
 from collections.abc import Sequence
 
 from cryostash.cli import (
+    cmd_catalog,
     cmd_create,
     cmd_db,
     cmd_doctor,
     cmd_events,
+    cmd_gc,
     cmd_inspect,
     cmd_ls,
     cmd_restore,
     cmd_rm,
+    cmd_verify,
 )
 from cryostash.cli.context import Context
 
-_COMMANDS = (cmd_create, cmd_ls, cmd_rm, cmd_restore, cmd_inspect, cmd_events, cmd_db, cmd_doctor)
+_COMMANDS = (
+    cmd_create, cmd_ls, cmd_rm, cmd_restore, cmd_inspect, cmd_events, cmd_db, cmd_doctor,
+    cmd_verify, cmd_gc, cmd_catalog,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,6 +50,28 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--criu", metavar="PATH", help="CRIU binary to use [$CRYOSTASH_CRIU]")
     parser.add_argument(
         "--jobs", type=int, default=4, metavar="N", help="parallel transfers (default 4)"
+    )
+    parser.add_argument(
+        "--storage-option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="fsspec storage option, e.g. endpoint_url=http://... or profile=NAME; VALUE is "
+        "JSON if it parses, else text (repeatable) [$CRYOSTASH_STORAGE_OPTIONS, a JSON object]",
+    )
+    data = parser.add_argument_group("data path (chunking, compression, chunk cache)")
+    data.add_argument(
+        "--chunk-size", metavar="SIZE", help="average chunk, default 1M [$CRYOSTASH_CHUNK_SIZE]"
+    )
+    data.add_argument(
+        "--compression",
+        metavar="LEVEL|none",
+        help="zstd level of new chunks, default 3 [$CRYOSTASH_COMPRESSION]",
+    )
+    data.add_argument(
+        "--cache", metavar="DIR|none", help="chunk cache, default DATA/cache [$CRYOSTASH_CACHE]"
+    )
+    data.add_argument(
+        "--cache-size", metavar="SIZE", help="cache bound, default 10G [$CRYOSTASH_CACHE_SIZE]"
     )
     sub = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
     for command in _COMMANDS:

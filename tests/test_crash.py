@@ -1,0 +1,144 @@
+"""Crash safety: ``cryostash create`` is SIGKILLed at every phase of the commit protocol.
+
+A real CRIU dump of one counter process (``--leave-running``, shared by the module), a
+real ``cryostash`` child process killed by ``CRYOSTASH_TEST_CRASH_AT`` (see
+:mod:`cryostash.crashpoints`), on local+SQLite and S3(moto)+PostgreSQL. After each:
+
+- ``ls`` never shows a broken checkpoint, and ``verify --read-data`` passes on what it shows;
+- while the dead create's lease runs, gc (even with no grace) deletes none of its blobs
+  and the name stays taken;
+- once the lease has expired, gc finishes (complete) or undoes (incomplete) it and
+  converges: a second run changes nothing, and the store holds exactly the manifests
+  of listed checkpoints and the blobs they name (no temporary file, no stray, no
+  scratch folder);
+- the same name can be created again.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from cryostash import CheckpointExists, collect_garbage, verify_store
+from cryostash.crashpoints import ENV, PHASES
+from cryostash.storage import Manifest
+from tests.support.processes import Proc, ProcessTracker, pid_exists
+from tests.support.setups import Setup, setup_fixture  # noqa: F401
+
+#: What gc does with the abandoned create of each phase once its lease has expired.
+OUTCOME = {
+    "after-dump": "aborted",
+    "mid-upload": "aborted",
+    "after-upload": "aborted",
+    "after-manifest": "committed",
+    "after-commit": None,  # committed by its creator: nothing left to settle
+}
+
+
+@pytest.fixture(scope="module")
+def counter(criu_path: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
+    """One counter process for the whole module, killed by PID at its end."""
+    tracker = ProcessTracker()
+    try:
+        yield tracker.counter(tmp_path_factory.mktemp("counter"))
+    finally:
+        tracker.kill_all()
+
+
+def cryostash(setup: Setup, criu: str, *args: str, crash_at: str | None = None) -> (
+    subprocess.CompletedProcess[str]
+):
+    env = setup.cli_env(criu)
+    if crash_at:
+        env[ENV] = crash_at
+    return subprocess.run(
+        [sys.executable, "-m", "cryostash", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+
+
+def objects(setup: Setup) -> set[str]:
+    return set(setup.raw.files())
+
+
+def expected_objects(setup: Setup) -> set[str]:
+    """The manifests of the listed checkpoints and the blobs they name."""
+    want: set[str] = set()
+    with setup.manager() as mgr:
+        for info in mgr.list():
+            data = mgr.store().read_manifest(info.target, info.name)
+            want.add(f"checkpoints/{info.target}/{info.name}/manifest.json")
+            want |= {f"blobs/{d[:2]}/{d}" for d in Manifest.from_bytes(data).blob_digests}
+    return want
+
+
+def scratch_entries(setup: Setup) -> list[str]:
+    return sorted(os.listdir(setup.scratch)) if setup.scratch.exists() else []
+
+
+@pytest.mark.criu
+@pytest.mark.slow
+@pytest.mark.parametrize("phase", PHASES)
+def test_a_create_killed_at_each_phase_leaves_nothing_broken(
+    setup: Setup, counter: Proc, criu_path: str, phase: str
+) -> None:
+    pid = str(counter.pid)
+    done = cryostash(setup, criu_path, "create", "app", "cp", "--pid", pid, "--leave-running",
+                     crash_at=phase)
+    assert done.returncode == -signal.SIGKILL, (done.returncode, done.stderr)
+    assert pid_exists(counter.pid), "the counter must outlive a crashed --leave-running dump"
+    assert len(scratch_entries(setup)) == 1, "the killed create left its scratch folder"
+    committed_by_creator = phase == "after-commit"
+
+    with setup.manager(criu=criu_path) as mgr:
+        shown = [(i.target, i.name) for i in mgr.list()]
+        assert shown == ([("app", "cp")] if committed_by_creator else [])
+        assert verify_store(mgr, read_data=True).ok
+        pending = [(i.target, i.name) for i in mgr.catalog.pending()]
+        assert pending == ([] if committed_by_creator else [("app", "cp")])
+
+        # The lease runs: gc, even with no grace period, keeps every blob it has.
+        blobs = {o for o in objects(setup) if o.startswith("blobs/") and ".tmp" not in o}
+        report = collect_garbage(mgr, grace_s=0)
+        assert report.ok and not report.committed and not report.aborted
+        assert report.blobs_deleted == 0 and blobs <= objects(setup)
+        assert len(report.scratch_deleted) == 1 and scratch_entries(setup) == []
+        with pytest.raises(CheckpointExists):
+            mgr.create("app", "cp", locator=pid, leave_running=True)
+
+    assert setup.expire_leases() == (0 if committed_by_creator else 1)
+    with setup.manager(criu=criu_path) as mgr:
+        report = collect_garbage(mgr, grace_s=0)
+        assert report.ok, report.errors
+        outcome = OUTCOME[phase]
+        assert report.committed == (("app/cp",) if outcome == "committed" else ())
+        assert report.aborted == (("app/cp",) if outcome == "aborted" else ())
+        again = collect_garbage(mgr, grace_s=0)
+        assert again.ok and not again.changed, again.as_dict()
+        shown = [(i.target, i.name) for i in mgr.list()]
+        assert shown == ([] if outcome == "aborted" else [("app", "cp")])
+        assert verify_store(mgr, read_data=True).ok
+        assert mgr.catalog.pending() == []
+    assert objects(setup) == expected_objects(setup)
+
+    if shown:
+        assert cryostash(setup, criu_path, "rm", "app", "cp").returncode == 0
+    again_done = cryostash(setup, criu_path, "create", "app", "cp", "--pid", pid,
+                           "--leave-running")
+    assert again_done.returncode == 0, again_done.stderr
+    with setup.manager(criu=criu_path) as mgr:
+        assert [(i.target, i.name) for i in mgr.list()] == [("app", "cp")]
+        final = verify_store(mgr, read_data=True)
+        assert final.ok, (final.problems, again_done.stderr, done.stderr)
+    assert objects(setup) == expected_objects(setup)
+    assert scratch_entries(setup) == []
+
