@@ -16,7 +16,7 @@ from cryostash.storage import Progress
 
 T = TypeVar("T")
 #: Attempts per chunk when the store fails transiently, and the first back-off (doubled
-#: at each further attempt): the same budget as :mod:`cryostash.transfer`.
+#: at each further attempt), for every transfer of chunks.
 ATTEMPTS = 3
 BACKOFF_S = 0.25
 

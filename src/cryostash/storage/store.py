@@ -297,7 +297,7 @@ class Store:
     def get_blob(self, digest: str, local_path: Path, callback: Progress | None = None) -> None:
         """Copy blob ``digest`` to ``local_path`` (atomically: temp sibling + rename).
 
-        The bytes are not verified (see :func:`cryostash.transfer.download` for that).
+        The bytes are not verified (:meth:`read_chunk` and the pipeline verify them).
 
         Raises:
             CheckpointNotFound: ``blob DIGEST does not exist in store URL``.
