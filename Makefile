@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install criu runtimes demo test lint bench bench-s3
+.PHONY: install criu runtimes postgres demo test lint bench bench-s3
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,11 @@ criu: install
 runtimes:
 	scripts/install-runtimes
 
+# PostgreSQL binaries for the tests' private cluster (initdb, pg_ctl), if none is there.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+		{ apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql; }
+
 demo: criu
 	$(BIN)/python examples/quickstart.py
 
@@ -30,7 +35,7 @@ lint: install
 	$(BIN)/ruff check src tests examples $(wildcard bench)
 	$(BIN)/mypy
 
-test: criu runtimes lint
+test: criu runtimes postgres lint
 	$(BIN)/pytest
 
 # The end-to-end benchmark (criu / aws s3 sync vs cryostash, 512 MiB process): prints a
