@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from cryostash import CheckpointManager, InvalidName, resolve_settings, verify_store
-from cryostash.cli.main import run
+from cryostash.cli.app import run
 
 Prepare = Callable[[Path], list[str]]
 

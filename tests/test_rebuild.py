@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from cryostash import collect_garbage, rebuild_catalog, verify_store
-from cryostash.cli.main import run
+from cryostash.cli.app import run
 from cryostash.storage import Manifest
 from tests.support.fake_engine import FakeManager, make_image, read_tree
 from tests.support.setups import Setup, setup_fixture  # noqa: F401

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from cryostash import CheckpointNotFound, IntegrityError, verify_store
-from cryostash.cli.main import run
+from cryostash.cli.app import run
 from tests.support.fake_engine import FakeManager, make_image
 from tests.support.setups import Setup, setup_fixture  # noqa: F401
 from tests.support.stores import RawStore

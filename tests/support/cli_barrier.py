@@ -18,9 +18,7 @@ import time
 
 def main() -> None:
     ready, go, args = sys.argv[1], sys.argv[2], sys.argv[3:]
-    # (Not ``cryostash.cli.main``: importing that submodule would shadow the function
-    # ``cryostash.cli.main`` that ``python -m cryostash`` calls.)
-    import cryostash.cli.context
+    import cryostash.cli.app  # the parser and every verb
     import cryostash.manager  # noqa: F401  (SQLAlchemy, fsspec, the catalog)
 
     for optional in ("s3fs", "psycopg"):

@@ -7,7 +7,7 @@ import sys
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``cryostash`` console script."""
-    from cryostash.cli.main import run
+    from cryostash.cli.app import run
 
     return run(argv)
 
