@@ -105,10 +105,10 @@ def test_a_read_can_fail_in_the_middle_of_a_stream(
     digest = blake3.blake3(src.read_bytes()).hexdigest()
     store.put_blob(digest, src)
     plan.add(fail("read", after=1, times=1))
-    chunks = store.iter_blob(digest, 1000)
-    assert len(next(chunks)) == 1000
-    with pytest.raises(StorageError, match="temporary failure"):
-        next(chunks)
+    with store.open_blob(digest) as fh:
+        assert len(fh.read(1000)) == 1000
+        with pytest.raises(ConnectionResetError, match="injected reset of read"):
+            fh.read(1000)
 
 
 # -- faults under create / verify / restore ----------------------------------------------------

@@ -94,9 +94,6 @@ def test_s3_defaults_bound_every_request_unless_overridden() -> None:
 
 
 def test_an_s3_store_gets_the_defaults() -> None:
-    pytest.importorskip("s3fs")
     store = Store("s3://bucket/root", {"key": "k", "secret": "s", "endpoint_url": "http://x"})
     assert store.fs.config_kwargs["connect_timeout"] == DEFAULT_CONFIG["connect_timeout"]
     assert store.fs.config_kwargs["retries"]["mode"] == "standard"
-    assert store.supports_multipart
-    assert not Store("memory://x/root").supports_multipart

@@ -172,7 +172,6 @@ class TestStoreConformance:
         out.parent.mkdir()
         store.get_blob(digest, out)
         assert out.read_bytes() == data
-        assert b"".join(store.iter_blob(digest, 1000)) == data
         with store.open_blob(digest) as fh:
             assert fh.read() == data
         assert backend.raw.get(backend.raw.blob(digest)) == data
@@ -186,7 +185,6 @@ class TestStoreConformance:
         message = f"blob {DIGEST_A} does not exist in store {store.url}"
         for call in (
             lambda: store.open_blob(DIGEST_A),
-            lambda: list(store.iter_blob(DIGEST_A)),
             lambda: store.blob_size(DIGEST_A),
             lambda: store.get_blob(DIGEST_A, tmp_path / "x"),
         ):

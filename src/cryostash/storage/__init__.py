@@ -8,12 +8,11 @@ package does not import fsspec; opening a :class:`Store` does.
 from cryostash.storage.layout import is_digest, validate_digest
 from cryostash.storage.localfs import Progress
 from cryostash.storage.manifest import FORMAT_VERSION, Manifest
-from cryostash.storage.store import BlobUpload, Store
+from cryostash.storage.store import Store
 from cryostash.storage.urls import canonical_url, redact_url
 
 __all__ = [
     "FORMAT_VERSION",
-    "BlobUpload",
     "Manifest",
     "Progress",
     "Store",

@@ -40,8 +40,6 @@ from cryostash.storage.translate import is_transient, store_problem, translating
 
 #: Backends whose ``pipe_file(mode="create")`` is a server-side conditional write.
 _NATIVE_CREATE = frozenset({"s3", "s3a"})
-#: Backends with multipart uploads and streamed reads (:mod:`cryostash.storage.s3`).
-_S3 = frozenset({"s3", "s3a"})
 #: Object stores: no folders to make (``makedirs`` may even create buckets there).
 _OBJECT_STORES = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "oss"})
 #: Serialises exists-then-write on backends without a native create-only write. For
@@ -72,8 +70,6 @@ class Store:
         supports_atomic_create: :meth:`write_manifest` is create-only even against
             writers on other hosts (local disk: ``link``; S3: ``If-None-Match: *``;
             memory: process-wide lock). False means exists-then-write.
-        supports_multipart: :meth:`begin_blob_upload` is available (S3): a large blob
-            can be uploaded in parts, concurrently, with bounded memory.
 
     Raises:
         UsageError: unknown protocol (``unknown store protocol 'xyz' in URL ...``),
@@ -96,8 +92,6 @@ class Store:
             not chained and self._protocol in _NATIVE_CREATE | {"memory"}
         )
         self._native_create = self.is_local or (not chained and self._protocol in _NATIVE_CREATE)
-        self._s3 = not chained and self._protocol in _S3
-        self.supports_multipart: bool = self._s3
 
     def __repr__(self) -> str:
         return f"Store({self.url!r})"
@@ -254,7 +248,7 @@ class Store:
 
         The caller vouches that the content hashes to ``digest`` (it is not re-hashed).
         Atomic: the blob appears whole or not at all (local: temp + fsync + rename;
-        object stores: a single PUT or a completed multipart upload). Idempotent:
+        object stores: a single PUT). Idempotent:
         storing an existing blob again is skipped (local) or rewrites identical bytes.
 
         Args:
@@ -276,24 +270,6 @@ class Store:
             self._fs.put_file(os.fspath(local_path), path, callback=callback or DEFAULT_CALLBACK)
             self._fresh(path)
 
-    def begin_blob_upload(self, digest: str) -> BlobUpload:
-        """Start uploading blob ``digest`` in parts (only if ``supports_multipart``).
-
-        The blob appears, whole, only at :meth:`BlobUpload.complete`. The caller vouches
-        that the parts, concatenated in order, hash to ``digest``.
-
-        Raises:
-            StorageError: the store does not support it, or the upload could not start.
-        """
-        path = layout.blob_path(self._root, digest)
-        if not self.supports_multipart:
-            raise StorageError(f"store {self.url} does not support multipart uploads")
-        from cryostash.storage import s3
-
-        with self._guard("start upload of", f"blob {digest}"):
-            upload = s3.MultipartUpload(self._fs, path)
-        return BlobUpload(self, digest, upload)
-
     def get_blob(self, digest: str, local_path: Path, callback: Progress | None = None) -> None:
         """Copy blob ``digest`` to ``local_path`` (atomically: temp sibling + rename).
 
@@ -308,8 +284,7 @@ class Store:
     def open_blob(self, digest: str) -> BinaryIO:
         """Open blob ``digest`` for streaming reads; the caller closes it.
 
-        Errors raised by later ``read`` calls come from the backend untranslated; use
-        :meth:`iter_blob` to get translated errors.
+        Errors raised by later ``read`` calls come from the backend untranslated.
 
         Raises:
             CheckpointNotFound: ``blob DIGEST does not exist in store URL``.
@@ -319,30 +294,6 @@ class Store:
             if self._local is not None:
                 return open(path, "rb")  # returned to the caller, who closes it
             return cast(BinaryIO, self._fs.open(path, "rb"))
-
-    def iter_blob(self, digest: str, chunk_size: int = localfs.CHUNK) -> Iterator[bytes]:
-        """Yield the bytes of blob ``digest`` in chunks of at most ``chunk_size``.
-
-        Raises:
-            CheckpointNotFound: ``blob DIGEST does not exist in store URL``.
-            StorageError: a read failed (``transient`` set when a retry may succeed).
-        """
-        if self._s3:  # one streamed GET (a file object would issue ranged re-reads)
-            from cryostash.storage import s3
-
-            path = layout.blob_path(self._root, digest)
-            with self._guard("read", f"blob {digest}", not_found=self._missing_blob(digest)):
-                yield from s3.iter_object(self._fs, path, chunk_size)
-            return
-        with (
-            self.open_blob(digest) as fh,
-            self._guard("read", f"blob {digest}", not_found=self._missing_blob(digest)),
-        ):
-            while True:
-                block = fh.read(chunk_size)
-                if not block:
-                    return
-                yield bytes(block)
 
     def delete_blob(self, digest: str) -> None:
         """Remove blob ``digest``. Idempotent: a missing blob is not an error.
@@ -436,34 +387,3 @@ class Store:
             raise StorageError(
                 f"store {self.url} is not writable: {detail}", transient=is_transient(exc)
             ) from exc
-
-
-class BlobUpload:
-    """A blob being uploaded in parts (see :meth:`Store.begin_blob_upload`).
-
-    Thread-safe: parts may be put from several threads at once, in any order. Errors are
-    translated like every store call (``transient`` set when a retry may succeed; putting
-    a part again is safe). Call :meth:`complete` once every part is in, or :meth:`abort`.
-    """
-
-    def __init__(self, store: Store, digest: str, upload: Any) -> None:
-        self._store = store
-        self.digest = digest
-        self._upload = upload
-
-    def put_part(self, number: int, data: bytes) -> None:
-        """Upload part ``number`` (1-based; every part but the last at least 5 MiB)."""
-        with self._store._guard("upload", f"part {number} of blob {self.digest}"):
-            self._upload.put_part(number, data)
-
-    def complete(self) -> None:
-        """Make the blob appear, assembled from its parts in number order."""
-        with self._store._guard("complete upload of", f"blob {self.digest}"):
-            self._upload.complete()
-
-    def abort(self) -> None:
-        """Discard the parts; best effort, never raises. (If even that fails, S3 keeps
-        the parts of an incomplete upload, invisible to every listing, until a bucket
-        lifecycle rule ``AbortIncompleteMultipartUpload`` removes them.)"""
-        with suppress(Exception):
-            self._upload.abort()
