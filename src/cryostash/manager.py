@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import builtins
 import contextlib
-import os
 import platform
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -118,7 +117,6 @@ class CheckpointManager:
     def catalog(self) -> Catalog:
         """The catalog, opened on first use (fails with SchemaOutdated if old)."""
         if self._catalog is None:
-            _ensure_parent_of_sqlite(self.settings.catalog_url)
             self._catalog = Catalog(self.settings.catalog_url)
         return self._catalog
 
@@ -385,12 +383,3 @@ class CheckpointManager:
             store_url=store.url,
             detail={"blobs_deleted": len(orphans)},
         )
-
-
-def _ensure_parent_of_sqlite(url: str) -> None:
-    """Create the folder of a ``sqlite:///`` catalog file (the embedded default)."""
-    prefix = "sqlite:///"
-    if url.startswith(prefix) and not url.startswith(prefix + ":memory:"):
-        path = url[len(prefix) :]
-        if path:
-            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
