@@ -1,0 +1,20 @@
+"""``cryostash prune``: (stub, being written)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from cryostash.cli.context import Context
+from cryostash.errors import UsageError
+
+
+def register(sub: Any) -> None:
+    """Add the ``prune`` sub-parser."""
+    p: argparse.ArgumentParser = sub.add_parser("prune", help="(not yet available)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace, ctx: Context) -> int:
+    """Not yet available."""
+    raise UsageError("prune is not available yet")
