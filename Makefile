@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install criu runtimes postgres demo test lint bench bench-s3
+.PHONY: install criu runtimes postgres demo examples test lint bench bench-s3
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,13 @@ postgres:
 
 demo: criu
 	$(BIN)/python examples/quickstart.py
+
+# The three use-case examples (live migration, disaster recovery, sharing): each starts its
+# own moto S3 server and PostgreSQL cluster on loopback (tests/test_examples.py runs them too).
+examples: criu postgres
+	$(BIN)/python examples/live_migration.py
+	$(BIN)/python examples/disaster_recovery.py
+	$(BIN)/python examples/sharing.py
 
 lint: install
 	$(BIN)/ruff check src tests examples $(wildcard bench)
