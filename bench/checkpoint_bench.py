@@ -23,8 +23,15 @@ f. ``cryostash --help`` and ``cryostash ls`` start-up time.
 It prints a table with the ratios and the goals, writes everything as JSON to
 ``bench/results/checkpoint-<time>.json`` (git-ignored), and stops every process and
 server it started (by PID), whatever happens. CRIU runs with cryostash's own options
-(``-o dump.log -v4 --leave-running``). cryostash's scratch is on tmpfs (``/dev/shm``)
-when it exists (``--scratch-on-disk`` to compare); stores and image folders are on disk.
+(``-o dump.log -v4 --leave-running``). cryostash's scratch is on disk, in the work
+folder beside CRIU's image folders (as cryostash's default scratch is on disk);
+``--scratch-on-tmpfs`` puts it on ``/dev/shm`` to compare (slower here: CRIU writes and
+the clean-up frees shmem pages more slowly than page-cache ones). Stores are on disk.
+cryostash runs from byte-code compiled once, as an installed package does (a private
+``PYTHONPYCACHEPREFIX`` in the work folder, written by a first untimed run even when
+``PYTHONDONTWRITEBYTECODE`` is set; ``--no-bytecode`` to compile at every run). The JSON
+also has where the time of a create and a restore goes outside the data path
+(``*_outside_s``: interpreter start-up, imports, catalog, event, scratch removal).
 """
 
 from __future__ import annotations
@@ -97,8 +104,19 @@ class Bench:
             CRYOSTASH_CRIU=self.criu,
             CRYOSTASH_CONFIG=os.devnull,
         )
+        if not self.args.no_bytecode:  # as installed: compiled once, then read
+            env.pop("PYTHONDONTWRITEBYTECODE", None)
+            env["PYTHONPYCACHEPREFIX"] = str(self.work / "pycache")
         env.update(extra)
         return env
+
+    def warm_up(self) -> None:
+        """Compile (untimed) what the measured commands import, into the private prefix."""
+        env = self.env("warm")
+        code = ("import cryostash.cli.app, cryostash.manager, cryostash.pipeline, "
+                "cryostash.engines.criu, cryostash.storage.s3")
+        timed([sys.executable, "-c", code], env)
+        timed([*CLI, "ls"], env)
 
     # -- the process -----------------------------------------------------------------
 
@@ -140,7 +158,11 @@ class Bench:
             pidfile.unlink(missing_ok=True)  # criu refuses to overwrite it
         elapsed, out = timed(cmd, env)
         if not pidfile:
-            self.results.setdefault("restore_stats", []).append(json.loads(out))
+            stats = json.loads(out)
+            self.results.setdefault("restore_stats", []).append(stats)
+            self.results.setdefault("e_restore_outside_s", []).append(
+                round(elapsed - stats["total_s"], 3)
+            )
         pid = int(pidfile.read_text()) if pidfile else json.loads(out)["pid"]
         self.pids.append(pid)
         self.stop(pid)
@@ -151,12 +173,16 @@ class Bench:
 
     def run(self, endpoint: str, aws: list[str]) -> None:
         r, w = self.results, self.work
+        self.warm_up()
         self.start()
         r["a_criu_dump_s"] = self.best(lambda i: self.criu_dump(w / f"criu-a{i}"))
         creates = [self.create(self.env(f"a{i}"), "one") for i in range(self.args.repeat)]
         r["a_cryostash_create_s"] = min(t for t, _ in creates)
         first = creates[0][1]
         r["first_stats"] = first
+        r["a_create_outside_s"] = [
+            round(t - s["total_s"] - s.get("commit_s", 0.0), 3) for t, s in creates
+        ]
         r["image_bytes"] = folder_bytes(w / "criu-a0")
         r["d_store_bytes"] = folder_bytes(w / "store-a0" / "blobs")
         # b: S3
@@ -258,7 +284,9 @@ def table(r: dict[str, Any]) -> tuple[list[str], dict[str, float]]:
         f"  c: 2nd uploaded / 1st image size: {second['bytes_uploaded'] / r['image_bytes']:.3f}; "
         f"2nd bytes new {second['bytes_new'] / 1e6:.1f} MB",
         f"  a: first create: frozen {first['frozen_s']} s, dump {first['dump_s']:.2f} s, "
-        f"upload {first['upload_s']:.2f} s, total in manager {first['total_s']:.2f} s",
+        f"upload {first['upload_s']:.2f} s, total in manager {first['total_s']:.2f} s, "
+        f"outside (start-up, catalog, clean-up) {r['a_create_outside_s'][0]:.2f} s",
+        f"  load average at the start: {r.get('load_average')}",
     ]
     for stats in r.get("restore_stats", []):
         lines.append(
@@ -266,6 +294,7 @@ def table(r: dict[str, Any]) -> tuple[list[str], dict[str, float]]:
             f", in manager {stats['total_s']:.2f} s; from cache {stats['chunks_from_cache']}, "
             f"downloaded {stats['chunks_downloaded']} chunks"
         )
+    lines.append(f"  e: restore outside the manager: {r.get('e_restore_outside_s')} s")
     return lines, ratios
 
 
@@ -275,7 +304,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=2, help="best of N per measure")
     parser.add_argument("--criu", help="CRIU binary (default: the one cryostash finds)")
     parser.add_argument("--aws", help="AWS CLI (default: $AWS_CLI or bench/.awscli-venv)")
-    parser.add_argument("--scratch-on-disk", action="store_true")
+    parser.add_argument("--scratch-on-tmpfs", action="store_true",
+                        help="cryostash's scratch on /dev/shm instead of the disk")
+    parser.add_argument("--no-bytecode", action="store_true",
+                        help="no private byte-code cache: obey PYTHONDONTWRITEBYTECODE")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
@@ -283,10 +315,12 @@ def main(argv: list[str] | None = None) -> int:
     base = Path("/var/tmp")
     work = Path(tempfile.mkdtemp(prefix="cryostash-bench-", dir=base))
     shm = Path("/dev/shm")
-    on_tmpfs = shm.is_dir() and not args.scratch_on_disk
+    on_tmpfs = shm.is_dir() and args.scratch_on_tmpfs
     scratch = Path(tempfile.mkdtemp(prefix="cryostash-bench-", dir=shm if on_tmpfs else work))
     bench = Bench(args, work, scratch)
     bench.results["scratch"] = "tmpfs" if on_tmpfs else "disk"
+    bench.results["bytecode"] = "as installed" if not args.no_bytecode else "environment"
+    bench.results["load_average"] = [round(x, 2) for x in os.getloadavg()]
     with ExitStack() as stack:
         stack.callback(lambda: None if args.keep else shutil.rmtree(work, ignore_errors=True))
         stack.callback(lambda: shutil.rmtree(scratch, ignore_errors=True))

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cryostash.chunking import ChunkParams, cut, is_zero, map_file, zero_digest
+from cryostash.chunking import ChunkParams, cut, is_zero, map_file, may_be_zero, zero_digest
 from cryostash.errors import IntegrityError, UsageError
 from cryostash.storage import codec
 from cryostash.transfer_settings import parse_level, parse_size
@@ -94,6 +94,25 @@ def test_zero_runs_are_chunks_of_the_maximum_size_with_a_cached_digest() -> None
     assert all(is_zero(v) for _, v in chunks)
     assert zero_digest(params.max) == blake3.blake3(bytes(params.max)).hexdigest()
     assert not is_zero(memoryview(b"\0\0\1"))
+
+
+@settings(max_examples=150, deadline=None, derandomize=True)
+@given(data=segments)
+def test_a_chunk_of_zeros_is_of_the_maximum_size_or_the_last(data: bytes) -> None:
+    # What lets a restore look for zero chunks among those only (a hash of zeros per size).
+    chunks = check_cover(data, SMALL)
+    for index, (_, view) in enumerate(chunks):
+        if is_zero(view):
+            assert may_be_zero(len(view), last=index == len(chunks) - 1)
+
+
+@pytest.mark.parametrize("avg", [1 << k for k in range(8, 23)])
+def test_every_supported_chunker_cuts_zeros_only_at_the_maximum(avg: int) -> None:
+    params = ChunkParams(avg)
+    data = os.urandom(params.max) + bytes(3 * params.max + params.min) + os.urandom(params.max)
+    sizes = {len(v) for _, v in cut(data, params) if is_zero(v)}
+    assert sizes == {params.max} and may_be_zero(params.max, last=False)
+    assert not may_be_zero(params.max - 1, last=False) and may_be_zero(3, last=True)
 
 
 def test_map_file_gives_a_view_of_the_file(tmp_path: os.PathLike[str]) -> None:

@@ -245,3 +245,55 @@ def test_a_permanent_failure_stops_the_pipeline_and_is_raised(
     with pytest.raises(StorageError, match="disk on fire"):
         pack(Store(str(tmp_path / "store")), src, params=PARAMS, jobs=2)
     assert pack_module.BATCH > 0
+
+
+def test_local_blobs_are_named_only_once_their_bytes_are_on_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cryostash.storage import Store
+
+    src = make_image(tmp_path / "img")
+    store = Store(str(tmp_path / "store"))
+    synced: set[str] = set()
+    renamed: list[tuple[str, bool]] = []
+    real_sync, real_rename = os.fdatasync, os.rename
+
+    def fdatasync(fd: int) -> None:
+        real_sync(fd)
+        synced.add(os.readlink(f"/proc/self/fd/{fd}"))
+
+    def rename(old: str, new: str) -> None:
+        renamed.append((new, old in synced))
+        real_rename(old, new)
+
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    monkeypatch.setattr(os, "rename", rename)
+    packed = pack(store, src, params=PARAMS)
+    named = [new for new, _ in renamed if "/blobs/" in new]
+    assert len(named) == packed.stats.chunks_new > 10
+    assert all(was_synced for _, was_synced in renamed), "a blob was named before its sync"
+    assert not list((tmp_path / "store").rglob(".*")), "temporary files left behind"
+    unpack(store, packed.entries, tmp_path / "out")
+    assert tree(tmp_path / "out") == tree(src)
+
+
+def test_a_failed_pack_leaves_no_new_local_blob_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cryostash.storage import Store
+
+    src = make_image(tmp_path / "img")
+    real = chunkio.put_object
+    calls: list[str] = []
+
+    def fails_later(store_: object, digest: str, *args: object, **kwargs: object) -> bool:
+        calls.append(digest)
+        if len(calls) > 5:
+            raise StorageError("disk on fire")
+        return real(store_, digest, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(chunkio, "put_object", fails_later)
+    with pytest.raises(StorageError, match="disk on fire"):
+        pack(Store(str(tmp_path / "store")), src, params=PARAMS, jobs=2)
+    assert len(calls) > 5
+    assert [p for p in (tmp_path / "store").rglob("*") if p.is_file()] == []

@@ -5,6 +5,8 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -249,21 +251,25 @@ class TestStoreConformance:
         store = backend.store()
         store.write_manifest("c1", "cp1", b"{}")
 
-        def fail(exc: Exception):  # type: ignore[no-untyped-def]
+        def fail(exc: Exception) -> None:
             def raiser(*args: object, **kwargs: object) -> None:
                 raise exc
 
-            return raiser
+            # The local disk is read without fsspec (start-up time of restore).
+            if store.is_local:
+                monkeypatch.setattr("cryostash.storage.localfs.read_file", raiser)
+            else:
+                monkeypatch.setattr(store.fs, "cat_file", raiser)
 
-        monkeypatch.setattr(store.fs, "cat_file", fail(PermissionError(13, "Access Denied")))
+        fail(PermissionError(13, "Access Denied"))
         with pytest.raises(StorageError, match="permission denied") as err:
             store.read_manifest("c1", "cp1")
         assert not err.value.transient and store.url in str(err.value)
-        monkeypatch.setattr(store.fs, "cat_file", fail(TimeoutError("read timed out")))
+        fail(TimeoutError("read timed out"))
         with pytest.raises(StorageError, match="temporary failure") as err:
             store.read_manifest("c1", "cp1")
         assert err.value.transient
-        monkeypatch.setattr(store.fs, "cat_file", fail(OSError(errno.EIO, "disk on fire")))
+        fail(OSError(errno.EIO, "disk on fire"))
         with pytest.raises(StorageError, match="disk on fire") as err:
             store.read_manifest("c1", "cp1")
         assert not err.value.transient
@@ -450,3 +456,15 @@ def test_a_store_that_cannot_be_used_is_named_as_such() -> None:
     assert "cannot connect to the endpoint" in str(refused) and refused.transient
     assert store_problem(_FakeClientError("NoSuchKey")) is None
     assert store_problem(PermissionError("Access Denied")) is None
+
+
+def test_a_local_store_is_used_without_importing_fsspec(tmp_path: Path) -> None:
+    # Start-up time: create, restore and ls on the local disk never load fsspec.
+    code = (
+        "import sys; from cryostash.storage import Store;"
+        f"s = Store({str(tmp_path / 'store')!r}); s.check_writable();"
+        "s.write_manifest('c1', 'cp1', b'{}'); assert s.read_manifest('c1', 'cp1') == b'{}';"
+        "assert s.manifest_exists('c1', 'cp1') and s.exists();"
+        "assert 'fsspec' not in sys.modules, sorted(sys.modules)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

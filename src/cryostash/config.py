@@ -27,7 +27,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,6 +86,8 @@ class Settings:
 def _load_config_file(path: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
+    import tomllib  # only when there is a file to read (start-up time)
+
     try:
         with path.open("rb") as fh:
             return tomllib.load(fh)

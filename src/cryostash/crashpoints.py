@@ -15,8 +15,9 @@ Phases of ``CheckpointManager.create``, in order:
 
 - ``after-dump``: the engine has written the image into scratch; nothing is uploaded.
 - ``mid-upload``: the first chunk object is stored, the others are not (other upload
-  threads may be halfway through theirs: on local disk, temporary files). Called by
-  :func:`cryostash.storage.chunkio.put_object`.
+  threads may be halfway through theirs; on local disk, the others are temporary files).
+  Called by :func:`cryostash.storage.chunkio.put_object`, and on local disk by
+  :meth:`cryostash.storage.chunkio.DurableBatch.commit` after its first rename.
 - ``after-upload``: every blob is stored; no manifest.
 - ``after-manifest``: the manifest is written; the catalog row is still PENDING
   ("before the catalog commit").

@@ -3,8 +3,9 @@ transfers', which :mod:`cryostash.pipeline` retries itself).
 
 Only :class:`~cryostash.errors.StorageError` with ``transient=True`` is retried
 (timeouts, connection resets, throttling, 5xx: see :mod:`cryostash.storage.translate`),
-with the same budget as the chunk transfers (``ATTEMPTS`` attempts, exponential back-off
-from ``BACKOFF_S``, of :mod:`cryostash.pipeline.common`). Anything else is raised at once.
+with the same budget as the chunk transfers (:data:`ATTEMPTS` attempts, exponential
+back-off from :data:`BACKOFF_S`, which :mod:`cryostash.pipeline.common` takes from here).
+Anything else is raised at once.
 """
 
 from __future__ import annotations
@@ -14,11 +15,14 @@ from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
 from cryostash.errors import CheckpointExists, StorageError
-from cryostash.pipeline.common import ATTEMPTS, BACKOFF_S
 from cryostash.storage import Store
 
 P = ParamSpec("P")
 T = TypeVar("T")
+#: Attempts per call (and per chunk in the pipeline) when the store fails transiently,
+#: and the first back-off (doubled at each further attempt).
+ATTEMPTS = 3
+BACKOFF_S = 0.25
 
 
 def call(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:

@@ -1,10 +1,21 @@
-"""What every verb needs: resolved settings and a lazily opened manager."""
+"""What every verb needs: resolved settings and a lazily opened manager.
+
+Start-up: the manager's modules (SQLAlchemy above all, and the store's fsspec backend
+when it is not the local disk) load with the cyclic garbage collector paused, and what
+they created is then frozen (``gc.freeze``, once per process): those objects live as
+long as the process anyway, and neither the collections during the import nor the
+final one at exit walk them again. That takes about a third off a short command such
+as ``ls`` (see :func:`_loading`).
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gc
 import json
 import sys
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -49,8 +60,13 @@ class Context:
     def manager(self) -> CheckpointManager:
         """The manager (opens the catalog on first use)."""
         if self._manager is None:
-            from cryostash import CheckpointManager
-            from cryostash.cli import progress
+            with _loading():
+                from cryostash import CheckpointManager
+                from cryostash.cli import progress
+
+                _load_store_backend(
+                    getattr(self.args, "checkpoint_dir", None) or self.settings.store_url
+                )
 
             self._bars = progress.bars(progress.wanted(bool(getattr(self.args, "json", False))))
             self._manager = CheckpointManager(
@@ -64,6 +80,41 @@ class Context:
             self._bars.close()
         if self._manager is not None:
             self._manager.close()
+
+
+_frozen = False
+
+
+@contextlib.contextmanager
+def _loading() -> Iterator[None]:
+    """Import long-lived modules with the collector paused, then freeze every object
+    there is (once per process: later garbage is collected as usual)."""
+    global _frozen
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+        if not _frozen:
+            _frozen = True
+            gc.freeze()
+
+
+def _load_store_backend(url: str) -> None:
+    """Import the fsspec implementation of a store that is not on the local disk (s3fs
+    and botocore are big), so that it loads in :func:`_loading` too. Best effort:
+    opening the store reports any problem."""
+    from cryostash.storage.urls import LOCAL_PROTOCOLS, protocols
+
+    with contextlib.suppress(Exception):
+        names = protocols(url)
+        if not set(names) <= LOCAL_PROTOCOLS:
+            import fsspec
+
+            for name in names:
+                fsspec.get_filesystem_class(name)
 
 
 def print_json(value: Any) -> None:

@@ -12,13 +12,11 @@ from pathlib import Path
 from typing import TypeVar
 
 from cryostash.errors import StorageError, UsageError
+from cryostash.retry import ATTEMPTS, BACKOFF_S
 from cryostash.storage import Progress
 
 T = TypeVar("T")
-#: Attempts per chunk when the store fails transiently, and the first back-off (doubled
-#: at each further attempt), for every transfer of chunks.
-ATTEMPTS = 3
-BACKOFF_S = 0.25
+__all__ = ["ATTEMPTS", "BACKOFF_S", "Shared", "retrying", "walk"]
 
 
 def walk(image_dir: Path) -> list[tuple[str, Path, int]]:

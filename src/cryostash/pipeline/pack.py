@@ -18,10 +18,14 @@ Stages, overlapping, with bounded queues (memory stays bounded whatever the file
 
 A chunk is uploaded at most once per call, however often it occurs. Transient store
 failures are retried per chunk (``attempts`` in all, exponential ``backoff``). On any
-failure the stages stop, the first error is raised, and chunks stored so far stay (they
-are content-addressed; ``gc`` removes unreferenced ones). Local blobs are written with
-``fdatasync`` and their folders fsynced before :func:`pack` returns (when ``durable``),
-so the manifest that follows never names a blob a crash could lose.
+failure the stages stop and the first error is raised. Local blobs (when ``durable``)
+go through one :class:`~cryostash.storage.chunkio.DurableBatch`: each is written to a
+temporary file whose write-out starts at once, and before :func:`pack` returns they are
+all ``fdatasync``-ed, renamed into place and their folders fsynced — one barrier per
+call, not one synchronous write per chunk — so the manifest that follows never names a
+blob a crash could lose; after a failure their temporary files are removed (nothing
+new is left). On other stores the chunks stored before a failure stay (they are
+content-addressed; ``gc`` removes unreferenced ones).
 """
 
 from __future__ import annotations
@@ -52,6 +56,9 @@ BATCH = 64
 Reserve = Callable[[Mapping[str, int]], Set[str]]
 #: A chunk's digest, or the hashing under way (readers cut while hashers hash).
 Digest = str | Future[str]
+#: What readers queue: (file index, digest, chunk, all zeros?); the chunk is None at the
+#: end of a file.
+_Item = tuple[int, Digest, memoryview | None, bool]
 
 
 def _hex(chunk: memoryview) -> str:
@@ -123,7 +130,7 @@ class _Run:
     ) -> None:
         self.store, self.level, self.cache, self.durable = store, level, cache, durable
         self.shared, self.attempts, self.backoff = shared, attempts, backoff
-        self.queue: queue.Queue[tuple[int, Digest, memoryview | None]] = queue.Queue(4 * jobs)
+        self.queue: queue.Queue[_Item] = queue.Queue(4 * jobs)
         self.hashers = ThreadPoolExecutor(max_workers=2)
         self.stop = threading.Event()
         self.errors: list[BaseException] = []
@@ -133,13 +140,15 @@ class _Run:
         )
         self.written: list[str] = []
         self.empty_store = False  # set when the store holds no blob at all: nothing to ask
+        #: Local and durable: one barrier for all new blobs (see chunkio.DurableBatch).
+        self.batch = chunkio.DurableBatch(store, jobs) if durable and store.is_local else None
 
     def fail(self, exc: BaseException) -> None:
         with self.shared.lock:
             self.errors.append(exc)
         self.stop.set()
 
-    def put(self, item: tuple[int, Digest, memoryview | None]) -> None:
+    def put(self, item: _Item) -> None:
         while not self.stop.is_set():
             try:
                 self.queue.put(item, timeout=0.1)
@@ -162,7 +171,9 @@ class _Run:
 
         def attempt() -> bool:
             try:
-                return chunkio.put_object(store, digest, parts, durable=self.durable)
+                return chunkio.put_object(
+                    store, digest, parts, durable=self.durable, batch=self.batch
+                )
             except StorageError:
                 with shared.lock:
                     self.counts["uploaded"] += size
@@ -218,8 +229,9 @@ def _read(
         for _, chunk in cut(view, params):
             if run.stop.is_set():
                 raise _Stopped
-            digest = zero_digest(len(chunk)) if is_zero(chunk) else run.hashers.submit(_hex, chunk)
-            run.put((index, digest, chunk))
+            zero = is_zero(chunk)
+            digest = zero_digest(len(chunk)) if zero else run.hashers.submit(_hex, chunk)
+            run.put((index, digest, chunk, zero))
             count += 1
     finally:
         if hasher is not None:
@@ -228,7 +240,7 @@ def _read(
         digests[index] = digest if isinstance(digest, str) else digest.result()
     else:
         digests[index] = whole[0] if whole else blake3.blake3(b"").hexdigest()
-    run.put((index, "", None))
+    run.put((index, "", None, False))
 
 
 def pack(
@@ -327,7 +339,9 @@ def pack(
         ended = 0
         while ended < len(files) and not run.stop.is_set():
             try:
-                index, pending_digest, view = run.queue.get(timeout=0.02 if pending else 0.2)
+                index, pending_digest, view, zero = run.queue.get(
+                    timeout=0.02 if pending else 0.2
+                )
             except queue.Empty:
                 flush()
                 continue
@@ -337,8 +351,7 @@ def pack(
             digest = pending_digest if isinstance(pending_digest, str) else pending_digest.result()
             chunks[index].append((digest, len(view)))
             shared.progress(len(view))
-            if chunks[index][-1][0] == zero_digest(len(view)):
-                zero_refs += 1
+            zero_refs += zero
             if digest not in seen:
                 seen.add(digest)
                 pending[digest] = view
@@ -357,9 +370,13 @@ def pack(
         readers.shutdown(wait=True, cancel_futures=True)
         run.hashers.shutdown(wait=True, cancel_futures=True)
         uploaders.shutdown(wait=True, cancel_futures=True)
+        if run.batch is not None and run.stop.is_set():
+            run.batch.discard()
     if run.errors:
         raise run.errors[0]
-    if durable:
+    if run.batch is not None:
+        run.batch.commit()  # on failure it removes what it did not rename
+    elif durable:
         chunkio.sync_dirs(store, run.written)
     if cache is not None:
         cache.trim()

@@ -4,8 +4,9 @@ Contract of :func:`unpack`:
 
 - Every file is first created under a hidden temporary name (``.NAME.<random>.part``)
   with its final size (a sparse file). All-zero chunks are recognised by their digest
-  (the BLAKE3 of that many zeros) and are neither fetched nor written: the sparse file
-  reads as zeros there.
+  (the BLAKE3 of that many zeros, computed only for the chunks that can be zeros: see
+  :func:`cryostash.chunking.may_be_zero`) and are neither fetched nor written: the
+  sparse file reads as zeros there (a hole).
 - Every other distinct chunk is fetched once, by ``jobs`` threads: from ``cache`` when it
   holds it, else from the store (transient failures retried, ``attempts`` in all); it is
   decoded and verified (BLAKE3 of the plain bytes, and the plain size the manifest
@@ -32,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from cryostash.cache import ChunkCache
-from cryostash.chunking import zero_digest
+from cryostash.chunking import may_be_zero, zero_digest
 from cryostash.errors import CheckpointNotFound, IntegrityError, UsageError
 from cryostash.pipeline.common import ATTEMPTS, BACKOFF_S, Shared, retrying
 from cryostash.storage import Progress, Store, chunkio
@@ -143,8 +144,9 @@ def unpack(
     for index, entry in enumerate(entries):
         offset = 0
         chunk_sizes = entry.chunk_sizes or ((entry.size,) if entry.blobs else ())
-        for digest, size in zip(entry.blobs, chunk_sizes, strict=True):
-            if digest == zero_digest(size):
+        last = len(chunk_sizes) - 1
+        for n, (digest, size) in enumerate(zip(entry.blobs, chunk_sizes, strict=True)):
+            if may_be_zero(size, n == last) and digest == zero_digest(size):
                 zero_refs += 1
                 shared.progress(size)
             else:

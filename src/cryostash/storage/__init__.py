@@ -2,7 +2,8 @@
 
 It keeps the checkpoint folder contract (create-only manifest write, list, delete)
 and a content-addressed blob area, and knows nothing of SQL or CRIU. Importing this
-package does not import fsspec; opening a :class:`Store` does.
+package does not import fsspec; opening a :class:`Store` that is not on the local disk
+does.
 """
 
 from cryostash.storage.layout import is_digest, validate_digest

@@ -35,6 +35,12 @@ def temp_name(final: str) -> str:
     return os.path.join(head, f".{tail}.{secrets.token_hex(6)}.tmp")
 
 
+def read_file(path: str) -> bytes:
+    """The whole content of the file ``path`` (raises what ``open`` and ``read`` raise)."""
+    with open(path, "rb", buffering=0) as fh:
+        return fh.read()
+
+
 def fsync_dir(path: str) -> None:
     """fsync a folder so that a new entry in it survives a crash (best effort)."""
     try:

@@ -81,7 +81,7 @@ class Store:
         from cryostash.storage.urls import open_root
 
         opened = open_root(url, storage_options)
-        self._fs: Any = opened.fs
+        self._opened_fs: Any = opened.fs  # None on the local disk until fsspec is needed
         self._root: str = opened.root
         self._local: str | None = opened.local_root
         self.url: str = opened.url
@@ -100,6 +100,16 @@ class Store:
     def fs(self) -> Any:
         """The underlying fsspec filesystem (for tests and tools; bypasses every check)."""
         return self._fs
+
+    @property
+    def _fs(self) -> Any:
+        """The fsspec filesystem; for a local root made on first use, so that the verbs
+        that need none of it (create, restore, ls on local disk) never import fsspec."""
+        if self._opened_fs is None:
+            from fsspec.implementations.local import LocalFileSystem
+
+            self._opened_fs = LocalFileSystem()
+        return self._opened_fs
 
     @property
     def root(self) -> str:
@@ -125,7 +135,10 @@ class Store:
             self._fs.makedirs(path, exist_ok=True)
 
     def _fresh(self, path: str) -> None:
-        """Drop cached listings of ``path``: other hosts write to the same store."""
+        """Drop cached listings of ``path``: other hosts write to the same store. The
+        local file system caches none."""
+        if self._local is not None:
+            return
         with suppress(Exception):
             self._fs.invalidate_cache(path)
 
@@ -208,6 +221,8 @@ class Store:
         with self._guard(
             "read", f"manifest of {target}/{name}", not_found=self._missing_error(target, name)
         ):
+            if self._local is not None:
+                return localfs.read_file(path)
             return bytes(self._fs.cat_file(path))
 
     def delete_manifest(self, target: str, name: str) -> None:

@@ -3,7 +3,8 @@
 A store root is either a plain local path (``/srv/cryostash``, ``./store``), a
 ``file://`` URL, or any URL fsspec understands (``s3://bucket/prefix``,
 ``memory://x``, ``simplecache::s3://bucket``). Nothing here imports fsspec at module
-import time: :func:`open_root` imports it when a store is actually opened.
+import time: :func:`open_root` imports it when a store that is not on the local disk
+is opened.
 """
 
 from __future__ import annotations
@@ -64,7 +65,8 @@ class OpenedRoot:
     """A store root resolved by fsspec.
 
     Attributes:
-        fs: the fsspec filesystem instance.
+        fs: the fsspec filesystem instance; None for the local file system, which the
+            caller opens (``LocalFileSystem``) only if it needs fsspec at all.
         root: the root path in ``fs``'s own terms (no protocol, no trailing slash).
         url: the canonical, credential-free URL of the root (catalog key, messages).
         local_root: the absolute local path when the store is on the local disk.
@@ -94,7 +96,8 @@ def canonical_url(url: str) -> str:
 
 
 def open_root(url: str, storage_options: Mapping[str, Any] | None = None) -> OpenedRoot:
-    """Resolve ``url`` to an fsspec filesystem and root path (imports fsspec).
+    """Resolve ``url`` to an fsspec filesystem and root path (imports fsspec, except for
+    a local root).
 
     Raises:
         UsageError: empty or malformed URL, unknown protocol, a protocol whose
@@ -106,18 +109,16 @@ def open_root(url: str, storage_options: Mapping[str, Any] | None = None) -> Ope
         raise UsageError("store URL is empty")
     shown = redact_url(url)
     names = protocols(url)
+    if names == ["file"] or (len(names) == 1 and names[0] in LOCAL_PROTOCOLS):
+        path = canonical_url(url)  # no fsspec import: the local disk needs none
+        if os.path.exists(path) and not os.path.isdir(path):
+            raise UsageError(f"{path} exists and is not a directory")
+        return OpenedRoot(None, path.rstrip("/") or "/", path, path)
     from fsspec.registry import known_implementations, registry
 
     for name in names:
         if name not in registry and name not in known_implementations:
             raise UsageError(f"unknown store protocol {name!r} in URL {shown!r}")
-    if names == ["file"] or (len(names) == 1 and names[0] in LOCAL_PROTOCOLS):
-        path = canonical_url(url)
-        if os.path.exists(path) and not os.path.isdir(path):
-            raise UsageError(f"{path} exists and is not a directory")
-        from fsspec.implementations.local import LocalFileSystem
-
-        return OpenedRoot(LocalFileSystem(), path.rstrip("/") or "/", path, path)
 
     from fsspec.core import url_to_fs
 
