@@ -25,7 +25,7 @@ from cryostash.urls import redact_db_url
 from tests.support import postgres
 
 REPO = Path(__file__).resolve().parent.parent
-TABLES = {"checkpoints", "blobs", "checkpoint_blobs", "events"}
+TABLES = {"checkpoints", "blobs", "checkpoint_blobs", "events", "retention_policies"}
 
 
 @pytest.fixture(scope="session")
@@ -160,7 +160,8 @@ def test_built_wheel_ships_and_uses_the_migrations(tmp_path: Path) -> None:
         zf.extractall(site)
     assert "cryostash/migrations/env.py" in names
     assert "cryostash/migrations/script.py.mako" in names
-    assert f"cryostash/migrations/versions/{schema.HEAD_REVISION}_initial.py" in names
+    assert "cryostash/migrations/versions/0001_initial.py" in names
+    assert "cryostash/migrations/versions/0002_retention_policies.py" in names
     code = (
         "import sys, cryostash; from cryostash.catalog import schema;"
         f"assert cryostash.__file__.startswith({str(site)!r}), cryostash.__file__;"
@@ -243,6 +244,52 @@ def test_downgrade_and_upgrade_to_explicit_revisions(db_url: str) -> None:
     assert schema.current(db_url) == schema.KNOWN_REVISIONS[0]
     with pytest.raises(CatalogError, match="cannot upgrade to nosuchrev"):
         schema.upgrade(db_url, "nosuchrev")
+
+
+def test_a_0001_catalog_is_refused_then_upgraded_keeping_its_rows(
+    db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cryostash.catalog.policies import RetentionCatalog
+    from cryostash.cli.app import run
+    from cryostash.retention import KeepLast, Policy
+
+    schema.upgrade(db_url, "0001")  # what cryostash 0.1 created
+    assert "retention_policies" not in table_names(db_url)
+    engine = create_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO checkpoints (store_url, target, name, status, host, engine, "
+                    "created_at, committed_at, size_bytes, labels, stats, manifest_digest) "
+                    "VALUES ('/s', 't', 'old', 'committed', 'h', 'criu', :at, :at, 1, '{}', "
+                    "'{}', 'd')"
+                ),
+                {"at": "2025-01-01 00:00:00"},
+            )
+    finally:
+        engine.dispose()
+    with pytest.raises(SchemaOutdated) as err:
+        Catalog(db_url)
+    assert str(err.value) == (
+        f"catalog {redact_db_url(db_url)} is at schema revision 0001, this cryostash needs "
+        f"{schema.HEAD_REVISION}: run `cryostash db upgrade`"
+    )
+    assert run(["--catalog", db_url, "db", "upgrade"]) == 0
+    assert capsys.readouterr().out.split() == [schema.HEAD_REVISION]
+    assert compare_with_models(db_url) == []
+    with Catalog(db_url) as cat:
+        assert [i.name for i in cat.list("/s")] == ["old"]
+        policies = RetentionCatalog(cat)
+        policies.set_default(store_url="/s", target="t", policy=Policy((KeepLast(2),)), host="h")
+        stored = policies.default("/s", "t")
+        assert stored is not None and stored.policy == Policy((KeepLast(2),))
+    schema.downgrade(db_url, "0001")  # and back: the table goes, the rows stay
+    assert "retention_policies" not in table_names(db_url)
+    schema.upgrade(db_url)
+    with Catalog(db_url) as cat:
+        assert [i.name for i in cat.list("/s")] == ["old"]
+        assert RetentionCatalog(cat).defaults("/s") == {}
 
 
 def test_concurrent_creation_of_a_new_database(db_url: str) -> None:

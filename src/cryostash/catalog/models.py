@@ -1,4 +1,4 @@
-"""SQLAlchemy 2.0 models of the catalog (schema revision ``0001``).
+"""SQLAlchemy 2.0 models of the catalog (schema revision ``0002``).
 
 These classes are private to :mod:`cryostash.catalog`: the :class:`~.Catalog`
 converts rows to the frozen dataclasses of :mod:`cryostash.types` before returning.
@@ -151,3 +151,19 @@ class EventRow(Base):
     name: Mapped[str] = mapped_column(String(NAME_LENGTH))
     store_url: Mapped[str | None] = mapped_column(String(URL_LENGTH))
     detail: Mapped[dict[str, Any]]
+
+
+class RetentionPolicyRow(Base):
+    """The default retention policy of a target in a store (revision ``0002``).
+
+    ``policy`` is :meth:`cryostash.retention.Policy.to_dict`; ``host`` and
+    ``updated_at`` say who set it last, and when.
+    """
+
+    __tablename__ = "retention_policies"
+
+    store_url: Mapped[str] = mapped_column(String(URL_LENGTH), primary_key=True)
+    target: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
+    policy: Mapped[dict[str, Any]]
+    updated_at: Mapped[datetime]
+    host: Mapped[str] = mapped_column(String(NAME_LENGTH))

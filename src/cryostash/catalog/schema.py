@@ -6,7 +6,8 @@ folder of the source tree, shipped in the wheel as ``cryostash/migrations``
 
 Opening a :class:`~cryostash.catalog.Catalog` never migrates: it reads the
 ``alembic_version`` table with plain SQL and compares it with
-:data:`HEAD_REVISION`. A database without any table is created at head
+:data:`HEAD_REVISION` (one ``SELECT`` when it matches; the tables are inspected only
+otherwise). A database without any table is created at head
 (``create_all`` of the models plus the version row, in one transaction; the
 tests check that this equals running the migrations). Alembic itself is imported
 only by :func:`upgrade`, :func:`downgrade`, :func:`stamp` and :func:`script_heads`,
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Column, Engine, MetaData, PrimaryKeyConstraint, String, Table, inspect
 from sqlalchemy.engine import URL, Connection
+from sqlalchemy.exc import DBAPIError
 
 from cryostash.catalog.engine import WRITE, create_catalog_engine, translate_errors
 from cryostash.catalog.models import Base
@@ -31,9 +33,9 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
 #: The revision this cryostash needs (the head of ``migrations/versions``).
-HEAD_REVISION = "0001"
+HEAD_REVISION = "0002"
 #: Every revision this cryostash knows, oldest first (must match the migrations).
-KNOWN_REVISIONS: tuple[str, ...] = ("0001",)
+KNOWN_REVISIONS: tuple[str, ...] = ("0001", "0002")
 #: Shown for a database whose version table is empty (everything downgraded).
 BASE = "base"
 
@@ -126,6 +128,16 @@ def read_state(conn: Connection) -> SchemaState:
     return SchemaState(True, ",".join(revisions) or None, has_ours)
 
 
+def _at_head(conn: Connection) -> bool:
+    """True when the version table holds exactly :data:`HEAD_REVISION`; False when it
+    holds anything else or is missing (the transaction is then unusable: roll it back)."""
+    try:
+        rows = conn.exec_driver_sql(f"SELECT version_num FROM {VERSION_TABLE}").all()
+    except DBAPIError:
+        return False
+    return [tuple(row) for row in rows] == [(HEAD_REVISION,)]
+
+
 def _create_at_head(conn: Connection) -> None:
     Base.metadata.create_all(conn)
     version_table.create(conn, checkfirst=True)
@@ -167,6 +179,9 @@ def ensure_schema(engine: Engine) -> None:
         CatalogError: the database holds cryostash tables without a revision.
     """
     shown = redact_db_url(engine.url)
+    with engine.connect() as conn, conn.begin():
+        if _at_head(conn):  # the usual case: one SELECT, no schema inspection
+            return
     with engine.connect() as conn, conn.begin():
         state = read_state(conn)
     if state.is_empty:

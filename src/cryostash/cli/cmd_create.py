@@ -3,14 +3,17 @@
 With ``--engine criu`` (the default) ``--pid`` names the root of the process tree.
 With a container engine (``runc``, ``podman``, ``docker``) TARGET is the container's
 name or id and ``--pid`` is refused. A third-party engine gets ``--pid`` when given,
-else TARGET.
+else TARGET. ``--keep-last N`` / ``--keep-within`` / ``--keep-label`` (see ``prune``)
+make that policy TARGET's default and prune TARGET with it after the create.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
+from cryostash.cli.cmd_prune import add_policy_flags, policy_from_args
 from cryostash.cli.context import Context, engine_opts, parse_labels, print_json, print_stats
 
 #: Engines whose locator is the container (TARGET), never a PID.
@@ -49,6 +52,7 @@ def register(sub: Any) -> None:
         help="extra CRIU option, e.g. --criu-opt tcp-established (repeatable)",
     )
     add_common_flags(p)
+    add_policy_flags(p)  # stored as TARGET's default policy, applied after the create
     p.add_argument(
         "--print-stats", action="store_true", help="print timings and byte counts on stderr"
     )
@@ -92,7 +96,17 @@ def locator(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    """Create the checkpoint and print its name (or JSON)."""
+    """Create the checkpoint and print its name (or JSON); with ``--keep-*``, then store
+    that policy as the target's default and prune the target with it (``pruned TARGET
+    NAME`` on stderr for each checkpoint removed)."""
+    policy = policy_from_args(args)
+    if policy is not None and not policy.keeps_newest:
+        from cryostash import UsageError
+
+        raise UsageError(
+            "create: --keep-label needs --keep-last N or --keep-within DURATION too "
+            "(otherwise the new checkpoint itself could be pruned)"
+        )
     info = ctx.manager.create(
         args.target,
         args.name,
@@ -109,4 +123,11 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         print_json({**info.summary(), "stats": dict(info.stats)})
     else:
         print(info.name)
+    if policy is not None:
+        sys.stdout.flush()
+        report = ctx.manager.prune(
+            args.target, policy, checkpoint_dir=args.checkpoint_dir, save_default=True
+        )
+        for removed in (r for plan in report.targets for r in plan.removed):
+            print(f"pruned {removed.target} {removed.name}", file=sys.stderr)
     return 0
