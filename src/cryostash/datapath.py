@@ -6,6 +6,8 @@
   stores that are not on the local disk (a local store's objects are already local:
   caching them would only double the disk used); a create into such a store fills it
   too, so that restoring on the same host downloads nothing.
+- :func:`prefetch_image` fills the cache with a checkpoint's chunks ahead of a restore
+  (``cryostash prefetch``), on the same threads, and returns its stats.
 - :func:`create_stats` / :func:`restore_stats` build the JSON stats recorded in the
   catalog (a checkpoint's ``stats`` column; a restore's event ``detail``) and the
   manifest, shown by ``inspect`` and ``--json`` and printed by ``--print-stats``.
@@ -29,15 +31,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryostash.cache import ChunkCache
 from cryostash.chunking import ChunkParams
 from cryostash.config import Settings
-from cryostash.pipeline import PackResult, UnpackStats, pack, unpack
-from cryostash.pipeline.pack import Reserve
+from cryostash.errors import UsageError
 from cryostash.storage import Progress, Store
 from cryostash.types import DumpStats, FileEntry
+
+if TYPE_CHECKING:  # the pipeline loads when chunks move (not for ls, inspect, rm...)
+    from cryostash.pipeline import PackResult, UnpackStats
+    from cryostash.pipeline.pack import Reserve
 
 
 def cache_for(settings: Settings, store: Store) -> ChunkCache | None:
@@ -63,6 +68,8 @@ def pack_image(
         UsageError: a chunk size that is not a power of two in [256 B, 4 MiB].
         and whatever :func:`~cryostash.pipeline.pack` raises.
     """
+    from cryostash.pipeline.pack import pack
+
     t = settings.transfer
     return pack(
         store,
@@ -86,9 +93,91 @@ def unpack_image(
     callback: Progress | None = None,
 ) -> UnpackStats:
     """:func:`cryostash.pipeline.unpack` with the settings' cache."""
+    from cryostash.pipeline.unpack import unpack
+
     cache = cache_for(settings, store)
     jobs = _connections(store, jobs)
     return unpack(store, files, dest, cache=cache, jobs=jobs, callback=callback)
+
+
+def require_cache(settings: Settings, store: Store) -> ChunkCache:
+    """:func:`cache_for`, which must not be None (``prefetch`` is pointless without it).
+
+    Raises:
+        UsageError: the store is local, or the cache is turned off (named in the message).
+    """
+    cache = cache_for(settings, store)
+    if cache is None:
+        raise UsageError(
+            f"store {store.url} is on this host's disk: it has no chunk cache"
+            if store.is_local
+            else "prefetch needs the chunk cache, which is turned off (--cache none or "
+            "CRYOSTASH_CACHE=none): name a cache folder with --cache DIR"
+        )
+    return cache
+
+
+def prefetch_image(
+    settings: Settings,
+    store: Store,
+    files: Sequence[FileEntry],
+    *,
+    jobs: int,
+    callback: Progress | None = None,
+) -> dict[str, Any]:
+    """:func:`cryostash.pipeline.prefetch.prefetch` into the settings' cache, on the
+    transfer threads of ``store``; returns the stats ``prefetch`` records and prints:
+    ``chunks_total``, ``chunks_cached``, ``bytes_cached``, ``chunks_downloaded``,
+    ``bytes_downloaded``, ``chunks_uncached``, ``retries``, ``duration_s``, ``cache``
+    (the folder), ``cache_max_bytes``, ``skipped`` (None) and ``warning`` (None, or
+    why the cache will not serve the whole checkpoint).
+
+    Raises:
+        UsageError: no cache for this store (see :func:`require_cache`).
+        and whatever :func:`~cryostash.pipeline.prefetch.prefetch` raises.
+    """
+    from cryostash.pipeline.prefetch import prefetch
+
+    cache = require_cache(settings, store)
+    done = prefetch(store, files, cache, jobs=_connections(store, jobs), callback=callback)
+    warning = None
+    if done.chunks_uncached:
+        size = done.bytes_cached + done.bytes_downloaded
+        why = (
+            f"the chunk cache bound ({_human(cache.max_bytes)}, --cache-size) is smaller "
+            f"than this checkpoint ({_human(size)})"
+            if size > cache.max_bytes
+            else "the chunk cache could not hold them (is its folder full or not writable?)"
+        )
+        warning = (
+            f"{why}: {done.chunks_uncached} of its {done.chunks_total} chunks are not "
+            "cached, and a restore will download them"
+        )
+    return {
+        "skipped": None,
+        **{k: round(v, 6) if k == "duration_s" else v for k, v in done.as_dict().items()},
+        "cache": str(cache.root),
+        "cache_max_bytes": cache.max_bytes,
+        "warning": warning,
+    }
+
+
+def prefetch_skipped(reason: str) -> dict[str, Any]:
+    """The stats of a prefetch that had nothing to do (``skipped``: why): zeros."""
+    return {
+        "skipped": reason,
+        "chunks_total": 0,
+        "chunks_cached": 0,
+        "bytes_cached": 0,
+        "chunks_downloaded": 0,
+        "bytes_downloaded": 0,
+        "chunks_uncached": 0,
+        "retries": 0,
+        "duration_s": 0.0,
+        "cache": None,
+        "cache_max_bytes": None,
+        "warning": None,
+    }
 
 
 def _connections(store: Store, jobs: int) -> int:
@@ -185,6 +274,11 @@ def _human(value: float) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def format_size(size: float) -> str:
+    """``512 B``, ``1.5 MiB``: a byte count for people."""
+    return _human(size)
 
 
 def format_stats(stats: Mapping[str, Any]) -> list[str]:

@@ -151,6 +151,32 @@ class CheckpointInfo:
 
 
 @dataclass(frozen=True)
+class CheckpointFilter:
+    """Which committed checkpoints a listing (``ls``) or ``--latest`` considers.
+
+    Every given criterion must hold: each of ``labels`` (key and value equal), ``host``
+    (the host that created it), ``since`` (created at or after this tz-aware time).
+    The empty filter matches everything.
+    """
+
+    labels: Mapping[str, str] = field(default_factory=dict)
+    host: str | None = None
+    since: datetime | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.labels) or self.host is not None or self.since is not None
+
+    def describe(self) -> str:
+        """``label k=v, host h, since 2026-...``: the criteria, for messages ("" if none)."""
+        parts = [f"label {k}={v}" for k, v in sorted(self.labels.items())]
+        if self.host is not None:
+            parts.append(f"host {self.host}")
+        if self.since is not None:
+            parts.append(f"since {self.since.isoformat()}")
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True)
 class Event:
     """One entry of the event log: something a host did to a checkpoint.
 

@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, Select, func, literal, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -41,7 +41,7 @@ from cryostash.catalog.models import CheckpointRow, EventRow
 from cryostash.catalog.rows import to_event, to_info, utcnow
 from cryostash.catalog.schema import ensure_schema
 from cryostash.errors import CatalogError, CheckpointExists, CheckpointNotFound
-from cryostash.types import CheckpointInfo, Event, Status
+from cryostash.types import CheckpointFilter, CheckpointInfo, Event, Status
 from cryostash.urls import public_store_url, redact_db_url
 
 _PENDING = Status.PENDING.value
@@ -275,17 +275,69 @@ class Catalog:
 
     @translated
     def list(
-        self, store_url: str | None, target: str | None = None
+        self,
+        store_url: str | None,
+        target: str | None = None,
+        filters: CheckpointFilter | None = None,
     ) -> builtins.list[CheckpointInfo]:
-        """COMMITTED checkpoints, sorted by (target, name); ``store_url=None``: all stores."""
+        """COMMITTED checkpoints, sorted by (target, name); ``store_url=None``: all stores.
+
+        ``filters`` (labels, host, since) are applied in the same one query.
+        """
+        query = self._committed(store_url, target, filters).order_by(
+            CheckpointRow.target, CheckpointRow.name, CheckpointRow.store_url
+        )
+        with self._tx(write=False) as session:
+            return [to_info(row) for row in session.scalars(query)]
+
+    @translated
+    def latest(
+        self, store_url: str, target: str, filters: CheckpointFilter | None = None
+    ) -> CheckpointInfo | None:
+        """The newest COMMITTED checkpoint of ``target`` in the store matching ``filters``
+        (greatest ``committed_at``, then greatest id), or None. One query."""
+        query = (
+            self._committed(store_url, target, filters)
+            .order_by(CheckpointRow.committed_at.desc(), CheckpointRow.id.desc())
+            .limit(1)
+        )
+        with self._tx(write=False) as session:
+            row = session.scalars(query).first()
+            return to_info(row) if row is not None else None
+
+    def _committed(
+        self, store_url: str | None, target: str | None, filters: CheckpointFilter | None
+    ) -> Select[CheckpointRow]:
+        """SELECT of the COMMITTED rows of a store (None: all), a target, and ``filters``."""
         query = select(CheckpointRow).where(CheckpointRow.status == _COMMITTED)
         if store_url is not None:
             query = query.where(CheckpointRow.store_url == public_store_url(store_url))
         if target is not None:
             query = query.where(CheckpointRow.target == target)
-        query = query.order_by(CheckpointRow.target, CheckpointRow.name, CheckpointRow.store_url)
-        with self._tx(write=False) as session:
-            return [to_info(row) for row in session.scalars(query)]
+        if filters is None:
+            return query
+        for key, value in sorted(filters.labels.items()):
+            query = query.where(self._label_is(key, value))
+        if filters.host is not None:
+            query = query.where(CheckpointRow.host == filters.host)
+        if filters.since is not None:
+            query = query.where(CheckpointRow.created_at >= filters.since)
+        return query
+
+    def _label_is(self, key: str, value: str) -> ColumnElement[bool]:
+        """``labels[key] == value`` (the key any text). PostgreSQL: ``labels ->> :key``.
+        SQLite: its JSON paths cannot quote every key (``"`` in a key), so the label
+        is looked up with ``json_each`` instead, key and value as bound parameters."""
+        if self._engine.dialect.name == "sqlite":
+            each = func.json_each(CheckpointRow.labels).table_valued("key", "value")
+            return (
+                select(literal(1))
+                .select_from(each)
+                .where(each.c.key == key, each.c.value == value)
+                .exists()
+            )
+        clause: ColumnElement[bool] = CheckpointRow.labels[key].as_string() == value
+        return clause
 
     @translated
     def pending(
@@ -308,10 +360,11 @@ class Catalog:
         """Record that the checkpoint uses these blobs (digest -> size); idempotent.
 
         Upserts the ``blobs`` rows (in the checkpoint's store) and inserts the
-        references, in one transaction. Returns the digests the catalog did not record
-        as present before this call. A caller that skipped uploading a digest because
-        :meth:`known_blobs` reported it must upload it if it is in the result: a
-        concurrent :meth:`remove` dropped it in between.
+        references, in one transaction. Returns the digests the catalog cannot vouch
+        for: those no COMMITTED checkpoint of the store references (a digest only
+        pending checkpoints use may not be uploaded yet, and never will be if their
+        create fails). The caller must make sure every returned digest is in the store
+        (upload it, or find it there); the others are.
 
         Raises:
             CheckpointNotFound: no row with that id.

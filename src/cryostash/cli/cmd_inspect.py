@@ -1,4 +1,5 @@
-"""``cryostash inspect TARGET NAME``: everything known of one checkpoint."""
+"""``cryostash inspect TARGET (NAME | --latest [filters])``: everything known of one
+checkpoint."""
 
 from __future__ import annotations
 
@@ -6,13 +7,13 @@ import argparse
 from typing import Any
 
 from cryostash.cli.context import Context, print_json
+from cryostash.cli.filters import add_selection, selected_name
 
 
 def register(sub: Any) -> None:
     """Add the ``inspect`` sub-parser."""
     p: argparse.ArgumentParser = sub.add_parser("inspect", help="show one checkpoint")
-    p.add_argument("target", metavar="TARGET")
-    p.add_argument("name", metavar="NAME")
+    add_selection(p)
     p.add_argument("--checkpoint-dir", metavar="URL", help="the store holding it")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run)
@@ -20,11 +21,12 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
     """Print the catalog row and manifest summary."""
-    view = ctx.manager.inspect(args.target, args.name, checkpoint_dir=args.checkpoint_dir)
+    name = selected_name(args, ctx)
+    view = ctx.manager.inspect(args.target, name, checkpoint_dir=args.checkpoint_dir)
     data = view.as_dict()
     restores = [
         e for e in ctx.manager.events(args.target)
-        if e.action == "restore" and e.name == args.name and e.store_url == view.info.store_url
+        if e.action == "restore" and e.name == name and e.store_url == view.info.store_url
     ]
     data["last_restore"] = restores[-1].as_dict() if restores else None
     if args.json:

@@ -1,4 +1,5 @@
-"""``cryostash ls [TARGET]``: list committed checkpoints."""
+"""``cryostash ls [TARGET] [--label K=V]... [--host NAME] [--since WHEN]``: list committed
+checkpoints (those matching every filter)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 from typing import Any
 
 from cryostash.cli.context import Context, print_json
+from cryostash.cli.filters import add_filter_flags, filters
 
 
 def register(sub: Any) -> None:
@@ -13,13 +15,15 @@ def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser("ls", help="list checkpoints")
     p.add_argument("target", metavar="TARGET", nargs="?", help="only this target")
     p.add_argument("--checkpoint-dir", metavar="URL", help="list this store instead of the default")
+    add_filter_flags(p)
     p.add_argument("--json", action="store_true", help="print a JSON array")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
     """Print names sorted under a header (Docker's ``CHECKPOINT NAME``), or JSON."""
-    infos = ctx.manager.list(args.target, checkpoint_dir=args.checkpoint_dir)
+    chosen = filters(args)
+    infos = ctx.manager.list(args.target, checkpoint_dir=args.checkpoint_dir, filters=chosen)
     if args.json:
         print_json([i.summary() for i in infos])
     elif args.target is not None:

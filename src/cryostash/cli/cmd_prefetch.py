@@ -1,20 +1,52 @@
-"""``cryostash prefetch``: (stub, being written)."""
+"""``cryostash prefetch TARGET (NAME | --latest [filters])``: fill the local chunk cache.
+
+On the host that will restore, while the process still runs where it was checkpointed:
+every chunk of the checkpoint that the cache lacks is downloaded, verified and cached, so
+that the restore downloads nothing. A store on this host's disk needs nothing (exit 0).
+``--json`` prints the stats with ``target`` and ``name`` (``cryostash migrate`` reads
+``chunks_downloaded``, ``bytes_downloaded`` and ``duration_s``).
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
-from cryostash.cli.context import Context
-from cryostash.errors import UsageError
+from cryostash.cli.context import Context, print_json
+from cryostash.cli.filters import add_selection, selected_name
 
 
 def register(sub: Any) -> None:
     """Add the ``prefetch`` sub-parser."""
-    p: argparse.ArgumentParser = sub.add_parser("prefetch", help="(not yet available)")
+    p: argparse.ArgumentParser = sub.add_parser(
+        "prefetch", help="download a checkpoint's chunks into the local cache ahead of a restore"
+    )
+    add_selection(p)
+    p.add_argument("--checkpoint-dir", metavar="URL", help="the store holding it")
+    p.add_argument("--json", action="store_true", help="print the stats as JSON")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    """Not yet available."""
-    raise UsageError("prefetch is not available yet")
+    """Prefetch and print one summary line (or JSON); a warning on stderr when the cache
+    bound is too small to keep the whole checkpoint."""
+    from cryostash.datapath import format_size
+
+    name = selected_name(args, ctx)
+    stats = ctx.manager.prefetch(args.target, name, checkpoint_dir=args.checkpoint_dir)
+    if stats["warning"]:
+        print(f"warning: {stats['warning']}", file=sys.stderr)
+    if args.json:
+        print_json({"target": args.target, "name": name, **stats})
+    elif stats["skipped"]:
+        print("store is on this host's disk: nothing to prefetch")
+    else:
+        print(
+            f"prefetched {args.target}/{name}: {stats['chunks_total']} chunks, "
+            f"{stats['chunks_downloaded']} downloaded "
+            f"({format_size(stats['bytes_downloaded'])}), "
+            f"{stats['chunks_cached']} already cached, in {stats['duration_s']:.3f} s "
+            f"(cache {stats['cache']})"
+        )
+    return 0

@@ -1,4 +1,6 @@
-"""``cryostash restore TARGET NAME``: fetch, verify and restore a checkpoint.
+"""``cryostash restore TARGET (NAME | --latest [filters])``: fetch, verify and restore a
+checkpoint. With ``--latest``, the newest committed checkpoint of TARGET that matches the
+filters; ``restoring TARGET/NAME`` is printed on stderr, and ``--json`` names it.
 
 The engine recorded with the checkpoint restores it unless ``--engine`` says
 otherwise. Container engines restore into the recorded container unless ``--as``
@@ -8,17 +10,18 @@ names another; runc into the recorded bundle unless ``--bundle`` names another.
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from cryostash.cli.cmd_create import add_common_flags, common_opts
 from cryostash.cli.context import Context, engine_opts, print_json, print_stats
+from cryostash.cli.filters import add_selection, selected_name
 
 
 def register(sub: Any) -> None:
     """Add the ``restore`` sub-parser."""
     p: argparse.ArgumentParser = sub.add_parser("restore", help="restore a checkpoint")
-    p.add_argument("target", metavar="TARGET")
-    p.add_argument("name", metavar="NAME")
+    add_selection(p)
     p.add_argument("--checkpoint-dir", metavar="URL", help="the store holding it")
     p.add_argument(
         "--engine", metavar="ENGINE", help="restore with this engine (default: the recorded one)"
@@ -45,9 +48,12 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
     """Restore and print the restored PID."""
+    name = selected_name(args, ctx)
+    if args.latest:
+        print(f"restoring {args.target}/{name}", file=sys.stderr, flush=True)
     result = ctx.manager.restore(
         args.target,
-        args.name,
+        name,
         checkpoint_dir=args.checkpoint_dir,
         engine_args=[*common_opts(args), *engine_opts(args.criu_opt)],
         engine=args.engine,
@@ -57,7 +63,15 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     if args.print_stats:
         print_stats(result.details)
     if args.json:
-        print_json({"pid": result.pid, "duration_s": result.duration_s, **dict(result.details)})
+        print_json(
+            {
+                "pid": result.pid,
+                "target": args.target,
+                "name": name,
+                "duration_s": result.duration_s,
+                **dict(result.details),
+            }
+        )
     else:
         print(result.pid)
     return 0

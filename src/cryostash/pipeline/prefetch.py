@@ -1,0 +1,167 @@
+"""Prefetch: the chunks of a checkpoint, from the store into the local chunk cache.
+
+Run on the host that will restore, while the process still runs elsewhere, so that the
+restore takes every chunk from the cache and downloads nothing. Contract of
+:func:`prefetch`:
+
+- The chunks considered are the distinct non-zero chunks of ``entries``: all-zero chunks
+  are recognised as a restore recognises them (:func:`cryostash.chunking.may_be_zero`,
+  then the digest) and are never fetched by a restore either.
+- A chunk the cache holds is not downloaded; its entry is touched (recently used), so
+  that the trim at the end evicts other entries first. It is not read: the restore
+  verifies every entry it uses, and drops and downloads a bad one.
+- Every other chunk is downloaded once, by ``jobs`` threads (transient failures retried,
+  ``attempts`` in all), decoded and verified exactly as a restore does (BLAKE3 of the
+  plain bytes and the plain size the manifest records), and only then stored in the
+  cache, encoded (the store's bytes). A corrupt or missing object raises IntegrityError
+  naming the blob and its file, and is not cached; the remaining downloads are cancelled
+  (chunks already verified stay cached).
+- Memory: each thread holds at most one chunk (at most 16 MiB) at a time.
+- The cache is trimmed once at the end (also after an error). ``chunks_uncached`` says
+  how many of this checkpoint's chunks are not cached afterwards (that trim evicted
+  them, or the cache could not be written): more than zero means the cache bound is too
+  small for the checkpoint, and the restore will download those.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterable
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from cryostash.cache import ChunkCache
+from cryostash.chunking import may_be_zero, zero_digest
+from cryostash.errors import CheckpointNotFound, IntegrityError, UsageError
+from cryostash.pipeline.common import ATTEMPTS, BACKOFF_S, Shared, retrying
+from cryostash.storage import Progress, Store, chunkio
+from cryostash.types import FileEntry
+
+
+@dataclass(frozen=True)
+class PrefetchStats:
+    """What :func:`prefetch` did.
+
+    Attributes:
+        chunks_total: distinct non-zero chunks of the checkpoint.
+        chunks_cached / bytes_cached: those the cache already held, their encoded size.
+        chunks_downloaded / bytes_downloaded: objects fetched from the store (and
+            cached), their encoded size.
+        chunks_uncached: chunks of this checkpoint not cached at the end (evicted by the
+            final trim, or the cache could not be written).
+        retries: transient failures retried. duration_s: wall time.
+    """
+
+    chunks_total: int
+    chunks_cached: int
+    bytes_cached: int
+    chunks_downloaded: int
+    bytes_downloaded: int
+    chunks_uncached: int
+    retries: int
+    duration_s: float
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return asdict(self)
+
+
+def distinct_chunks(entries: Iterable[FileEntry]) -> dict[str, tuple[int, str]]:
+    """Every distinct non-zero chunk of ``entries``: digest -> (plain size, first file)."""
+    found: dict[str, tuple[int, str]] = {}
+    for entry in entries:
+        sizes = entry.chunk_sizes or ((entry.size,) if entry.blobs else ())
+        last = len(sizes) - 1
+        for n, (digest, size) in enumerate(zip(entry.blobs, sizes, strict=True)):
+            if digest in found or (may_be_zero(size, n == last) and digest == zero_digest(size)):
+                continue
+            found[digest] = (size, entry.path)
+    return found
+
+
+def _cached_size(cache: ChunkCache, digest: str) -> int | None:
+    """The size of the cache entry of ``digest``, touched as recently used; None if absent."""
+    path = cache.path(digest)
+    try:
+        size = os.stat(path).st_size
+        os.utime(path)
+    except OSError:
+        return None
+    return size
+
+
+def prefetch(
+    store: Store,
+    entries: Iterable[FileEntry],
+    cache: ChunkCache,
+    *,
+    jobs: int = 4,
+    callback: Progress | None = None,
+    attempts: int = ATTEMPTS,
+    backoff: float = BACKOFF_S,
+) -> PrefetchStats:
+    """Bring every chunk of ``entries`` into ``cache`` (see the module docstring).
+
+    Raises:
+        IntegrityError: ``blob X of file Y is corrupt: ...`` or ``blob X of file Y is
+            missing from store URL``.
+        StorageError: the store failed (after retries).
+        UsageError: ``jobs`` < 1.
+    """
+    if jobs < 1:
+        raise UsageError(f"jobs must be at least 1, not {jobs}")
+    started = time.monotonic()
+    chunks = distinct_chunks(entries)
+    missing: list[str] = []
+    cached_bytes = 0
+    for digest in chunks:
+        size = _cached_size(cache, digest)
+        if size is None:
+            missing.append(digest)
+        else:
+            cached_bytes += size
+    shared = Shared(callback)
+    shared.set_size(sum(chunks[d][0] for d in missing))
+    lock = threading.Lock()
+    counts = {"down": 0, "bytes_down": 0}
+
+    def fetch(digest: str) -> None:
+        size, path = chunks[digest]
+        what = f"blob {digest} of file {path}"
+        try:
+            data = retrying(lambda: chunkio.get_object(store, digest), shared, attempts, backoff)
+        except CheckpointNotFound as exc:
+            raise IntegrityError(f"{what} is missing from store {store.url}") from exc
+        chunkio.verified(data, digest, size, what=what)  # nothing unverified is cached
+        cache.put(digest, (data,))
+        shared.progress(size)
+        with lock:
+            counts["down"] += 1
+            counts["bytes_down"] += len(data)
+
+    try:
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            futures = [pool.submit(fetch, d) for d in missing]
+            try:
+                wait(futures, return_when=FIRST_EXCEPTION)
+            finally:
+                for future in futures:
+                    future.cancel()
+        for future in futures:
+            if not future.cancelled() and future.exception() is not None:
+                raise future.exception()  # type: ignore[misc]
+    finally:
+        cache.trim()
+    return PrefetchStats(
+        chunks_total=len(chunks),
+        chunks_cached=len(chunks) - len(missing),
+        bytes_cached=cached_bytes,
+        chunks_downloaded=counts["down"],
+        bytes_downloaded=counts["bytes_down"],
+        chunks_uncached=sum(1 for d in chunks if not cache.has(d)),
+        retries=shared.retries,
+        duration_s=time.monotonic() - started,
+    )
