@@ -18,6 +18,7 @@ import pytest
 
 from cryostash import (
     CheckpointExists,
+    CheckpointManager,
     StorageError,
     collect_garbage,
     verify_store,
@@ -25,6 +26,7 @@ from cryostash import (
 from cryostash.storage import Store
 from tests.support.fake_engine import FakeManager, make_image, read_tree
 from tests.support.faults import Fault, FaultPlan, fail, hook, timeout, torn
+from tests.support.processes import ProcessTracker, read_counter, wait_until
 from tests.support.setups import Setup, setup_fixture  # noqa: F401
 
 #: The store calls that move data or commit something, on blobs and manifests.
@@ -244,3 +246,25 @@ def test_gc_running_just_before_the_manifest_write_changes_nothing(
         assert verify_store(mgr, read_data=True).ok
         with pytest.raises(CheckpointExists):
             mgr.create("app", "cp", locator=str(tmp_path / "img"))
+
+
+def test_a_create_that_stopped_the_process_and_then_failed_restarts_it(
+    setup: Setup, tmp_path: Path, criu_path: str, procs: ProcessTracker
+) -> None:
+    """Real CRIU: a dump without --leave-running stops the process; when storing the image
+    then fails for good, the process is restarted from the local image (same PID, same
+    memory) instead of being lost, and the error says so."""
+    proc = procs.counter(tmp_path)
+    assert proc.counter_path is not None
+    fx = Faulty(setup, FaultPlan([fail(BLOB_WRITES, path=r"/blobs/", transient=False)]))
+    base = fx.manager().settings
+    settings = replace(base, criu_path=criu_path)
+    with CheckpointManager(settings, jobs=2) as mgr, pytest.raises(StorageError) as caught:
+        mgr.create("app", "cp", locator=str(proc.pid))
+    assert f"the process was restarted from the local image (PID {proc.pid})" in str(
+        caught.value
+    )
+    before = read_counter(proc.counter_path)
+    wait_until(lambda: read_counter(proc.counter_path) >= before + 3, 10, "counting again")
+    fx.plan.clear()
+    _assert_nothing_committed(fx, tmp_path)

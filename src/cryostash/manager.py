@@ -19,9 +19,10 @@ from __future__ import annotations
 import builtins
 import contextlib
 import platform
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,15 +35,20 @@ from cryostash.engines import get_engine
 from cryostash.engines.base import Engine
 from cryostash.errors import (
     CheckpointExists,
+    CheckpointNotFound,
     CryostashError,
     IntegrityError,
 )
 from cryostash.names import validate_name, validate_target
+from cryostash.prune import PruneReport, prune_checkpoints
+from cryostash.retention import Policy
 from cryostash.scratch import private_scratch
 from cryostash.storage import Manifest, Progress, Store
 from cryostash.types import (
+    CheckpointFilter,
     CheckpointInfo,
     DumpOptions,
+    DumpStats,
     Event,
     RestoreOptions,
     RestoreResult,
@@ -148,11 +154,42 @@ class CheckpointManager:
         return get_engine(name, criu_path=self.settings.criu_path)
 
     @contextlib.contextmanager
-    def _scratch(self, purpose: str) -> Iterator[Path]:
+    def _scratch(
+        self, purpose: str, on_error: Sequence[Callable[[BaseException], None]] = ()
+    ) -> Iterator[Path]:
         """A private (0700) scratch folder, locked while in use (so ``gc`` can tell it from
-        one a crash left), removed on exit whatever happens."""
+        one a crash left), removed on exit whatever happens. When the block fails, each of
+        ``on_error`` (a list the block may still append to) is called with the error
+        first, while the folder still exists; one may raise to replace the error."""
         with private_scratch(self.settings.scratch_dir, purpose) as path:
-            yield path
+            try:
+                yield path
+            except BaseException as exc:
+                for hook in on_error:
+                    hook(exc)
+                raise
+
+    def _give_back(
+        self, eng: Engine, target: str, image_dir: Path, dump: DumpStats, exc: BaseException
+    ) -> None:
+        """A dump without ``leave_running`` stopped the process, then storing its image
+        failed with ``exc``: restart the process from the local image, so that a failed
+        create never loses a process. If that fails too, the image is moved out of
+        scratch (``SCRATCH/kept-TARGET-...``, which ``gc`` never removes) for a manual
+        ``criu restore``. Raises ``exc``'s class with a message saying which happened
+        (a non-cryostash error, e.g. an interrupt, is left as it is)."""
+        try:
+            result = eng.restore(image_dir, RestoreOptions(dump.root_pid))
+            outcome = f"the process was restarted from the local image (PID {result.pid})"
+        except Exception as again:
+            kept = Path(tempfile.mkdtemp(prefix=f"kept-{target}-", dir=image_dir.parent))
+            image_dir.rename(kept / "images")
+            outcome = (
+                f"the dump stopped the process and restarting it failed ({again}); its image "
+                f"is kept in {kept / 'images'} (criu restore -D {kept / 'images'})"
+            )
+        if isinstance(exc, CryostashError):
+            raise type(exc)(f"{exc}; {outcome}") from exc
 
     # -- create -------------------------------------------------------------------
 
@@ -197,7 +234,8 @@ class CheckpointManager:
                 raise CheckpointExists(
                     f"checkpoint with name {name} already exists for container {target}"
                 )
-            with self._scratch(f"create-{target}-{name}") as image_dir:
+            give_back: list[Callable[[BaseException], None]] = []
+            with self._scratch(f"create-{target}-{name}", give_back) as image_dir:
                 t0 = time.monotonic()
                 try:
                     dump = eng.dump(
@@ -207,6 +245,10 @@ class CheckpointManager:
                     )
                 except CryostashError as exc:
                     raise type(exc)(f"Cannot checkpoint container {target}: {exc}") from exc
+                if not leave_running:  # from here a failure must not lose the process
+                    give_back.append(
+                        lambda exc: self._give_back(eng, target, image_dir, dump, exc)
+                    )
                 crashpoints.crash_point("after-dump")  # test-only (CRYOSTASH_TEST_CRASH_AT)
                 # Chunks are referenced in the catalog before they are uploaded: from
                 # then no rm can free them. Chunks the catalog already knew are in the
@@ -222,9 +264,8 @@ class CheckpointManager:
                 crashpoints.crash_point("after-upload")
                 entries = packed.entries
                 size_bytes = sum(e.size for e in entries)
-                stats = datapath.create_stats(
-                    self.settings, dump, packed, time.monotonic() - t0
-                )
+                t_packed = time.monotonic()
+                stats = datapath.create_stats(self.settings, dump, packed, t_packed - t0)
                 manifest = Manifest(
                     target=target,
                     name=name,
@@ -263,17 +304,48 @@ class CheckpointManager:
             store_url=store.url,
             detail={"engine": eng.name, "size_bytes": size_bytes, "leave_running": leave_running},
         )
-        return committed
+        # From the end of the upload to here (manifest, catalog commit, scratch clean-up,
+        # event): known only after the commit, so in the returned stats, not the recorded.
+        commit_s = round(time.monotonic() - t_packed, 6)
+        return replace(committed, stats={**committed.stats, "commit_s": commit_s})
 
     # -- read side --------------------------------------------------------------
 
     def list(
-        self, target: str | None = None, checkpoint_dir: str | None = None
+        self,
+        target: str | None = None,
+        checkpoint_dir: str | None = None,
+        filters: CheckpointFilter | None = None,
     ) -> builtins.list[CheckpointInfo]:
-        """Committed checkpoints in the store, sorted by target then name."""
+        """Committed checkpoints in the store matching ``filters``, sorted by target
+        then name."""
         if target is not None:
             validate_target(target)
-        return self.catalog.list(self.store(checkpoint_dir).url, target)
+        return self.catalog.list(self.store(checkpoint_dir).url, target, filters)
+
+    def latest(
+        self,
+        target: str,
+        filters: CheckpointFilter | None = None,
+        checkpoint_dir: str | None = None,
+    ) -> CheckpointInfo:
+        """The newest committed checkpoint of ``target`` in the store (by commit time,
+        then id) that matches ``filters`` (``--latest``).
+
+        Raises:
+            CheckpointNotFound: ``no checkpoint of container TARGET matches (label K=V,
+                host H, since T)`` (``... exists`` without filters).
+        """
+        validate_target(target)
+        found = self.catalog.latest(self.store(checkpoint_dir).url, target, filters)
+        if found is None:
+            criteria = filters.describe() if filters else ""
+            raise CheckpointNotFound(
+                f"no checkpoint of container {target} matches ({criteria})"
+                if criteria
+                else f"no checkpoint of container {target} exists"
+            )
+        return found
 
     def get(self, target: str, name: str, checkpoint_dir: str | None = None) -> CheckpointInfo:
         """The committed checkpoint ``target``/``name``, or CheckpointNotFound."""
@@ -361,6 +433,46 @@ class CheckpointManager:
             pid=result.pid, duration_s=result.duration_s, details={**dict(result.details), **stats}
         )
 
+    # -- prefetch ---------------------------------------------------------------
+
+    def prefetch(
+        self, target: str, name: str, checkpoint_dir: str | None = None
+    ) -> dict[str, Any]:
+        """Download the chunks of ``target``/``name`` that the local chunk cache lacks,
+        verified, into the cache, so that a restore here downloads nothing.
+
+        A store on the local disk needs nothing (its objects are local): the stats are
+        zeros with ``skipped: "local store"`` and no event is recorded. Otherwise the
+        stats of :func:`cryostash.datapath.prefetch_image` are returned (``warning`` is
+        set when the cache bound cannot hold the checkpoint) and recorded in a
+        ``prefetch`` event.
+
+        Raises:
+            CheckpointNotFound: ``checkpoint NAME does not exist for container TARGET``.
+            UsageError: the chunk cache is turned off.
+            IntegrityError: a stored object is corrupt or missing (names file and blob;
+                it is not cached).
+        """
+        info = self.get(target, name, checkpoint_dir)
+        store = self.store(checkpoint_dir)
+        if store.is_local:
+            return datapath.prefetch_skipped("local store")
+        datapath.require_cache(self.settings, store)  # before anything is read
+        manifest = self._manifest(store, info)
+        stats = datapath.prefetch_image(
+            self.settings, store, manifest.files, jobs=self.jobs,
+            callback=self._progress_for("download"),
+        )
+        self.catalog.record_event(
+            host=self.settings.host,
+            action="prefetch",
+            target=target,
+            name=name,
+            store_url=store.url,
+            detail=stats,
+        )
+        return stats
+
     # -- remove -----------------------------------------------------------------
 
     def remove(self, target: str, name: str, checkpoint_dir: str | None = None) -> None:
@@ -370,16 +482,44 @@ class CheckpointManager:
         The catalog row goes first (readers stop seeing it at once); a crash after
         that leaves objects that ``gc`` removes.
         """
-        info = self.get(target, name, checkpoint_dir)
+        self.remove_checkpoint(self.get(target, name, checkpoint_dir), checkpoint_dir)
+
+    def remove_checkpoint(
+        self, info: CheckpointInfo, checkpoint_dir: str | None = None, *, by: str | None = None
+    ) -> builtins.list[str]:
+        """Remove the checkpoint ``info`` as :meth:`remove` does, by its id; returns the
+        digests of the blobs deleted from the store. ``by`` (e.g. ``"prune"``) is recorded
+        in the ``delete`` event.
+
+        Raises:
+            CheckpointNotFound: that row is gone (nothing else is touched).
+        """
         store = self.store(checkpoint_dir)
         orphans = self.catalog.remove(info.id)
-        store.delete_manifest(target, name)
-        cleanup.delete_unreferenced_blobs(self.catalog, store, orphans, strict=True)
+        store.delete_manifest(info.target, info.name)
+        done = cleanup.delete_unreferenced_blobs(self.catalog, store, orphans, strict=True)
         self.catalog.record_event(
             host=self.settings.host,
             action="delete",
-            target=target,
-            name=name,
+            target=info.target,
+            name=info.name,
             store_url=store.url,
-            detail={"blobs_deleted": len(orphans)},
+            detail={"blobs_deleted": len(orphans), **({"by": by} if by else {})},
         )
+        return done.deleted
+
+    def prune(
+        self,
+        target: str | None = None,
+        policy: Policy | None = None,
+        *,
+        checkpoint_dir: str | None = None,
+        dry_run: bool = False,
+        save_default: bool = False,
+    ) -> PruneReport:
+        """Apply a retention policy (``policy``, else each target's default); see
+        :func:`cryostash.prune.prune_checkpoints`."""
+        return prune_checkpoints(
+            self, target, policy,
+            checkpoint_dir=checkpoint_dir, dry_run=dry_run, save_default=save_default,
+        )  # fmt: skip

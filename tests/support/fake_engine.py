@@ -36,7 +36,10 @@ class FakeEngine:
         return DumpStats(duration_s=0.0, root_pid=None, engine_version="1.0")
 
     def restore(self, image_dir: Path, options: RestoreOptions) -> RestoreResult:
-        shutil.copytree(image_dir, options.extra_args[0], dirs_exist_ok=True)
+        """Copy the image into the folder of the first extra argument. Without one (the
+        manager restarting the "process" after a failed create), there is nothing to do."""
+        if options.extra_args:
+            shutil.copytree(image_dir, options.extra_args[0], dirs_exist_ok=True)
         return RestoreResult(pid=os.getpid(), duration_s=0.0)
 
 

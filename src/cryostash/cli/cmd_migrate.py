@@ -1,20 +1,195 @@
-"""``cryostash migrate``: (stub, being written)."""
+"""``cryostash migrate TARGET --pid PID [--to COMMAND]``: pre-copy live migration.
+
+Pre-copy checkpoints (``NAME-pre1`` .. ``NAME-preN``, the process keeps running; the
+destination prefetches each: ``COMMAND prefetch TARGET NAME-preK --json``), then the final
+checkpoint ``NAME`` (the process stops), restored at the destination by ``COMMAND migrate
+TARGET --receive NAME`` (started and ready before the final dump), or on this host when
+``--to`` is not given. See :mod:`cryostash.migrate` for the steps, the downtime and its
+parts, and what a failure leaves, and :mod:`cryostash.destination` for the destination's
+side. Prints a table of the steps (``--json``: the report).
+"""
 
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import sys
+from typing import TYPE_CHECKING, Any
 
-from cryostash.cli.context import Context
-from cryostash.errors import UsageError
+from cryostash.cli.cmd_create import add_common_flags, common_opts, locator
+from cryostash.cli.context import Context, engine_opts, parse_labels, print_json
+
+if TYPE_CHECKING:
+    from cryostash.migrate import MigrationReport
 
 
 def register(sub: Any) -> None:
     """Add the ``migrate`` sub-parser."""
-    p: argparse.ArgumentParser = sub.add_parser("migrate", help="(not yet available)")
+    p: argparse.ArgumentParser = sub.add_parser(
+        "migrate",
+        help="move a running process to another host: pre-copy, then a short stop-and-copy",
+    )
+    p.add_argument(
+        "target",
+        metavar="TARGET",
+        help="logical name of what is migrated; for a container engine, the container",
+    )
+    p.add_argument("--pid", help="PID of the root of the process tree (--engine criu only)")
+    p.add_argument(
+        "--name",
+        metavar="NAME",
+        help="the final checkpoint's name (default migrate-<UTC yyyymmddThhmmss>); "
+        "pre-copies are NAME-pre1 .. NAME-preN",
+    )
+    p.add_argument(
+        "--to",
+        metavar="COMMAND",
+        help="how to run cryostash on the destination, split like a shell, e.g. "
+        "'ssh host-b cryostash' (default: restore on this host); it must see the same "
+        "store and catalog",
+    )
+    p.add_argument(
+        "--precopy",
+        type=int,
+        default=1,
+        metavar="N",
+        help="pre-copy checkpoints before the final one (default 1; 0: plain stop-and-copy)",
+    )
+    p.add_argument(
+        "--no-prefetch",
+        dest="prefetch",
+        action="store_false",
+        help="do not have the destination prefetch the pre-copies",
+    )
+    p.add_argument(
+        "--keep-precopy", action="store_true", help="keep the pre-copy checkpoints afterwards"
+    )
+    p.add_argument(
+        "--no-rollback",
+        dest="rollback",
+        action="store_false",
+        help="when the destination's restore fails, do not restore the process here",
+    )
+    p.add_argument(
+        "--engine",
+        default="criu",
+        metavar="ENGINE",
+        help="criu (default), runc, podman, docker, or a third-party engine",
+    )
+    p.add_argument("--checkpoint-dir", metavar="URL", help="use this store instead of the default")
+    p.add_argument(
+        "--label", action="append", metavar="KEY=VALUE", help="label every checkpoint (repeatable)"
+    )
+    p.add_argument(
+        "--criu-opt", action="append", metavar="OPT", help="extra CRIU dump option (repeatable)"
+    )
+    add_common_flags(p)
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument(
+        "--receive",
+        metavar="NAME",
+        help="the destination's side, which migrate runs through --to: get ready, then "
+        "restore TARGET/NAME when told to on stdin (JSON lines on stdout)",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    """Not yet available."""
-    raise UsageError("migrate is not available yet")
+    """Migrate and print the report (a table, or JSON); warnings on stderr. With
+    ``--receive``: the destination's side (:func:`cryostash.destination.receive`)."""
+    from cryostash.destination import CommandDestination, Destination, LocalDestination
+    from cryostash.migrate import MigrateRequest, default_name, migrate
+
+    if args.receive:
+        from cryostash.destination import receive
+
+        args.json = True  # stdout carries the protocol: no progress bars
+        receive(ctx.manager, args.target, args.receive, args.checkpoint_dir,
+                common_opts(args), sys.stdin, sys.stdout)
+        return 0
+    request = MigrateRequest(
+        target=args.target,
+        name=args.name or default_name(),
+        locator=locator(args),
+        engine=args.engine,
+        precopy=args.precopy,
+        prefetch=args.prefetch,
+        keep_precopy=args.keep_precopy,
+        rollback=args.rollback,
+        checkpoint_dir=args.checkpoint_dir,
+        labels=parse_labels(args.label),
+        dump_args=(*common_opts(args), *engine_opts(args.criu_opt)),
+        restore_args=tuple(common_opts(args)),
+    )
+    destination: Destination = (
+        CommandDestination.parse(args.to) if args.to else LocalDestination(ctx.manager)
+    )
+    report = migrate(ctx.manager, destination, request)
+    for warning in report.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if args.json:
+        print_json(report.as_dict())
+    else:
+        for line in format_report(report):
+            print(line)
+    return 0
+
+
+def format_report(report: MigrationReport) -> list[str]:
+    """The report for people: a table of the steps, the downtime and its parts, the bytes."""
+    from cryostash.datapath import format_size
+
+    f = report.final
+    rows = [("STEP", "PROCESS", "DUMP", "UPLOAD", "UPLOADED", "NEW CHUNKS", "DOWNLOAD",
+             "DOWNLOADED", "FROM CACHE")]
+    for step in report.precopy:
+        fetched = step.prefetch
+        if fetched and fetched.get("skipped"):
+            down, downloaded = "skipped", str(fetched["skipped"])
+        elif fetched:
+            down = _s(float(fetched["duration_s"]))
+            downloaded = format_size(int(fetched["bytes_downloaded"]))
+        else:
+            down, downloaded = "-", "-"
+        rows.append((
+            step.name, "running", _s(step.dump_s), _s(step.upload_s),
+            format_size(step.bytes_uploaded), str(step.chunks_new), down, downloaded, "-",
+        ))
+    rows.append((
+        f.name, "stopped", _s(f.dump_s), _s(f.upload_s), format_size(f.bytes_uploaded),
+        str(f.chunks_new), _s(f.download_s), format_size(f.bytes_downloaded),
+        format_size(f.bytes_from_cache),
+    ))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = [
+        f"migrated {report.target} to {report.destination}: PID {f.pid} runs there "
+        f"(checkpoint {report.name})",
+        *("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+          for row in rows),
+    ]
+    parts = (("dump", f.dump_s), ("upload", f.upload_s), ("commit", f.commit_s),
+             ("handoff", f.handoff_s), ("download", f.download_s),
+             ("pid wait", f.pid_wait_s), ("restore", f.restore_s))
+    lines.append(
+        f"downtime: {_ms(report.downtime_s)} ms = "
+        + " + ".join(f"{label} {_ms(value)}" for label, value in parts)
+        + " (ms)"
+        + (f"; CRIU kept it frozen {_ms(f.frozen_s)} ms of the dump" if f.frozen_s else "")
+    )
+    first_down = report.first_bytes_downloaded
+    lines.append(
+        f"final step moved {format_size(f.bytes_uploaded)} up, "
+        f"{format_size(f.bytes_downloaded)} down; the first step "
+        f"{format_size(report.first_bytes_uploaded)} up, "
+        + (f"{format_size(first_down)} down" if first_down is not None else "not prefetched")
+    )
+    if report.removed:
+        lines.append("removed pre-copy checkpoints: " + ", ".join(report.removed))
+    return lines
+
+
+def _s(value: float) -> str:
+    return f"{value:.3f} s"
+
+
+def _ms(value: float) -> str:
+    return f"{value * 1000:.0f}"

@@ -1,0 +1,361 @@
+"""Where a migration sends a checkpoint: this host in-process, or a host reached by a command.
+
+A :class:`Destination` does two things to a committed checkpoint:
+
+- ``prefetch``: fill its chunk cache from the store, so that a later restore downloads
+  only the chunks it lacks; answers the ``cryostash prefetch --json`` object
+  (``chunks_downloaded``, ``bytes_downloaded``, ``duration_s``, ...);
+- restore it, in two steps so that the destination's start-up is not part of the
+  downtime: :meth:`Destination.prepare_restore`, before the final dump, gets the
+  destination ready (process started, modules loaded, catalog and store connected);
+  :meth:`PendingRestore.go`, once the checkpoint is committed, restores and answers the
+  ``cryostash restore --json`` object (``pid``, ``duration_s`` (the engine's own run),
+  ``download_s``, ``restore_s`` (the engine, waiting for a free PID included),
+  ``total_s``, ``bytes_downloaded``, ``bytes_from_cache``, ...; see
+  :func:`cryostash.datapath.restore_stats`). :meth:`PendingRestore.cancel` gives up.
+
+:class:`LocalDestination` uses a :class:`~cryostash.manager.CheckpointManager` of this
+process. :class:`CommandDestination` runs ``COMMAND prefetch TARGET NAME --json`` for a
+prefetch and ``COMMAND migrate TARGET --receive NAME`` for the restore, where COMMAND runs
+cryostash on the destination host (``ssh host-b cryostash``, or for a host simulated on
+this machine ``env CRYOSTASH_HOST=b CRYOSTASH_SCRATCH=... python -m cryostash``). That
+cryostash resolves its own settings: it must see the same store and catalog as this host
+(the operator's business: its config file, environment, or global options in COMMAND).
+
+The receiving end (:func:`receive`, ``migrate --receive``) speaks JSON lines: once ready it
+prints ``{"ready": true, "host": H}``; it then reads one line from its standard input:
+``go`` restores and prints the restore object; anything else (or end of input) exits
+without restoring. A failure is reported as every verb reports one (``Error: ...`` on
+standard error, the exit code of its class); this side raises the error class of that exit
+code, with the command, its exit code and its standard error in the message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shlex
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Mapping, Sequence
+from typing import IO, TYPE_CHECKING, Any, Protocol
+
+from cryostash.errors import (
+    CatalogError,
+    CheckpointExists,
+    CheckpointNotFound,
+    CryostashError,
+    EngineError,
+    IntegrityError,
+    SchemaOutdated,
+    StorageError,
+    UsageError,
+)
+
+if TYPE_CHECKING:
+    from cryostash.manager import CheckpointManager
+
+#: The error class a destination command's exit code stands for (see docs/cli.md).
+_BY_EXIT_CODE: dict[int, type[CryostashError]] = {
+    2: UsageError,
+    3: CheckpointNotFound,
+    4: CheckpointExists,
+    5: EngineError,
+    6: StorageError,
+    7: IntegrityError,
+    8: CatalogError,
+    9: SchemaOutdated,
+}
+#: Lines of a failed command's standard error shown in the message.
+STDERR_LINES = 20
+#: How long a cancelled receiver may take to exit before it is killed.
+CANCEL_TIMEOUT_S = 10.0
+
+
+class PendingRestore(Protocol):
+    """A destination ready to restore one checkpoint (see the module docstring)."""
+
+    def go(self) -> dict[str, Any]:
+        """Restore now; the ``restore --json`` object."""
+        ...
+
+    def cancel(self) -> None:
+        """Give up without restoring (safe to call after :meth:`go` or twice)."""
+        ...
+
+
+class Destination(Protocol):
+    """Where a migration prefetches and restores (see the module docstring)."""
+
+    def describe(self) -> str:
+        """Where this is, for messages and reports (``this host``, the command)."""
+        ...
+
+    def prefetch(self, target: str, name: str, checkpoint_dir: str | None) -> dict[str, Any]:
+        """Fill the destination's chunk cache with ``target``/``name``'s chunks."""
+        ...
+
+    def prepare_restore(
+        self, target: str, name: str, checkpoint_dir: str | None, args: Sequence[str]
+    ) -> PendingRestore:
+        """Get ready to restore ``target``/``name`` (which need not exist yet); ``args``
+        are ``restore`` flags (``--tcp-established``, ``--file-locks``, ``--ignore-rootfs``)."""
+        ...
+
+
+class LocalDestination:
+    """This host, in this process, through ``manager`` (its settings: cache, scratch)."""
+
+    def __init__(self, manager: CheckpointManager) -> None:
+        self.manager = manager
+
+    def describe(self) -> str:
+        """``this host``."""
+        return "this host"
+
+    def prefetch(self, target: str, name: str, checkpoint_dir: str | None) -> dict[str, Any]:
+        """:meth:`CheckpointManager.prefetch`."""
+        return dict(self.manager.prefetch(target, name, checkpoint_dir=checkpoint_dir))
+
+    def prepare_restore(
+        self, target: str, name: str, checkpoint_dir: str | None, args: Sequence[str]
+    ) -> PendingRestore:
+        """Nothing to start: :meth:`CheckpointManager.restore` when told to go."""
+        return _LocalRestore(self.manager, target, name, checkpoint_dir, tuple(args))
+
+
+class _LocalRestore:
+    def __init__(
+        self,
+        manager: CheckpointManager,
+        target: str,
+        name: str,
+        checkpoint_dir: str | None,
+        args: tuple[str, ...],
+    ) -> None:
+        self._call = (manager, target, name, checkpoint_dir, args)
+
+    def go(self) -> dict[str, Any]:
+        manager, target, name, checkpoint_dir, args = self._call
+        return restore_object(manager, target, name, checkpoint_dir, args)
+
+    def cancel(self) -> None:
+        pass
+
+
+def restore_object(
+    manager: CheckpointManager,
+    target: str,
+    name: str,
+    checkpoint_dir: str | None,
+    args: Sequence[str],
+) -> dict[str, Any]:
+    """:meth:`CheckpointManager.restore`, as the object ``restore --json`` prints."""
+    result = manager.restore(target, name, checkpoint_dir=checkpoint_dir, engine_args=list(args))
+    return {
+        "pid": result.pid,
+        "target": target,
+        "name": name,
+        "duration_s": result.duration_s,
+        **dict(result.details),
+    }
+
+
+class CommandDestination:
+    """A host reached by running ``command`` (cryostash there, e.g. ``ssh host-b cryostash``).
+
+    Args:
+        command: the argument vector that runs cryostash at the destination; the verb
+            and its arguments are appended.
+        env: the environment of the command (default: this process's).
+    """
+
+    def __init__(self, command: Sequence[str], env: Mapping[str, str] | None = None) -> None:
+        if not command:
+            raise UsageError("--to: empty command (expected e.g. 'ssh host-b cryostash')")
+        self.command = list(command)
+        self.env = dict(env) if env is not None else None
+
+    @classmethod
+    def parse(cls, text: str) -> CommandDestination:
+        """The destination ``--to TEXT`` names: TEXT split like a shell (:func:`shlex.split`).
+
+        Raises:
+            UsageError: TEXT is empty, its quotes do not balance, or its program is not
+                found on ``PATH`` (checked here, before anything is dumped).
+        """
+        try:
+            argv = shlex.split(text)
+        except ValueError as exc:
+            raise UsageError(f"--to {text!r}: {exc}") from exc
+        if not argv:
+            raise UsageError("--to: empty command (expected e.g. 'ssh host-b cryostash')")
+        if shutil.which(argv[0]) is None:
+            raise UsageError(f"--to {text!r}: program {argv[0]!r} not found")
+        return cls(argv)
+
+    def describe(self) -> str:
+        """The command, quoted as a shell would need it."""
+        return shlex.join(self.command)
+
+    def prefetch(self, target: str, name: str, checkpoint_dir: str | None) -> dict[str, Any]:
+        """``COMMAND prefetch TARGET NAME --json [--checkpoint-dir URL]``."""
+        argv = [*self.command, "prefetch", target, name, "--json", *_dir_flag(checkpoint_dir)]
+        with tempfile.TemporaryFile() as err:
+            try:
+                done = subprocess.run(
+                    argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err,
+                    env=self.env, check=False,
+                )
+            except OSError as exc:
+                raise _cannot_run(argv, exc) from exc
+            if done.returncode != 0:
+                raise _failed(argv, done.returncode, err)
+        return _json_object(argv, done.stdout.decode(errors="replace"))
+
+    def prepare_restore(
+        self, target: str, name: str, checkpoint_dir: str | None, args: Sequence[str]
+    ) -> PendingRestore:
+        """Start ``COMMAND migrate TARGET --receive NAME [--checkpoint-dir URL] [ARGS]`` and
+        wait until it says it is ready.
+
+        Raises:
+            CryostashError (the class of its exit code): it exited instead.
+        """
+        argv = [
+            *self.command, "migrate", target, "--receive", name,
+            *_dir_flag(checkpoint_dir), *args,
+        ]
+        return _CommandRestore(argv, self.env)
+
+
+class _CommandRestore:
+    """A started receiver (``migrate --receive``), ready to restore."""
+
+    def __init__(self, argv: list[str], env: Mapping[str, str] | None) -> None:
+        self.argv = argv
+        self._err = tempfile.TemporaryFile()  # noqa: SIM115 (closed when it has exited)
+        try:
+            self._proc = subprocess.Popen(
+                argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._err,
+                env=None if env is None else dict(env),
+            )
+        except OSError as exc:
+            self._err.close()
+            raise _cannot_run(argv, exc) from exc
+        assert self._proc.stdin is not None and self._proc.stdout is not None
+        self._stdin: IO[bytes] = self._proc.stdin
+        self._stdout: IO[bytes] = self._proc.stdout
+        line = self._stdout.readline()
+        try:
+            ready = json.loads(line) if line.strip() else None
+        except ValueError:
+            ready = None
+        if not (isinstance(ready, dict) and ready.get("ready") is True):
+            self._finish(kill=not line)
+            raise self._error(f"did not say it was ready: {line.decode(errors='replace')!r}")
+
+    def go(self) -> dict[str, Any]:
+        """Say ``go``; its answer: the line it prints once restored (its exit, which
+        :meth:`cancel` waits for, is not waited for here)."""
+        try:
+            self._stdin.write(b"go\n")
+            self._stdin.close()
+        except OSError:
+            pass  # it exited: its exit code and stderr tell why
+        line = self._stdout.readline()
+        if not line.strip():
+            self._finish(kill=False)
+            raise self._error("exited without restoring")
+        return _json_object(self.argv, line.decode(errors="replace"))
+
+    def cancel(self) -> None:
+        """End of input for it, then wait until it has exited."""
+        if self._proc.returncode is None:
+            self._finish(kill=False)
+            self._err.close()
+
+    def _finish(self, *, kill: bool) -> None:
+        """Close its input (a receiver then exits) and wait for it (killed if need be)."""
+        with contextlib.suppress(OSError):
+            self._stdin.close()
+        if kill and self._proc.poll() is None:
+            self._proc.kill()
+        try:
+            self._proc.wait(timeout=CANCEL_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+        self._stdout.close()
+
+    def _error(self, what: str) -> CryostashError:
+        """The error of a receiver that exited (its stderr read, then closed)."""
+        code = self._proc.returncode
+        try:
+            if code not in (0, None):
+                return _failed(self.argv, code, self._err)
+            return CryostashError(f"destination command `{shlex.join(self.argv)}` {what}")
+        finally:
+            self._err.close()
+
+
+def receive(
+    manager: CheckpointManager,
+    target: str,
+    name: str,
+    checkpoint_dir: str | None,
+    args: Sequence[str],
+    stdin: IO[str],
+    stdout: IO[str],
+) -> bool:
+    """The receiving end of :class:`CommandDestination` (``migrate --receive``).
+
+    Connects to the catalog and the store, says ``{"ready": true, ...}`` on ``stdout``,
+    waits for a line on ``stdin``: ``go`` restores ``target``/``name`` and prints the
+    ``restore --json`` object (True); anything else or end of input returns False.
+
+    Raises:
+        whatever :meth:`CheckpointManager.restore` (or opening the catalog) raises.
+    """
+    manager.catalog  # noqa: B018 (connects now, not in the downtime)
+    manager.store(checkpoint_dir).manifest_exists(target, name)  # loads and reaches the store
+    stdout.write(json.dumps({"ready": True, "host": manager.settings.host}) + "\n")
+    stdout.flush()
+    if stdin.readline().strip() != "go":
+        return False
+    restored = restore_object(manager, target, name, checkpoint_dir, args)
+    stdout.write(json.dumps(restored, default=str) + "\n")
+    stdout.flush()
+    return True
+
+
+def _dir_flag(checkpoint_dir: str | None) -> list[str]:
+    return ["--checkpoint-dir", checkpoint_dir] if checkpoint_dir else []
+
+
+def _cannot_run(argv: list[str], exc: OSError) -> CryostashError:
+    return CryostashError(f"destination command `{shlex.join(argv)}` cannot run: {exc}")
+
+
+def _failed(argv: list[str], code: int, err: IO[bytes]) -> CryostashError:
+    """The error a destination command's exit ``code`` stands for, with its stderr."""
+    err.seek(0)
+    text = err.read().decode(errors="replace")
+    lines = [line for line in text.splitlines() if line.strip()]
+    tail = "\n".join(lines[-STDERR_LINES:]) or "(no output on stderr)"
+    cls = _BY_EXIT_CODE.get(code, CryostashError)
+    return cls(f"destination command `{shlex.join(argv)}` failed (exit {code}):\n{tail}")
+
+
+def _json_object(argv: list[str], text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        raise CryostashError(
+            f"destination command `{shlex.join(argv)}` did not print a JSON object: "
+            f"{text.strip()[:200]!r}"
+        )
+    return value

@@ -1,0 +1,492 @@
+"""Pre-copy live migration (``cryostash migrate``): move a running process to a destination
+with a short downtime, without kernel dirty-page tracking.
+
+The source is this process's :class:`~cryostash.manager.CheckpointManager`; the
+destination a :class:`~cryostash.destination.Destination` (this host, or a host reached
+by a command) that sees the same store and catalog.
+
+1. Every name is checked before anything is dumped: NAME and the pre-copy names
+   NAME-pre1 .. NAME-preN must be valid and must not exist.
+2. Pre-copy, for k in 1..N: create NAME-preK with ``leave_running`` (the process keeps
+   running), then, unless ``prefetch`` is off, the destination prefetches it (its chunk
+   cache gets its chunks).
+3. The destination gets ready to restore (:meth:`Destination.prepare_restore`: a command
+   destination is started, loads its modules, connects to the catalog and the store), so
+   that its start-up is not part of the downtime.
+4. Final: create NAME without ``leave_running`` (CRIU stops the process). Deduplication
+   makes its upload carry only the chunks the pre-copies lack (the catalog knows
+   theirs), and the destination's cache makes its download carry only those. Then the
+   destination restores NAME.
+5. The pre-copy checkpoints are removed unless ``keep_precopy`` (chunks the final one
+   uses survive: ``rm`` frees only chunks no other checkpoint uses). A removal that fails
+   becomes a warning of the report: the process has moved by then.
+
+Downtime: from the start of the final dump to the destination's restore returning,
+measured on this host's monotonic clock, and the exact sum of its parts: ``dump_s``,
+``upload_s``, ``commit_s`` (from the end of the upload until the checkpoint is committed
+and create returns), ``handoff_s`` (the destination's work around download and restore:
+catalog and manifest reads, event, clean-up; and the messages to and from it),
+``download_s``, ``pid_wait_s`` (the destination engine's time before CRIU ran: waiting for
+the dumped PID to be free, which happens when source and destination are one machine and
+the stopped process has not been reaped yet, plus finding CRIU, a few ms) and
+``restore_s`` (CRIU's restore).
+
+Failures:
+
+- before the final dump (a pre-copy create or prefetch fails, the destination does not
+  get ready): the pre-copies made so far are removed (unless kept) and the error says the
+  process still runs at the source;
+- the final create fails: the manager has undone it; the error says whether the process
+  still runs (CRIU resumes it when the dump itself fails);
+- the destination's restore fails: the final checkpoint is committed. With ``rollback``
+  (the default) it is restored here, at the source, when the failure shows the process
+  is not running there (an engine, storage, integrity, not-found or usage error: raised
+  before or by the engine's restore, which leaves nothing running). Any other failure
+  (the catalog failed, perhaps after the restore; the command died or printed nothing) is
+  not rolled back: two copies of the process must never run. Either way the error (the
+  class of the destination's error) says where the process is and how to restore it by
+  hand.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cryostash.destination import Destination
+from cryostash.errors import (
+    CheckpointExists,
+    CheckpointNotFound,
+    CryostashError,
+    EngineError,
+    IntegrityError,
+    StorageError,
+    UsageError,
+)
+from cryostash.manager import CheckpointManager
+from cryostash.names import validate_name, validate_target
+
+
+def default_name(now: datetime | None = None) -> str:
+    """``migrate-<UTC yyyymmddThhmmss>``: the final checkpoint's name when none is given."""
+    return f"migrate-{(now or datetime.now(UTC)).astimezone(UTC):%Y%m%dT%H%M%S}"
+
+
+@dataclass(frozen=True)
+class MigrateRequest:
+    """What to migrate, and how.
+
+    Attributes:
+        target: the checkpoints' target (a container name for container engines).
+        name: the final checkpoint's name; pre-copy ``k`` is ``NAME-preK``.
+        locator: what the engine dumps (a PID for criu).
+        engine: the engine.
+        precopy: pre-copy checkpoints before the final one (0: plain stop-and-copy).
+        prefetch: have the destination prefetch each pre-copy.
+        keep_precopy: keep the pre-copy checkpoints afterwards.
+        rollback: restore at the source when the destination's restore fails.
+        checkpoint_dir: the store, when not the default one (both hosts use it).
+        labels: labels of every checkpoint made.
+        dump_args: engine arguments of each dump (``--criu-opt``, common flags).
+        restore_args: ``restore`` flags, at the destination and on rollback.
+    """
+
+    target: str
+    name: str
+    locator: str
+    engine: str = "criu"
+    precopy: int = 1
+    prefetch: bool = True
+    keep_precopy: bool = False
+    rollback: bool = True
+    checkpoint_dir: str | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    dump_args: tuple[str, ...] = ()
+    restore_args: tuple[str, ...] = ()
+
+    def precopy_names(self) -> list[str]:
+        """``NAME-pre1`` .. ``NAME-preN``."""
+        return [f"{self.name}-pre{k}" for k in range(1, self.precopy + 1)]
+
+
+@dataclass(frozen=True)
+class PrecopyStep:
+    """One pre-copy checkpoint (the process kept running) and its prefetch.
+
+    ``prefetch`` is the destination's ``prefetch --json`` object (``duration_s``,
+    ``bytes_downloaded``, ``chunks_downloaded``), None when prefetch is off.
+    """
+
+    name: str
+    frozen_s: float | None
+    dump_s: float
+    upload_s: float
+    bytes_scanned: int
+    bytes_uploaded: int
+    chunks_new: int
+    prefetch: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class FinalStep:
+    """The final checkpoint (the process stopped) and its restore at the destination.
+
+    Times in seconds, sizes in bytes; the parts of the downtime are described in the
+    module docstring. ``pid`` is the restored root PID at the destination.
+    """
+
+    name: str
+    frozen_s: float | None
+    dump_s: float
+    upload_s: float
+    commit_s: float
+    bytes_scanned: int
+    bytes_uploaded: int
+    chunks_new: int
+    handoff_s: float
+    download_s: float
+    pid_wait_s: float
+    restore_s: float
+    bytes_downloaded: int
+    bytes_from_cache: int
+    chunks_downloaded: int
+    chunks_from_cache: int
+    pid: int
+
+
+@dataclass(frozen=True)
+class MigrationReport:
+    """What a migration did and measured (``migrate --json`` prints :meth:`as_dict`)."""
+
+    target: str
+    name: str
+    destination: str
+    precopy: tuple[PrecopyStep, ...]
+    final: FinalStep
+    downtime_s: float
+    removed: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def first_bytes_uploaded(self) -> int:
+        """Bytes the first step uploaded (the first pre-copy, else the final)."""
+        return self.precopy[0].bytes_uploaded if self.precopy else self.final.bytes_uploaded
+
+    @property
+    def first_bytes_downloaded(self) -> int | None:
+        """Bytes the destination downloaded in the first step (its prefetch, or the final
+        restore without pre-copy); None when the first pre-copy was not prefetched."""
+        if not self.precopy:
+            return self.final.bytes_downloaded
+        fetched = self.precopy[0].prefetch
+        return None if fetched is None else int(fetched.get("bytes_downloaded", 0))
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready view."""
+        return {
+            "target": self.target,
+            "name": self.name,
+            "destination": self.destination,
+            "pid": self.final.pid,
+            "downtime_s": self.downtime_s,
+            "precopy": [asdict(step) for step in self.precopy],
+            "final": asdict(self.final),
+            "first_bytes_uploaded": self.first_bytes_uploaded,
+            "first_bytes_downloaded": self.first_bytes_downloaded,
+            "removed": list(self.removed),
+            "warnings": list(self.warnings),
+        }
+
+
+def check_names(source: CheckpointManager, request: MigrateRequest) -> list[str]:
+    """Every name the migration will create (pre-copies, then the final one).
+
+    Raises:
+        UsageError: a negative ``precopy``.
+        InvalidName: the target or a name is invalid.
+        CheckpointExists: a name exists already.
+    """
+    if request.precopy < 0:
+        raise UsageError(f"--precopy {request.precopy}: expected 0 or more")
+    validate_target(request.target)
+    names = [*request.precopy_names(), request.name]
+    for name in names:
+        validate_name(name)
+    for name in names:
+        try:
+            source.get(request.target, name, request.checkpoint_dir)
+        except CheckpointNotFound:
+            continue
+        raise CheckpointExists(
+            f"checkpoint with name {name} already exists for container {request.target}"
+        )
+    return names
+
+
+def migrate(
+    source: CheckpointManager, destination: Destination, request: MigrateRequest
+) -> MigrationReport:
+    """Migrate ``request.locator`` to ``destination`` (see the module docstring).
+
+    Raises:
+        UsageError, InvalidName, CheckpointExists: before anything is dumped.
+        CryostashError (the class of the failure): a step failed; the message says where
+        the process is.
+    """
+    check_names(source, request)
+    steps: list[PrecopyStep] = []
+    made: list[str] = []
+    doing = ""
+    try:
+        for name in request.precopy_names():
+            doing = f"pre-copy checkpoint {name}"
+            info = source.create(
+                request.target,
+                name,
+                locator=request.locator,
+                engine=request.engine,
+                leave_running=True,
+                checkpoint_dir=request.checkpoint_dir,
+                labels=request.labels,
+                engine_args=request.dump_args,
+            )
+            made.append(name)
+            fetched = None
+            if request.prefetch:
+                doing = f"the prefetch of {name} at the destination ({destination.describe()})"
+                fetched = destination.prefetch(request.target, name, request.checkpoint_dir)
+            steps.append(_precopy_step(name, info.stats, fetched))
+        doing = f"getting the destination ({destination.describe()}) ready to restore"
+        pending = destination.prepare_restore(
+            request.target, request.name, request.checkpoint_dir, request.restore_args
+        )
+    except BaseException as exc:
+        warnings = _remove(source, request, made)
+        if not isinstance(exc, Exception):
+            raise
+        raise _same_kind(
+            exc,
+            f"migration of {request.target} stopped at {doing}: {exc}\n"
+            f"{_source_state(request)}; nothing was migrated"
+            + "".join(f"\nwarning: {w}" for w in warnings),
+        ) from exc
+    try:
+        t_create = time.monotonic()
+        try:
+            info = source.create(
+                request.target,
+                request.name,
+                locator=request.locator,
+                engine=request.engine,
+                leave_running=False,
+                checkpoint_dir=request.checkpoint_dir,
+                labels=request.labels,
+                engine_args=request.dump_args,
+            )
+        except BaseException as exc:
+            pending.cancel()
+            warnings = _remove(source, request, made)
+            if not isinstance(exc, Exception):
+                raise
+            raise _same_kind(
+                exc,
+                f"migration of {request.target} failed at the final checkpoint "
+                f"{request.name}: {exc}\n{_source_state(request)}"
+                + "".join(f"\nwarning: {w}" for w in warnings),
+            ) from exc
+        t_created = time.monotonic()
+        try:
+            restored = pending.go()
+            t_done = time.monotonic()
+        except Exception as exc:
+            warnings = _remove(source, request, made)
+            message = _restore_failed(source, destination, request, exc, warnings)
+            raise _same_kind(exc, message) from exc
+    finally:
+        pending.cancel()
+    stats = info.stats
+    warnings = [
+        f"prefetch of {step.name}: {step.prefetch['warning']}"
+        for step in steps
+        if step.prefetch and step.prefetch.get("warning")
+    ]
+    warnings += _remove(source, request, made)
+    if not isinstance(restored.get("pid"), int):
+        raise CryostashError(
+            f"the destination ({destination.describe()}) restored {request.target}/"
+            f"{request.name} but reported no PID: {restored!r}"
+        )
+    final, downtime = _final_step(request.name, stats, restored, t_create, t_created, t_done)
+    return MigrationReport(
+        target=request.target,
+        name=request.name,
+        destination=destination.describe(),
+        precopy=tuple(steps),
+        final=final,
+        downtime_s=downtime,
+        removed=tuple(n for n in made if not request.keep_precopy),
+        warnings=tuple(warnings),
+    )
+
+
+def _precopy_step(
+    name: str, s: Mapping[str, Any], fetched: dict[str, Any] | None
+) -> PrecopyStep:
+    """A pre-copy's figures from its create stats and its prefetch's result."""
+    return PrecopyStep(
+        name=name,
+        frozen_s=_opt_float(s.get("frozen_s")),
+        dump_s=float(s.get("dump_s", 0.0)),
+        upload_s=float(s.get("upload_s", 0.0)),
+        bytes_scanned=int(s.get("bytes_scanned", 0)),
+        bytes_uploaded=int(s.get("bytes_uploaded", 0)),
+        chunks_new=int(s.get("chunks_new", 0)),
+        prefetch=fetched,
+    )
+
+
+def _final_step(
+    name: str,
+    stats: Mapping[str, Any],
+    restored: Mapping[str, Any],
+    t_create: float,
+    t_created: float,
+    t_done: float,
+) -> tuple[FinalStep, float]:
+    """The final step's figures and the downtime (their sum; see the module docstring)."""
+    dump_s = float(stats.get("dump_s", 0.0))
+    upload_s = float(stats.get("upload_s", 0.0))
+    total_s = float(stats.get("total_s", dump_s + upload_s))
+    after_upload = float(stats.get("commit_s", 0.0))
+    # The dump started total_s + commit_s before create returned (never before the call).
+    started = max(t_create, t_created - total_s - after_upload)
+    engine_total = float(restored.get("restore_s", 0.0))
+    criu_run = _opt_float(restored.get("duration_s"))
+    restore_s = engine_total if criu_run is None else min(criu_run, engine_total)
+    download_s = float(restored.get("download_s", 0.0))
+    final = FinalStep(
+        name=name,
+        frozen_s=_opt_float(stats.get("frozen_s")),
+        dump_s=_r(dump_s),
+        upload_s=_r(upload_s),
+        commit_s=_r(t_created - started - dump_s - upload_s),
+        bytes_scanned=int(stats.get("bytes_scanned", 0)),
+        bytes_uploaded=int(stats.get("bytes_uploaded", 0)),
+        chunks_new=int(stats.get("chunks_new", 0)),
+        handoff_s=_r(t_done - t_created - download_s - engine_total),
+        download_s=_r(download_s),
+        pid_wait_s=_r(engine_total - restore_s),
+        restore_s=_r(restore_s),
+        bytes_downloaded=int(restored.get("bytes_downloaded", 0)),
+        bytes_from_cache=int(restored.get("bytes_from_cache", 0)),
+        chunks_downloaded=int(restored.get("chunks_downloaded", 0)),
+        chunks_from_cache=int(restored.get("chunks_from_cache", 0)),
+        pid=int(restored["pid"]),
+    )
+    return final, _r(t_done - started)
+
+
+def _restore_failed(
+    source: CheckpointManager,
+    destination: Destination,
+    request: MigrateRequest,
+    exc: Exception,
+    warnings: list[str],
+) -> str:
+    """Roll back if asked; the message saying what failed and where the process is."""
+    t, n = request.target, request.name
+    head = (
+        f"migration of {t} failed: the restore at the destination ({destination.describe()}) "
+        f"failed: {exc}\nThe process was stopped at the source; checkpoint {t}/{n} holds it."
+    )
+    by_hand = (
+        f"Restore it by hand with `cryostash restore {t} {n}`"
+        + (f" --checkpoint-dir {request.checkpoint_dir}" if request.checkpoint_dir else "")
+        + " (at the destination or here)."
+    )
+    if not request.rollback:
+        tail = f"Not rolled back (--no-rollback). {by_hand}"
+    elif not isinstance(exc, _NOT_RESTORED):
+        tail = (
+            "Not rolled back: the process may be running at the destination (this failure "
+            f"does not say it is not), and must not run twice. Check there; if it is not "
+            f"running, {by_hand[0].lower()}{by_hand[1:]}"
+        )
+    else:
+        try:
+            back = source.restore(
+                t, n, checkpoint_dir=request.checkpoint_dir, engine_args=request.restore_args
+            )
+        except Exception as again:
+            tail = f"Rolling back at the source failed too: {again}\n{by_hand}"
+        else:
+            tail = (
+                f"Rolled back: the process runs again at the source as PID {back.pid} "
+                f"(restored from {t}/{n}, which is kept)."
+            )
+    return "\n".join([head, tail, *(f"warning: {w}" for w in warnings)])
+
+
+#: Failures of a destination's restore that leave nothing running there.
+_NOT_RESTORED = (EngineError, StorageError, IntegrityError, CheckpointNotFound, UsageError)
+
+
+def _remove(source: CheckpointManager, request: MigrateRequest, made: list[str]) -> list[str]:
+    """Remove the pre-copy checkpoints ``made`` (unless kept); the failures, as warnings."""
+    if request.keep_precopy:
+        return []
+    warnings = []
+    for name in made:
+        try:
+            source.remove(request.target, name, request.checkpoint_dir)
+        except Exception as exc:
+            warnings.append(f"pre-copy checkpoint {request.target}/{name} not removed: {exc}")
+    return warnings
+
+
+def _source_state(request: MigrateRequest) -> str:
+    """Whether the process still runs at the source (known for criu's PIDs only)."""
+    if request.engine != "criu" or not request.locator.strip().isdigit():
+        return f"Check {request.locator} at the source"
+    pid = request.locator.strip()
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        running = stat[stat.rindex(")") + 2 :].split()[0] not in ("Z", "X")
+    except (OSError, ValueError, IndexError):
+        running = False
+    if running:
+        return f"The process still runs at the source (PID {pid})"
+    return f"The process (PID {pid}) is no longer running at the source"
+
+
+def _same_kind(exc: BaseException, message: str) -> CryostashError:
+    """A new error of ``exc``'s class (a :class:`CryostashError`) with ``message``."""
+    if isinstance(exc, CryostashError):
+        try:
+            return type(exc)(message)
+        except TypeError:
+            pass
+    return CryostashError(message)
+
+
+def _opt_float(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _r(value: float) -> float:
+    return round(value, 6)
+
+
+__all__ = [
+    "FinalStep",
+    "MigrateRequest",
+    "MigrationReport",
+    "PrecopyStep",
+    "check_names",
+    "default_name",
+    "migrate",
+]
