@@ -264,7 +264,8 @@ def test_remove_returns_only_digests_unique_to_it(cat: Catalog) -> None:
     a = reserve(cat, name="a")
     b = reserve(cat, name="b")
     assert cat.add_blob_refs(a.id, {"shared": 10, "a1": 1, "a2": 2}) == {"shared", "a1", "a2"}
-    assert cat.add_blob_refs(b.id, {"shared": 10, "b1": 3}) == {"b1"}
+    # a is pending: its creator may still be uploading "shared", so b must see to it too
+    assert cat.add_blob_refs(b.id, {"shared": 10, "b1": 3}) == {"shared", "b1"}
     commit(cat, a)
     commit(cat, b)
     assert cat.known_blobs(STORE, ["shared", "a1", "b1", "zz"]) == {"shared", "a1", "b1"}
@@ -283,10 +284,24 @@ def test_add_blob_refs_is_idempotent(cat: Catalog) -> None:
     info = reserve(cat)
     blobs = {f"{i:064x}": i for i in range(1200)}  # more than one IN-list chunk
     assert cat.add_blob_refs(info.id, blobs) == set(blobs)
-    assert cat.add_blob_refs(info.id, blobs) == set()
+    assert cat.add_blob_refs(info.id, blobs) == set(blobs)  # still not vouched for
     assert cat.add_blob_refs(info.id, {}) == set()
     assert cat.known_blobs(STORE, blobs) == set(blobs)
     assert sorted(cat.abort(info.id)) == sorted(blobs)
+
+
+def test_only_committed_checkpoints_vouch_for_their_blobs(cat: Catalog) -> None:
+    """A create must not skip a chunk that only a pending create references: that create
+    may fail before (or without ever) uploading it, and its undo keeps the row for the
+    second create, which would then commit a checkpoint naming a missing blob."""
+    first = reserve(cat, name="first")
+    assert cat.add_blob_refs(first.id, {"x": 1, "y": 1}) == {"x", "y"}
+    second = reserve(cat, name="second")
+    assert cat.add_blob_refs(second.id, {"x": 1, "z": 1}) == {"x", "z"}
+    assert cat.abort(first.id) == ["y"]  # x survives for the second, which uploads it
+    commit(cat, second)
+    third = reserve(cat, name="third")
+    assert cat.add_blob_refs(third.id, {"x": 1, "z": 1, "w": 1}) == {"w"}
 
 
 def test_pending_references_protect_blobs(cat: Catalog) -> None:

@@ -91,7 +91,10 @@ def delete_checkpoint(
 def add_refs(session: Session, checkpoint_id: int, sizes: Mapping[str, int]) -> set[str] | None:
     """Upsert the ``blobs`` rows and insert the references; None if no such checkpoint.
 
-    Returns the digests that had no ``blobs`` row before this call.
+    Returns the digests that no COMMITTED checkpoint of the store references (those that
+    had no ``blobs`` row before this call among them): the caller must make sure they
+    are in the store. A digest that only PENDING checkpoints reference is not trusted:
+    their creator may still be uploading it, or may fail and never do.
     """
     store = session.scalars(
         select(CheckpointRow.store_url)
@@ -110,7 +113,21 @@ def add_refs(session: Session, checkpoint_id: int, sizes: Mapping[str, int]) -> 
         [{"checkpoint_id": checkpoint_id, "digest": d} for d in digests],
         ("checkpoint_id", "digest"),
     )
-    return fresh
+    trusted: set[str] = set()
+    for part in chunks(digests):
+        trusted.update(
+            session.scalars(
+                select(CheckpointBlobRow.digest)
+                .join(CheckpointRow, CheckpointRow.id == CheckpointBlobRow.checkpoint_id)
+                .where(
+                    CheckpointRow.store_url == store,
+                    CheckpointRow.status == Status.COMMITTED.value,
+                    CheckpointBlobRow.digest.in_(part),
+                )
+                .distinct()
+            )
+        )
+    return fresh | (set(digests) - trusted)
 
 
 def _lock_or_insert_blobs(
