@@ -18,6 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from services import read_counter, wait_for
+
 HERE = Path(__file__).resolve().parent
 CRYOSTASH = [sys.executable, "-m", "cryostash"]
 TARGET = "quickstart"
@@ -32,21 +34,6 @@ def cryostash(*args: str) -> str:
     if done.returncode != 0:
         sys.exit(f"cryostash {args[0]} failed ({done.returncode}): {done.stderr.strip()}")
     return done.stdout
-
-
-def read_counter(path: Path) -> int:
-    try:
-        return int(path.read_text().strip() or 0)
-    except (FileNotFoundError, ValueError):
-        return 0
-
-
-def wait_for(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            sys.exit(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def main() -> None:
