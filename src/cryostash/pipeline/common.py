@@ -7,7 +7,8 @@ import os
 import stat
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import TypeVar
 
@@ -84,3 +85,19 @@ def retrying(fn: Callable[[], T], shared: Shared, attempts: int, backoff: float)
                 shared.retries += 1
             time.sleep(backoff * (2 ** (attempt - 1)))
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def run_all(fn: Callable[[T], None], items: Iterable[T], jobs: int) -> None:
+    """Call ``fn`` on every item, on ``jobs`` threads; at the first failure, cancel the
+    calls not started yet, let the running ones end, and raise that failure."""
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = [pool.submit(fn, item) for item in items]
+        try:
+            wait(futures, return_when=FIRST_EXCEPTION)
+        finally:
+            for future in futures:
+                future.cancel()
+    for future in futures:
+        exc = None if future.cancelled() else future.exception()
+        if exc is not None:
+            raise exc

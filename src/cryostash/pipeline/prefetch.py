@@ -29,14 +29,13 @@ import os
 import threading
 import time
 from collections.abc import Iterable
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from cryostash.cache import ChunkCache
 from cryostash.chunking import may_be_zero, zero_digest
 from cryostash.errors import CheckpointNotFound, IntegrityError, UsageError
-from cryostash.pipeline.common import ATTEMPTS, BACKOFF_S, Shared, retrying
+from cryostash.pipeline.common import ATTEMPTS, BACKOFF_S, Shared, retrying, run_all
 from cryostash.storage import Progress, Store, chunkio
 from cryostash.types import FileEntry
 
@@ -143,16 +142,7 @@ def prefetch(
             counts["bytes_down"] += len(data)
 
     try:
-        with ThreadPoolExecutor(max_workers=jobs) as pool:
-            futures = [pool.submit(fetch, d) for d in missing]
-            try:
-                wait(futures, return_when=FIRST_EXCEPTION)
-            finally:
-                for future in futures:
-                    future.cancel()
-        for future in futures:
-            if not future.cancelled() and future.exception() is not None:
-                raise future.exception()  # type: ignore[misc]
+        run_all(fetch, missing, jobs)
     finally:
         cache.trim()
     return PrefetchStats(

@@ -27,7 +27,6 @@ import secrets
 import threading
 import time
 from collections.abc import Iterable
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,7 @@ from typing import Any
 from cryostash.cache import ChunkCache
 from cryostash.chunking import may_be_zero, zero_digest
 from cryostash.errors import CheckpointNotFound, IntegrityError, UsageError
-from cryostash.pipeline.common import ATTEMPTS, BACKOFF_S, Shared, retrying
+from cryostash.pipeline.common import ATTEMPTS, BACKOFF_S, Shared, retrying, run_all
 from cryostash.storage import Progress, Store, chunkio
 from cryostash.storage.manifest import validate_relpath
 from cryostash.types import FileEntry
@@ -193,16 +192,7 @@ def unpack(
     order = sorted(places, key=lambda d: places[d][0])
     try:
         files.create(dest, entries)
-        with ThreadPoolExecutor(max_workers=jobs) as pool:
-            futures = [pool.submit(fetch, d) for d in order]
-            try:
-                wait(futures, return_when=FIRST_EXCEPTION)
-            finally:
-                for future in futures:
-                    future.cancel()
-        for future in futures:
-            if not future.cancelled() and future.exception() is not None:
-                raise future.exception()  # type: ignore[misc]
+        run_all(fetch, order, jobs)
         for entry, tmp, final in zip(entries, files.temps, files.finals, strict=True):
             os.chmod(tmp, entry.mode & 0o777)
             os.replace(tmp, final)
