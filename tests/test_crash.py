@@ -21,13 +21,22 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from cryostash import CheckpointExists, collect_garbage, verify_store
 from cryostash.crashpoints import ENV, PHASES
 from cryostash.storage import Manifest
-from tests.support.processes import Proc, ProcessTracker, pid_exists
+from tests.support.processes import (
+    Proc,
+    ProcessTracker,
+    is_dead,
+    kill_pid,
+    pid_exists,
+    read_counter,
+    wait_until,
+)
 from tests.support.setups import Setup, setup_fixture  # noqa: F401
 
 #: What gc does with the abandoned create of each phase once its lease has expired.
@@ -142,3 +151,42 @@ def test_a_create_killed_at_each_phase_leaves_nothing_broken(
     assert objects(setup) == expected_objects(setup)
     assert scratch_entries(setup) == []
 
+
+
+@pytest.mark.criu
+@pytest.mark.parametrize("setup", ["local-sqlite"], indirect=True)
+def test_gc_keeps_the_image_of_a_process_a_crashed_create_had_stopped(
+    setup: Setup, criu_path: str, procs: ProcessTracker, tmp_path: Path
+) -> None:
+    """Without --leave-running the dump stops the process; a create killed before the
+    checkpoint is stored leaves the only copy of that process in its scratch folder: gc
+    moves it to ``kept-...`` (with a note) instead of deleting it, and CRIU restores the
+    process from there, memory and all."""
+    counter = procs.counter(tmp_path)
+    assert counter.counter_path is not None
+    done = cryostash(setup, criu_path, "create", "app", "cp", "--pid", str(counter.pid),
+                     crash_at="mid-upload")
+    assert done.returncode == -signal.SIGKILL, (done.returncode, done.stderr)
+    wait_until(lambda: is_dead(counter.pid), 10, "the dumped counter to end")
+    stopped_at = read_counter(counter.counter_path)
+    with setup.manager(criu=criu_path) as mgr:
+        report = collect_garbage(mgr, grace_s=0, dry_run=True)
+        assert report.scratch_deleted == () and len(report.scratch_kept) == 1
+        report = collect_garbage(mgr, grace_s=0)
+    assert report.scratch_deleted == () and len(report.scratch_kept) == 1
+    kept = Path(report.scratch_kept[0])
+    assert kept.name.startswith("kept-create-app-cp-")
+    assert "stopped the process" in (kept / "NOTE").read_text()
+    assert scratch_entries(setup) == [kept.name]
+    kill_pid(counter.pid)  # reaped: CRIU restores the same PID
+    # Same size (CRIU checks the size of open files): a restarted counter would write 1, 2...
+    counter.counter_path.write_text(f"{0:019d} {0:019d}\n")
+    restored = subprocess.run(
+        [criu_path, "restore", "-D", str(kept), "-d", "--pidfile", "r.pid", "-o", "r.log"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert restored.returncode == 0, restored.stderr
+    procs.track(int((kept / "r.pid").read_text()))
+    path = counter.counter_path
+    wait_until(lambda: read_counter(path) != 0, 10, "the restored counter to write")
+    assert read_counter(path) >= stopped_at  # it went on from where it was: memory came back

@@ -18,7 +18,10 @@
    removed, and on local disk the empty folders they leave; the folders of checkpoints
    still being created (PENDING, lease not expired) are left alone whatever their age.
 5. Scratch folders of this host whose process has died (see :mod:`cryostash.scratch`)
-   and that are older than the grace period are removed.
+   and that are older than the grace period are removed — except one holding the image of
+   a process its crashed create had stopped (no ``--leave-running``): the only copy of
+   that process is moved to ``SCRATCH/kept-...`` (``scratch_kept``) for a manual
+   ``criu restore``, never deleted.
 
 Age: the modification time the store reports (local ``mtime``, S3 ``LastModified``);
 for a blob the store gives no time for, the catalog's ``blobs.created_at``; an object
@@ -45,7 +48,7 @@ from cryostash.errors import (
     CryostashError,
     IntegrityError,
 )
-from cryostash.scratch import remove_if_stale, stale_scratch
+from cryostash.scratch import keep_if_stopped, remove_if_stale, stale_scratch
 from cryostash.storage import Manifest, Store
 from cryostash.storage.inventory import (
     Inventory,
@@ -81,6 +84,9 @@ class GcReport:
     kept_young: int
     kept_unknown_age: int
     errors: tuple[str, ...]
+    #: stale scratch folders holding the image of a process a crashed create had stopped:
+    #: moved to ``kept-...`` (or, in a dry run, would be), never deleted.
+    scratch_kept: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -92,7 +98,7 @@ class GcReport:
         """True when something was (or would be) finished, undone or removed."""
         return bool(
             self.committed or self.aborted or self.manifests_deleted or self.blobs_deleted
-            or self.strays_deleted or self.scratch_deleted
+            or self.strays_deleted or self.scratch_deleted or self.scratch_kept
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -108,6 +114,7 @@ class GcReport:
             "bytes_deleted": self.bytes_deleted,
             "strays_deleted": list(self.strays_deleted),
             "scratch_deleted": list(self.scratch_deleted),
+            "scratch_kept": list(self.scratch_kept),
             "kept_young": self.kept_young,
             "kept_unknown_age": self.kept_unknown_age,
             "errors": list(self.errors),
@@ -260,6 +267,8 @@ def collect_garbage(
     unknown = sum(1 for o in kept if o.modified is None)
     unknown += sum(1 for d in kept_blobs if unreferenced[d].modified is None and d not in known_at)
     scratch = stale_scratch(mgr.settings.scratch_dir, older_than=cutoff.timestamp())
+    stopped = [p for p in scratch if p.with_name(f"{p.name}.stopped").exists()]
+    scratch = [p for p in scratch if p not in stopped]
     deleted_blobs, deleted_manifests, deleted_strays = list(old_blobs), list(doomed), old_strays
     if not dry_run:
         deleted_manifests = []
@@ -280,6 +289,7 @@ def collect_garbage(
                 errors.append(f"{obj.path}: {exc}")
         prune_empty_folders(store, older_than=cutoff.timestamp(), keep=live)
         scratch = [p for p in scratch if remove_if_stale(p)]
+        stopped = [k for k in (keep_if_stopped(p) for p in stopped) if k is not None]
     return GcReport(
         store_url=store.url,
         dry_run=dry_run,
@@ -291,6 +301,7 @@ def collect_garbage(
         bytes_deleted=sum(inv.blobs[d].size for d in deleted_blobs),
         strays_deleted=tuple(o.path for o in deleted_strays),
         scratch_deleted=tuple(str(p) for p in scratch),
+        scratch_kept=tuple(str(p) for p in stopped),
         kept_young=len(kept) + len(kept_blobs) - unknown,
         kept_unknown_age=unknown,
         errors=tuple(errors),

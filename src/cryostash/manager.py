@@ -42,7 +42,7 @@ from cryostash.errors import (
 from cryostash.names import validate_name, validate_target
 from cryostash.prune import PruneReport, prune_checkpoints
 from cryostash.retention import Policy
-from cryostash.scratch import private_scratch
+from cryostash.scratch import mark_stopped, private_scratch
 from cryostash.storage import Manifest, Progress, Store
 from cryostash.types import (
     CheckpointFilter,
@@ -246,6 +246,12 @@ class CheckpointManager:
                 except CryostashError as exc:
                     raise type(exc)(f"Cannot checkpoint container {target}: {exc}") from exc
                 if not leave_running:  # from here a failure must not lose the process
+                    mark_stopped(
+                        image_dir,
+                        f"cryostash create {target} {name} ({eng.name}, root PID "
+                        f"{dump.root_pid}) stopped the process and did not finish storing "
+                        f"it; this image is its only copy",
+                    )
                     give_back.append(
                         lambda exc: self._give_back(eng, target, image_dir, dump, exc)
                     )

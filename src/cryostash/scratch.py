@@ -8,6 +8,12 @@ when the owner dies, however it dies (SIGKILL included), so :func:`stale_scratch
 can tell a folder left by a crashed process (lock free) from one in use (lock held)
 without guessing from its age.
 
+A create whose dump stopped the process (no ``--leave-running``) marks its folder
+(:func:`mark_stopped`: a ``NAME.stopped`` file beside it) until the block ends: if that
+create dies before the checkpoint is stored, the folder holds the only copy of the
+process, and :func:`keep_if_stopped` moves it to ``kept-...`` (never removed by anyone)
+instead of letting it be deleted.
+
 Only folders whose names look like ours (``create-...`` / ``restore-...`` plus
 ``mkdtemp``'s suffix) are ever considered, so pointing ``--scratch`` at a shared
 folder such as ``/tmp`` never puts anyone else's files at risk.
@@ -46,8 +52,38 @@ def private_scratch(root: Path, purpose: str) -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+        _marker(path).unlink(missing_ok=True)
         if fd >= 0:
             os.close(fd)
+
+
+def _marker(path: Path) -> Path:
+    return path.with_name(f"{path.name}.stopped")
+
+
+def mark_stopped(path: Path, note: str) -> None:
+    """Record that the scratch folder ``path`` holds the image of a process its dump
+    stopped (``note`` says which); removed with the folder when its block ends."""
+    _marker(path).write_text(note + "\n")
+
+
+def keep_if_stopped(path: Path) -> Path | None:
+    """If the stale folder ``path`` holds a stopped process's image (:func:`mark_stopped`)
+    and nobody holds its lock, move it to ``kept-<name>`` beside it, with the note as
+    ``kept-<name>/NOTE``; return the new path. None (nothing done) otherwise."""
+    marker = _marker(path)
+    if not marker.exists():
+        return None
+    fd = _lock_if_free(path)
+    if fd is None:
+        return None
+    try:
+        kept = path.with_name(f"kept-{path.name}")
+        path.rename(kept)
+        marker.rename(kept / "NOTE")
+    finally:
+        os.close(fd)
+    return kept
 
 
 def _lock_if_free(path: Path) -> int | None:

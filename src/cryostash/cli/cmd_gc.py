@@ -76,6 +76,11 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         print(f"{verb}remove {path}")
     for path in report.scratch_deleted:
         print(f"{verb}remove scratch folder {path}")
+    for path in report.scratch_kept:
+        print(
+            f"{verb}keep {path}: the image of a process a crashed create stopped "
+            f"(see {path}/NOTE; criu restore -D {path} restarts it)"
+        )
     for error in report.errors:
         print(f"error: {error}")
     kept = report.kept_young + report.kept_unknown_age
