@@ -5,8 +5,11 @@ Contract of :func:`unpack`:
 - Every file is first created under a hidden temporary name (``.NAME.<random>.part``)
   with its final size (a sparse file). All-zero chunks are recognised by their digest
   (the BLAKE3 of that many zeros, computed only for the chunks that can be zeros: see
-  :func:`cryostash.chunking.may_be_zero`) and are neither fetched nor written: the
-  sparse file reads as zeros there (a hole).
+  :func:`cryostash.chunking.may_be_zero`) and never fetched: the threads write them
+  from one zero buffer. (Not left as holes: CRIU reads a hole markedly slower than
+  written zeros, because the kernel zero-fills the page cache on its read path; writing
+  the zeros here overlaps with the fetches. Measured on a 512 MiB image, half zeros:
+  CRIU's restore 0.53-0.55 s instead of 0.55-0.98 s, the whole restore ~0.1 s faster.)
 - Every other distinct chunk is fetched once, by ``jobs`` threads: from ``cache`` when it
   holds it, else from the store (transient failures retried, ``attempts`` in all); it is
   decoded and verified (BLAKE3 of the plain bytes, and the plain size the manifest
@@ -17,7 +20,8 @@ Contract of :func:`unpack`:
   size, a file made of verified chunks is the file that was dumped: the files are then
   given their mode (``mode & 0o777``) and renamed to their final names. Wrong bytes never
   appear under a final name; on any error every temporary file is removed.
-- Memory: each thread holds at most one chunk (at most 16 MiB) at a time.
+- Memory: each thread holds at most one chunk (at most 16 MiB) at a time, plus the
+  shared zero buffer (the largest zero chunk, at most 16 MiB).
 """
 
 from __future__ import annotations
@@ -140,6 +144,7 @@ def unpack(
     places: dict[str, list[tuple[int, int]]] = {}
     sizes: dict[str, int] = {}
     zero_refs = 0
+    zeros: list[tuple[int, int, int]] = []  # (file index, offset, size) of zero chunks
     for index, entry in enumerate(entries):
         offset = 0
         chunk_sizes = entry.chunk_sizes or ((entry.size,) if entry.blobs else ())
@@ -147,7 +152,7 @@ def unpack(
         for n, (digest, size) in enumerate(zip(entry.blobs, chunk_sizes, strict=True)):
             if may_be_zero(size, n == last) and digest == zero_digest(size):
                 zero_refs += 1
-                shared.progress(size)
+                zeros.append((index, offset, size))
             else:
                 places.setdefault(digest, []).append((index, offset))
                 sizes[digest] = size
@@ -189,10 +194,24 @@ def unpack(
             counts[key] += 1
             counts[f"bytes_{key}"] += len(data)
 
+    zero_buffer = memoryview(bytes(max((size for _, _, size in zeros), default=0)))
+
+    def fill(place: tuple[int, int, int]) -> None:
+        index, offset, size = place
+        files.write(index, offset, zero_buffer[:size])
+        shared.progress(size)
+
+    def job(item: str | tuple[int, int, int]) -> None:
+        if isinstance(item, str):
+            fetch(item)
+        else:
+            fill(item)
+
     order = sorted(places, key=lambda d: places[d][0])
+    work: list[str | tuple[int, int, int]] = [*order, *zeros]
     try:
         files.create(dest, entries)
-        run_all(fetch, order, jobs)
+        run_all(job, work, jobs)
         for entry, tmp, final in zip(entries, files.temps, files.finals, strict=True):
             os.chmod(tmp, entry.mode & 0o777)
             os.replace(tmp, final)
