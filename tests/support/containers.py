@@ -2,10 +2,14 @@
 script, a private ``dockerd``, private podman storage, and the ``cryostash`` CLI run as
 one of several simulated hosts.
 
-The counter: ``i=0; while true; do i=$((i+1)); echo $i > /data/counter; sleep 0.1; done``
-in a busybox ``sh``. The count lives only in the shell's memory (``/data`` is a bind
-mount of a host folder the test reads): a restored container goes on from where it was
-dumped, a restarted one would start again from 1.
+The counter: ``i=0; while true; do i=$((i+1)); printf '%09d\n' $i 1<>/data/counter;
+sleep 0.1; done`` in a busybox ``sh``. The count lives only in the shell's memory
+(``/data`` is a bind mount of a host folder the test reads): a restored container goes on
+from where it was dumped, a restarted one would start again from 1. Each value is a
+fixed-size record written in place (``1<>``: no truncation), so the file's size never
+changes: a dump that catches the shell with the file open would otherwise record a size
+(0, just truncated) that the still-running counter changes before the restore, and CRIU
+refuses to restore an open file whose size changed.
 
 Every wait is on a condition with a deadline; every container and daemon a test starts
 is stopped by the test (fixtures in the test modules).
@@ -31,7 +35,9 @@ from tests.support.processes import wait_until
 from tests.support.requirements import missing
 
 BUSYBOX = Path("/bin/busybox")
-COUNTER_SCRIPT = "i=0; while true; do i=$((i+1)); echo $i > /data/counter; sleep 0.1; done"
+COUNTER_SCRIPT = (
+    "i=0; while true; do i=$((i+1)); printf '%09d\\n' $i 1<>/data/counter; sleep 0.1; done"
+)
 #: The counter plus an established TCP connection on the container's loopback (two
 #: busybox ``nc -e sleep`` hold its ends): CRIU refuses to dump that without
 #: ``--tcp-established``.
