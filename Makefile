@@ -28,7 +28,10 @@ postgres:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
 		{ apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql; }
 
+# `db upgrade` first: a default catalog left by an older cryostash is migrated (a new one is
+# created at the current schema); cryostash itself never migrates a catalog silently.
 demo: criu
+	$(BIN)/python -m cryostash db upgrade
 	$(BIN)/python examples/quickstart.py
 
 # The three use-case examples (live migration, disaster recovery, sharing): each starts its
