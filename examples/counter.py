@@ -2,7 +2,10 @@
 
 Usage: python counter.py FILE [INTERVAL_SECONDS] [BALLAST_MIB]
 
-It never reads FILE back, so if a restore lost its memory it would start again from 0.
+It never reads FILE back, so if a restore lost its memory it would start again from 1.
+FILE is opened once and the count rewritten in place as a fixed-size record: its size
+never changes, so whenever a dump catches it, CRIU finds the open file as it left it on
+restore (CRIU refuses an open file whose size changed, or that is gone).
 With BALLAST_MIB it also holds that many MiB of random bytes that never change (the bulk
 of a real service's memory: what a pre-copy migration moves before the process stops).
 """
@@ -10,6 +13,8 @@ of a real service's memory: what a pre-copy migration moves before the process s
 import os
 import sys
 import time
+
+RECORD = "{:019d}\n"
 
 
 def main() -> None:
@@ -20,13 +25,11 @@ def main() -> None:
         view = memoryview(ballast)
         for pos in range(0, len(view), 1 << 20):
             urandom.readinto(view[pos : pos + (1 << 20)])
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     count = 0
     while True:
         count += 1
-        tmp = f"{path}.tmp"
-        with open(tmp, "w") as fh:
-            fh.write(f"{count}\n")
-        os.replace(tmp, path)
+        os.pwrite(fd, RECORD.format(count).encode(), 0)
         time.sleep(interval)
 
 
