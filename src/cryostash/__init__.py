@@ -30,7 +30,8 @@ from cryostash.types import CheckpointInfo, Event, RestoreResult, Status
 
 if TYPE_CHECKING:
     from cryostash.gc import GcReport, collect_garbage
-    from cryostash.manager import CheckpointManager, Inspection
+    from cryostash.inspection import Inspection
+    from cryostash.manager import CheckpointManager
     from cryostash.rebuild import RebuildReport, rebuild_catalog
     from cryostash.verify import VerifyReport, verify_store
 
@@ -68,7 +69,7 @@ __all__ = [
 
 _LAZY = {
     "CheckpointManager": "cryostash.manager",
-    "Inspection": "cryostash.manager",
+    "Inspection": "cryostash.inspection",
     "verify_store": "cryostash.verify",
     "VerifyReport": "cryostash.verify",
     "collect_garbage": "cryostash.gc",

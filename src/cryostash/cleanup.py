@@ -3,6 +3,7 @@
 - :func:`delete_unreferenced_blobs`: delete blobs from a store, each only if no
   catalog row refers to it at the moment it is deleted (``rm``, a failed create, gc).
 - :func:`undo_create`: best-effort removal of what a failed create wrote.
+- :func:`give_back`: restart the process a failed create's dump had stopped.
 
 Both lean on :meth:`CatalogMaintenance.claim_unreferenced`, which makes a concurrent
 create that wants the same blob wait, then upload it again.
@@ -11,15 +12,18 @@ create that wants the same blob wait, then upload it again.
 from __future__ import annotations
 
 import contextlib
+import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from cryostash import retry
 from cryostash.catalog import Catalog
 from cryostash.catalog.maintenance import CatalogMaintenance
+from cryostash.engines.base import Engine
 from cryostash.errors import CheckpointNotFound, CryostashError
 from cryostash.storage import Store
-from cryostash.types import CheckpointInfo, Status
+from cryostash.types import CheckpointInfo, DumpStats, RestoreOptions, Status
 
 #: Digests claimed per catalog transaction (other writers wait while one runs).
 BATCH = 200
@@ -103,3 +107,26 @@ def undo_create(
         orphans = catalog.abort(info.id)
     with contextlib.suppress(Exception):
         delete_unreferenced_blobs(catalog, store, orphans)
+
+
+def give_back(
+    eng: Engine, target: str, image_dir: Path, dump: DumpStats, exc: BaseException
+) -> None:
+    """A dump without ``leave_running`` stopped the process, then storing its image
+    failed with ``exc``: restart the process from the local image, so that a failed
+    create never loses a process. If that fails too, the image is moved out of
+    scratch (``SCRATCH/kept-TARGET-...``, which ``gc`` never removes) for a manual
+    ``criu restore``. Raises ``exc``'s class with a message saying which happened
+    (a non-cryostash error, e.g. an interrupt, is left as it is)."""
+    try:
+        result = eng.restore(image_dir, RestoreOptions(dump.root_pid))
+        outcome = f"the process was restarted from the local image (PID {result.pid})"
+    except Exception as again:
+        kept = Path(tempfile.mkdtemp(prefix=f"kept-{target}-", dir=image_dir.parent))
+        image_dir.rename(kept / "images")
+        outcome = (
+            f"the dump stopped the process and restarting it failed ({again}); its image "
+            f"is kept in {kept / 'images'} (criu restore -D {kept / 'images'})"
+        )
+    if isinstance(exc, CryostashError):
+        raise type(exc)(f"{exc}; {outcome}") from exc

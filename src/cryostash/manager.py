@@ -19,12 +19,11 @@ from __future__ import annotations
 import builtins
 import contextlib
 import platform
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import blake3
 
@@ -39,53 +38,25 @@ from cryostash.errors import (
     CryostashError,
     IntegrityError,
 )
+from cryostash.inspection import Inspection
 from cryostash.names import validate_name, validate_target
-from cryostash.prune import PruneReport, prune_checkpoints
-from cryostash.retention import Policy
 from cryostash.scratch import mark_stopped, private_scratch
 from cryostash.storage import Manifest, Progress, Store
 from cryostash.types import (
     CheckpointFilter,
     CheckpointInfo,
     DumpOptions,
-    DumpStats,
     Event,
     RestoreOptions,
     RestoreResult,
 )
 
+if TYPE_CHECKING:
+    from cryostash.prune import PruneReport
+    from cryostash.retention import Policy
+
 #: How long a PENDING reservation is honoured before ``gc`` may finish or undo it.
 DEFAULT_LEASE_SECONDS = 3600.0
-
-
-@dataclass(frozen=True)
-class Inspection:
-    """What ``inspect`` shows: the catalog row and the manifest it points to."""
-
-    info: CheckpointInfo
-    manifest: Manifest
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-ready view (``inspect --json``)."""
-        out = self.info.summary()
-        out.update(
-            {
-                "store": self.info.store_url,
-                "engine_version": self.info.engine_version,
-                "committed_at": (
-                    self.info.committed_at.isoformat() if self.info.committed_at else None
-                ),
-                "kernel": self.manifest.kernel,
-                "root_pid": self.manifest.root_pid,
-                "parent": self.manifest.parent,
-                "stats": dict(self.info.stats),
-                "files": [
-                    {"path": f.path, "mode": f.mode, "size": f.size, "digest": f.digest}
-                    for f in self.manifest.files
-                ],
-            }
-        )
-        return out
 
 
 class CheckpointManager:
@@ -169,28 +140,6 @@ class CheckpointManager:
                     hook(exc)
                 raise
 
-    def _give_back(
-        self, eng: Engine, target: str, image_dir: Path, dump: DumpStats, exc: BaseException
-    ) -> None:
-        """A dump without ``leave_running`` stopped the process, then storing its image
-        failed with ``exc``: restart the process from the local image, so that a failed
-        create never loses a process. If that fails too, the image is moved out of
-        scratch (``SCRATCH/kept-TARGET-...``, which ``gc`` never removes) for a manual
-        ``criu restore``. Raises ``exc``'s class with a message saying which happened
-        (a non-cryostash error, e.g. an interrupt, is left as it is)."""
-        try:
-            result = eng.restore(image_dir, RestoreOptions(dump.root_pid))
-            outcome = f"the process was restarted from the local image (PID {result.pid})"
-        except Exception as again:
-            kept = Path(tempfile.mkdtemp(prefix=f"kept-{target}-", dir=image_dir.parent))
-            image_dir.rename(kept / "images")
-            outcome = (
-                f"the dump stopped the process and restarting it failed ({again}); its image "
-                f"is kept in {kept / 'images'} (criu restore -D {kept / 'images'})"
-            )
-        if isinstance(exc, CryostashError):
-            raise type(exc)(f"{exc}; {outcome}") from exc
-
     # -- create -------------------------------------------------------------------
 
     def create(
@@ -253,7 +202,7 @@ class CheckpointManager:
                         f"it; this image is its only copy",
                     )
                     give_back.append(
-                        lambda exc: self._give_back(eng, target, image_dir, dump, exc)
+                        lambda exc: cleanup.give_back(eng, target, image_dir, dump, exc)
                     )
                 crashpoints.crash_point("after-dump")  # test-only (CRYOSTASH_TEST_CRASH_AT)
                 # Chunks are referenced in the catalog before they are uploaded: from
@@ -525,6 +474,8 @@ class CheckpointManager:
     ) -> PruneReport:
         """Apply a retention policy (``policy``, else each target's default); see
         :func:`cryostash.prune.prune_checkpoints`."""
+        from cryostash.prune import prune_checkpoints  # only prune needs it: keep start-up lean
+
         return prune_checkpoints(
             self, target, policy,
             checkpoint_dir=checkpoint_dir, dry_run=dry_run, save_default=save_default,
