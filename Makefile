@@ -17,7 +17,7 @@ install: $(VENV)/.installed
 
 # CRIU >= 4.2: the system one if it is good enough, else a private prefix (idempotent).
 criu: install
-	$(BIN)/python -m cryostash.engines.criu_provision
+	$(BIN)/python -m cryostash.install.criu
 
 # runc, iptables, busybox-static, podman, docker.io for the container-engine tests (idempotent).
 runtimes:

@@ -18,10 +18,10 @@ What it does, in one run:
    PyPI pins its own botocore, which conflicts with s3fs/aiobotocore: it never goes into
    the project's venv.
 4. For each repetition, in alternating order, each on a fresh moto server:
-   - cryostash up: :func:`cryostash.datapath.pack_image`, what ``cryostash create`` runs
+   - cryostash up: :func:`cryostash.transfer.datapath.pack_image`, what ``cryostash create`` runs
      after the dump (FastCDC chunks, BLAKE3, zstd, upload of the chunks the store
      lacks; runs of zeros are recognised and never sent);
-   - cryostash down: :func:`cryostash.datapath.unpack_image`, what ``cryostash restore``
+   - cryostash down: :func:`cryostash.transfer.datapath.unpack_image`, what ``cryostash restore``
      runs before the engine (fetch, decode, verify every chunk, write); no local chunk
      cache, so every byte comes from S3;
    - ``aws s3 sync DIR s3://...`` and ``aws s3 sync s3://... DIR``.
@@ -242,15 +242,17 @@ def make_bucket(fs: object, name: str) -> None:
 def run_cryostash(
     endpoint: str, bucket: str, src: Path, dest: Path, config: Config
 ) -> tuple[float, float, int, int]:
-    """What ``cryostash create`` does after the dump (:func:`cryostash.datapath.pack_image`:
-    FastCDC chunks, BLAKE3, zstd, upload of the chunks the store lacks) and what
-    ``cryostash restore`` does before the engine (:func:`cryostash.datapath.unpack_image`:
-    fetch, decode, verify, write). No local chunk cache: every byte comes from S3.
+    """What ``cryostash create`` does after the dump
+    (:func:`cryostash.transfer.datapath.pack_image`: FastCDC chunks, BLAKE3, zstd, upload of
+    the chunks the store lacks) and what ``cryostash restore`` does before the engine
+    (:func:`cryostash.transfer.datapath.unpack_image`: fetch, decode, verify, write). No local
+    chunk cache: every byte comes from S3.
 
     Returns seconds up, seconds down, bytes sent, bytes received.
     """
-    from cryostash import datapath, resolve_settings
+    from cryostash import resolve_settings
     from cryostash.storage import Store
+    from cryostash.transfer import datapath
 
     options = {"key": KEY, "secret": SECRET, "endpoint_url": endpoint}
     settings = resolve_settings(

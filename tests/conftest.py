@@ -26,7 +26,7 @@ __all__ = ["backend_fixture", "moto_endpoint_fixture", "moto_server_fixture"]
 def criu_path() -> str:
     """Path of a working CRIU >= 4.2 (``criu check`` passes); needs root.
 
-    Never provisions: ``.ci/run`` runs ``python -m cryostash.engines.criu_provision``
+    Never provisions: ``.ci/run`` runs ``python -m cryostash.install.criu``
     first. Missing CRIU or root skips the test locally and fails it in CI.
     """
     if os.geteuid() != 0:

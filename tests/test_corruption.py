@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from cryostash.chunking import zero_digest
 from cryostash.storage import Manifest
+from cryostash.transfer.chunking import zero_digest
 from tests.support import postgres
 from tests.support.processes import (
     ProcessTracker,

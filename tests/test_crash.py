@@ -2,7 +2,7 @@
 
 A real CRIU dump of one counter process (``--leave-running``, shared by the module), a
 real ``cryostash`` child process killed by ``CRYOSTASH_TEST_CRASH_AT`` (see
-:mod:`cryostash.crashpoints`), on local+SQLite and S3(moto)+PostgreSQL. After each:
+:mod:`cryostash.hooks`), on local+SQLite and S3(moto)+PostgreSQL. After each:
 
 - ``ls`` never shows a broken checkpoint, and ``verify --read-data`` passes on what it shows;
 - while the dead create's lease runs, gc (even with no grace) deletes none of its blobs
@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from cryostash import CheckpointExists, collect_garbage, verify_store
-from cryostash.crashpoints import ENV, PHASES
+from cryostash.hooks import ENV, PHASES
 from cryostash.storage import Manifest
 from tests.support.processes import (
     Proc,

@@ -11,16 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from cryostash.engines import criu_debian
 from cryostash.engines.criu_binary import criu_check, criu_version, is_recent
-from cryostash.engines.criu_provision import (
+from cryostash.errors import EngineError
+from cryostash.install import debian as criu_debian
+from cryostash.install.criu import (
     DEFAULT_PREFIX,
     ProvisionResult,
     default_prefix,
     prefix_criu_path,
     provision,
 )
-from cryostash.errors import EngineError
 from tests.support.requirements import missing
 
 # --- no root, no network ------------------------------------------------------------------
@@ -139,7 +139,7 @@ def test_fresh_prefix_with_wrapper_then_reused(
         [
             sys.executable,
             "-m",
-            "cryostash.engines.criu_provision",
+            "cryostash.install.criu",
             "--prefix",
             str(prefix),
             "--json",

@@ -43,9 +43,9 @@ def crash_create(
             raise SimulatedCrash(at)
 
     with monkeypatch.context() as m:
-        m.setattr("cryostash.crashpoints.crash_point", crash_point)
+        m.setattr("cryostash.hooks.crash_point", crash_point)
         m.setattr("cryostash.storage.chunkio.crash_point", crash_point)
-        m.setattr("cryostash.cleanup.undo_create", lambda *args: None)
+        m.setattr("cryostash.manager.cleanup.undo_create", lambda *args: None)
         with pytest.raises(SimulatedCrash):
             mgr.create("app", name, locator=str(image))
 

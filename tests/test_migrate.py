@@ -29,9 +29,9 @@ import pytest
 
 from cryostash import CheckpointManager, Settings
 from cryostash.cli.cmd_migrate import format_report
-from cryostash.destination import CommandDestination, LocalDestination
 from cryostash.errors import UsageError
-from cryostash.migrate import MigrateRequest, migrate
+from cryostash.operations.destination import CommandDestination, LocalDestination
+from cryostash.operations.migrate import MigrateRequest, migrate
 from tests.support import cli
 from tests.support.postgres import PostgresServer
 from tests.support.processes import (

@@ -11,15 +11,16 @@ from pathlib import Path
 import blake3
 import pytest
 
-from cryostash.cache import ChunkCache
-from cryostash.chunking import ChunkParams, zero_digest
 from cryostash.errors import IntegrityError, StorageError
-from cryostash.pipeline import pack, unpack
 from cryostash.storage import chunkio
+from cryostash.transfer.cache import ChunkCache
+from cryostash.transfer.chunking import ChunkParams, zero_digest
+from cryostash.transfer.pack import pack
+from cryostash.transfer.unpack import unpack
 from tests.support.stores import Backend
 
 PARAMS = ChunkParams(1 << 14)  # 16 KiB average: many chunks from a few MiB
-pack_module = sys.modules["cryostash.pipeline.pack"]
+pack_module = sys.modules["cryostash.transfer.pack"]
 
 
 def make_image(root: Path, seed: int = 0) -> Path:

@@ -15,8 +15,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from cryostash import Settings
+from cryostash.config.transfer import TransferSettings
 from cryostash.storage import Manifest
-from cryostash.transfer_settings import TransferSettings
 from tests.support import cli
 from tests.support.fake_engine import FakeManager, make_image
 from tests.support.processes import (

@@ -19,9 +19,10 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cryostash.chunking import ChunkParams
-from cryostash.pipeline import pack, unpack
 from cryostash.storage import Manifest
+from cryostash.transfer.chunking import ChunkParams
+from cryostash.transfer.pack import pack
+from cryostash.transfer.unpack import unpack
 from tests.support.stores import Backend
 
 PARAMS = ChunkParams(256)  # chunks of 64 B .. 1 KiB

@@ -29,11 +29,11 @@ from cryostash.names import validate_name, validate_target
 from cryostash.types import CheckpointInfo, Event, RestoreResult, Status
 
 if TYPE_CHECKING:
-    from cryostash.gc import GcReport, collect_garbage
-    from cryostash.inspection import Inspection
     from cryostash.manager import CheckpointManager
-    from cryostash.rebuild import RebuildReport, rebuild_catalog
-    from cryostash.verify import VerifyReport, verify_store
+    from cryostash.manager.inspection import Inspection
+    from cryostash.operations.gc import GcReport, collect_garbage
+    from cryostash.operations.rebuild import RebuildReport, rebuild_catalog
+    from cryostash.operations.verify import VerifyReport, verify_store
 
 __version__ = "0.1.0"
 
@@ -69,13 +69,13 @@ __all__ = [
 
 _LAZY = {
     "CheckpointManager": "cryostash.manager",
-    "Inspection": "cryostash.inspection",
-    "verify_store": "cryostash.verify",
-    "VerifyReport": "cryostash.verify",
-    "collect_garbage": "cryostash.gc",
-    "GcReport": "cryostash.gc",
-    "rebuild_catalog": "cryostash.rebuild",
-    "RebuildReport": "cryostash.rebuild",
+    "Inspection": "cryostash.manager.inspection",
+    "verify_store": "cryostash.operations.verify",
+    "VerifyReport": "cryostash.operations.verify",
+    "collect_garbage": "cryostash.operations.gc",
+    "GcReport": "cryostash.operations.gc",
+    "rebuild_catalog": "cryostash.operations.rebuild",
+    "RebuildReport": "cryostash.operations.rebuild",
 }
 
 

@@ -24,10 +24,10 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
     """Run the checks; exit 1 when any fails."""
-    from cryostash.doctor import diagnose
+    from cryostash.operations.doctor import diagnose
 
     if args.install:
-        from cryostash.engines.criu_provision import provision
+        from cryostash.install.criu import provision
 
         result = provision()
         if not args.json:

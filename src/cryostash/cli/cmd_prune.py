@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from cryostash.cli.context import Context, print_json
 
 if TYPE_CHECKING:
-    from cryostash.prune import PruneReport
+    from cryostash.operations.prune import PruneReport
     from cryostash.retention import Policy
 
 

@@ -47,8 +47,8 @@ from cryostash.engines.criu_binary import (
     too_old_reason,
 )
 from cryostash.engines.criu_images import read_dump_stats, read_restore_stats, read_root_pid
-from cryostash.engines.criu_provision import default_prefix, prefix_criu_path
 from cryostash.errors import EngineError, UsageError
+from cryostash.install.criu import default_prefix, prefix_criu_path
 from cryostash.types import Availability, DumpOptions, DumpStats, RestoreOptions, RestoreResult
 
 #: Written into the image directory: CRIU version, root PID and dump options.
@@ -180,7 +180,7 @@ class CriuEngine:
     Args:
         criu_path: the CRIU binary (``--criu`` / ``CRYOSTASH_CRIU``). When None, the
             ``CRYOSTASH_CRIU`` environment variable, else the provisioned prefix
-            (:func:`~cryostash.engines.criu_provision.default_prefix`), else ``criu``
+            (:func:`~cryostash.install.criu.default_prefix`), else ``criu``
             on PATH; a PATH CRIU older than 4.2 loses to the prefix.
     """
 
@@ -215,7 +215,7 @@ class CriuEngine:
         return (
             "CRIU not found (looked for the provisioned "
             f"{prefix_criu_path(default_prefix())} and `criu` on PATH): run "
-            "`python -m cryostash.engines.criu_provision` as root, or pass --criu PATH"
+            "`python -m cryostash.install.criu` as root, or pass --criu PATH"
         )
 
     def available(self) -> Availability:

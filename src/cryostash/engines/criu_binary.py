@@ -2,7 +2,7 @@
 
 Everything here runs CRIU only when called (never at import). The CRIU engine
 (:mod:`cryostash.engines.criu`) and the provisioning script
-(:mod:`cryostash.engines.criu_provision`) share it.
+(:mod:`cryostash.install.criu`) share it.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def too_old_reason(version: str, path: str) -> str:
     return (
         f"CRIU {version} at {path} is older than 4.2: on Linux >= 6.16 it cannot dump any "
         "process holding a TCP or UDP socket (SO_PASSCRED is restricted to unix and netlink "
-        "sockets; fixed in CRIU 4.2). Run `python -m cryostash.engines.criu_provision` as "
+        "sockets; fixed in CRIU 4.2). Run `python -m cryostash.install.criu` as "
         "root to get CRIU 4.2, or pass --criu PATH"
     )
 
@@ -146,7 +146,7 @@ class Located:
         path: path of the binary, or None when none was found.
         version: its version, or None when it did not run or report one.
         source: ``"explicit"`` (argument or ``CRYOSTASH_CRIU``), ``"prefix"``
-            (provisioned by :mod:`cryostash.engines.criu_provision`) or ``"path"``.
+            (provisioned by :mod:`cryostash.install.criu`) or ``"path"``.
         tried: every candidate looked at, as ``path -> version`` (None: unusable).
     """
 

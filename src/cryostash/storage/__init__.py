@@ -8,9 +8,9 @@ does.
 
 from cryostash.storage.layout import is_digest, validate_digest
 from cryostash.storage.localfs import Progress
+from cryostash.storage.location import canonical_url, redact_url
 from cryostash.storage.manifest import FORMAT_VERSION, Manifest
 from cryostash.storage.store import Store
-from cryostash.storage.urls import canonical_url, redact_url
 
 __all__ = [
     "FORMAT_VERSION",

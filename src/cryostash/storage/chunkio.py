@@ -31,8 +31,8 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
-from cryostash.crashpoints import crash_point
 from cryostash.errors import CheckpointNotFound, IntegrityError
+from cryostash.hooks import crash_point
 from cryostash.storage import codec, layout, localfs
 from cryostash.storage.translate import translating
 

@@ -78,7 +78,7 @@ class Store:
     """
 
     def __init__(self, url: str, storage_options: Mapping[str, Any] | None = None) -> None:
-        from cryostash.storage.urls import open_root
+        from cryostash.storage.location import open_root
 
         opened = open_root(url, storage_options)
         self._opened_fs: Any = opened.fs  # None on the local disk until fsspec is needed

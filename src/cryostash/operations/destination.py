@@ -12,7 +12,7 @@ A :class:`Destination` does two things to a committed checkpoint:
   ``cryostash restore --json`` object (``pid``, ``duration_s`` (the engine's own run),
   ``download_s``, ``restore_s`` (the engine, waiting for a free PID included),
   ``total_s``, ``bytes_downloaded``, ``bytes_from_cache``, ...; see
-  :func:`cryostash.datapath.restore_stats`). :meth:`PendingRestore.cancel` gives up.
+  :func:`cryostash.transfer.datapath.restore_stats`). :meth:`PendingRestore.cancel` gives up.
 
 :class:`LocalDestination` uses a :class:`~cryostash.manager.CheckpointManager` of this
 process. :class:`CommandDestination` runs ``COMMAND prefetch TARGET NAME --json`` for a

@@ -23,12 +23,12 @@ from typing import TYPE_CHECKING, Any
 
 import blake3
 
-from cryostash import retry
 from cryostash.catalog.maintenance import CatalogMaintenance
 from cryostash.errors import CheckpointNotFound, IntegrityError
+from cryostash.operations.verify import presence_problem
 from cryostash.storage import Manifest
+from cryostash.storage import retrying as retry
 from cryostash.storage.inventory import take_inventory
-from cryostash.verify import presence_problem
 
 if TYPE_CHECKING:
     from cryostash.manager import CheckpointManager

@@ -1,4 +1,4 @@
-"""The manager's data path: settings -> :mod:`cryostash.pipeline`, and the stats it records.
+"""The manager's data path: settings -> :mod:`cryostash.transfer`, and the stats it records.
 
 - :func:`pack_image` / :func:`unpack_image` run the pipeline with the chunk size,
   compression and cache of the settings, on ``jobs`` threads (twice as many for a store
@@ -33,16 +33,16 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cryostash.cache import ChunkCache
-from cryostash.chunking import ChunkParams
 from cryostash.config import Settings
 from cryostash.errors import UsageError
 from cryostash.storage import Progress, Store
+from cryostash.transfer.cache import ChunkCache
+from cryostash.transfer.chunking import ChunkParams
 from cryostash.types import DumpStats, FileEntry
 
 if TYPE_CHECKING:  # the pipeline loads when chunks move (not for ls, inspect, rm...)
-    from cryostash.pipeline import PackResult, UnpackStats
-    from cryostash.pipeline.pack import Reserve
+    from cryostash.transfer.pack import PackResult, Reserve
+    from cryostash.transfer.unpack import UnpackStats
 
 
 def cache_for(settings: Settings, store: Store) -> ChunkCache | None:
@@ -62,13 +62,13 @@ def pack_image(
     jobs: int,
     callback: Progress | None = None,
 ) -> PackResult:
-    """:func:`cryostash.pipeline.pack` with the settings' chunking, compression and cache.
+    """:func:`cryostash.transfer.pack` with the settings' chunking, compression and cache.
 
     Raises:
         UsageError: a chunk size that is not a power of two in [256 B, 4 MiB].
-        and whatever :func:`~cryostash.pipeline.pack` raises.
+        and whatever :func:`~cryostash.transfer.pack` raises.
     """
-    from cryostash.pipeline.pack import pack
+    from cryostash.transfer.pack import pack
 
     t = settings.transfer
     return pack(
@@ -92,8 +92,8 @@ def unpack_image(
     jobs: int,
     callback: Progress | None = None,
 ) -> UnpackStats:
-    """:func:`cryostash.pipeline.unpack` with the settings' cache."""
-    from cryostash.pipeline.unpack import unpack
+    """:func:`cryostash.transfer.unpack` with the settings' cache."""
+    from cryostash.transfer.unpack import unpack
 
     cache = cache_for(settings, store)
     jobs = _connections(store, jobs)
@@ -125,7 +125,7 @@ def prefetch_image(
     jobs: int,
     callback: Progress | None = None,
 ) -> dict[str, Any]:
-    """:func:`cryostash.pipeline.prefetch.prefetch` into the settings' cache, on the
+    """:func:`cryostash.transfer.prefetch.prefetch` into the settings' cache, on the
     transfer threads of ``store``; returns the stats ``prefetch`` records and prints:
     ``chunks_total``, ``chunks_cached``, ``bytes_cached``, ``chunks_downloaded``,
     ``bytes_downloaded``, ``chunks_uncached``, ``retries``, ``duration_s``, ``cache``
@@ -134,9 +134,9 @@ def prefetch_image(
 
     Raises:
         UsageError: no cache for this store (see :func:`require_cache`).
-        and whatever :func:`~cryostash.pipeline.prefetch.prefetch` raises.
+        and whatever :func:`~cryostash.transfer.prefetch.prefetch` raises.
     """
-    from cryostash.pipeline.prefetch import prefetch
+    from cryostash.transfer.prefetch import prefetch
 
     cache = require_cache(settings, store)
     done = prefetch(store, files, cache, jobs=_connections(store, jobs), callback=callback)

@@ -10,7 +10,7 @@ Config file (TOML, optional): ``$CRYOSTASH_CONFIG``, else
 ``/etc/cryostash/config.toml`` for root, ``$XDG_CONFIG_HOME/cryostash/config.toml``
 otherwise; keys ``store``, ``catalog``, ``scratch``, ``host``, ``criu``, the data-path
 keys ``chunk_size``, ``compression``, ``cache``, ``cache_size`` (also as
-``CRYOSTASH_<KEY>``: see :mod:`cryostash.transfer_settings`), and a table
+``CRYOSTASH_<KEY>``: see :mod:`cryostash.config.transfer`), and a table
 ``[storage_options]``.
 
 Storage options are merged key by key: command line over environment over config file.
@@ -32,9 +32,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cryostash import transfer_settings
+from cryostash.config import transfer as transfer_settings
+from cryostash.config.transfer import TransferSettings
 from cryostash.errors import UsageError
-from cryostash.transfer_settings import TransferSettings
 
 _KEYS = ("store", "catalog", "scratch", "host", "criu", *transfer_settings.KEYS)
 
@@ -71,7 +71,7 @@ class Settings:
         criu_path: the CRIU binary to use, or None to search PATH and the private prefix.
         storage_options: extra fsspec options for the store (never persisted).
         transfer: chunk size, compression and chunk cache
-            (:mod:`cryostash.transfer_settings`).
+            (:mod:`cryostash.config.transfer`).
     """
 
     store_url: str

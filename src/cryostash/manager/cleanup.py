@@ -17,12 +17,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cryostash import retry
 from cryostash.catalog import Catalog
 from cryostash.catalog.maintenance import CatalogMaintenance
 from cryostash.engines.base import Engine
 from cryostash.errors import CheckpointNotFound, CryostashError
 from cryostash.storage import Store
+from cryostash.storage import retrying as retry
 from cryostash.types import CheckpointInfo, DumpStats, RestoreOptions, Status
 
 #: Digests claimed per catalog transaction (other writers wait while one runs).

@@ -11,13 +11,13 @@
    grace period are removed.
 3. Blobs that no catalog row (pending ones included) and no remaining manifest refers
    to, and that are older than the grace period, are removed. Each is claimed in the
-   catalog first (:func:`cryostash.cleanup.delete_unreferenced_blobs`), so a blob that
+   catalog first (:func:`cryostash.manager.cleanup.delete_unreferenced_blobs`), so a blob that
    a create on another host starts using meanwhile is kept, or uploaded again by it.
 4. Strays older than the grace period (temporary files of interrupted writes, files of
    checkpoint folders without a manifest, see :mod:`cryostash.storage.inventory`) are
    removed, and on local disk the empty folders they leave; the folders of checkpoints
    still being created (PENDING, lease not expired) are left alone whatever their age.
-5. Scratch folders of this host whose process has died (see :mod:`cryostash.scratch`)
+5. Scratch folders of this host whose process has died (see :mod:`cryostash.transfer.scratch`)
    and that are older than the grace period are removed — except one holding the image of
    a process its crashed create had stopped (no ``--leave-running``): the only copy of
    that process is moved to ``SCRATCH/kept-...`` (``scratch_kept``) for a manual
@@ -39,17 +39,17 @@ from typing import TYPE_CHECKING, Any
 
 import blake3
 
-from cryostash import retry
 from cryostash.catalog.maintenance import CatalogMaintenance
-from cryostash.cleanup import delete_unreferenced_blobs
 from cryostash.errors import (
     CatalogError,
     CheckpointNotFound,
     CryostashError,
     IntegrityError,
 )
-from cryostash.scratch import keep_if_stopped, remove_if_stale, stale_scratch
+from cryostash.manager.cleanup import delete_unreferenced_blobs
+from cryostash.operations.verify import presence_problem
 from cryostash.storage import Manifest, Store
+from cryostash.storage import retrying as retry
 from cryostash.storage.inventory import (
     Inventory,
     StoredObject,
@@ -57,8 +57,8 @@ from cryostash.storage.inventory import (
     prune_empty_folders,
     take_inventory,
 )
+from cryostash.transfer.scratch import keep_if_stopped, remove_if_stale, stale_scratch
 from cryostash.types import CheckpointInfo
-from cryostash.verify import presence_problem
 
 if TYPE_CHECKING:
     from cryostash.manager import CheckpointManager

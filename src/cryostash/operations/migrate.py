@@ -2,7 +2,7 @@
 with a short downtime, without kernel dirty-page tracking.
 
 The source is this process's :class:`~cryostash.manager.CheckpointManager`; the
-destination a :class:`~cryostash.destination.Destination` (this host, or a host reached
+destination a :class:`~cryostash.operations.destination.Destination` (this host, or a host reached
 by a command) that sees the same store and catalog.
 
 1. Every name is checked before anything is dumped: NAME and the pre-copy names
@@ -57,7 +57,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cryostash.destination import Destination
 from cryostash.errors import (
     CheckpointExists,
     CheckpointNotFound,
@@ -69,6 +68,7 @@ from cryostash.errors import (
 )
 from cryostash.manager import CheckpointManager
 from cryostash.names import validate_name, validate_target
+from cryostash.operations.destination import Destination
 
 
 def default_name(now: datetime | None = None) -> str:

@@ -31,10 +31,10 @@ from typing import TYPE_CHECKING, Any
 
 import blake3
 
-from cryostash import retry
 from cryostash.errors import CheckpointNotFound, IntegrityError, UsageError
 from cryostash.names import validate_name, validate_target
 from cryostash.storage import Manifest, Store, chunkio
+from cryostash.storage import retrying as retry
 from cryostash.storage.inventory import take_inventory
 from cryostash.types import CheckpointInfo
 

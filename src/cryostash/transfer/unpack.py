@@ -5,7 +5,7 @@ Contract of :func:`unpack`:
 - Every file is first created under a hidden temporary name (``.NAME.<random>.part``)
   with its final size (a sparse file). All-zero chunks are recognised by their digest
   (the BLAKE3 of that many zeros, computed only for the chunks that can be zeros: see
-  :func:`cryostash.chunking.may_be_zero`) and never fetched: the threads write them
+  :func:`cryostash.transfer.chunking.may_be_zero`) and never fetched: the threads write them
   from one zero buffer. (Not left as holes: CRIU reads a hole markedly slower than
   written zeros, because the kernel zero-fills the page cache on its read path; writing
   the zeros here overlaps with the fetches. Measured on a 512 MiB image, half zeros:
@@ -35,12 +35,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from cryostash.cache import ChunkCache
-from cryostash.chunking import may_be_zero, zero_digest
 from cryostash.errors import CheckpointNotFound, IntegrityError, UsageError
-from cryostash.pipeline.common import ATTEMPTS, BACKOFF_S, Shared, retrying, run_all
 from cryostash.storage import Progress, Store, chunkio
 from cryostash.storage.manifest import validate_relpath
+from cryostash.transfer.cache import ChunkCache
+from cryostash.transfer.chunking import may_be_zero, zero_digest
+from cryostash.transfer.workers import ATTEMPTS, BACKOFF_S, Shared, retrying, run_all
 from cryostash.types import FileEntry
 
 

@@ -1,6 +1,6 @@
 """Debian mechanics of CRIU provisioning: apt in a private configuration, dpkg, patchelf.
 
-Used by :mod:`cryostash.engines.criu_provision`; nothing here decides *whether* to
+Used by :mod:`cryostash.install.criu`; nothing here decides *whether* to
 provision. Every failure raises :class:`~cryostash.errors.EngineError` naming the
 command and the tail of its output.
 """

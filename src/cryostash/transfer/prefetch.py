@@ -5,7 +5,7 @@ restore takes every chunk from the cache and downloads nothing. Contract of
 :func:`prefetch`:
 
 - The chunks considered are the distinct non-zero chunks of ``entries``: all-zero chunks
-  are recognised as a restore recognises them (:func:`cryostash.chunking.may_be_zero`,
+  are recognised as a restore recognises them (:func:`cryostash.transfer.chunking.may_be_zero`,
   then the digest) and are never fetched by a restore either.
 - A chunk the cache holds is not downloaded; its entry is touched (recently used), so
   that the trim at the end evicts other entries first. It is not read: the restore
@@ -32,11 +32,11 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from cryostash.cache import ChunkCache
-from cryostash.chunking import may_be_zero, zero_digest
 from cryostash.errors import CheckpointNotFound, IntegrityError, UsageError
-from cryostash.pipeline.common import ATTEMPTS, BACKOFF_S, Shared, retrying, run_all
 from cryostash.storage import Progress, Store, chunkio
+from cryostash.transfer.cache import ChunkCache
+from cryostash.transfer.chunking import may_be_zero, zero_digest
+from cryostash.transfer.workers import ATTEMPTS, BACKOFF_S, Shared, retrying, run_all
 from cryostash.types import FileEntry
 
 

@@ -1,4 +1,4 @@
-"""Helpers shared by :mod:`~cryostash.pipeline.pack` and :mod:`~cryostash.pipeline.unpack`:
+"""Helpers shared by :mod:`~cryostash.transfer.pack` and :mod:`~cryostash.transfer.unpack`:
 walking an image folder, retrying transient store failures, serialised progress."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import TypeVar
 
 from cryostash.errors import StorageError, UsageError
-from cryostash.retry import ATTEMPTS, BACKOFF_S
 from cryostash.storage import Progress
+from cryostash.storage.retrying import ATTEMPTS, BACKOFF_S
 
 T = TypeVar("T")
 __all__ = ["ATTEMPTS", "BACKOFF_S", "Shared", "retrying", "walk"]

@@ -39,12 +39,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from cryostash.cache import ChunkCache
-from cryostash.chunking import ChunkParams, cut, is_zero, map_file, zero_digest
 from cryostash.errors import StorageError
-from cryostash.pipeline.common import ATTEMPTS, BACKOFF_S, Shared, retrying, walk
 from cryostash.storage import Progress, Store, chunkio, codec
 from cryostash.storage.manifest import validate_relpath
+from cryostash.transfer.cache import ChunkCache
+from cryostash.transfer.chunking import ChunkParams, cut, is_zero, map_file, zero_digest
+from cryostash.transfer.workers import ATTEMPTS, BACKOFF_S, Shared, retrying, walk
 from cryostash.types import FileEntry
 
 #: Reserve chunks with the catalog in batches of at most this many distinct digests. The

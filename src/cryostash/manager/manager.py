@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import blake3
 
-from cryostash import cleanup, crashpoints, datapath, retry
+from cryostash import hooks as crashpoints
 from cryostash.catalog import Catalog
 from cryostash.config import Settings
 from cryostash.engines import get_engine
@@ -38,10 +38,13 @@ from cryostash.errors import (
     CryostashError,
     IntegrityError,
 )
-from cryostash.inspection import Inspection
+from cryostash.manager import cleanup
+from cryostash.manager.inspection import Inspection
 from cryostash.names import validate_name, validate_target
-from cryostash.scratch import mark_stopped, private_scratch
 from cryostash.storage import Manifest, Progress, Store
+from cryostash.storage import retrying as retry
+from cryostash.transfer import datapath
+from cryostash.transfer.scratch import mark_stopped, private_scratch
 from cryostash.types import (
     CheckpointFilter,
     CheckpointInfo,
@@ -52,7 +55,7 @@ from cryostash.types import (
 )
 
 if TYPE_CHECKING:
-    from cryostash.prune import PruneReport
+    from cryostash.operations.prune import PruneReport
     from cryostash.retention import Policy
 
 #: How long a PENDING reservation is honoured before ``gc`` may finish or undo it.
@@ -398,7 +401,7 @@ class CheckpointManager:
 
         A store on the local disk needs nothing (its objects are local): the stats are
         zeros with ``skipped: "local store"`` and no event is recorded. Otherwise the
-        stats of :func:`cryostash.datapath.prefetch_image` are returned (``warning`` is
+        stats of :func:`cryostash.transfer.datapath.prefetch_image` are returned (``warning`` is
         set when the cache bound cannot hold the checkpoint) and recorded in a
         ``prefetch`` event.
 
@@ -473,8 +476,10 @@ class CheckpointManager:
         save_default: bool = False,
     ) -> PruneReport:
         """Apply a retention policy (``policy``, else each target's default); see
-        :func:`cryostash.prune.prune_checkpoints`."""
-        from cryostash.prune import prune_checkpoints  # only prune needs it: keep start-up lean
+        :func:`cryostash.operations.prune.prune_checkpoints`."""
+        from cryostash.operations.prune import (
+            prune_checkpoints,  # only prune needs it: keep start-up lean
+        )
 
         return prune_checkpoints(
             self, target, policy,

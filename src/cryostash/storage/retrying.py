@@ -1,10 +1,10 @@
 """Retries of single store calls that may fail transiently (the manager's, not the chunk
-transfers', which :mod:`cryostash.pipeline` retries itself).
+transfers', which :mod:`cryostash.transfer` retries itself).
 
 Only :class:`~cryostash.errors.StorageError` with ``transient=True`` is retried
 (timeouts, connection resets, throttling, 5xx: see :mod:`cryostash.storage.translate`),
 with the same budget as the chunk transfers (:data:`ATTEMPTS` attempts, exponential
-back-off from :data:`BACKOFF_S`, which :mod:`cryostash.pipeline.common` takes from here).
+back-off from :data:`BACKOFF_S`, which :mod:`cryostash.transfer.workers` takes from here).
 Anything else is raised at once.
 """
 

@@ -1,13 +1,13 @@
 """Provide a working CRIU >= 4.2, without upgrading the system's libc.
 
-Run ``python -m cryostash.engines.criu_provision [--prefix DIR] [--force] [--json]``
+Run ``python -m cryostash.install.criu [--prefix DIR] [--force] [--json]``
 (as root), or call :func:`provision`.
 
 1. A ``criu`` on ``PATH`` that is >= 4.2 and passes ``criu check`` is used as it is.
    (Debian 12's 3.17 fails ``criu check`` on recent kernels; Debian 13's 4.1 cannot
    dump TCP/UDP sockets on Linux >= 6.16: both lead to step 2.)
 2. Otherwise CRIU comes from Debian testing (``forky``) into a private prefix (see
-   :mod:`cryostash.engines.criu_debian`): a private apt configuration runs
+   :mod:`cryostash.install.debian`): a private apt configuration runs
    ``apt-get update`` and ``apt-get download criu libc6 libnl-3-200 libnet9``;
    ``dpkg-deb -x`` extracts them into ``PREFIX/root``; patchelf (or a wrapper script)
    makes ``PREFIX/bin/criu`` run it with the prefix's loader and libc. The other
@@ -40,7 +40,6 @@ from pathlib import Path
 from typing import Literal
 
 from cryostash.config import data_dir
-from cryostash.engines import criu_debian as deb
 from cryostash.engines.criu_binary import (
     MIN_VERSION,
     criu_check,
@@ -51,6 +50,7 @@ from cryostash.engines.criu_binary import (
     version_tuple,
 )
 from cryostash.errors import CryostashError, EngineError
+from cryostash.install import debian as deb
 
 log = logging.getLogger(__name__)
 
@@ -276,9 +276,9 @@ def provision(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command line ``python -m cryostash.engines.criu_provision``; returns the exit status."""
+    """Command line ``python -m cryostash.install.criu``; returns the exit status."""
     parser = argparse.ArgumentParser(
-        prog="python -m cryostash.engines.criu_provision",
+        prog="python -m cryostash.install.criu",
         description="Provide CRIU >= 4.2: the system's, or Debian forky's in a private prefix.",
     )
     parser.add_argument(
