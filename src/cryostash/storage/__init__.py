@@ -9,14 +9,16 @@ does.
 from cryostash.storage.layout import is_digest, validate_digest
 from cryostash.storage.localfs import Progress
 from cryostash.storage.location import canonical_url, redact_url
-from cryostash.storage.manifest import FORMAT_VERSION, Manifest
+from cryostash.storage.manifest import FORMAT_VERSION, Manifest, ManifestMismatch, StoredManifest
 from cryostash.storage.store import Store
 
 __all__ = [
     "FORMAT_VERSION",
     "Manifest",
+    "ManifestMismatch",
     "Progress",
     "Store",
+    "StoredManifest",
     "canonical_url",
     "is_digest",
     "redact_url",

@@ -338,3 +338,46 @@ class Manifest:
             root_pid=obj.get("root_pid"),
             files=tuple(files),
         )
+
+
+@dataclass(frozen=True)
+class StoredManifest:
+    """A manifest as read from a store: parsed, with its bytes and their BLAKE3 digest
+    (the digest the catalog row records, binding row and manifest)."""
+
+    manifest: Manifest
+    data: bytes
+    digest: str
+
+
+class ManifestMismatch(IntegrityError):
+    """A valid manifest whose BLAKE3 is not the one the catalog recorded (swapped or
+    rewritten in the store). ``stored`` is what was read, for reports that go on."""
+
+    def __init__(self, message: str, stored: StoredManifest) -> None:
+        super().__init__(message)
+        self.stored = stored
+
+
+def load_manifest(
+    data: bytes, *, target: str, name: str, expected: str | None = None
+) -> StoredManifest:
+    """Parse the manifest bytes ``data`` of ``target``/``name`` and check them against
+    the digest ``expected`` (the catalog's; None or empty: not checked).
+
+    Raises:
+        IntegrityError: the bytes are not a valid manifest of this checkpoint.
+        ManifestMismatch: valid, but not the manifest the catalog recorded
+            (``manifest of T/N does not match the catalog (expected BLAKE3 X, got Y)``).
+    """
+    import blake3
+
+    digest = blake3.blake3(data).hexdigest()
+    stored = StoredManifest(Manifest.from_bytes(data, target=target, name=name), data, digest)
+    if expected and digest != expected:
+        raise ManifestMismatch(
+            f"manifest of {target}/{name} does not match the catalog (expected BLAKE3 "
+            f"{expected}, got {digest})",
+            stored,
+        )
+    return stored

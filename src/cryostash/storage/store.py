@@ -36,6 +36,7 @@ from cryostash.errors import (
 )
 from cryostash.storage import layout, localfs
 from cryostash.storage.localfs import Progress
+from cryostash.storage.manifest import StoredManifest, load_manifest
 from cryostash.storage.translate import is_transient, store_problem, translating
 
 #: Backends whose ``pipe_file(mode="create")`` is a server-side conditional write.
@@ -224,6 +225,20 @@ class Store:
             if self._local is not None:
                 return localfs.read_file(path)
             return bytes(self._fs.cat_file(path))
+
+    def load_manifest(
+        self, target: str, name: str, expected: str | None = None
+    ) -> StoredManifest:
+        """The manifest of ``target``/``name``, parsed and checked against the digest the
+        catalog recorded (``expected``; None: not checked). The one manifest loader.
+
+        Raises:
+            CheckpointNotFound: no manifest. StorageError: the read failed.
+            IntegrityError: not a valid manifest of this checkpoint.
+            ManifestMismatch: valid but not the one the catalog recorded.
+        """
+        data = self.read_manifest(target, name)
+        return load_manifest(data, target=target, name=name, expected=expected)
 
     def delete_manifest(self, target: str, name: str) -> None:
         """Remove the folder of ``target``/``name`` (manifest first, so a crash midway
