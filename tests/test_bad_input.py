@@ -193,6 +193,6 @@ def test_a_nul_byte_is_refused_through_the_api(tmp_path: Path) -> None:
             with pytest.raises(InvalidName):
                 mgr.restore(target, name)
             with pytest.raises(InvalidName):
-                verify_store(mgr, target, name)
+                verify_store(mgr.repository, target, name)
     assert not (tmp_path / "store").exists() and not (tmp_path / "catalog.db").exists()
     assert not (tmp_path / "scratch").exists()

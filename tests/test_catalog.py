@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from cryostash.catalog import Catalog, public_store_url, strip_credentials
+from cryostash.catalog import Catalog, canonical_url, strip_credentials
 from cryostash.errors import CatalogError, CheckpointExists, CheckpointNotFound
 from cryostash.types import CheckpointInfo, Status
 from tests.support import postgres
@@ -202,18 +202,18 @@ def test_url_helpers() -> None:
     assert strip_credentials("/var/lib/x") == "/var/lib/x"
     assert strip_credentials("simplecache::s3://k:s@b/p") == "simplecache::s3://b/p"
     assert strip_credentials("gs://b/p?token=abc&project=q") == "gs://b/p?project=q"
-    assert public_store_url("/srv/store/") == "/srv/store"
-    assert public_store_url("/") == "/"
-    assert public_store_url("memory://") == "memory://"
-    assert public_store_url("memory://x/") == "memory://x"
-    assert public_store_url("file:///") == "file:///"
-    assert public_store_url("file:///srv/s//") == "file:///srv/s"
-    assert public_store_url("s3://bucket/") == "s3://bucket"
-    assert public_store_url("s3://k:s@bucket/p/?x=1#f") == "s3://bucket/p?x=1#f"
-    assert public_store_url("relative/store/") == "relative/store"
+    assert canonical_url("/srv/store/") == "/srv/store"
+    assert canonical_url("/") == "/"
+    assert canonical_url("memory://") == "memory://"
+    assert canonical_url("memory://x/") == "memory://x"
+    assert canonical_url("file:///") == "file:///"
+    assert canonical_url("file:///srv/s//") == "file:///srv/s"
+    assert canonical_url("s3://bucket/") == "s3://bucket"
+    assert canonical_url("s3://k:s@bucket/p/?x=1#f") == "s3://bucket/p?x=1#f"
+    assert canonical_url("relative/store/") == "relative/store"
     for url in ["s3://k:s@b/p/?token=1&a=b c", "memory://", "/", "file:///x/", "a::s3://u@b/"]:
-        once = public_store_url(url)
-        assert public_store_url(once) == once  # idempotent
+        once = canonical_url(url)
+        assert canonical_url(once) == once  # idempotent
 
 
 def test_commit_and_abort_rules(cat: Catalog) -> None:

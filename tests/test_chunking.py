@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cryostash.config.transfer import parse_level, parse_size
+from cryostash.config.transfer import parse_level
 from cryostash.errors import IntegrityError, UsageError
 from cryostash.storage import codec
 from cryostash.transfer.chunking import (
@@ -22,6 +22,7 @@ from cryostash.transfer.chunking import (
     may_be_zero,
     zero_digest,
 )
+from cryostash.units import parse_size
 
 SMALL = ChunkParams(256)  # min 64, max 1024: many chunks from little data
 

@@ -1,8 +1,9 @@
 """Crash safety: ``cryostash create`` is SIGKILLed at every phase of the commit protocol.
 
 A real CRIU dump of one counter process (``--leave-running``, shared by the module), a
-real ``cryostash`` child process killed by ``CRYOSTASH_TEST_CRASH_AT`` (see
-:mod:`cryostash.hooks`), on local+SQLite and S3(moto)+PostgreSQL. After each:
+real ``cryostash`` child process that SIGKILLs itself at the phase (run by
+``tests/support/crashing.py``, an observer of :mod:`cryostash.hooks`), on local+SQLite and
+S3(moto)+PostgreSQL. After each:
 
 - ``ls`` never shows a broken checkpoint, and ``verify --read-data`` passes on what it shows;
 - while the dead create's lease runs, gc (even with no grace) deletes none of its blobs
@@ -26,8 +27,9 @@ from pathlib import Path
 import pytest
 
 from cryostash import CheckpointExists, collect_garbage, verify_store
-from cryostash.hooks import ENV, PHASES
+from cryostash.hooks import PHASES
 from cryostash.storage import Manifest
+from tests.support import crashing
 from tests.support.processes import (
     Proc,
     ProcessTracker,
@@ -62,12 +64,10 @@ def counter(criu_path: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 def cryostash(setup: Setup, criu: str, *args: str, crash_at: str | None = None) -> (
     subprocess.CompletedProcess[str]
 ):
-    env = setup.cli_env(criu)
-    if crash_at:
-        env[ENV] = crash_at
+    launcher = [str(crashing.SCRIPT), crash_at] if crash_at else ["-m", "cryostash"]
     return subprocess.run(
-        [sys.executable, "-m", "cryostash", *args],
-        env=env,
+        [sys.executable, *launcher, *args],
+        env=setup.cli_env(criu),
         capture_output=True,
         text=True,
         timeout=180,
@@ -111,13 +111,13 @@ def test_a_create_killed_at_each_phase_leaves_nothing_broken(
     with setup.manager(criu=criu_path) as mgr:
         shown = [(i.target, i.name) for i in mgr.list()]
         assert shown == ([("app", "cp")] if committed_by_creator else [])
-        assert verify_store(mgr, read_data=True).ok
+        assert verify_store(mgr.repository, read_data=True).ok
         pending = [(i.target, i.name) for i in mgr.catalog.pending()]
         assert pending == ([] if committed_by_creator else [("app", "cp")])
 
         # The lease runs: gc, even with no grace period, keeps every blob it has.
         blobs = {o for o in objects(setup) if o.startswith("blobs/") and ".tmp" not in o}
-        report = collect_garbage(mgr, grace_s=0)
+        report = collect_garbage(mgr.repository, grace_s=0)
         assert report.ok and not report.committed and not report.aborted
         assert report.blobs_deleted == 0 and blobs <= objects(setup)
         assert len(report.scratch_deleted) == 1 and scratch_entries(setup) == []
@@ -126,16 +126,16 @@ def test_a_create_killed_at_each_phase_leaves_nothing_broken(
 
     assert setup.expire_leases() == (0 if committed_by_creator else 1)
     with setup.manager(criu=criu_path) as mgr:
-        report = collect_garbage(mgr, grace_s=0)
+        report = collect_garbage(mgr.repository, grace_s=0)
         assert report.ok, report.errors
         outcome = OUTCOME[phase]
         assert report.committed == (("app/cp",) if outcome == "committed" else ())
         assert report.aborted == (("app/cp",) if outcome == "aborted" else ())
-        again = collect_garbage(mgr, grace_s=0)
+        again = collect_garbage(mgr.repository, grace_s=0)
         assert again.ok and not again.changed, again.as_dict()
         shown = [(i.target, i.name) for i in mgr.list()]
         assert shown == ([] if outcome == "aborted" else [("app", "cp")])
-        assert verify_store(mgr, read_data=True).ok
+        assert verify_store(mgr.repository, read_data=True).ok
         assert mgr.catalog.pending() == []
     assert objects(setup) == expected_objects(setup)
 
@@ -146,7 +146,7 @@ def test_a_create_killed_at_each_phase_leaves_nothing_broken(
     assert again_done.returncode == 0, again_done.stderr
     with setup.manager(criu=criu_path) as mgr:
         assert [(i.target, i.name) for i in mgr.list()] == [("app", "cp")]
-        final = verify_store(mgr, read_data=True)
+        final = verify_store(mgr.repository, read_data=True)
         assert final.ok, (final.problems, again_done.stderr, done.stderr)
     assert objects(setup) == expected_objects(setup)
     assert scratch_entries(setup) == []
@@ -170,9 +170,9 @@ def test_gc_keeps_the_image_of_a_process_a_crashed_create_had_stopped(
     wait_until(lambda: is_dead(counter.pid), 10, "the dumped counter to end")
     stopped_at = read_counter(counter.counter_path)
     with setup.manager(criu=criu_path) as mgr:
-        report = collect_garbage(mgr, grace_s=0, dry_run=True)
+        report = collect_garbage(mgr.repository, grace_s=0, dry_run=True)
         assert report.scratch_deleted == () and len(report.scratch_kept) == 1
-        report = collect_garbage(mgr, grace_s=0)
+        report = collect_garbage(mgr.repository, grace_s=0)
     assert report.scratch_deleted == () and len(report.scratch_kept) == 1
     kept = Path(report.scratch_kept[0])
     assert kept.name.startswith("kept-create-app-cp-")

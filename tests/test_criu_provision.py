@@ -11,16 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from cryostash.engines.criu_binary import criu_check, criu_version, is_recent
+from cryostash.engines.criu_binary import (
+    DEFAULT_PREFIX,
+    criu_check,
+    criu_version,
+    default_prefix,
+    is_recent,
+    prefix_criu_path,
+)
 from cryostash.errors import EngineError
 from cryostash.install import debian as criu_debian
-from cryostash.install.criu import (
-    DEFAULT_PREFIX,
-    ProvisionResult,
-    default_prefix,
-    prefix_criu_path,
-    provision,
-)
+from cryostash.install.criu import ProvisionResult, provision
 from tests.support.requirements import missing
 
 # --- no root, no network ------------------------------------------------------------------

@@ -23,9 +23,17 @@ from cryostash import (
     collect_garbage,
     verify_store,
 )
-from cryostash.storage import Store
+from cryostash.storage import RetryPolicy, Store, codec
 from tests.support.fake_engine import FakeManager, make_image, read_tree
-from tests.support.faults import Fault, FaultPlan, fail, hook, timeout, torn
+from tests.support.faults import (
+    Fault,
+    FaultPlan,
+    FaultyFileSystem,
+    fail,
+    hook,
+    timeout,
+    torn,
+)
 from tests.support.processes import ProcessTracker, read_counter, wait_until
 from tests.support.setups import Setup, setup_fixture  # noqa: F401
 
@@ -41,8 +49,11 @@ BLOB_READS = frozenset({"cat_file", "open", "read"})
 
 @pytest.fixture
 def faulty(tmp_path: Path) -> Iterator[tuple[Store, FaultPlan]]:
+    """A store through ``faulty::`` that tries each call once: every injected fault
+    reaches the caller (the retries are tested in ``test_store_wrappers.py``)."""
     plan = FaultPlan()
-    yield Store(f"faulty::file://{tmp_path / 'root'}", {"plan": plan}), plan
+    once = RetryPolicy(attempts=1, backoff_s=0)
+    yield Store(f"faulty::file://{tmp_path / 'root'}", {"plan": plan}, retry=once), plan
 
 
 def test_error_instead_of_the_call_n_times(faulty: tuple[Store, FaultPlan]) -> None:
@@ -96,18 +107,31 @@ def test_partial_write_leaves_a_torn_object(
     assert store.read_manifest("t1", "n1") == b"012"  # what a non-atomic backend can leave
 
 
-def test_a_read_can_fail_in_the_middle_of_a_stream(
-    faulty: tuple[Store, FaultPlan], tmp_path: Path
+def test_a_chunk_read_that_fails_is_not_retried_here_and_recovers(
+    faulty: tuple[Store, FaultPlan],
 ) -> None:
     store, plan = faulty
     import blake3
 
-    src = tmp_path / "blob"
-    src.write_bytes(bytes(range(256)) * 10)
-    digest = blake3.blake3(src.read_bytes()).hexdigest()
-    store.put_blob(digest, src)
-    plan.add(fail("read", after=1, times=1))
-    with store.open_blob(digest) as fh:
+    data = bytes(range(256)) * 10
+    digest = blake3.blake3(data).hexdigest()
+    batch = store.write_batch()
+    batch.add(digest, codec.encode(data, 3))
+    batch.commit()
+    plan.add(fail("cat_file", path=r"/blobs/", times=1))
+    with pytest.raises(StorageError, match="injected reset of cat_file") as err:
+        store.read_chunk(digest)
+    assert err.value.transient
+    assert store.read_chunk(digest, len(data)) == data
+    assert plan.count("cat_file") == 2
+
+
+def test_a_read_can_fail_in_the_middle_of_a_stream(tmp_path: Path) -> None:
+    plan = FaultPlan([fail("read", after=1, times=1)])
+    fs = FaultyFileSystem(target_protocol="file", plan=plan)
+    path = tmp_path / "blob"
+    path.write_bytes(bytes(range(256)) * 10)
+    with fs.open(str(path)) as fh:
         assert len(fh.read(1000)) == 1000
         with pytest.raises(ConnectionResetError, match="injected reset of read"):
             fh.read(1000)
@@ -149,7 +173,7 @@ def _round_trip(fx: Faulty, tmp_path: Path) -> int:
     with fx.manager() as mgr:
         info = mgr.create("app", "cp", locator=str(tmp_path / "img"))
         assert info.status.value == "committed"
-        report = verify_store(mgr, read_data=True)
+        report = verify_store(mgr.repository, read_data=True)
         assert report.ok, report.problems
         mgr.restore("app", "cp", engine_args=[str(tmp_path / "out")])
     assert read_tree(tmp_path / "out") == files
@@ -208,7 +232,7 @@ def test_permanent_faults_fail_cleanly_with_nothing_committed(
     _assert_nothing_committed(fx, tmp_path)
     with fx.manager() as mgr:  # the name is free again and the next try works
         mgr.create("app", "cp", locator=str(tmp_path / "img"))
-        assert verify_store(mgr, read_data=True).ok
+        assert verify_store(mgr.repository, read_data=True).ok
 
 
 def test_a_failed_read_during_restore_starts_nothing_and_cleans_scratch(
@@ -236,14 +260,14 @@ def test_gc_running_just_before_the_manifest_write_changes_nothing(
 
     def gc_now(op: str, path: str) -> None:
         with fx.manager() as other:  # another host: same store, same catalog
-            report = collect_garbage(other, grace_s=0)
+            report = collect_garbage(other.repository, grace_s=0)
         ran.append(report.blobs_deleted)
 
     fx.plan.add(hook("pipe_file", gc_now, path=r"/manifest.json$", times=1))
     with fx.manager() as mgr:
         mgr.create("app", "cp", locator=str(tmp_path / "img"))
         assert ran == [0]
-        assert verify_store(mgr, read_data=True).ok
+        assert verify_store(mgr.repository, read_data=True).ok
         with pytest.raises(CheckpointExists):
             mgr.create("app", "cp", locator=str(tmp_path / "img"))
 

@@ -2,7 +2,7 @@
 grace period, never a blob a checkpoint (pending ones included) refers to.
 
 In-process and fast: the engine is the fake one, and a "crash" at a phase is simulated
-by making that crash point raise while the failed create's clean-up is disabled (the
+by a hooks observer raising at that phase while the failed create's clean-up is disabled (the
 state left is the one a SIGKILL leaves, except scratch; ``test_crash.py`` kills real
 processes running real CRIU). Every test runs on local+SQLite and S3+PostgreSQL.
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 import blake3
 import pytest
 
-from cryostash import CatalogError, CheckpointExists, collect_garbage, verify_store
+from cryostash import CatalogError, CheckpointExists, collect_garbage, hooks, verify_store
 from cryostash.catalog.maintenance import CatalogMaintenance
 from cryostash.storage import Manifest
 from tests.support.fake_engine import FakeManager, make_image
@@ -29,7 +29,7 @@ LATER = datetime.now(UTC) + timedelta(days=3)  # leases expired, every object ol
 
 
 class SimulatedCrash(BaseException):
-    """Raised at a crash point instead of SIGKILL."""
+    """Raised at a phase instead of SIGKILL."""
 
 
 def crash_create(
@@ -38,13 +38,11 @@ def crash_create(
     """Run a create that 'crashes' at ``phase``, leaving what a crash leaves in the store
     and the catalog (the failed create's clean-up is switched off)."""
 
-    def crash_point(at: str) -> None:
+    def crash_point(at: str) -> None:  # a cryostash.hooks observer
         if at == phase:
             raise SimulatedCrash(at)
 
-    with monkeypatch.context() as m:
-        m.setattr("cryostash.hooks.crash_point", crash_point)
-        m.setattr("cryostash.storage.chunkio.crash_point", crash_point)
+    with monkeypatch.context() as m, hooks.observe(crash_point):
         m.setattr("cryostash.manager.cleanup.undo_create", lambda *args: None)
         with pytest.raises(SimulatedCrash):
             mgr.create("app", name, locator=str(image))
@@ -84,10 +82,10 @@ def test_abandoned_create_is_kept_while_leased_then_settled(
         crash_create(mgr, monkeypatch, phase, tmp_path / "img")
         before = store_objects(setup)
         assert [i.name for i in mgr.list()] == ["other"]
-        assert verify_store(mgr, read_data=True).ok
+        assert verify_store(mgr.repository, read_data=True).ok
 
         # The lease still runs: gc with no grace at all touches nothing of it.
-        report = collect_garbage(mgr, grace_s=0)
+        report = collect_garbage(mgr.repository, grace_s=0)
         assert report.ok and not report.committed and not report.aborted
         assert report.blobs_deleted == 0
         assert set(before) <= set(store_objects(setup)) | {
@@ -96,22 +94,22 @@ def test_abandoned_create_is_kept_while_leased_then_settled(
         with pytest.raises(CheckpointExists):  # the name stays reserved meanwhile
             mgr.create("app", "cp", locator=str(tmp_path / "img"))
 
-        report = collect_garbage(mgr, grace_s=0, now=LATER)
+        report = collect_garbage(mgr.repository, grace_s=0, now=LATER)
         assert report.ok, report.errors
         assert (report.committed, report.aborted) == (
             (("app/cp",), ()) if outcome == "committed" else ((), ("app/cp",))
         )
-        again = collect_garbage(mgr, grace_s=0, now=LATER)
+        again = collect_garbage(mgr.repository, grace_s=0, now=LATER)
         assert again.ok and not again.changed, again.as_dict()
         assert store_objects(setup) == referenced_objects(mgr)
-        assert verify_store(mgr, read_data=True).ok
+        assert verify_store(mgr.repository, read_data=True).ok
         actions = [e.action for e in mgr.events()]
         assert actions[-1] == ("gc-commit" if outcome == "committed" else "gc-abort")
 
         if outcome == "committed":
             mgr.remove("app", "cp")
         mgr.create("app", "cp", locator=str(tmp_path / "img"))
-        assert verify_store(mgr, read_data=True).ok
+        assert verify_store(mgr.repository, read_data=True).ok
 
 
 def test_incomplete_manifest_with_a_missing_blob_is_undone(
@@ -124,7 +122,7 @@ def test_incomplete_manifest_with_a_missing_blob_is_undone(
         mgr.remove("app", "keep")  # the pending row still refers to the blobs: kept
         victim = blake3.blake3(files["core.img"]).hexdigest()
         setup.raw.remove(setup.raw.blob(victim))
-        report = collect_garbage(mgr, grace_s=0, now=LATER)
+        report = collect_garbage(mgr.repository, grace_s=0, now=LATER)
         assert report.aborted == ("app/cp",) and report.committed == ()
         assert store_objects(setup) == []
         assert mgr.catalog.pending() == [] and mgr.list() == []
@@ -139,20 +137,20 @@ def test_unreferenced_objects_wait_for_the_grace_period(setup: Setup, tmp_path: 
         setup.raw.put("blobs/ab/.abcdef.0123456789ab.tmp", b"interrupted")
         setup.raw.put("checkpoints/app/gone/partial.bin", b"folder without manifest")
 
-        young = collect_garbage(mgr)  # default grace: 24 h
+        young = collect_garbage(mgr.repository)  # default grace: 24 h
         assert young.ok and not young.changed and young.kept_young == 3
-        dry = collect_garbage(mgr, grace_s=0, dry_run=True)
+        dry = collect_garbage(mgr.repository, grace_s=0, dry_run=True)
         assert dry.blobs_deleted == 1 and len(dry.strays_deleted) == 2
         assert setup.raw.exists(setup.raw.blob(digest)), "dry run deleted something"
 
-        old = collect_garbage(mgr, grace_s=3600, now=LATER)
+        old = collect_garbage(mgr.repository, grace_s=3600, now=LATER)
         assert old.blobs_deleted == 1 and old.bytes_deleted == len(b"nobody refers to me")
         assert sorted(old.strays_deleted) == [
             "blobs/ab/.abcdef.0123456789ab.tmp",
             "checkpoints/app/gone/partial.bin",
         ]
         assert store_objects(setup) == referenced_objects(mgr)
-        assert verify_store(mgr, read_data=True).ok
+        assert verify_store(mgr.repository, read_data=True).ok
 
 
 def test_untracked_manifests_go_after_the_grace_period_with_their_blobs(
@@ -167,11 +165,11 @@ def test_untracked_manifests_go_after_the_grace_period_with_their_blobs(
         info = mgr.get("app", "orphan")
         mgr.catalog.remove(info.id)
 
-        young = collect_garbage(mgr, grace_s=3600)
+        young = collect_garbage(mgr.repository, grace_s=3600)
         assert young.manifests_deleted == () and young.blobs_deleted == 0
-        assert verify_store(mgr).untracked == (("app", "orphan"),)
+        assert verify_store(mgr.repository).untracked == (("app", "orphan"),)
 
-        old = collect_garbage(mgr, grace_s=3600, now=LATER)
+        old = collect_garbage(mgr.repository, grace_s=3600, now=LATER)
         assert old.manifests_deleted == ("app/orphan",)
         assert old.blobs_deleted == 3  # core, pages and shared of b; empty files have none
         assert store_objects(setup) == referenced_objects(mgr)
@@ -185,7 +183,7 @@ def test_a_lost_catalog_stops_gc_until_it_is_rebuilt(setup: Setup, tmp_path: Pat
         before = store_objects(setup)
         for dry_run in (True, False):
             with pytest.raises(CatalogError, match="run `cryostash catalog rebuild` first"):
-                collect_garbage(mgr, grace_s=0, now=LATER, dry_run=dry_run)
+                collect_garbage(mgr.repository, grace_s=0, now=LATER, dry_run=dry_run)
         assert store_objects(setup) == before
 
 
@@ -196,10 +194,10 @@ def test_live_creates_keep_their_folders_and_temporary_files(
     with setup.manager(FakeManager) as mgr:
         crash_create(mgr, monkeypatch, "after-upload", tmp_path / "img")
         setup.raw.put("checkpoints/app/cp/.manifest.json.0123456789ab.tmp", b"{")
-        report = collect_garbage(mgr, grace_s=0)  # lease running: a live create
+        report = collect_garbage(mgr.repository, grace_s=0)  # lease running: a live create
         assert report.strays_deleted == ()
         assert setup.raw.exists("checkpoints/app/cp/.manifest.json.0123456789ab.tmp")
-        report = collect_garbage(mgr, grace_s=0, now=LATER)
+        report = collect_garbage(mgr.repository, grace_s=0, now=LATER)
         assert report.aborted == ("app/cp",)
         assert report.strays_deleted == ("checkpoints/app/cp/.manifest.json.0123456789ab.tmp",)
         assert store_objects(setup) == []
@@ -221,11 +219,11 @@ def test_stale_scratch_is_removed_live_and_foreign_folders_are_not(
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         with setup.manager(FakeManager) as mgr:
-            dry = collect_garbage(mgr, grace_s=0, dry_run=True)
+            dry = collect_garbage(mgr.repository, grace_s=0, dry_run=True)
             assert dry.scratch_deleted == (str(dead),) and dead.exists()
-            young = collect_garbage(mgr)
+            young = collect_garbage(mgr.repository)
             assert young.scratch_deleted == () and dead.exists()
-            report = collect_garbage(mgr, grace_s=0)
+            report = collect_garbage(mgr.repository, grace_s=0)
         assert report.scratch_deleted == (str(dead),)
         assert not dead.exists() and live.exists() and foreign.exists()
     finally:

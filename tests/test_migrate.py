@@ -285,9 +285,10 @@ def test_library_migration_to_this_host(
     pid, counter = start_counter(procs, tmp_path / "c")
     with CheckpointManager(settings) as mgr:
         with pytest.raises(UsageError, match="--precopy -1: expected 0 or more"):
-            migrate(mgr, LocalDestination(mgr), MigrateRequest(T, "here", str(pid), precopy=-1))
+            request = MigrateRequest(T, "here", str(pid), precopy=-1)
+            migrate(mgr.repository, LocalDestination(mgr), request)
         report = migrate(
-            mgr, LocalDestination(mgr), MigrateRequest(T, "here", str(pid), precopy=2)
+            mgr.repository, LocalDestination(mgr), MigrateRequest(T, "here", str(pid), precopy=2)
         )
         assert [c.name for c in mgr.list(T)] == ["here"]
     procs.track(report.final.pid)

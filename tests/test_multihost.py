@@ -90,7 +90,8 @@ class Shared:
         if self.moto is None:
             return []
         bucket = self.raw.root.split("/")[0]
-        return list(self.raw.fs.call_s3("list_multipart_uploads", Bucket=bucket).get("Uploads", []))
+        listed = self.raw.filesystem.call_s3("list_multipart_uploads", Bucket=bucket)
+        return list(listed.get("Uploads", []))
 
 
 def _s3_postgresql(

@@ -3,24 +3,26 @@ the chunk cache, and refusal of wrong bytes."""
 
 from __future__ import annotations
 
+import errno
 import os
-import sys
-from collections.abc import Mapping, Set
+from collections.abc import Mapping, Sequence, Set
 from pathlib import Path
 
 import blake3
 import pytest
 
 from cryostash.errors import IntegrityError, StorageError
-from cryostash.storage import chunkio
-from cryostash.transfer.cache import ChunkCache
+from cryostash.storage import Buffer, ChunkCache, RetryPolicy, Store, WriteBatch
+from cryostash.storage.local import LocalBackend
 from cryostash.transfer.chunking import ChunkParams, zero_digest
 from cryostash.transfer.pack import pack
 from cryostash.transfer.unpack import unpack
+from tests.support.faults import FaultPlan, fail
 from tests.support.stores import Backend
 
 PARAMS = ChunkParams(1 << 14)  # 16 KiB average: many chunks from a few MiB
-pack_module = sys.modules["cryostash.transfer.pack"]
+#: Retries without waiting.
+NO_WAIT = RetryPolicy(attempts=3, backoff_s=0)
 
 
 def make_image(root: Path, seed: int = 0) -> Path:
@@ -125,7 +127,7 @@ def test_unpack_takes_what_the_cache_has_and_downloads_the_rest(
     src = make_image(tmp_path / "img")
     store = backend.store()
     cache = ChunkCache(tmp_path / "cache", max_bytes=1 << 30)
-    packed = pack(store, src, params=PARAMS, cache=cache)
+    packed = pack(store.with_cache(cache), src, params=PARAMS)
     assert packed.stats.chunks_cached == packed.stats.chunks_new
     cached = sorted(
         d for e in packed.entries for d, n in zip(e.blobs, e.chunk_sizes, strict=True)
@@ -134,13 +136,13 @@ def test_unpack_takes_what_the_cache_has_and_downloads_the_rest(
     cached = sorted(set(cached))
     for digest in cached[::2]:
         cache.discard(digest)
-    down = unpack(store, packed.entries, tmp_path / "out", cache=cache)
+    down = unpack(store.with_cache(cache), packed.entries, tmp_path / "out")
     assert tree(tmp_path / "out") == tree(src)
     assert down.chunks_from_cache == len(cached) - len(cached[::2])
     assert down.chunks_downloaded == len(cached[::2])
     assert down.bytes_from_cache > 0 and down.chunks_cached == len(cached[::2])
     # Now everything is cached: a second restore downloads nothing.
-    again = unpack(store, packed.entries, tmp_path / "out2", cache=cache)
+    again = unpack(store.with_cache(cache), packed.entries, tmp_path / "out2")
     assert again.chunks_downloaded == 0 and again.bytes_downloaded == 0
 
 
@@ -148,13 +150,13 @@ def test_a_corrupt_cache_entry_is_dropped_and_downloaded(backend: Backend, tmp_p
     src = make_image(tmp_path / "img")
     store = backend.store()
     cache = ChunkCache(tmp_path / "cache")
-    packed = pack(store, src, params=PARAMS, cache=cache)
+    packed = pack(store.with_cache(cache), src, params=PARAMS)
     victim = packed.entries[-1].blobs[0]  # sub/mm.img
     cache.path(victim).write_bytes(b"\x00garbage")
-    down = unpack(store, packed.entries, tmp_path / "out", cache=cache)
+    down = unpack(store.with_cache(cache), packed.entries, tmp_path / "out")
     assert tree(tmp_path / "out") == tree(src)
     assert down.chunks_downloaded == 1
-    assert cache.get(victim) == chunkio.get_object(store, victim)
+    assert cache.get(victim) == store.read_object(victim)
 
 
 def test_cache_is_trimmed_to_its_bound(tmp_path: Path) -> None:
@@ -193,66 +195,54 @@ def test_read_chunk_returns_verified_plain_bytes(backend: Backend, tmp_path: Pat
     packed = pack(store, src, params=PARAMS, level=19)
     entry = next(e for e in packed.entries if e.path == "core-1.img")
     assert store.read_chunk(entry.blobs[0], entry.size) == (src / "core-1.img").read_bytes()
-    assert chunkio.get_object(store, entry.blobs[0])[:1] == b"\x01"  # zstd-tagged
+    assert store.read_object(entry.blobs[0])[:1] == b"\x01"  # zstd-tagged
     with pytest.raises(IntegrityError, match="is corrupt: zstd frame announces 400 bytes"):
         store.read_chunk(entry.blobs[0], 7)
 
 
 def test_uncompressed_store_tags_every_object_raw(tmp_path: Path) -> None:
-    from cryostash.storage import Store
-
     src = make_image(tmp_path / "img")
     store = Store(str(tmp_path / "store"))
     packed = pack(store, src, params=PARAMS, level=None, jobs=1)
     for digest in {d for e in packed.entries for d in e.blobs}:
-        assert chunkio.get_object(store, digest)[:1] == b"\x00"
+        assert store.read_object(digest)[:1] == b"\x00"
     assert packed.stats.bytes_stored == packed.stats.bytes_new + packed.stats.chunks_new
 
 
-def test_transient_store_failures_are_retried(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from cryostash.storage import Store
+def faulty_store(root: Path, plan: FaultPlan) -> Store:
+    """A store on the local disk seen through ``faulty::`` (every call may fail as
+    ``plan`` says), retrying without waiting."""
+    return Store(f"faulty::file://{root}", {"plan": plan}, retry=NO_WAIT)
 
+
+def test_transient_store_failures_are_retried(tmp_path: Path) -> None:
     src = make_image(tmp_path / "img")
-    store = Store(str(tmp_path / "store"))
-    real = chunkio.put_object
-    failed: list[str] = []
-
-    def flaky(store_: object, digest: str, *args: object, **kwargs: object) -> bool:
-        if not failed:
-            failed.append(digest)
-            raise StorageError("connection reset", transient=True)
-        return real(store_, digest, *args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(chunkio, "put_object", flaky)
-    packed = pack(store, src, params=PARAMS, backoff=0.0)
-    assert packed.stats.retries == 1
-    unpack(store, packed.entries, tmp_path / "out")
+    plan = FaultPlan([fail("pipe_file", path=r"/blobs/", times=1)])
+    store = faulty_store(tmp_path / "store", plan)
+    packed = pack(store, src, params=PARAMS)
+    assert packed.stats.retries == 1 and plan.faults[0].fired == 1
+    assert packed.stats.bytes_uploaded > packed.stats.bytes_stored  # the failed attempt
+    plan.add(fail("cat_file", path=r"/blobs/", per_path=True, times=1))  # each first read
+    down = unpack(store, packed.entries, tmp_path / "out")
     assert tree(tmp_path / "out") == tree(src)
+    assert down.retries == plan.faults[1].fired > 0
 
 
-def test_a_permanent_failure_stops_the_pipeline_and_is_raised(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from cryostash.storage import Store
-
+def test_a_permanent_failure_stops_the_pipeline_and_is_raised(tmp_path: Path) -> None:
     src = make_image(tmp_path / "img")
-
-    def broken(*args: object, **kwargs: object) -> bool:
-        raise StorageError("disk on fire")
-
-    monkeypatch.setattr(chunkio, "put_object", broken)
-    with pytest.raises(StorageError, match="disk on fire"):
-        pack(Store(str(tmp_path / "store")), src, params=PARAMS, jobs=2)
-    assert pack_module.BATCH > 0
+    plan = FaultPlan([fail("pipe_file", path=r"/blobs/", transient=False)])
+    with pytest.raises(StorageError, match="injected permanent failure of pipe_file"):
+        pack(faulty_store(tmp_path / "store", plan), src, params=PARAMS, jobs=2)
+    assert plan.faults[0].fired >= 1
+    # Stopped soon after the first failure (a permanent failure is not retried): the
+    # uploads in flight then, not one per chunk of the image.
+    chunks = pack(Store(str(tmp_path / "clean")), src, params=PARAMS).stats.chunks_new
+    assert plan.count("pipe_file") < chunks // 2
 
 
 def test_local_blobs_are_named_only_once_their_bytes_are_on_disk(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from cryostash.storage import Store
-
     src = make_image(tmp_path / "img")
     store = Store(str(tmp_path / "store"))
     synced: set[str] = set()
@@ -278,23 +268,40 @@ def test_local_blobs_are_named_only_once_their_bytes_are_on_disk(
     assert tree(tmp_path / "out") == tree(src)
 
 
-def test_a_failed_pack_leaves_no_new_local_blob_behind(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from cryostash.storage import Store
+class FakeFailingLocalBackend(LocalBackend):
+    """A fake backend for tests: the local disk, whose write batches fail (for good) from
+    the ``fail_after + 1``-th object on."""
 
+    def __init__(self, root: str, fail_after: int) -> None:
+        super().__init__(root)
+        self.fail_after = fail_after
+        self.added: list[str] = []
+
+    def batch(self, jobs: int) -> WriteBatch:  # type: ignore[override]
+        real = super().batch(jobs)
+        owner = self
+
+        class FakeFailingBatch:
+            def add(self, key: str, parts: Sequence[Buffer]) -> bool:
+                owner.added.append(key)
+                if len(owner.added) > owner.fail_after:
+                    raise OSError(errno.EIO, "disk on fire")
+                return real.add(key, parts)
+
+            def commit(self) -> None:
+                real.commit()
+
+            def discard(self) -> None:
+                real.discard()
+
+        return FakeFailingBatch()
+
+
+def test_a_failed_pack_leaves_no_new_local_blob_behind(tmp_path: Path) -> None:
     src = make_image(tmp_path / "img")
-    real = chunkio.put_object
-    calls: list[str] = []
-
-    def fails_later(store_: object, digest: str, *args: object, **kwargs: object) -> bool:
-        calls.append(digest)
-        if len(calls) > 5:
-            raise StorageError("disk on fire")
-        return real(store_, digest, *args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(chunkio, "put_object", fails_later)
+    fake = FakeFailingLocalBackend(str(tmp_path / "store"), fail_after=5)
     with pytest.raises(StorageError, match="disk on fire"):
-        pack(Store(str(tmp_path / "store")), src, params=PARAMS, jobs=2)
-    assert len(calls) > 5
+        pack(Store.over(fake, NO_WAIT), src, params=PARAMS, jobs=2)
+    assert len(fake.added) > 5
+    # The chunks added before the failure were never committed: discarded, unnamed.
     assert [p for p in (tmp_path / "store").rglob("*") if p.is_file()] == []

@@ -21,6 +21,7 @@ import pytest
 from cryostash import CheckpointManager, UsageError, verify_store
 from cryostash.catalog.policies import RetentionCatalog
 from cryostash.cli.app import run
+from cryostash.operations.prune import prune_checkpoints
 from cryostash.retention import KeepLabel, KeepLast, KeepWithin, Policy
 from tests.support import cli
 from tests.support.fake_engine import FakeEngine, FakeManager, make_image, read_tree
@@ -91,7 +92,7 @@ def test_keep_last_frees_only_the_chunks_no_kept_checkpoint_needs(
         shared = set.intersection(*(set(c) for c in chunks.values()))
         assert len(shared) == 1  # the shared file's chunk; everything else is per image
 
-        report = mgr.prune("web", Policy((KeepLast(2),)))
+        report = prune_checkpoints(mgr.repository, "web", Policy((KeepLast(2),)))
 
         (plan,) = report.targets
         assert plan.target == "web" and plan.source == "given"
@@ -115,7 +116,7 @@ def test_keep_last_frees_only_the_chunks_no_kept_checkpoint_needs(
         assert (report.kept, report.removed, report.dry_run) == (2, 2, False)
 
         # the kept checkpoints still read back byte for byte, shared chunk included
-        assert verify_store(mgr, read_data=True).ok
+        assert verify_store(mgr.repository, read_data=True).ok
         mgr.restore("web", "cp3", engine_args=[str(tmp_path / "out")])
         assert read_tree(tmp_path / "out") == read_tree(tmp_path / "images" / "web-cp3")
 
@@ -141,14 +142,14 @@ def test_keep_within_counts_back_from_the_newest_checkpoint(
             ("web", "d6"): T0 + 6 * day, ("old", "only"): T0 - 300 * day,
         })  # fmt: skip
         # long ago: "now" plays no part, the window ends at each target's newest one
-        report = mgr.prune(policy=Policy((KeepWithin("2d"),)))
+        report = prune_checkpoints(mgr.repository, policy=Policy((KeepWithin("2d"),)))
         assert [(p.target, names_of(p.kept), names_of(p.removed)) for p in report.targets] == [
             ("old", ["only"], []),
             ("web", ["d6", "d5"], ["d1", "d0"]),
         ]
         assert report.targets[1].kept[0].reasons == ("within 2d",)
         assert listed(mgr) == ["old/only", "web/d5", "web/d6"]
-        assert verify_store(mgr, read_data=True).ok
+        assert verify_store(mgr.repository, read_data=True).ok
 
 
 def test_keep_label_and_the_union_of_rules(setup: Setup, tmp_path: Path) -> None:
@@ -159,12 +160,14 @@ def test_keep_label_and_the_union_of_rules(setup: Setup, tmp_path: Path) -> None
         hour = timedelta(hours=1)
         set_committed(setup, {("web", f"cp{i}"): T0 + i * 10 * hour for i in range(6)})
 
-        only_label = mgr.prune("web", Policy((KeepLabel("env", "prod"),)), dry_run=True)
+        only_label = prune_checkpoints(
+            mgr.repository, "web", Policy((KeepLabel("env", "prod"),)), dry_run=True
+        )
         assert names_of(only_label.targets[0].kept) == ["cp4", "cp0"]
 
         policy = Policy.of(keep_last=1, keep_within="20h", keep_labels=["env=prod"])
         assert policy is not None
-        report = mgr.prune("web", policy)
+        report = prune_checkpoints(mgr.repository, "web", policy)
         assert {k.checkpoint.name: k.reasons for k in report.targets[0].kept} == {
             "cp5": ("last 1", "within 20h"),
             "cp4": ("within 20h", "label env=prod"),
@@ -186,7 +189,7 @@ def test_a_chunk_a_pending_checkpoint_uses_survives(setup: Setup, tmp_path: Path
         )  # fmt: skip
         mgr.catalog.add_blob_refs(pending.id, old)  # a create on another host uses them
 
-        report = mgr.prune("web", Policy((KeepLast(1),)))
+        report = prune_checkpoints(mgr.repository, "web", Policy((KeepLast(1),)))
         assert names_of(report.targets[0].removed) == ["old"]
         assert report.blobs_deleted == 0
         assert all(setup.raw.exists(setup.raw.blob(d)) for d in old)
@@ -206,7 +209,9 @@ def test_dry_run_changes_nothing(setup: Setup, tmp_path: Path) -> None:
         )
         objects, rows = store_objects(setup), cli.catalog_rows(setup.catalog_url)
 
-        report = mgr.prune("web", Policy((KeepLast(2),)), dry_run=True, save_default=True)
+        report = prune_checkpoints(
+            mgr.repository, "web", Policy((KeepLast(2),)), dry_run=True, save_default=True
+        )
 
         assert report.dry_run and names_of(report.targets[0].removed) == ["cp0"]
         assert report.blobs_deleted == len(gone) > 0  # what it would free
@@ -221,23 +226,25 @@ def test_prune_without_rules_uses_each_targets_default(setup: Setup, tmp_path: P
             make(mgr, tmp_path, "web", f"cp{i}", seed=i)
             make(mgr, tmp_path, "db", f"cp{i}", seed=10 + i)
         with pytest.raises(UsageError) as err:
-            mgr.prune("web")
+            prune_checkpoints(mgr.repository, "web")
         assert "no retention policy for container web: give --keep-last N" in str(err.value)
 
-        mgr.prune("web", Policy((KeepLast(2),)), save_default=True)
+        prune_checkpoints(mgr.repository, "web", Policy((KeepLast(2),)), save_default=True)
         assert listed(mgr, "web") == ["web/cp1", "web/cp2"]
         stored = RetentionCatalog(mgr.catalog).default(mgr.store().url, "web")
         assert stored is not None and stored.policy == Policy((KeepLast(2),))
         assert stored.host == "host-a"
 
         make(mgr, tmp_path, "web", "cp3", seed=3)
-        report = mgr.prune()  # every target: web by its default, db has none
+        report = prune_checkpoints(mgr.repository)  # every target: web by its default; db: none
         assert [(p.target, p.source) for p in report.targets] == [("db", None), ("web", "default")]
         assert names_of(report.targets[1].removed) == ["cp1"]
         assert listed(mgr) == ["db/cp0", "db/cp1", "db/cp2", "web/cp2", "web/cp3"]
 
         with pytest.raises(UsageError, match="needs --keep-last N or --keep-within"):
-            mgr.prune("web", Policy((KeepLabel("a", "b"),)), save_default=True)
+            prune_checkpoints(
+                mgr.repository, "web", Policy((KeepLabel("a", "b"),)), save_default=True
+            )
 
 
 # -- the CLI ------------------------------------------------------------------------------------
@@ -270,7 +277,7 @@ def test_create_keep_last_2_five_times_keeps_the_2_newest_and_the_default_persis
         assert err.splitlines() == ([f"pruned web cp{i - 2}"] if i >= 3 else [])
     with setup.manager(FakeManager) as mgr:
         assert listed(mgr) == ["web/cp4", "web/cp5"]
-        assert verify_store(mgr, read_data=True).ok
+        assert verify_store(mgr.repository, read_data=True).ok
         make(mgr, tmp_path, "web", "cp6", seed=6)  # no policy given: none applied
         assert listed(mgr) == ["web/cp4", "web/cp5", "web/cp6"]
 
@@ -314,7 +321,7 @@ def test_prune_verb_without_target_reports_targets_without_policy(
         for i in range(2):
             make(mgr, tmp_path, "web", f"cp{i}", seed=i)
         make(mgr, tmp_path, "db", "cp0", seed=20)
-        mgr.prune("web", Policy((KeepLast(5),)), save_default=True)
+        prune_checkpoints(mgr.repository, "web", Policy((KeepLast(5),)), save_default=True)
     assert _cli(setup, monkeypatch, "prune") == 0
     assert capsys.readouterr().out.splitlines() == [
         "db: no policy, left alone",

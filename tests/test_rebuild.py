@@ -42,16 +42,16 @@ def test_a_lost_catalog_comes_back_from_the_manifests(setup: Setup, tmp_path: Pa
     setup.lose_catalog()
     with setup.manager(FakeManager) as mgr:
         assert mgr.list() == []
-        report = rebuild_catalog(mgr)
+        report = rebuild_catalog(mgr.repository)
         assert report.ok and report.imported == ("db/one", "web/one", "web/two")
         assert [{k: i.summary()[k] for k in LISTED} for i in mgr.list()] == before
         assert {(i.target, i.name): dict(i.stats) for i in mgr.list()} == stats
-        assert verify_store(mgr, read_data=True).ok
+        assert verify_store(mgr.repository, read_data=True).ok
         for (target, name), image in (("web", "one"), "a"), (("db", "one"), "c"):
             out = tmp_path / f"out-{target}-{name}"
             mgr.restore(target, name, engine_args=[str(out)])
             assert read_tree(out) == images[image]
-        again = rebuild_catalog(mgr)
+        again = rebuild_catalog(mgr)  # a manager is accepted too: its repository
         assert again.ok and again.imported == () and len(again.present) == 3
         assert not collect_garbage(mgr, grace_s=0).changed  # every blob is referenced again
         assert [e.action for e in mgr.events()][:3] == ["rebuild"] * 3
@@ -98,7 +98,7 @@ def test_rows_the_catalog_has_are_left_alone(setup: Setup, tmp_path: Path) -> No
             store_url=mgr.store().url, target="web", name="two", host="h", engine="fake",
             labels={}, lease_seconds=600,
         )
-        report = rebuild_catalog(mgr)
+        report = rebuild_catalog(mgr.repository)
         assert report.present == ("db/one", "web/one") and report.imported == ()
         assert report.skipped == (
             ("web/two", "it is being created (pending); `cryostash gc` settles it"),
@@ -107,6 +107,6 @@ def test_rows_the_catalog_has_are_left_alone(setup: Setup, tmp_path: Path) -> No
         raw = setup.raw
         changed = replace(Manifest.from_bytes(raw.get(raw.manifest("web", "one"))), labels={})
         raw.put(raw.manifest("web", "one"), changed.to_bytes())  # valid, not the catalog's
-        report = rebuild_catalog(mgr)
+        report = rebuild_catalog(mgr.repository)
         assert report.imported == ("web/two",)
         assert ("web/one", "the catalog records a different manifest for it") in report.skipped

@@ -20,7 +20,6 @@ from cryostash.retention import (
     Kept,
     Policy,
     newest_first,
-    parse_duration,
 )
 from cryostash.types import CheckpointInfo, Status
 
@@ -60,26 +59,27 @@ def reasons(policy: Policy, checkpoints: list[CheckpointInfo]) -> dict[str, tupl
 @pytest.mark.parametrize(
     ("text", "seconds"),
     [("90m", 5400), ("12h", 43200), ("7d", 604800), ("2w", 1209600), ("1d12h", 129600),
-     ("30s", 30), (" 7D ", 604800), ("1w1d1h1m1s", 694861)],
+     ("30s", 30), (" 7D ", 604800), ("1w1d1h1m1s", 694861), ("1.5d", 129600), ("7", 7),
+     ("0.5", 0.5)],
 )  # fmt: skip
-def test_durations_parse(text: str, seconds: int) -> None:
-    assert parse_duration(text) == seconds
+def test_durations_parse(text: str, seconds: float) -> None:
+    """--keep-within reads the one duration grammar (cryostash.units.parse_duration)."""
+    assert KeepWithin(text).seconds == seconds
 
 
 @pytest.mark.parametrize(
     ("text", "why"),
-    [("7x", "expected whole numbers with a unit"), ("0", "expected whole numbers with a unit"),
-     ("-1d", "expected whole numbers with a unit"), ("0d", "must be longer than 0"),
-     ("0h0m", "must be longer than 0"), ("", "expected"), ("1.5d", "expected"),
-     ("d", "expected"), ("7", "expected"), ("7d 1h", "expected"), ("+1d", "expected")],
+    [("7x", "expected seconds or numbers with a unit"),
+     ("-1d", "expected seconds or numbers with a unit"),
+     ("0", "must be longer than 0"), ("0d", "must be longer than 0"),
+     ("0h0m", "must be longer than 0"), ("", "expected"), ("d", "expected"),
+     ("7d 1h", "expected"), ("+1d", "expected"), ("nan", "expected"), ("inf", "expected")],
 )  # fmt: skip
 def test_bad_durations_are_refused(text: str, why: str) -> None:
     with pytest.raises(UsageError) as err:
-        parse_duration(text)
+        KeepWithin(text)
     assert str(err.value).startswith(f"invalid duration {text!r}: ")
     assert why in str(err.value)
-    with pytest.raises(UsageError):
-        KeepWithin(text)
 
 
 # -- each rule ----------------------------------------------------------------------------

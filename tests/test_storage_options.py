@@ -93,7 +93,34 @@ def test_s3_defaults_bound_every_request_unless_overridden() -> None:
     assert DEFAULT_CONFIG["retries"] == {"total_max_attempts": 3, "mode": "standard"}
 
 
-def test_an_s3_store_gets_the_defaults() -> None:
-    store = Store("s3://bucket/root", {"key": "k", "secret": "s", "endpoint_url": "http://x"})
-    assert store.fs.config_kwargs["connect_timeout"] == DEFAULT_CONFIG["connect_timeout"]
-    assert store.fs.config_kwargs["retries"]["mode"] == "standard"
+@pytest.fixture
+def opened(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """The options of every fsspec file system opened (``url_to_fs`` spied on)."""
+    import fsspec.core
+
+    seen: list[dict[str, Any]] = []
+    real = fsspec.core.url_to_fs
+
+    def spying_url_to_fs(target: str, **options: Any) -> Any:
+        seen.append(options)
+        return real(target, **options)
+
+    monkeypatch.setattr(fsspec.core, "url_to_fs", spying_url_to_fs)
+    return seen
+
+
+@pytest.mark.parametrize("url", ["s3://bucket/root", "s3a://bucket/root"])
+def test_an_s3_store_is_opened_with_the_defaults(url: str, opened: list[dict[str, Any]]) -> None:
+    given = {"key": "k", "secret": "s", "endpoint_url": "http://x"}
+    store = Store(url, {**given, "config_kwargs": {"read_timeout": 7}})
+    assert store.remote
+    assert opened == [with_defaults({**given, "config_kwargs": {"read_timeout": 7}})]
+    config = opened[0]["config_kwargs"]
+    assert config["read_timeout"] == 7
+    assert config["connect_timeout"] == DEFAULT_CONFIG["connect_timeout"]
+    assert config["retries"]["mode"] == "standard"
+
+
+def test_other_stores_get_their_options_as_given(opened: list[dict[str, Any]]) -> None:
+    Store("memory://options-test/root", {"skip_instance_cache": True})
+    assert opened == [{"skip_instance_cache": True}]

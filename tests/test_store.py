@@ -1,13 +1,17 @@
-"""Store: one conformance class run against every backend, plus local/URL specifics."""
+"""The store conformance suite: the :class:`~cryostash.storage.Store` API production
+uses (manager, transfers, gc, verify, rebuild), on every backend of the ``backend`` fixture:
+manifests, chunks, the inventory, strays, tidy, health, and the messages of its errors.
+
+The rest of the storage suite: ``test_backend.py`` (the Backend protocol),
+``test_store_wrappers.py`` (retrying and caching), ``test_store_edges.py`` (one backend's
+specifics, URLs, error translation).
+"""
 
 from __future__ import annotations
 
 import errno
 import os
-import stat
-import subprocess
-import sys
-import threading
+import time
 from pathlib import Path
 
 import blake3
@@ -17,102 +21,110 @@ from cryostash.config import Settings
 from cryostash.errors import (
     CheckpointExists,
     CheckpointNotFound,
+    IntegrityError,
     InvalidName,
+    ObjectNotFound,
     StorageError,
     UsageError,
 )
-from cryostash.storage import Manifest, Store, canonical_url, redact_url
-from cryostash.storage.translate import is_transient, store_problem, translate
+from cryostash.storage import Manifest, ManifestMismatch, Store
+from cryostash.urls import canonical_url, strip_credentials
 from tests.support.fake_engine import FakeManager, make_image
+from tests.support.storage_helpers import (
+    DIGEST_A,
+    ONCE,
+    FakeFlakyBackend,
+    encoded,
+    manifest_bytes,
+    raced,
+    store_chunks,
+    temp_files,
+)
 from tests.support.stores import Backend
-
-DIGEST_A = blake3.blake3(b"alpha").hexdigest()
-
-
-def _file(tmp_path: Path, data: bytes, name: str = "src") -> tuple[Path, str]:
-    path = tmp_path / name
-    path.write_bytes(data)
-    return path, blake3.blake3(data).hexdigest()
 
 
 class TestStoreConformance:
-    """The storage contract; every backend must pass all of it."""
+    """The repository API production uses (manager, transfers, gc, verify, rebuild)."""
 
     def test_new_store_is_empty(self, backend: Backend) -> None:
         store = backend.store()
-        assert store.list_checkpoints() == []
-        assert list(store.list_blobs()) == []
+        inventory = store.inventory()
+        assert (dict(inventory.manifests), dict(inventory.blobs), inventory.strays) == (
+            {},
+            {},
+            (),
+        )
         assert not store.manifest_exists("c1", "cp1")
-        assert store.ping() >= 0
+        assert not store.has_blob(DIGEST_A)
+        assert store.holds_no_blob()
+        assert not store.exists()
+        assert (store.retries, store.bytes_failed) == (0, 0)
+
+    def test_capabilities_and_url(self, backend: Backend) -> None:
+        store = backend.store()
+        assert store.url == canonical_url(backend.url) == store.backend.url
+        assert "testing" not in store.url and store.url == strip_credentials(store.url)
+        assert repr(store) == f"Store({store.url!r})"
+        assert store.remote is (backend.name != "local")
+        assert store.supports_atomic_create
 
     def test_write_manifest_is_create_only(self, backend: Backend) -> None:
         store = backend.store()
         store.write_manifest("c1", "cp1", b"original")
+        assert store.manifest_exists("c1", "cp1")
         with pytest.raises(CheckpointExists) as err:
             store.write_manifest("c1", "cp1", b"second")
         assert str(err.value) == "checkpoint with name cp1 already exists for container c1"
         assert isinstance(err.value, FileExistsError)
         assert store.read_manifest("c1", "cp1") == b"original"
         assert backend.raw.get(backend.raw.manifest("c1", "cp1")) == b"original"
+        assert store.retries == 0  # a taken name is not retried
 
     def test_concurrent_creators_exactly_one_wins(self, backend: Backend) -> None:
         store = backend.store()
-        results: dict[int, str] = {}
-        barrier = threading.Barrier(6)
-
-        def create(i: int) -> None:
-            barrier.wait()
-            try:
-                store.write_manifest("c1", "race", f"writer {i}".encode())
-                results[i] = "won"
-            except CheckpointExists:
-                results[i] = "lost"
-
-        threads = [threading.Thread(target=create, args=(i,)) for i in range(6)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        winners = [i for i, r in results.items() if r == "won"]
-        assert len(results) == 6 and len(winners) == 1
+        results = raced(6, lambda i: store.write_manifest("c1", "race", f"writer {i}".encode()))
+        winners = [i for i, r in enumerate(results) if r is None]
+        assert len(winners) == 1, results
+        assert all(isinstance(r, CheckpointExists) for r in results if r is not None)
         assert store.read_manifest("c1", "race") == f"writer {winners[0]}".encode()
 
     def test_read_missing_manifest_is_not_found(self, backend: Backend) -> None:
         store = backend.store()
-        with pytest.raises(CheckpointNotFound) as err:
-            store.read_manifest("c1", "nope")
-        assert str(err.value) == "checkpoint nope does not exist for container c1"
-        assert isinstance(err.value, FileNotFoundError)
+        for call in (
+            lambda: store.read_manifest("c1", "nope"),
+            lambda: store.load_manifest("c1", "nope"),
+        ):
+            with pytest.raises(CheckpointNotFound) as err:
+                call()
+            assert str(err.value) == "checkpoint nope does not exist for container c1"
+            assert isinstance(err.value, FileNotFoundError) and err.value.exit_code == 3
 
-    def test_list_shows_only_folders_with_manifest_sorted(self, backend: Backend) -> None:
+    def test_load_manifest_parses_and_checks_the_catalog_digest(self, backend: Backend) -> None:
         store = backend.store()
-        for target, name in [("web", "b2"), ("db", "x1"), ("web", "a1"), ("db", "a1")]:
-            store.write_manifest(target, name, b"{}")
-        raw = backend.raw
-        raw.put("checkpoints/web/pending/partial.bin", b"not committed")
-        raw.put("checkpoints/web/c3/.manifest.json.1234.tmp", b"interrupted write")
-        raw.put("checkpoints/web/deep/er/manifest.json", b"wrong depth")
-        assert store.list_checkpoints() == [
-            ("db", "a1"),
-            ("db", "x1"),
-            ("web", "a1"),
-            ("web", "b2"),
-        ]
-        assert store.list_checkpoints("web") == [("web", "a1"), ("web", "b2")]
-        assert store.list_checkpoints("nobody") == []
-        assert not store.manifest_exists("web", "pending")
+        data = manifest_bytes("web", "n1")
+        store.write_manifest("web", "n1", data)
+        digest = blake3.blake3(data).hexdigest()
+        loaded = store.load_manifest("web", "n1", expected=digest)
+        assert (loaded.data, loaded.digest) == (data, digest)
+        assert (loaded.manifest.target, loaded.manifest.name) == ("web", "n1")
+        assert store.load_manifest("web", "n1").digest == digest  # None: not checked
+        with pytest.raises(ManifestMismatch, match="does not match the catalog") as err:
+            store.load_manifest("web", "n1", expected=DIGEST_A)
+        assert err.value.stored.digest == digest
+        store.write_manifest("web", "n2", data)  # the bytes of another checkpoint
+        with pytest.raises(IntegrityError, match="manifest of web/n2 is corrupt"):
+            store.load_manifest("web", "n2")
+        store.write_manifest("web", "n3", b"garbage")
+        with pytest.raises(IntegrityError, match="not valid JSON"):
+            store.load_manifest("web", "n3")
 
-    def test_checkpoint_invisible_until_its_manifest_is_written(
-        self, backend: Backend, tmp_path: Path
-    ) -> None:
+    def test_checkpoint_invisible_until_its_manifest_is_written(self, backend: Backend) -> None:
         store = backend.store()
-        for i in range(3):
-            path, digest = _file(tmp_path, f"blob {i}".encode(), f"f{i}")
-            store.put_blob(digest, path)
-        assert store.list_checkpoints() == []
+        store_chunks(store, b"blob 0", b"blob 1", b"blob 2")
+        assert dict(store.inventory().manifests) == {}
         assert not store.manifest_exists("c1", "cp1")
         store.write_manifest("c1", "cp1", b"{}")
-        assert store.list_checkpoints() == [("c1", "cp1")]
+        assert list(store.inventory().manifests) == [("c1", "cp1")]
         assert store.manifest_exists("c1", "cp1")
 
     def test_a_create_writes_its_manifest_only_after_all_its_blobs(
@@ -128,7 +140,7 @@ class TestStoreConformance:
             raw = backend.raw
             seen["digests"] = digests
             seen["absent"] = sorted(d for d in digests if not raw.exists(raw.blob(d)))
-            seen["listed"] = store.list_checkpoints()
+            seen["listed"] = dict(store.inventory().manifests)
             real_write(store, target, name, data)
 
         monkeypatch.setattr(Store, "write_manifest", spying_write)
@@ -141,330 +153,222 @@ class TestStoreConformance:
         )
         with FakeManager(settings) as mgr:
             mgr.create("app", "cp1", locator=str(tmp_path / "image"))
-        assert seen["absent"] == [] and seen["listed"] == []
+        assert seen["absent"] == [] and seen["listed"] == {}
         assert seen["digests"] == {blake3.blake3(d).hexdigest() for d in files.values() if d}
-        store = backend.store()
-        assert store.list_checkpoints() == [("app", "cp1")]
-        assert set(store.list_blobs()) == seen["digests"]
+        inventory = backend.store().inventory()
+        assert list(inventory.manifests) == [("app", "cp1")]
+        assert set(inventory.blobs) == seen["digests"] and inventory.strays == ()
 
     def test_delete_manifest_removes_folder_and_is_idempotent(self, backend: Backend) -> None:
         store = backend.store()
         store.write_manifest("c1", "cp1", b"{}")
-        store.write_manifest("c1", "cp2", b"{}")
+        store.write_manifest("c1", "cp10", b"{}")
         backend.raw.put("checkpoints/c1/cp1/extra.log", b"log")
         store.delete_manifest("c1", "cp1")
-        assert store.list_checkpoints() == [("c1", "cp2")]
+        assert list(store.inventory().manifests) == [("c1", "cp10")]
         assert not backend.raw.exists("checkpoints/c1/cp1/extra.log")
         store.delete_manifest("c1", "cp1")
         store.delete_manifest("c1", "never")
         store.write_manifest("c1", "cp1", b"again")  # the name is free again
         assert store.read_manifest("c1", "cp1") == b"again"
 
-    def test_blob_put_get_has_delete_are_idempotent(self, backend: Backend, tmp_path: Path) -> None:
+    def test_chunks_write_read_verify_and_delete(self, backend: Backend) -> None:
         store = backend.store()
-        data = os.urandom(3000)
-        src, digest = _file(tmp_path, data)
+        data = os.urandom(3000) + bytes(3000)
+        digest, parts = encoded(data)
+        stored = b"".join(parts)
         assert not store.has_blob(digest)
-        store.put_blob(digest, src)
-        store.put_blob(digest, src)
-        assert store.has_blob(digest)
-        assert store.blob_size(digest) == len(data)
-        assert list(store.list_blobs()) == [digest]
-        out = tmp_path / "out" / "copy"
-        out.parent.mkdir()
-        store.get_blob(digest, out)
-        assert out.read_bytes() == data
-        with store.open_blob(digest) as fh:
-            assert fh.read() == data
-        assert backend.raw.get(backend.raw.blob(digest)) == data
+        batch = store.write_batch(jobs=2)
+        assert not batch.present(digest)
+        assert batch.add(digest, parts) is True
+        batch.commit()
+        assert store.has_blob(digest) and not store.holds_no_blob()
+        assert store.read_object(digest) == stored  # encoded, as stored
+        assert backend.raw.get(backend.raw.blob(digest)) == stored
+        assert store.read_chunk(digest) == data
+        assert store.read_chunk(digest, len(data)) == data
+        fetched = store.fetch_chunk(digest, len(data), what="blob X of file F")
+        assert bytes(fetched.plain) == data and fetched.stored_size == len(stored)
+        assert (fetched.from_cache, fetched.cached) == (False, False)
+        # A second create asks the store (where asking is cheaper) or is told by add.
+        again = store.write_batch()
+        assert again.present(digest) or again.add(digest, parts) is False
+        again.commit()
+        assert list(store.inventory().blobs) == [digest]
         store.delete_blob(digest)
         store.delete_blob(digest)
         assert not store.has_blob(digest)
-        assert list(store.list_blobs()) == []
+        assert dict(store.inventory().blobs) == {}
 
-    def test_missing_blob_is_not_found(self, backend: Backend, tmp_path: Path) -> None:
+    def test_a_discarded_chunk_batch_names_no_chunk(self, backend: Backend) -> None:
+        store = backend.store()
+        digest, parts = encoded(b"never committed")
+        batch = store.write_batch()
+        batch.add(digest, parts)
+        batch.discard()
+        if store.has_blob(digest):  # object stores: stored whole at once (the caller undoes)
+            assert store.remote and store.read_chunk(digest) == b"never committed"
+        assert temp_files(backend.raw) == []
+
+    def test_missing_blob_is_object_not_found(self, backend: Backend) -> None:
         store = backend.store()
         message = f"blob {DIGEST_A} does not exist in store {store.url}"
         for call in (
-            lambda: store.open_blob(DIGEST_A),
-            lambda: store.blob_size(DIGEST_A),
-            lambda: store.get_blob(DIGEST_A, tmp_path / "x"),
+            lambda: store.read_object(DIGEST_A),
+            lambda: store.read_chunk(DIGEST_A),
+            lambda: store.fetch_chunk(DIGEST_A, 5, what="blob of file F"),
         ):
-            with pytest.raises(CheckpointNotFound) as err:
+            with pytest.raises(ObjectNotFound) as err:
                 call()
             assert str(err.value) == message
-        assert not (tmp_path / "x").exists()
+            assert isinstance(err.value, FileNotFoundError) and err.value.exit_code == 3
+            assert not isinstance(err.value, CheckpointNotFound)
 
-    def test_list_blobs_sorted_and_ignores_foreign_objects(
-        self, backend: Backend, tmp_path: Path
-    ) -> None:
+    def test_a_corrupt_chunk_is_refused(self, backend: Backend) -> None:
         store = backend.store()
-        digests = []
-        for i in range(4):
-            path, digest = _file(tmp_path, f"content {i}".encode(), f"f{i}")
-            store.put_blob(digest, path)
-            digests.append(digest)
+        (digest,) = store_chunks(store, b"alpha" * 100)
+        assert store.read_chunk(digest, 500) == b"alpha" * 100
+        with pytest.raises(IntegrityError, match=f"blob {digest} is corrupt: "):
+            store.read_chunk(digest, 499)  # not the size the manifest records
         raw = backend.raw
-        raw.put(f"blobs/{digests[0][:2]}/.{digests[0]}.abc.tmp", b"temp")
-        raw.put(f"blobs/zz/{digests[1]}", b"wrong fan-out folder")
-        raw.put("blobs/README", b"not a blob")
-        assert list(store.list_blobs()) == sorted(digests)
+        raw.flip_byte(raw.blob(digest), offset=-1)
+        with pytest.raises(IntegrityError, match=f"blob {digest} is corrupt"):
+            store.read_chunk(digest)
+        with pytest.raises(IntegrityError, match="blob X of file F is corrupt"):
+            store.fetch_chunk(digest, 500, what="blob X of file F")
+        raw.put(raw.blob(digest), b"")
+        with pytest.raises(IntegrityError, match="empty object"):
+            store.read_chunk(digest)
 
     @pytest.mark.parametrize(
         "bad", ["abc", "../../etc/passwd", DIGEST_A.upper(), DIGEST_A + "0", "g" * 64]
     )
-    def test_bad_digest_is_rejected_before_any_io(
-        self, backend: Backend, tmp_path: Path, bad: str
-    ) -> None:
+    def test_bad_digest_is_rejected_before_any_io(self, backend: Backend, bad: str) -> None:
         store = backend.store()
-        src, _ = _file(tmp_path, b"x")
+        batch = store.write_batch()
         for call in (
             lambda: store.has_blob(bad),
-            lambda: store.put_blob(bad, src),
-            lambda: store.get_blob(bad, tmp_path / "out"),
-            lambda: store.open_blob(bad),
+            lambda: store.read_object(bad),
+            lambda: store.read_chunk(bad),
+            lambda: store.fetch_chunk(bad, None, what="x"),
             lambda: store.delete_blob(bad),
-            lambda: store.blob_size(bad),
+            lambda: batch.add(bad, [b"\x00x"]),
         ):
             with pytest.raises(UsageError, match="invalid blob digest"):
                 call()
+        batch.commit()
         assert backend.raw.files() == []
 
     @pytest.mark.parametrize(("target", "name"), [("../x", "cp1"), ("c1", ".."), ("c1", "a/b")])
     def test_bad_target_or_name_is_rejected(self, backend: Backend, target: str, name: str) -> None:
         store = backend.store()
-        with pytest.raises(InvalidName):
-            store.write_manifest(target, name, b"{}")
-        with pytest.raises(InvalidName):
-            store.read_manifest(target, name)
+        for call in (
+            lambda: store.write_manifest(target, name, b"{}"),
+            lambda: store.read_manifest(target, name),
+            lambda: store.load_manifest(target, name),
+            lambda: store.manifest_exists(target, name),
+            lambda: store.delete_manifest(target, name),
+        ):
+            with pytest.raises(InvalidName):
+                call()
         assert backend.raw.files() == []
 
-    def test_check_writable_leaves_nothing_behind(self, backend: Backend) -> None:
+    def test_inventory_sorts_manifests_chunks_and_strays(self, backend: Backend) -> None:
         store = backend.store()
+        for target, name in [("web", "b2"), ("db", "x1"), ("web", "a1"), ("db", "a1")]:
+            store.write_manifest(target, name, b"{}")
+        digests = store_chunks(store, *(f"content {i}".encode() for i in range(4)))
+        raw = backend.raw
+        strays = [
+            ".cryostash-probe-0123abcd",  # an interrupted check_writable
+            f"blobs/{digests[0][:2]}/.{digests[0]}.abc123.tmp",  # an interrupted write
+            f"blobs/zz/{digests[1]}",  # wrong fan-out folder
+            "blobs/README",
+            "checkpoints/web/a1/.manifest.json.1234.tmp",
+            "checkpoints/web/c3/.manifest.json.1234.tmp",
+            "checkpoints/web/deep/er/manifest.json",  # wrong depth
+            "checkpoints/web/pending/partial.bin",  # an interrupted create
+        ]
+        for path in strays:
+            raw.put(path, b"stray")
+        raw.put("checkpoints/web/a1/extra.log", b"beside a manifest: left alone")
+        raw.put("notes.txt", b"outside the layout: not looked at")
+        inventory = store.inventory()
+        assert sorted(inventory.manifests) == [
+            ("db", "a1"),
+            ("db", "x1"),
+            ("web", "a1"),
+            ("web", "b2"),
+        ]
+        assert sorted(inventory.blobs) == sorted(digests)
+        assert [s.path for s in inventory.strays] == sorted(strays)
+        one = inventory.blobs[digests[2]]
+        assert one.path == raw.blob(digests[2]) and one.size == len(raw.get(one.path))
+        assert one.modified is not None and inventory.manifests[("db", "a1")].size == 2
+        assert not store.manifest_exists("web", "pending")
+
+    def test_delete_stray_removes_only_strays_of_the_layout(self, backend: Backend) -> None:
+        store = backend.store()
+        raw = backend.raw
+        for path in ("checkpoints/web/pending/partial.bin", ".cryostash-probe-0a1b", "notes"):
+            raw.put(path, b"x")
+        for stray in store.inventory().strays:
+            store.delete_stray(stray.path)
+        store.delete_stray("checkpoints/web/pending/partial.bin")  # missing is fine
+        assert raw.files() == ["notes"] and store.inventory().strays == ()
+        for path in ("notes", "../outside", "checkpoints/../notes", "blobs//x", ""):
+            with pytest.raises(UsageError, match="refusing to delete"):
+                store.delete_stray(path)
+        assert raw.files() == ["notes"]
+
+    def test_tidy_removes_empty_checkpoint_folders(self, backend: Backend) -> None:
+        store = backend.store()
+        for name in ("cp1", "cp2"):
+            store.write_manifest("c1", name, b"{}")
+        store.write_manifest("c2", "cp3", b"{}")
+        for target, name in (("c1", "cp1"), ("c1", "cp2"), ("c2", "cp3")):
+            store.delete_manifest(target, name)
+        removed = store.tidy(older_than=time.time() + 60, keep=[("c1", "cp2")])
+        assert removed == (1 if backend.name == "local" else 0)  # c2 (cp* are gone)
+        if backend.name == "local":
+            assert sorted(os.listdir(Path(backend.url) / "checkpoints")) == ["c1"]
+        assert store.tidy(older_than=time.time() + 60) >= 0
+
+    def test_exists_and_check_writable(self, backend: Backend) -> None:
+        store = backend.store()
+        assert not store.exists()
         store.check_writable()
         assert backend.raw.files() == []
-        assert store.list_checkpoints() == []
+        store.write_manifest("c1", "cp1", b"{}")
+        assert store.exists()
 
-    def test_backend_failures_are_translated(
-        self, backend: Backend, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
-        store = backend.store()
+    def test_backend_failures_are_translated(self, backend: Backend) -> None:
+        fake = FakeFlakyBackend(backend.open())
+        store = Store.over(fake, ONCE)
         store.write_manifest("c1", "cp1", b"{}")
 
-        def fail(exc: Exception) -> None:
-            def raiser(*args: object, **kwargs: object) -> None:
-                raise exc
-
-            # The local disk is read without fsspec (start-up time of restore).
-            if store.is_local:
-                monkeypatch.setattr("cryostash.storage.localfs.read_file", raiser)
-            else:
-                monkeypatch.setattr(store.fs, "cat_file", raiser)
-
-        fail(PermissionError(13, "Access Denied"))
+        fake.fail("get", PermissionError(13, "Access Denied"))
         with pytest.raises(StorageError, match="permission denied") as err:
             store.read_manifest("c1", "cp1")
         assert not err.value.transient and store.url in str(err.value)
-        fail(TimeoutError("read timed out"))
+        fake.fail("get", TimeoutError("read timed out"))
         with pytest.raises(StorageError, match="temporary failure") as err:
             store.read_manifest("c1", "cp1")
         assert err.value.transient
-        fail(OSError(errno.EIO, "disk on fire"))
+        fake.fail("get", OSError(errno.EIO, "disk on fire"))
         with pytest.raises(StorageError, match="disk on fire") as err:
             store.read_manifest("c1", "cp1")
         assert not err.value.transient
-
-    def test_url_is_credential_free(self, backend: Backend) -> None:
-        store = backend.store()
-        assert store.url == canonical_url(backend.url)
-        assert "testing" not in store.url
-        assert repr(store) == f"Store({store.url!r})"
-
-
-# -- local disk specifics -------------------------------------------------------------------
-
-
-def test_checkpoint_dir_that_is_a_file_is_a_usage_error(tmp_path: Path) -> None:
-    path = tmp_path / "afile"
-    path.write_text("x")
-    with pytest.raises(UsageError) as err:
-        Store(str(path))
-    assert str(err.value) == f"{path} exists and is not a directory"
-
-
-def test_local_root_is_created_on_first_write(tmp_path: Path) -> None:
-    root = tmp_path / "a" / "b" / "store"
-    store = Store(str(root))
-    assert not store.exists() and not root.exists()
-    assert store.list_checkpoints() == []
-    store.write_manifest("c1", "cp1", b"{}")
-    assert store.exists() and (root / "checkpoints/c1/cp1/manifest.json").is_file()
-
-
-def test_unwritable_root_fails_check_writable(tmp_path: Path) -> None:
-    # Tests run as root, where chmod does not stop writes: a root under a regular
-    # FILE cannot be created by anyone.
-    blocker = tmp_path / "blocker"
-    blocker.write_text("x")
-    root = blocker / "store"
-    store = Store(str(root))
-    with pytest.raises(StorageError) as err:
-        store.check_writable()
-    assert str(err.value).startswith(f"store {root} is not writable: ")
-    with pytest.raises(StorageError) as err2:  # not CheckpointExists
-        store.write_manifest("c1", "cp1", b"{}")
-    assert not isinstance(err2.value, CheckpointExists)
-
-
-def test_local_manifest_write_leaves_no_temporary_file(tmp_path: Path) -> None:
-    store = Store(str(tmp_path / "s"))
-    store.write_manifest("c1", "cp1", b"{}")
-    with pytest.raises(CheckpointExists):
-        store.write_manifest("c1", "cp1", b"other")
-    assert os.listdir(tmp_path / "s/checkpoints/c1/cp1") == ["manifest.json"]
-
-
-def test_local_manifest_write_failure_leaves_nothing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    store = Store(str(tmp_path / "s"))
-
-    def broken_link(src: str, dst: str) -> None:
-        raise OSError(errno.EIO, "I/O error")
-
-    monkeypatch.setattr(os, "link", broken_link)
-    with pytest.raises(StorageError, match="I/O error"):
-        store.write_manifest("c1", "cp1", b"{}")
-    assert os.listdir(tmp_path / "s/checkpoints/c1/cp1") == []
-    assert not store.manifest_exists("c1", "cp1")
-
-
-def test_local_manifest_write_interrupted_leaves_nothing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    store = Store(str(tmp_path / "s"))
-
-    real_fsync = os.fsync
-
-    def interrupted(fd: int) -> None:
-        if stat.S_ISREG(os.fstat(fd).st_mode):  # Ctrl-C while syncing the new manifest
-            raise KeyboardInterrupt
-        real_fsync(fd)
-
-    monkeypatch.setattr(os, "fsync", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        store.write_manifest("c1", "cp1", b"{}")
-    monkeypatch.undo()
-    assert os.listdir(tmp_path / "s/checkpoints/c1/cp1") == []
-
-
-def test_local_blob_put_is_atomic_on_failure(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    store = Store(str(tmp_path / "s"))
-    src, digest = _file(tmp_path, b"payload")
-
-    def broken_replace(src: str, dst: str) -> None:
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(os, "replace", broken_replace)
-    with pytest.raises(StorageError, match="No space left"):
-        store.put_blob(digest, src)
-    monkeypatch.undo()
-    assert not store.has_blob(digest)
-    assert os.listdir(tmp_path / "s/blobs" / digest[:2]) == []
-
-
-# -- URLs -------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("url", ["xyz://bucket/x", "nosuchproto::s3://bucket/x"])
-def test_unknown_protocol_is_a_usage_error(url: str) -> None:
-    with pytest.raises(UsageError, match=r"unknown store protocol '(xyz|nosuchproto)' in URL"):
-        Store(url)
-
-
-@pytest.mark.parametrize("url", ["://x", "", "   "])
-def test_malformed_url_is_a_usage_error(url: str) -> None:
-    with pytest.raises(UsageError):
-        Store(url)
-
-
-def test_redact_url_strips_credentials() -> None:
-    assert redact_url("s3://AKIA:secret@bucket/p?sig=x&region=eu") == "s3://bucket/p?region=eu"
-    assert redact_url("simplecache::sftp://alice:pw@host/srv") == "simplecache::sftp://host/srv"
-    assert redact_url("/plain/path") == "/plain/path"
-    assert redact_url("s3://") == "s3://"
-
-
-def test_canonical_url_of_local_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)
-    assert canonical_url("rel/store/") == str(tmp_path / "rel/store")
-    assert canonical_url(f"file://{tmp_path}/x") == f"{tmp_path}/x"
-    assert canonical_url(f"local://{tmp_path}/x/") == f"{tmp_path}/x"
-    assert canonical_url("file://rel/x") == str(tmp_path / "rel/x")
-    assert canonical_url("s3://k:s@bucket/prefix/") == "s3://bucket/prefix"
-    assert Store("rel/store").url == str(tmp_path / "rel/store")
-
-
-class _FakeClientError(Exception):
-    def __init__(self, code: str) -> None:
-        super().__init__(f"An error occurred ({code})")
-        self.response = {"Error": {"Code": code}}
-
-
-def test_translate_understands_s3_error_codes() -> None:
-    lost = OSError(errno.EINVAL, "precondition")
-    lost.__cause__ = _FakeClientError("PreconditionFailed")
-    err = translate(
-        lost, op="write", where="manifest", url="s3://b", exists=lambda: CheckpointExists("taken")
-    )
-    assert isinstance(err, CheckpointExists)
-    assert is_transient(_FakeClientError("SlowDown"))
-    assert is_transient(_FakeClientError("ConditionalRequestConflict"))
-    assert not is_transient(_FakeClientError("NoSuchBucket"))
-    denied = translate(_FakeClientError("AccessDenied"), op="read", where="x", url="s3://b")
-    assert isinstance(denied, StorageError) and "permission denied" in str(denied)
-
-
-class EndpointConnectionError(Exception):
-    """Named like botocore's: what an unreachable endpoint raises."""
-
-
-def test_a_store_that_cannot_be_used_is_named_as_such() -> None:
-    def err(exc: Exception) -> StorageError:
-        out = translate(exc, op="read", where="manifest of a1/b1", url="s3://b/p")
-        assert isinstance(out, StorageError)
-        return out
-
-    missing_bucket = FileNotFoundError("The specified bucket does not exist")
-    missing_bucket.__cause__ = _FakeClientError("NoSuchBucket")
-    gone = translate(
-        missing_bucket, op="read", where="manifest of a1/b1", url="s3://b/p",
-        not_found=lambda: CheckpointNotFound("no such checkpoint"),
-    )  # fmt: skip
-    assert isinstance(gone, StorageError)  # not "checkpoint does not exist"
-    assert str(gone) == "cannot read manifest of a1/b1 in store s3://b/p: the bucket does not exist"
-    for code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken"):
-        rejected = err(_FakeClientError(code))
-        assert f"the credentials were rejected ({code}: " in str(rejected)
-        assert not rejected.transient
-    down = err(EndpointConnectionError('Could not connect to the endpoint URL: "http://x"'))
-    assert "cannot connect to the endpoint: Could not connect" in str(down)
-    assert down.transient
-    refused = err(ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused"))
-    assert "cannot connect to the endpoint" in str(refused) and refused.transient
-    assert store_problem(_FakeClientError("NoSuchKey")) is None
-    assert store_problem(PermissionError("Access Denied")) is None
-
-
-def test_a_local_store_is_used_without_importing_fsspec(tmp_path: Path) -> None:
-    # Start-up time: create, restore and ls on the local disk never load fsspec.
-    code = (
-        "import sys; from cryostash.storage import Store;"
-        f"s = Store({str(tmp_path / 'store')!r}); s.check_writable();"
-        "s.write_manifest('c1', 'cp1', b'{}'); assert s.read_manifest('c1', 'cp1') == b'{}';"
-        "assert s.manifest_exists('c1', 'cp1') and s.exists();"
-        "assert 'fsspec' not in sys.modules, sorted(sys.modules)"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True)
+        fake.fail("exists", OSError(errno.EIO, "disk on fire"))
+        with pytest.raises(StorageError, match=r"cannot check blob \w+ in store .*disk on fire"):
+            store.has_blob(DIGEST_A)
+        fake.fail("check_writable", PermissionError(13, "Access Denied"))
+        with pytest.raises(StorageError) as err:
+            store.check_writable()
+        assert str(err.value) == f"store {store.url} is not writable: permission denied: " + (
+            "[Errno 13] Access Denied"
+        )
+        fake.fail("get", TypeError("a bug"))  # bugs are not storage errors
+        with pytest.raises(TypeError, match="a bug"):
+            store.read_manifest("c1", "cp1")
+        assert store.read_manifest("c1", "cp1") == b"{}"

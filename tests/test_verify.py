@@ -88,7 +88,7 @@ def test_each_damage_is_reported_and_refused(
     digests = _made(setup, tmp_path)
     damage(setup.raw, digests)
     with setup.manager(FakeManager) as mgr:
-        report = verify_store(mgr, read_data=True)
+        report = verify_store(mgr.repository, read_data=True)
         assert not report.ok and report.checkpoints == 3
         mine = [p for p in report.problems if (p.target, p.name) == ("app", "cp")]
         assert kind in {p.kind for p in mine}, report.problems
@@ -102,9 +102,9 @@ def test_each_damage_is_reported_and_refused(
         assert ("db", "fine") not in others
         if file is None:
             assert others == {("app", "cp")}
-        cheap_report = verify_store(mgr)  # sizes and presence only
+        cheap_report = verify_store(mgr.repository)  # sizes and presence only
         assert (not cheap_report.ok) == cheap
-        assert verify_store(mgr, "db", read_data=True).ok
+        assert verify_store(mgr.repository, "db", read_data=True).ok
 
         with pytest.raises((IntegrityError, CheckpointNotFound)) as err:
             mgr.restore("app", "cp", engine_args=[str(tmp_path / "out")])
@@ -121,12 +121,12 @@ def test_each_damage_is_reported_and_refused(
 def test_verify_selects_target_and_checkpoint(setup: Setup, tmp_path: Path) -> None:
     _made(setup, tmp_path)
     with setup.manager(FakeManager) as mgr:
-        assert verify_store(mgr).checkpoints == 3
-        assert verify_store(mgr, "app").checkpoints == 2
-        one = verify_store(mgr, "db", "fine", read_data=True)
+        assert verify_store(mgr.repository).checkpoints == 3
+        assert verify_store(mgr.repository, "app").checkpoints == 2
+        one = verify_store(mgr.repository, "db", "fine", read_data=True)
         assert one.checkpoints == 1 and one.ok and one.bytes_read > 0
         with pytest.raises(CheckpointNotFound, match="checkpoint nope does not exist"):
-            verify_store(mgr, "app", "nope")
+            verify_store(mgr.repository, "app", "nope")
 
 
 def _cli(setup: Setup, monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
@@ -143,7 +143,7 @@ def test_verify_verb_prints_problems_and_exits_7(
 ) -> None:
     digests = _made(setup, tmp_path)
     with setup.manager(FakeManager) as mgr:
-        sound = verify_store(mgr, read_data=True)
+        sound = verify_store(mgr.repository, read_data=True)
     assert _cli(setup, monkeypatch, "verify", "--read-data") == 0
     assert capsys.readouterr().out.splitlines()[-1] == (
         f"3 checkpoints, {sound.blobs} blobs checked, {sound.bytes_read} bytes read: "
@@ -183,8 +183,8 @@ def test_untracked_manifests_are_noted_not_failed(
     _made(setup, tmp_path)
     with setup.manager(FakeManager) as mgr:
         mgr.catalog.remove(mgr.get("db", "fine").id)
-        report = verify_store(mgr)
+        report = verify_store(mgr.repository)
         assert report.ok and report.untracked == (("db", "fine"),)
-        assert verify_store(mgr, "app").untracked == ()
+        assert verify_store(mgr.repository, "app").untracked == ()
     assert _cli(setup, monkeypatch, "verify") == 0
     assert "note: db/fine is in the store but not in the catalog" in capsys.readouterr().out

@@ -29,7 +29,7 @@ from cryostash.names import validate_name, validate_target
 from cryostash.types import CheckpointInfo, Event, RestoreResult, Status
 
 if TYPE_CHECKING:
-    from cryostash.manager import CheckpointManager
+    from cryostash.manager import CheckpointManager, Repository
     from cryostash.manager.inspection import Inspection
     from cryostash.operations.gc import GcReport, collect_garbage
     from cryostash.operations.rebuild import RebuildReport, rebuild_catalog
@@ -51,6 +51,7 @@ __all__ = [
     "IntegrityError",
     "InvalidName",
     "RebuildReport",
+    "Repository",
     "RestoreResult",
     "SchemaOutdated",
     "Settings",
@@ -69,6 +70,7 @@ __all__ = [
 
 _LAZY = {
     "CheckpointManager": "cryostash.manager",
+    "Repository": "cryostash.manager",
     "Inspection": "cryostash.manager.inspection",
     "verify_store": "cryostash.operations.verify",
     "VerifyReport": "cryostash.operations.verify",

@@ -4,10 +4,17 @@ Every error raised on purpose by cryostash derives from :class:`CryostashError`.
 Subclasses also inherit the matching built-in exception, so callers may catch
 either (``except FileNotFoundError`` catches :class:`CheckpointNotFound`).
 Only the CLI turns these into exit codes and messages; the ``exit_code``
-class attribute is the code it uses.
+class attribute is the code it uses. This module is the one place exit codes are defined
+(each class's ``exit_code``, and :data:`EXIT_INTERRUPTED`; 0 is success); docs/cli.md
+documents them for users.
+:func:`error_class` maps a code back to its class (how ``migrate --to`` reports a
+destination command's failure).
 """
 
 from __future__ import annotations
+
+#: The exit code of a command interrupted by Ctrl-C (128 + SIGINT, as shells do).
+EXIT_INTERRUPTED = 130
 
 
 class CryostashError(Exception):
@@ -30,6 +37,12 @@ class UsageError(CryostashError, ValueError):
 
 class CheckpointNotFound(CryostashError, FileNotFoundError):
     """The checkpoint (or the object of it that was asked for) does not exist."""
+
+    exit_code = 3
+
+
+class ObjectNotFound(CryostashError, FileNotFoundError):
+    """An object a checkpoint needs (a chunk) is missing from the store."""
 
     exit_code = 3
 
@@ -79,3 +92,25 @@ class SchemaOutdated(CatalogError):
     """
 
     exit_code = 9
+
+
+def error_class(code: int) -> type[CryostashError]:
+    """The error class whose ``exit_code`` is ``code`` (:class:`UsageError` for 2, not
+    :class:`InvalidName`); :class:`CryostashError` for a code no subclass has."""
+    return _BY_EXIT_CODE.get(code, CryostashError)
+
+
+#: Exit code -> error class (2 is a usage error: a name error is one too).
+_BY_EXIT_CODE: dict[int, type[CryostashError]] = {
+    cls.exit_code: cls
+    for cls in (
+        CheckpointNotFound,
+        CheckpointExists,
+        EngineError,
+        StorageError,
+        IntegrityError,
+        CatalogError,
+        SchemaOutdated,
+        UsageError,
+    )
+}

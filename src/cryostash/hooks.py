@@ -1,23 +1,21 @@
-"""TEST-ONLY crash points: the process kills itself (SIGKILL) at a named phase of a create.
+"""Observers of the phases of a create: the core says where it is, an observer may act.
 
-``CRYOSTASH_TEST_CRASH_AT=PHASE`` makes :func:`crash_point` (called by the manager at
-each phase below) send SIGKILL to the current process, as a power cut or the OOM
-killer would: no ``finally`` block, no clean-up, no atexit. The crash tests use it to
-prove the commit protocol (see ``docs/reliability.md``): whatever a crash leaves,
-``ls`` shows no broken checkpoint, ``verify`` passes on what ``ls`` shows, ``gc``
-converges and the name can be used again.
+The manager (and the storage layer, for ``mid-upload``) calls :func:`reached` at each
+phase below. Nothing is installed by cryostash itself: with no observer a call costs one
+empty loop. The crash tests install one that SIGKILLs the process at a phase, as a power
+cut or the OOM killer would (``tests/support/crashing.py``), to prove the commit protocol
+(see ``docs/reliability.md``); the in-process gc tests install one that raises.
 
-Never set the variable outside tests. When it is unset each point costs one
-environment lookup and does nothing. A leaf module (imports nothing of cryostash), so
-that any layer may call it.
+A leaf module (imports nothing of cryostash), so that any layer may call it. Observers
+run in the thread that reached the phase (``mid-upload``: an upload thread); what an
+observer raises propagates from :func:`reached`.
 
 Phases of ``CheckpointManager.create``, in order:
 
 - ``after-dump``: the engine has written the image into scratch; nothing is uploaded.
 - ``mid-upload``: the first chunk object is stored, the others are not (other upload
   threads may be halfway through theirs; on local disk, the others are temporary files).
-  Called by :func:`cryostash.storage.chunkio.put_object`, and on local disk by
-  :meth:`cryostash.storage.chunkio.DurableBatch.commit` after its first rename.
+  Reached in the storage layer, when it has stored the first object of a create.
 - ``after-upload``: every blob is stored; no manifest.
 - ``after-manifest``: the manifest is written; the catalog row is still PENDING
   ("before the catalog commit").
@@ -27,20 +25,47 @@ Phases of ``CheckpointManager.create``, in order:
 
 from __future__ import annotations
 
-import os
-import signal
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
 
-#: The environment variable naming the phase to crash at.
-ENV = "CRYOSTASH_TEST_CRASH_AT"
-#: Every phase :func:`crash_point` knows, in the order a create reaches them.
+#: Every phase :func:`reached` is called with, in the order a create reaches them.
 PHASES = ("after-dump", "mid-upload", "after-upload", "after-manifest", "after-commit")
 
+#: An observer: called with the phase reached.
+Observer = Callable[[str], None]
 
-def _armed(phase: str) -> bool:
-    return os.environ.get(ENV) == phase
+_observers: tuple[Observer, ...] = ()
+_lock = threading.Lock()
 
 
-def crash_point(phase: str) -> None:
-    """SIGKILL this process if ``CRYOSTASH_TEST_CRASH_AT`` is ``phase`` (test-only)."""
-    if _armed(phase):
-        os.kill(os.getpid(), signal.SIGKILL)
+def reached(phase: str) -> None:
+    """Call every installed observer with ``phase`` (one of :data:`PHASES`)."""
+    for observer in _observers:
+        observer(phase)
+
+
+def add_observer(observer: Observer) -> None:
+    """Install ``observer``: :func:`reached` calls it from now on (until removed)."""
+    global _observers
+    with _lock:
+        _observers = (*_observers, observer)
+
+
+def remove_observer(observer: Observer) -> None:
+    """Uninstall ``observer`` (once; nothing if it is not installed)."""
+    global _observers
+    with _lock:
+        if observer in _observers:
+            i = _observers.index(observer)
+            _observers = _observers[:i] + _observers[i + 1 :]
+
+
+@contextlib.contextmanager
+def observe(observer: Observer) -> Iterator[None]:
+    """``observer`` installed for the duration of a ``with`` block."""
+    add_observer(observer)
+    try:
+        yield
+    finally:
+        remove_observer(observer)

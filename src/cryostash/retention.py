@@ -16,8 +16,8 @@ Rules:
 - :class:`KeepLast` ``N`` (N >= 1): the N newest checkpoints of the target.
 - :class:`KeepWithin` ``DURATION``: every checkpoint committed at most DURATION before
   the target's NEWEST checkpoint (not before "now": when checkpoints stop being made,
-  pruning never removes the last ones). Durations: whole numbers with a unit, ``s``,
-  ``m`` (minutes), ``h``, ``d``, ``w``, e.g. ``90m``, ``12h``, ``7d``, ``2w``, ``1d12h``.
+  pruning never removes the last ones). DURATION as :func:`cryostash.units.parse_duration`
+  reads it (``90m``, ``12h``, ``7d``, ``2w``, ``1d12h``, or seconds), longer than 0.
 - :class:`KeepLabel` ``K=V``: checkpoints labelled ``K`` with the value ``V``.
 
 A :class:`Policy` is JSON (de)serialisable (:meth:`Policy.to_dict`,
@@ -27,7 +27,6 @@ raises :class:`~cryostash.errors.UsageError` naming the rule.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -35,25 +34,23 @@ from typing import Any, Protocol
 
 from cryostash.errors import UsageError
 from cryostash.types import CheckpointInfo, Status
+from cryostash.units import parse_duration
 
-#: Seconds in one of each duration unit.
-DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_DURATION = re.compile(r"(?:\d+[smhdw])+")
-_DURATION_PART = re.compile(r"(\d+)([smhdw])")
-_DURATION_HINT = "expected whole numbers with a unit (s, m, h, d, w), e.g. 90m, 12h, 7d, 2w, 1d12h"
+_DURATION_HINT = "expected seconds or numbers with a unit (s, m, h, d, w), e.g. 90m, 12h, 7d, 1d12h"
 
 
-def parse_duration(text: str) -> int:
-    """Seconds in ``text`` (``90m``, ``12h``, ``7d``, ``2w``, ``1d12h``); more than zero.
+def _within_seconds(text: str) -> float:
+    """Seconds in a ``--keep-within`` duration (:func:`cryostash.units.parse_duration`),
+    which must be longer than 0.
 
     Raises:
-        UsageError: ``invalid duration 'TEXT': expected ...`` (no unit, unknown unit,
-            sign, fraction) or ``... it must be longer than 0``.
+        UsageError: ``invalid duration 'TEXT': expected ...`` (not a duration, negative)
+            or ``... it must be longer than 0``.
     """
-    value = text.strip().lower() if isinstance(text, str) else ""
-    if not _DURATION.fullmatch(value):
-        raise UsageError(f"invalid duration {text!r}: {_DURATION_HINT}")
-    seconds = sum(int(n) * DURATION_UNITS[u] for n, u in _DURATION_PART.findall(value))
+    try:
+        seconds = parse_duration(text)
+    except UsageError:
+        raise UsageError(f"invalid duration {text!r}: {_DURATION_HINT}") from None
     if seconds <= 0:
         raise UsageError(f"invalid duration {text!r}: it must be longer than 0")
     return seconds
@@ -105,7 +102,8 @@ class KeepLast:
 class KeepWithin:
     """Keep every checkpoint committed at most ``duration`` before the newest one.
 
-    ``duration`` is kept as written (it is the reason shown); see :func:`parse_duration`.
+    ``duration`` is kept as written (it is the reason shown); see
+    :func:`cryostash.units.parse_duration` (and it must be longer than 0).
     """
 
     duration: str
@@ -114,12 +112,12 @@ class KeepWithin:
         if not isinstance(self.duration, str):
             raise UsageError(f"invalid duration {self.duration!r}: {_DURATION_HINT}")
         object.__setattr__(self, "duration", self.duration.strip().lower())
-        parse_duration(self.duration)
+        _within_seconds(self.duration)
 
     @property
-    def seconds(self) -> int:
+    def seconds(self) -> float:
         """The duration in seconds."""
-        return parse_duration(self.duration)
+        return _within_seconds(self.duration)
 
     @property
     def reason(self) -> str:

@@ -1,19 +1,26 @@
-"""URL hygiene (a leaf): credentials are never recorded nor shown in a message.
+"""URLs (a leaf): parse and classify store roots; credentials never recorded nor shown.
 
-Two kinds of URL pass through the catalog:
+Two kinds of URL pass through cryostash:
 
-- store URLs (fsspec roots: ``/srv/store``, ``s3://bucket/prefix``,
-  ``simplecache::s3://key:secret@bucket``), recorded in every row. They are
-  normalised by :func:`public_store_url` so that the same store always gives the
-  same key, with or without credentials.
-- the catalog's own SQLAlchemy URL, shown in error messages by
-  :func:`redact_db_url` with the password hidden.
+- store roots: a plain local path (``/srv/cryostash``, ``./store``), a ``file://`` URL,
+  or any URL fsspec understands (``s3://bucket/prefix``, ``memory://x``,
+  ``simplecache::s3://key:secret@bucket``). :func:`canonical_url` gives the one form a
+  store is known by (the catalog's key, every message): credentials stripped, no
+  trailing slash, a local root as an absolute path. :func:`protocols` and
+  :func:`is_local_path` classify them (opening one is :mod:`cryostash.storage.location`'s).
+- the catalog's own SQLAlchemy URL, shown in error messages by :func:`redact_db_url`
+  with the password hidden.
+
+Nothing here imports fsspec or SQLAlchemy at import time.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from urllib.parse import parse_qsl, urlencode
+
+from cryostash.errors import UsageError
 
 #: Query parameters whose values are secrets; they are dropped from store URLs.
 _SECRET_PARAM = re.compile(r"pass|secret|token|key|credential|signature|sig$|auth", re.IGNORECASE)
@@ -78,14 +85,53 @@ def strip_credentials(url: str) -> str:
     return "::".join(_strip_one(part, trim=False) for part in url.split("::"))
 
 
-def public_store_url(url: str) -> str:
-    """The canonical form of a store root URL, as recorded in the catalog.
+#: ``scheme://`` at the start of one (non-chained) URL part.
+_SCHEME = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*)://")
+#: Protocols served by the local file system (atomic link/rename available).
+LOCAL_PROTOCOLS = frozenset({"file", "local"})
 
-    Credentials are stripped (:func:`strip_credentials`) and trailing slashes
-    removed (``/srv/store/`` and ``/srv/store`` are the same store), except where
-    that would leave nothing of the path (``/``, ``memory://``).
+
+def is_local_path(url: str) -> bool:
+    """True for a plain path (no ``scheme://`` and no ``::`` chaining)."""
+    return "::" not in url and "://" not in url
+
+
+def protocols(url: str) -> list[str]:
+    """The protocols named by ``url``, outermost first (``file`` for a plain path).
+
+    Raises:
+        UsageError: a part of a URL has ``://`` but no valid scheme before it.
     """
-    return "::".join(_strip_one(part, trim=True) for part in url.strip().split("::"))
+    if is_local_path(url):
+        return ["file"]
+    found: list[str] = []
+    for part in url.split("::"):
+        match = _SCHEME.match(part)
+        if match:
+            found.append(match.group("scheme").lower())
+        elif "://" in part or not part:
+            raise UsageError(f"malformed store URL {strip_credentials(url)!r}")
+        else:  # a bare protocol name in a chain: ``simplecache::s3://...``
+            found.append(part.lower())
+    return found
+
+
+def canonical_url(url: str) -> str:
+    """The one form a store root is known by: in the catalog (its key) and in messages.
+
+    Credentials are stripped (:func:`strip_credentials`) and trailing slashes removed
+    (``s3://b/p/`` and ``s3://b/p`` are the same store), except where that would leave
+    nothing of the path (``memory://``); a local path or ``file://`` URL becomes an
+    absolute plain path. Idempotent.
+    """
+    url = url.strip()
+    if is_local_path(url):
+        return os.path.abspath(os.path.expanduser(url)) if url else url
+    match = _SCHEME.match(url)
+    if match and match.group("scheme").lower() in LOCAL_PROTOCOLS and "::" not in url:
+        rest = url[match.end() :]  # file:///abs -> /abs; file://rel/x -> rel/x
+        return os.path.abspath(os.path.expanduser(rest.split("?", 1)[0] or "/"))
+    return "::".join(_strip_one(part, trim=True) for part in url.split("::"))
 
 
 def redact_db_url(url: object) -> str:

@@ -207,7 +207,7 @@ class FaultyFileSystem(ChainedFileSystem):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.fs = fs if fs is not None else fsspec.filesystem(
+        self.inner = fs if fs is not None else fsspec.filesystem(
             target_protocol or "file", **(target_options or {})
         )
         self.plan = plan if plan is not None else FaultPlan()
@@ -216,13 +216,13 @@ class FaultyFileSystem(ChainedFileSystem):
         fault = self.plan.fire(op, str(path))
         if fault is not None and fault.error is not None:
             raise fault.error(op, str(path))
-        return getattr(self.fs, op)(path, *args, **kwargs)
+        return getattr(self.inner, op)(path, *args, **kwargs)
 
     def _write(self, op: str, path: str, data: bytes, call: Callable[[], Any]) -> Any:
         fault = self.plan.fire(op, path)
         if fault is not None:
             if fault.partial is not None:
-                self.fs.pipe_file(path, data[: fault.partial])
+                self.inner.pipe_file(path, data[: fault.partial])
             if fault.error is not None:
                 raise fault.error(op, path)
             if fault.partial is not None:
@@ -232,7 +232,7 @@ class FaultyFileSystem(ChainedFileSystem):
     # -- writes --------------------------------------------------------------------
     def pipe_file(self, path: str, value: bytes, **kwargs: Any) -> Any:
         def call() -> Any:
-            return self.fs.pipe_file(path, value, **kwargs)
+            return self.inner.pipe_file(path, value, **kwargs)
 
         return self._write("pipe_file", path, value, call)
 
@@ -241,7 +241,7 @@ class FaultyFileSystem(ChainedFileSystem):
             data = fh.read()
 
         def call() -> Any:
-            return self.fs.put_file(lpath, rpath, **kwargs)
+            return self.inner.put_file(lpath, rpath, **kwargs)
 
         return self._write("put_file", rpath, data, call)
 
@@ -290,7 +290,7 @@ class FaultyFileSystem(ChainedFileSystem):
         return self._call("rmdir", path)
 
     def invalidate_cache(self, path: str | None = None) -> None:
-        self.fs.invalidate_cache(path)
+        self.inner.invalidate_cache(path)
 
 
 fsspec.register_implementation("faulty", FaultyFileSystem, clobber=True)

@@ -42,7 +42,9 @@ from typing import Any
 
 import pytest
 
-from cryostash.storage import Store, layout
+from cryostash.storage import Backend as StorageBackend
+from cryostash.storage import RetryPolicy, Store, layout
+from cryostash.storage.location import open_backend
 from tests.support.requirements import missing
 
 #: The backends every conformance test runs against.
@@ -50,11 +52,16 @@ BACKENDS = ["memory", "local", "s3"]
 
 
 class RawStore:
-    """Direct access to a store's objects through fsspec, bypassing :class:`Store`:
-    to plant, read, corrupt or remove objects behind the code under test."""
+    """Direct access to a store's objects through fsspec, bypassing :class:`Store` and its
+    backend: to plant, read, corrupt or remove objects behind the code under test.
 
-    def __init__(self, fs: Any, root: str) -> None:
-        self.fs = fs
+    Attributes:
+        filesystem: the fsspec file system (opened independently of cryostash).
+        root: the store root in ``filesystem``'s own terms.
+    """
+
+    def __init__(self, filesystem: Any, root: str) -> None:
+        self.filesystem = filesystem
         self.root = root.rstrip("/")
 
     def path(self, rel: str) -> str:
@@ -75,27 +82,26 @@ class RawStore:
         """Write ``data`` at ``rel`` (overwriting), making parents as needed."""
         full = self.path(rel)
         parent = full.rpartition("/")[0]
-        protocols = (
-            {self.fs.protocol} if isinstance(self.fs.protocol, str) else set(self.fs.protocol)
-        )
+        proto = self.filesystem.protocol
+        protocols = {proto} if isinstance(proto, str) else set(proto)
         if "s3" not in protocols:  # object stores have no folders to make
-            self.fs.makedirs(parent, exist_ok=True)
-        self.fs.pipe_file(full, data)
-        self.fs.invalidate_cache()
+            self.filesystem.makedirs(parent, exist_ok=True)
+        self.filesystem.pipe_file(full, data)
+        self.filesystem.invalidate_cache()
 
     def get(self, rel: str) -> bytes:
         """The bytes at ``rel``."""
-        return bytes(self.fs.cat_file(self.path(rel)))
+        return bytes(self.filesystem.cat_file(self.path(rel)))
 
     def exists(self, rel: str) -> bool:
         """True if an object exists at ``rel``."""
-        self.fs.invalidate_cache()
-        return bool(self.fs.exists(self.path(rel)))
+        self.filesystem.invalidate_cache()
+        return bool(self.filesystem.exists(self.path(rel)))
 
     def remove(self, rel: str) -> None:
         """Delete the object at ``rel``."""
-        self.fs.rm_file(self.path(rel))
-        self.fs.invalidate_cache()
+        self.filesystem.rm_file(self.path(rel))
+        self.filesystem.invalidate_cache()
 
     def flip_byte(self, rel: str, offset: int = 0) -> None:
         """Corrupt the object at ``rel`` by inverting one byte."""
@@ -105,9 +111,9 @@ class RawStore:
 
     def files(self) -> list[str]:
         """Every object under the root, relative to it, sorted."""
-        self.fs.invalidate_cache()
+        self.filesystem.invalidate_cache()
         try:
-            found = self.fs.find(self.root)
+            found = self.filesystem.find(self.root)
         except FileNotFoundError:
             return []
         prefix = self.root.lstrip("/") + "/"
@@ -123,9 +129,15 @@ class Backend:
     storage_options: dict[str, Any] = field(default_factory=dict)
     cleanup: Callable[[], None] = lambda: None
 
-    def store(self) -> Store:
-        """A new :class:`Store` on this backend's root."""
-        return Store(self.url, self.storage_options)
+    def store(self, retry: RetryPolicy | None = None) -> Store:
+        """A new :class:`Store` on this backend's root (``retry``: its retry policy)."""
+        return Store(self.url, self.storage_options, retry=retry)
+
+    def open(self) -> StorageBackend:
+        """The bare :class:`~cryostash.storage.backend.Backend` of this root, opened as
+        production opens it (:func:`~cryostash.storage.location.open_backend`; no retries,
+        no cache): what the protocol conformance tests drive."""
+        return open_backend(self.url, self.storage_options)
 
     @property
     def raw(self) -> RawStore:

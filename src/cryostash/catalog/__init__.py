@@ -15,15 +15,15 @@ from cryostash.catalog.schema import (
     stamp,
     upgrade,
 )
-from cryostash.urls import public_store_url, redact_db_url, strip_credentials
+from cryostash.urls import canonical_url, redact_db_url, strip_credentials
 
 __all__ = [
     "HEAD_REVISION",
     "Catalog",
+    "canonical_url",
     "current",
     "downgrade",
     "migrations_dir",
-    "public_store_url",
     "redact_db_url",
     "stamp",
     "strip_credentials",

@@ -2,7 +2,7 @@
 
 Every method runs in its own transaction and returns frozen dataclasses of
 :mod:`cryostash.types` (never ORM rows). Store URLs are normalised with
-:func:`~cryostash.urls.public_store_url` (credentials stripped) on the way in.
+:func:`~cryostash.urls.canonical_url` (credentials stripped) on the way in.
 
 Concurrency (SQLite file shared by processes, or PostgreSQL shared by hosts):
 
@@ -42,7 +42,7 @@ from cryostash.catalog.rows import to_event, to_info, utcnow
 from cryostash.catalog.schema import ensure_schema
 from cryostash.errors import CatalogError, CheckpointExists, CheckpointNotFound
 from cryostash.types import CheckpointFilter, CheckpointInfo, Event, Status
-from cryostash.urls import public_store_url, redact_db_url
+from cryostash.urls import canonical_url, redact_db_url
 
 _PENDING = Status.PENDING.value
 _COMMITTED = Status.COMMITTED.value
@@ -126,7 +126,7 @@ class Catalog:
         """
         now = utcnow()
         row = CheckpointRow(
-            store_url=public_store_url(store_url),
+            store_url=canonical_url(store_url),
             target=target,
             name=name,
             status=_PENDING,
@@ -245,7 +245,7 @@ class Catalog:
         with self._tx(write=False) as session:
             row = session.scalars(
                 select(CheckpointRow).where(
-                    CheckpointRow.store_url == public_store_url(store_url),
+                    CheckpointRow.store_url == canonical_url(store_url),
                     CheckpointRow.target == target,
                     CheckpointRow.name == name,
                     CheckpointRow.status == _COMMITTED,
@@ -311,7 +311,7 @@ class Catalog:
         """SELECT of the COMMITTED rows of a store (None: all), a target, and ``filters``."""
         query = select(CheckpointRow).where(CheckpointRow.status == _COMMITTED)
         if store_url is not None:
-            query = query.where(CheckpointRow.store_url == public_store_url(store_url))
+            query = query.where(CheckpointRow.store_url == canonical_url(store_url))
         if target is not None:
             query = query.where(CheckpointRow.target == target)
         if filters is None:
@@ -346,7 +346,7 @@ class Catalog:
         """PENDING rows (oldest first); with ``expired_at``, only leases expired by then."""
         query = select(CheckpointRow).where(CheckpointRow.status == _PENDING)
         if store_url is not None:
-            query = query.where(CheckpointRow.store_url == public_store_url(store_url))
+            query = query.where(CheckpointRow.store_url == canonical_url(store_url))
         if expired_at is not None:
             query = query.where(CheckpointRow.lease_expires_at <= expired_at)
         query = query.order_by(CheckpointRow.created_at, CheckpointRow.id)
@@ -379,13 +379,13 @@ class Catalog:
     def known_blobs(self, store_url: str, digests: Iterable[str]) -> set[str]:
         """Which of ``digests`` the catalog records as present in that store."""
         with self._tx(write=False) as session:
-            return refs.known(session, public_store_url(store_url), digests)
+            return refs.known(session, canonical_url(store_url), digests)
 
     @translated
     def referenced_digests(self, store_url: str) -> set[str]:
         """Every digest referenced by a row (pending included) of that store (for gc)."""
         with self._tx(write=False) as session:
-            return refs.referenced(session, public_store_url(store_url))
+            return refs.referenced(session, canonical_url(store_url))
 
     # -- events ------------------------------------------------------------------------
 
@@ -407,7 +407,7 @@ class Catalog:
             action=action,
             target=target,
             name=name,
-            store_url=public_store_url(store_url) if store_url is not None else None,
+            store_url=canonical_url(store_url) if store_url is not None else None,
             detail=dict(detail or {}),
         )
         with self._tx(write=True) as session:

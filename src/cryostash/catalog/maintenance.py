@@ -24,7 +24,7 @@ from cryostash.catalog.engine import is_unique_violation, translate_errors, tran
 from cryostash.catalog.models import BlobRow, CheckpointBlobRow, CheckpointRow
 from cryostash.catalog.rows import chunks, insert_ignore, to_info, unique_sorted, utcnow
 from cryostash.types import CheckpointInfo, Status
-from cryostash.urls import public_store_url
+from cryostash.urls import canonical_url
 
 
 class CatalogMaintenance:
@@ -56,7 +56,7 @@ class CatalogMaintenance:
         the transaction commits; on an exception it rolls back. Keep the body short
         (other writers wait): a few hundred digests per call.
         """
-        store = public_store_url(store_url)
+        store = canonical_url(store_url)
         wanted = unique_sorted(digests)
         with translate_errors(self._url), self._catalog._tx(write=True) as session:
             now = utcnow()
@@ -110,7 +110,7 @@ class CatalogMaintenance:
         """
         now = utcnow()
         row = CheckpointRow(
-            store_url=public_store_url(store_url),
+            store_url=canonical_url(store_url),
             target=target,
             name=name,
             status=Status.COMMITTED.value,
@@ -140,7 +140,7 @@ class CatalogMaintenance:
     @translated
     def blob_created_at(self, store_url: str, digests: Iterable[str]) -> dict[str, datetime]:
         """When the catalog recorded each of ``digests`` in that store (those it knows)."""
-        store = public_store_url(store_url)
+        store = canonical_url(store_url)
         found: dict[str, datetime] = {}
         with self._catalog._tx(write=False) as session:
             for part in chunks(unique_sorted(digests)):

@@ -27,7 +27,7 @@ from cryostash.catalog.models import (
 from cryostash.catalog.rows import chunks, unique_sorted, utcnow
 from cryostash.errors import CatalogError, UsageError
 from cryostash.retention import Policy
-from cryostash.urls import public_store_url
+from cryostash.urls import canonical_url
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ class RetentionCatalog:
         self, *, store_url: str, target: str, policy: Policy, host: str
     ) -> StoredPolicy:
         """Make ``policy`` the default of ``target`` in that store (replacing any)."""
-        store = public_store_url(store_url)
+        store = canonical_url(store_url)
         for attempt in (1, 2):  # two hosts inserting the first default at once: one wins
             try:
                 with self._catalog._tx(write=True) as session:
@@ -91,14 +91,14 @@ class RetentionCatalog:
     def default(self, store_url: str, target: str) -> StoredPolicy | None:
         """The default policy of ``target`` in that store, or None."""
         with self._catalog._tx(write=False) as session:
-            row = session.get(RetentionPolicyRow, (public_store_url(store_url), target))
+            row = session.get(RetentionPolicyRow, (canonical_url(store_url), target))
             return _to_stored(row) if row is not None else None
 
     @translated
     def defaults(self, store_url: str) -> dict[str, StoredPolicy]:
         """Every default policy of that store, by target."""
         query = select(RetentionPolicyRow).where(
-            RetentionPolicyRow.store_url == public_store_url(store_url)
+            RetentionPolicyRow.store_url == canonical_url(store_url)
         )
         with self._catalog._tx(write=False) as session:
             return {row.target: _to_stored(row) for row in session.scalars(query)}
@@ -108,7 +108,7 @@ class RetentionCatalog:
         """The blobs (digest -> plain size) that the given checkpoints refer to and no
         other row of that store (pending ones included) does: what removing exactly
         these checkpoints would free, at the time of the call."""
-        store = public_store_url(store_url)
+        store = canonical_url(store_url)
         ids = sorted(set(checkpoint_ids))
         with self._catalog._tx(write=False) as session:
             digests: set[str] = set()

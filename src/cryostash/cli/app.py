@@ -1,8 +1,7 @@
 """Argument parsing, dispatch, and the one place errors become exit codes.
 
-Exit codes: 0 success; 1 other error; 2 usage or invalid name; 3 not found;
-4 already exists; 5 engine failure; 6 storage; 7 integrity; 8 catalog;
-9 catalog schema outdated; 130 interrupted.
+Exit codes: 0 success; a :class:`~cryostash.errors.CryostashError`'s ``exit_code``;
+:data:`~cryostash.errors.EXIT_INTERRUPTED` on Ctrl-C (the table: :mod:`cryostash.errors`).
 """
 
 from __future__ import annotations
@@ -86,7 +85,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv``, run the verb, map errors to exit codes and messages on stderr."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    from cryostash.errors import CryostashError
+    from cryostash.errors import EXIT_INTERRUPTED, CryostashError
 
     ctx = Context(args)
     try:
@@ -97,6 +96,6 @@ def run(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         print("Interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     finally:
         ctx.close()

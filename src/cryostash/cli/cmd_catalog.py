@@ -24,7 +24,7 @@ def run_rebuild(args: argparse.Namespace, ctx: Context) -> int:
     """Print what was imported and skipped; exit 7 when a manifest had to be skipped."""
     from cryostash import IntegrityError, rebuild_catalog
 
-    report = rebuild_catalog(ctx.manager, checkpoint_dir=args.checkpoint_dir)
+    report = rebuild_catalog(ctx.manager.repository, checkpoint_dir=args.checkpoint_dir)
     if args.json:
         print_json(report.as_dict())
     else:

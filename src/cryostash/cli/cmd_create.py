@@ -124,10 +124,13 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     else:
         print(info.name)
     if policy is not None:
+        from cryostash.operations.prune import prune_checkpoints  # only when pruning
+
         sys.stdout.flush()
-        report = ctx.manager.prune(
-            args.target, policy, checkpoint_dir=args.checkpoint_dir, save_default=True
-        )
+        report = prune_checkpoints(
+            ctx.manager.repository, args.target, policy,
+            checkpoint_dir=args.checkpoint_dir, save_default=True,
+        )  # fmt: skip
         for removed in (r for plan in report.targets for r in plan.removed):
             print(f"pruned {removed.target} {removed.name}", file=sys.stderr)
     return 0

@@ -3,38 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import re
 from typing import Any
 
 from cryostash.cli.context import Context, print_json
-
-_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
-_PART = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in ``0``, ``90`` (seconds), ``90s``, ``15m``, ``24h``, ``7d``, ``2w``, ``1h30m``.
-
-    Raises:
-        UsageError: ``invalid duration 'X': expected e.g. 0, 30s, 15m, 24h, 7d``.
-    """
-    from cryostash import UsageError
-
-    value = text.strip().lower()
-    try:
-        seconds = float(value)
-        if value in {"nan", "inf", "+inf", "infinity"}:
-            raise ValueError(value)
-    except ValueError:
-        parts = _PART.findall(value)
-        if not parts or "".join(n + u for n, u in parts) != value:
-            raise UsageError(
-                f"invalid duration {text!r}: expected e.g. 0, 30s, 15m, 24h, 7d"
-            ) from None
-        seconds = sum(float(n) * _UNITS[u] for n, u in parts)
-    if seconds < 0:
-        raise UsageError(f"invalid duration {text!r}: it must not be negative")
-    return seconds
+from cryostash.units import parse_duration
 
 
 def register(sub: Any) -> None:
@@ -60,7 +32,10 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
 
     grace = parse_duration(args.grace)
     report = collect_garbage(
-        ctx.manager, grace_s=grace, dry_run=args.dry_run, checkpoint_dir=args.checkpoint_dir
+        ctx.manager.repository,
+        grace_s=grace,
+        dry_run=args.dry_run,
+        checkpoint_dir=args.checkpoint_dir,
     )
     if args.json:
         print_json(report.as_dict())

@@ -4,9 +4,10 @@ Pre-copy checkpoints (``NAME-pre1`` .. ``NAME-preN``, the process keeps running;
 destination prefetches each: ``COMMAND prefetch TARGET NAME-preK --json``), then the final
 checkpoint ``NAME`` (the process stops), restored at the destination by ``COMMAND migrate
 TARGET --receive NAME`` (started and ready before the final dump), or on this host when
-``--to`` is not given. See :mod:`cryostash.operations.migrate` for the steps, the downtime and its
-parts, and what a failure leaves, and :mod:`cryostash.operations.destination` for the destination's
-side. Prints a table of the steps (``--json``: the report).
+``--to`` is not given. See :mod:`cryostash.operations.migrate` for the steps, the downtime
+and its parts, and what a failure leaves, :mod:`cryostash.operations.destination` for the
+destination's side and :mod:`cryostash.cli.receive` for ``--receive``. Prints a table of
+the steps (``--json``: the report).
 """
 
 from __future__ import annotations
@@ -95,12 +96,12 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
     """Migrate and print the report (a table, or JSON); warnings on stderr. With
-    ``--receive``: the destination's side (:func:`cryostash.operations.destination.receive`)."""
+    ``--receive``: the destination's side (:func:`cryostash.cli.receive.receive`)."""
     from cryostash.operations.destination import CommandDestination, Destination, LocalDestination
     from cryostash.operations.migrate import MigrateRequest, default_name, migrate
 
     if args.receive:
-        from cryostash.operations.destination import receive
+        from cryostash.cli.receive import receive
 
         args.json = True  # stdout carries the protocol: no progress bars
         receive(ctx.manager, args.target, args.receive, args.checkpoint_dir,
@@ -136,7 +137,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
 
 def format_report(report: MigrationReport) -> list[str]:
     """The report for people: a table of the steps, the downtime and its parts, the bytes."""
-    from cryostash.transfer.datapath import format_size
+    from cryostash.units import format_size
 
     f = report.final
     rows = [("STEP", "PROCESS", "DUMP", "UPLOAD", "UPLOADED", "NEW CHUNKS", "DOWNLOAD",

@@ -31,7 +31,7 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace, ctx: Context) -> int:
     """Prefetch and print one summary line (or JSON); a warning on stderr when the cache
     bound is too small to keep the whole checkpoint."""
-    from cryostash.transfer.datapath import format_size
+    from cryostash.units import format_size
 
     name = selected_name(args, ctx)
     stats = ctx.manager.prefetch(args.target, name, checkpoint_dir=args.checkpoint_dir)

@@ -84,10 +84,13 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
     """Prune; print a line per checkpoint and a summary (or JSON)."""
+    from cryostash.operations.prune import prune_checkpoints
+
     policy = policy_from_args(args)
-    report = ctx.manager.prune(
-        args.target, policy, checkpoint_dir=args.checkpoint_dir, dry_run=args.dry_run
-    )
+    report = prune_checkpoints(
+        ctx.manager.repository, args.target, policy,
+        checkpoint_dir=args.checkpoint_dir, dry_run=args.dry_run,
+    )  # fmt: skip
     if args.json:
         print_json(report.as_dict())
     else:

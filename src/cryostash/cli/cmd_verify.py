@@ -28,7 +28,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     from cryostash import IntegrityError, verify_store
 
     report = verify_store(
-        ctx.manager,
+        ctx.manager.repository,
         args.target,
         args.name,
         read_data=args.read_data,

@@ -106,7 +106,7 @@ def _load_store_backend(url: str) -> None:
     """Import the fsspec implementation of a store that is not on the local disk (s3fs
     and botocore are big), so that it loads in :func:`_loading` too. Best effort:
     opening the store reports any problem."""
-    from cryostash.storage.location import LOCAL_PROTOCOLS, protocols
+    from cryostash.urls import LOCAL_PROTOCOLS, protocols
 
     with contextlib.suppress(Exception):
         names = protocols(url)
@@ -125,7 +125,7 @@ def print_json(value: Any) -> None:
 
 def print_stats(stats: Any) -> None:
     """Print the stats of a create or restore, one per line, on stderr (``--print-stats``)."""
-    from cryostash.transfer.datapath import format_stats
+    from cryostash.cli.present import format_stats
 
     for line in format_stats(stats):
         print(line, file=sys.stderr)

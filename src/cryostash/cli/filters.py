@@ -7,26 +7,23 @@
   take ``TARGET (NAME | --latest) [filters]``; exactly one of NAME and ``--latest``, and
   the filters only with ``--latest`` (a usage error otherwise, exit 2).
 - :func:`parse_since`: an ISO-8601 time (naive means UTC) or a duration back from now
-  (``10m``, ``1h30m``, ``7d``; units s, m, h, d, w).
+  (``10m``, ``1h30m``, ``7d``: :func:`cryostash.units.parse_duration` with a unit; a
+  plain number is read as an ISO-8601 time).
 """
 
 from __future__ import annotations
 
 import argparse
-import re
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from cryostash.cli.context import parse_labels
 from cryostash.errors import UsageError
+from cryostash.units import parse_duration
 
 if TYPE_CHECKING:
     from cryostash.cli.context import Context
     from cryostash.types import CheckpointFilter
-
-_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_DURATION = re.compile(r"(?:\d+(?:\.\d+)?[smhdw])+")
-_PART = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
 
 
 def add_filter_flags(p: argparse.ArgumentParser) -> None:
@@ -57,8 +54,8 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
         UsageError: ``invalid --since 'X': expected ...``.
     """
     value = text.strip()
-    if _DURATION.fullmatch(value.lower()):
-        seconds = sum(float(n) * _UNIT_S[u] for n, u in _PART.findall(value.lower()))
+    seconds = _duration(value)
+    if seconds is not None:
         try:
             return (now or datetime.now(UTC)) - timedelta(seconds=seconds)
         except OverflowError:
@@ -75,6 +72,17 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
         "UTC unless it ends with an offset such as +02:00 or Z) or a duration back from "
         "now (30s, 10m, 1h30m, 7d, 2w)"
     )
+
+
+def _duration(value: str) -> float | None:
+    """Seconds of a duration with a unit (:func:`cryostash.units.parse_duration`), or None:
+    a plain number is not a duration here (``20261128`` is an ISO-8601 date)."""
+    if not value[-1:].isalpha():
+        return None
+    try:
+        return parse_duration(value)
+    except UsageError:
+        return None
 
 
 def filters(args: argparse.Namespace) -> CheckpointFilter:

@@ -7,7 +7,8 @@
 | ``--cache DIR|none`` | ``CRYOSTASH_CACHE`` | ``cache`` | ``DATA/cache`` |
 | ``--cache-size SIZE`` | ``CRYOSTASH_CACHE_SIZE`` | ``cache_size`` | ``10G`` |
 
-Sizes take binary units (``512k``, ``1M``, ``10G``, ``1GiB``) or plain bytes.
+Sizes take binary units (``512k``, ``1M``, ``10G``, ``1GiB``) or plain bytes
+(:func:`cryostash.units.parse_size`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryostash.errors import UsageError
+from cryostash.units import parse_size
 
 #: Config keys and environment variable suffixes (``CRYOSTASH_<KEY>``) of these settings.
 KEYS = ("cache", "cache_size", "compression", "chunk_size")
@@ -43,25 +45,6 @@ class TransferSettings:
     compression: int | None = DEFAULT_LEVEL
     cache_dir: Path | None = None
     cache_max_bytes: int = DEFAULT_CACHE_BYTES
-
-
-def parse_size(text: str, what: str = "size") -> int:
-    """``"1048576"``, ``"1M"``, ``"512k"``, ``"2GiB"`` -> bytes (binary units).
-
-    Raises:
-        UsageError: ``invalid WHAT 'TEXT': expected e.g. 1048576, 1M, 512k, 2G``.
-    """
-    raw = text.strip().lower().removesuffix("ib").removesuffix("b")
-    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-    factor = units.get(raw[-1:], 1)
-    number = raw[:-1] if raw[-1:] in units else raw
-    try:
-        value = float(number)
-    except ValueError:
-        value = -1.0
-    if not value >= 0:
-        raise UsageError(f"invalid {what} {text!r}: expected e.g. 1048576, 1M, 512k, 2G")
-    return int(value * factor)
 
 
 def parse_level(text: str) -> int | None:

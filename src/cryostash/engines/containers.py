@@ -8,6 +8,8 @@
 - Pointing a runtime at cryostash's CRIU: runc takes ``--criu PATH``; podman (and
   the runc it starts) look ``criu`` up on ``PATH``, so :func:`criu_on_path` puts a
   folder holding a ``criu`` that is the chosen binary first on ``PATH``.
+- :class:`RuntimeEngine`: the version and availability of an engine that drives a
+  runtime's command with cryostash's CRIU (``runc``, ``podman``), written once.
 - The sidecar: a small JSON file an engine writes into the image directory (what
   restore needs: container id, bundle, dump options). It travels in the store with
   the rest of the checkpoint.
@@ -252,3 +254,64 @@ def version_line(text: str) -> str | None:
         if len(words) >= 3 and words[1] == "version":
             return words[2].rstrip(",")
     return None
+
+
+class RuntimeEngine:
+    """Base of the engines that run a runtime's command with cryostash's CRIU (``runc``,
+    ``podman``): :meth:`version` and :meth:`available`.
+
+    Args:
+        binary: the runtime's binary, or None when it was not found.
+        criu_path: the CRIU binary (see :func:`shared_criu`).
+    """
+
+    #: The engine's (and its runtime's) name.
+    name: str
+    #: How to get the runtime, shown when it is not found (``apt-get install runc; or
+    #: $CRYOSTASH_RUNC``).
+    install_hint: str
+
+    def __init__(self, binary: str | None, criu_path: str | None) -> None:
+        self._criu = shared_criu(criu_path)
+        self._binary = binary
+        self._version: str | None = None
+
+    def version(self) -> str | None:
+        """What ``RUNTIME --version`` says (``1.1.5+ds1``), or None when it does not run."""
+        if self._version is None and self._binary is not None:
+            done = run_tool([self._binary, "--version"])
+            self._version = version_line(done.out) if done.code == 0 else None
+        return self._version
+
+    def available(self) -> Availability:
+        """The runtime runs, we are root, CRIU >= 4.2 is usable, and :meth:`missing` says
+        nothing."""
+        if self._binary is None:
+            return Availability(
+                ok=False, reason=f"{self.name} not found on PATH ({self.install_hint})"
+            )
+        try:
+            version = self.version()
+        except EngineError as exc:
+            return Availability(ok=False, path=self._binary, reason=str(exc))
+        if version is None:
+            return Availability(
+                ok=False, path=self._binary, reason=f"{self._binary} --version failed"
+            )
+        criu, criu_avail = usable_criu(self._criu)
+        reason = root_reason(self.name)
+        if reason is None and criu is None:
+            reason = f"needs CRIU >= 4.2: {criu_avail.reason}"
+        if reason is None:
+            reason = self.missing()
+        return Availability(
+            ok=reason is None,
+            version=version,
+            path=self._binary,
+            reason=reason,
+            features={"criu": criu is not None},
+        )
+
+    def missing(self) -> str | None:
+        """What else the engine lacks here (checked last by :meth:`available`), or None."""
+        return None

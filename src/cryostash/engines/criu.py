@@ -41,14 +41,15 @@ from typing import Any
 from cryostash.engines.criu_binary import (
     Located,
     check_and_features,
+    default_prefix,
     is_harmless,
     is_recent,
     locate_criu,
+    prefix_criu_path,
     too_old_reason,
 )
 from cryostash.engines.criu_images import read_dump_stats, read_restore_stats, read_root_pid
 from cryostash.errors import EngineError, UsageError
-from cryostash.install.criu import default_prefix, prefix_criu_path
 from cryostash.types import Availability, DumpOptions, DumpStats, RestoreOptions, RestoreResult
 
 #: Written into the image directory: CRIU version, root PID and dump options.
@@ -180,7 +181,7 @@ class CriuEngine:
     Args:
         criu_path: the CRIU binary (``--criu`` / ``CRYOSTASH_CRIU``). When None, the
             ``CRYOSTASH_CRIU`` environment variable, else the provisioned prefix
-            (:func:`~cryostash.install.criu.default_prefix`), else ``criu``
+            (:func:`~cryostash.engines.criu_binary.default_prefix`), else ``criu``
             on PATH; a PATH CRIU older than 4.2 loses to the prefix.
     """
 

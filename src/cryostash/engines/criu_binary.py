@@ -16,6 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryostash.config import data_dir
+
 #: Oldest CRIU that can dump TCP/UDP sockets on Linux >= 6.16 (criu #2705, #2718).
 MIN_VERSION: tuple[int, int] = (4, 2)
 
@@ -183,3 +185,17 @@ def locate_criu(explicit: str | None, prefix_binary: Path | None) -> Located:
         if tried[path] is not None:
             return Located(path, tried[path], source, tried)
     return Located(None, None, None, tried)
+
+
+#: Where root's CRIU goes (others: ``<data dir>/criu``, see :func:`default_prefix`).
+DEFAULT_PREFIX = Path("/opt/cryostash/criu")
+
+
+def default_prefix() -> Path:
+    """:data:`DEFAULT_PREFIX` for root, else ``<data dir>/criu``."""
+    return DEFAULT_PREFIX if os.geteuid() == 0 else data_dir() / "criu"
+
+
+def prefix_criu_path(prefix: Path) -> Path:
+    """Path of the CRIU binary inside a provisioned ``prefix`` (``PREFIX/bin/criu``)."""
+    return prefix / "bin" / "criu"

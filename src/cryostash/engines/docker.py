@@ -86,7 +86,7 @@ class DockerEngine:
                 "DOCKER_HOST=unix:///PATH names another one)",
             )
         try:
-            version = str(api.version().get("Version") or "") or None
+            version = _daemon_version(api)
             info = api.info()
         except EngineError as exc:
             return Availability(ok=False, path=api.path, reason=str(exc))
@@ -152,7 +152,7 @@ class DockerEngine:
         ):
             raise EngineError(f"container {locator} still runs {STOP_TIMEOUT_S:g} s after its dump")
         duration = time.monotonic() - started
-        version = str(api.version().get("Version") or "") or None
+        version = _daemon_version(api)
         write_sidecar(
             image_dir,
             SIDECAR,
@@ -270,3 +270,8 @@ class DockerEngine:
 def _failure(action: str, exc: ApiError) -> str:
     """dockerd's error, with CRIU's first error and log tail when it names the log."""
     return runtime_failure(f"docker {action} failed", str(exc))
+
+
+def _daemon_version(api: DockerAPI) -> str | None:
+    """The version dockerd reports (``GET /version``), or None when it does not say."""
+    return str(api.version().get("Version") or "") or None

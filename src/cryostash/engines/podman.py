@@ -34,22 +34,19 @@ from typing import Any
 from cryostash.engines.containers import (
     LONG_TIMEOUT_S,
     Completed,
+    RuntimeEngine,
     check_options,
     criu_on_path,
     find_binary,
     mirrored,
     read_sidecar,
     require_criu,
-    root_reason,
     run_tool,
     runtime_failure,
-    shared_criu,
-    usable_criu,
-    version_line,
     write_sidecar,
 )
 from cryostash.errors import EngineError, UsageError
-from cryostash.types import Availability, DumpOptions, DumpStats, RestoreOptions, RestoreResult
+from cryostash.types import DumpOptions, DumpStats, RestoreOptions, RestoreResult
 
 SIDECAR = "cryostash-podman.json"
 ARCHIVE = "checkpoint.tar"
@@ -58,7 +55,7 @@ RESTORE_MIRRORED = frozenset({"--tcp-established", "--file-locks", "--ignore-roo
 PODMAN_OPTIONS = frozenset({"--ignore-rootfs", "--ignore-volumes"})
 
 
-class PodmanEngine:
+class PodmanEngine(RuntimeEngine):
     """Checkpoint/restore podman containers by name or id, through an exported archive.
 
     Args:
@@ -67,50 +64,15 @@ class PodmanEngine:
     """
 
     name = "podman"
+    install_hint = "apt-get install podman; or $CRYOSTASH_PODMAN"
 
     def __init__(self, criu_path: str | None = None, podman_path: str | None = None) -> None:
-        self._criu = shared_criu(criu_path)
-        self._podman = podman_path or find_binary("CRYOSTASH_PODMAN", "podman")
-        self._version: str | None = None
+        super().__init__(podman_path or find_binary("CRYOSTASH_PODMAN", "podman"), criu_path)
 
     def _bin(self) -> str:
-        if self._podman is None:
+        if self._binary is None:
             raise EngineError("podman not found (set $CRYOSTASH_PODMAN or put podman on PATH)")
-        return self._podman
-
-    def version(self) -> str | None:
-        """What ``podman --version`` says (``4.3.1``), or None when it does not run."""
-        if self._version is None and self._podman is not None:
-            done = run_tool([self._podman, "--version"])
-            self._version = version_line(done.out) if done.code == 0 else None
-        return self._version
-
-    def available(self) -> Availability:
-        """podman runs, we are root and CRIU >= 4.2 is usable (podman is given it on PATH)."""
-        if self._podman is None:
-            return Availability(
-                ok=False,
-                reason="podman not found on PATH (apt-get install podman; or $CRYOSTASH_PODMAN)",
-            )
-        try:
-            version = self.version()
-        except EngineError as exc:
-            return Availability(ok=False, path=self._podman, reason=str(exc))
-        if version is None:
-            return Availability(
-                ok=False, path=self._podman, reason=f"{self._podman} --version failed"
-            )
-        criu, criu_avail = usable_criu(self._criu)
-        reason = root_reason("podman")
-        if reason is None and criu is None:
-            reason = f"needs CRIU >= 4.2: {criu_avail.reason}"
-        return Availability(
-            ok=reason is None,
-            version=version,
-            path=self._podman,
-            reason=reason,
-            features={"criu": criu is not None},
-        )
+        return self._binary
 
     def inspect(self, container: str) -> dict[str, Any] | None:
         """``podman container inspect NAME`` (the first object), or None when absent."""

@@ -36,27 +36,24 @@ from cryostash.engines.containers import (
     LONG_TIMEOUT_S,
     MIRRORED_OPTIONS,
     Completed,
+    RuntimeEngine,
     check_options,
     find_binary,
     mirrored,
     read_sidecar,
     require_criu,
-    root_reason,
     run_tool,
-    shared_criu,
-    usable_criu,
-    version_line,
     write_sidecar,
 )
 from cryostash.engines.criu import failure_message
 from cryostash.engines.criu_images import read_dump_stats, read_restore_stats
 from cryostash.errors import EngineError, UsageError
-from cryostash.types import Availability, DumpOptions, DumpStats, RestoreOptions, RestoreResult
+from cryostash.types import DumpOptions, DumpStats, RestoreOptions, RestoreResult
 
 SIDECAR = "cryostash-runc.json"
 
 
-class RuncEngine:
+class RuncEngine(RuntimeEngine):
     """Checkpoint/restore runc containers by id.
 
     Args:
@@ -66,57 +63,29 @@ class RuncEngine:
     """
 
     name = "runc"
+    install_hint = "apt-get install runc; or $CRYOSTASH_RUNC"
 
     def __init__(
         self, criu_path: str | None = None, runc_path: str | None = None, root: str | None = None
     ) -> None:
-        self._criu = shared_criu(criu_path)
-        self._runc = runc_path or find_binary("CRYOSTASH_RUNC", "runc")
+        super().__init__(runc_path or find_binary("CRYOSTASH_RUNC", "runc"), criu_path)
         self._root = root or os.environ.get("CRYOSTASH_RUNC_ROOT") or None
-        self._version: str | None = None
 
     # -- availability ------------------------------------------------------------
 
     def _base(self) -> list[str]:
-        if self._runc is None:
+        if self._binary is None:
             raise EngineError("runc not found (set $CRYOSTASH_RUNC or put runc on PATH)")
-        return [self._runc, *(["--root", self._root] if self._root else [])]
+        return [self._binary, *(["--root", self._root] if self._root else [])]
 
-    def version(self) -> str | None:
-        """What ``runc --version`` says (``1.1.5+ds1``), or None when it does not run."""
-        if self._version is None and self._runc is not None:
-            done = run_tool([self._runc, "--version"])
-            self._version = version_line(done.out) if done.code == 0 else None
-        return self._version
-
-    def available(self) -> Availability:
-        """runc runs, we are root, CRIU >= 4.2 is usable and iptables-restore exists."""
-        if self._runc is None:
-            return Availability(
-                ok=False, reason="runc not found on PATH (apt-get install runc; or $CRYOSTASH_RUNC)"
-            )
-        try:
-            version = self.version()
-        except EngineError as exc:
-            return Availability(ok=False, path=self._runc, reason=str(exc))
-        if version is None:
-            return Availability(ok=False, path=self._runc, reason=f"{self._runc} --version failed")
-        criu, criu_avail = usable_criu(self._criu)
-        reason = root_reason("runc")
-        if reason is None and criu is None:
-            reason = f"needs CRIU >= 4.2: {criu_avail.reason}"
-        if reason is None and shutil.which("iptables-restore") is None:
-            reason = (
+    def missing(self) -> str | None:
+        """iptables-restore, with which CRIU locks a runc container's network."""
+        if shutil.which("iptables-restore") is None:
+            return (
                 "iptables-restore not found: CRIU locks a runc container's network with "
                 "iptables (apt-get install iptables)"
             )
-        return Availability(
-            ok=reason is None,
-            version=version,
-            path=self._runc,
-            reason=reason,
-            features={"criu": criu is not None},
-        )
+        return None
 
     # -- state ---------------------------------------------------------------------
 

@@ -39,13 +39,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from cryostash.config import data_dir
 from cryostash.engines.criu_binary import (
     MIN_VERSION,
     criu_check,
     criu_version,
+    default_prefix,
     is_recent,
     parse_version,
+    prefix_criu_path,
     run_criu,
     version_tuple,
 )
@@ -54,8 +55,6 @@ from cryostash.install import debian as deb
 
 log = logging.getLogger(__name__)
 
-#: Where root's CRIU goes (others: ``<data dir>/criu``, see :func:`default_prefix`).
-DEFAULT_PREFIX = Path("/opt/cryostash/criu")
 _RECORD = "provision.json"
 
 
@@ -82,16 +81,6 @@ class ProvisionResult:
     packages: Mapping[str, str] = field(default_factory=dict)
     method: str = "system"
     checked: bool = False
-
-
-def default_prefix() -> Path:
-    """:data:`DEFAULT_PREFIX` for root, else ``<data dir>/criu``."""
-    return DEFAULT_PREFIX if os.geteuid() == 0 else data_dir() / "criu"
-
-
-def prefix_criu_path(prefix: Path) -> Path:
-    """Path of the CRIU binary inside a provisioned ``prefix`` (``PREFIX/bin/criu``)."""
-    return prefix / "bin" / "criu"
 
 
 def _verify_version(binary: Path) -> str:

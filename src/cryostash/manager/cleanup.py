@@ -22,7 +22,6 @@ from cryostash.catalog.maintenance import CatalogMaintenance
 from cryostash.engines.base import Engine
 from cryostash.errors import CheckpointNotFound, CryostashError
 from cryostash.storage import Store
-from cryostash.storage import retrying as retry
 from cryostash.types import CheckpointInfo, DumpStats, RestoreOptions, Status
 
 #: Digests claimed per catalog transaction (other writers wait while one runs).
@@ -59,7 +58,7 @@ def delete_unreferenced_blobs(
         with maintenance.claim_unreferenced(store.url, batch) as free:
             for digest in sorted(free):
                 try:
-                    retry.call(store.delete_blob, digest)
+                    store.delete_blob(digest)
                 except CryostashError as exc:
                     if strict:
                         raise

@@ -23,11 +23,11 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Self
 
 import blake3
 
-from cryostash import hooks as crashpoints
+from cryostash import hooks
 from cryostash.catalog import Catalog
 from cryostash.config import Settings
 from cryostash.engines import get_engine
@@ -40,9 +40,10 @@ from cryostash.errors import (
 )
 from cryostash.manager import cleanup
 from cryostash.manager.inspection import Inspection
+from cryostash.manager.repository import Repository
 from cryostash.names import validate_name, validate_target
-from cryostash.storage import Manifest, Progress, Store
-from cryostash.storage import retrying as retry
+from cryostash.storage import Manifest, ManifestMismatch, Progress, Store
+from cryostash.storage.manifest import load_manifest
 from cryostash.transfer import datapath
 from cryostash.transfer.scratch import mark_stopped, private_scratch
 from cryostash.types import (
@@ -54,10 +55,6 @@ from cryostash.types import (
     RestoreResult,
 )
 
-if TYPE_CHECKING:
-    from cryostash.operations.prune import PruneReport
-    from cryostash.retention import Policy
-
 #: How long a PENDING reservation is honoured before ``gc`` may finish or undo it.
 DEFAULT_LEASE_SECONDS = 3600.0
 
@@ -65,16 +62,12 @@ DEFAULT_LEASE_SECONDS = 3600.0
 class CheckpointManager:
     """Create, list, inspect, restore and remove checkpoints.
 
-    One instance serves one set of settings (default store, catalog, scratch, host).
-    Not thread-safe; use one per thread. Close it (or use it as a context manager)
-    to release the catalog connection.
-
-    Args:
-        settings: resolved settings (see :func:`cryostash.config.resolve_settings`).
-        catalog: an open catalog to use instead of opening ``settings.catalog_url``.
-        jobs: parallel transfers.
-        progress: called with ``"upload"`` or ``"download"`` when a transfer starts;
-            returns an fsspec-style callback (``set_size``, ``relative_update``) or None.
+    One instance serves one set of settings (default store, catalog, scratch, host),
+    held by its :class:`~cryostash.manager.repository.Repository` (``mgr.repository``,
+    built from these arguments; :meth:`for_repository` works on an existing one, as the
+    operations do). Not thread-safe; use one per thread. Close it (or use it as a
+    context manager) to release the catalog connection. The arguments are the
+    repository's (see :class:`~cryostash.manager.repository.Repository`).
     """
 
     def __init__(
@@ -85,35 +78,46 @@ class CheckpointManager:
         jobs: int = 4,
         progress: Callable[[str], Progress | None] | None = None,
     ) -> None:
-        self.settings = settings
-        self.jobs = jobs
-        self._progress = progress
-        self._catalog = catalog
-        self._stores: dict[str, Store] = {}
+        self.repository = Repository(settings, catalog=catalog, jobs=jobs, progress=progress)
 
-    # -- plumbing ---------------------------------------------------------------
+    @classmethod
+    def for_repository(cls, repository: Repository) -> Self:
+        """A manager working on ``repository`` (shared: closing either closes its catalog).
+        ``__init__`` is not run: a subclass needing more state sets it itself."""
+        mgr = cls.__new__(cls)
+        mgr.repository = repository
+        return mgr
+
+    # -- plumbing (the repository's) ----------------------------------------------
+
+    @property
+    def settings(self) -> Settings:
+        """The settings of the repository."""
+        return self.repository.settings
+
+    @property
+    def jobs(self) -> int:
+        """Parallel transfers (the repository's)."""
+        return self.repository.jobs
+
+    @jobs.setter
+    def jobs(self, value: int) -> None:
+        self.repository.jobs = value
 
     @property
     def catalog(self) -> Catalog:
         """The catalog, opened on first use (fails with SchemaOutdated if old)."""
-        if self._catalog is None:
-            self._catalog = Catalog(self.settings.catalog_url)
-        return self._catalog
+        return self.repository.catalog
 
     def store(self, checkpoint_dir: str | None = None) -> Store:
         """The store for ``checkpoint_dir`` (a URL or path) or the default store."""
-        url = checkpoint_dir or self.settings.store_url
-        if url not in self._stores:
-            self._stores[url] = Store(url, self.settings.storage_options)
-        return self._stores[url]
+        return self.repository.store(checkpoint_dir)
 
     def close(self) -> None:
         """Release the catalog connection."""
-        if self._catalog is not None:
-            self._catalog.close()
-            self._catalog = None
+        self.repository.close()
 
-    def __enter__(self) -> CheckpointManager:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -121,7 +125,7 @@ class CheckpointManager:
 
     def _progress_for(self, phase: str) -> Progress | None:
         """The progress callback for ``phase`` (``upload``, ``download``), if any."""
-        return self._progress(phase) if self._progress is not None else None
+        return self.repository.progress_for(phase)
 
     def engine(self, name: str) -> Engine:
         """The engine called ``name``, configured with this manager's CRIU binary."""
@@ -170,7 +174,7 @@ class CheckpointManager:
         validate_name(name)
         store = self.store(checkpoint_dir)
         eng = self.engine(engine)
-        retry.call(store.check_writable)  # unwritable: fail before the dump, not after
+        store.check_writable()  # unwritable: fail before the dump, not after
         info = self.catalog.reserve(
             store_url=store.url,
             target=target,
@@ -182,7 +186,7 @@ class CheckpointManager:
         )
         written: bytes | None = None
         try:
-            if retry.call(store.manifest_exists, target, name):
+            if store.manifest_exists(target, name):
                 raise CheckpointExists(
                     f"checkpoint with name {name} already exists for container {target}"
                 )
@@ -207,7 +211,7 @@ class CheckpointManager:
                     give_back.append(
                         lambda exc: cleanup.give_back(eng, target, image_dir, dump, exc)
                     )
-                crashpoints.crash_point("after-dump")  # test-only (CRYOSTASH_TEST_CRASH_AT)
+                hooks.reached("after-dump")
                 # Chunks are referenced in the catalog before they are uploaded: from
                 # then no rm can free them. Chunks the catalog already knew are in the
                 # store; the others are uploaded unless the store has them.
@@ -219,7 +223,7 @@ class CheckpointManager:
                     jobs=self.jobs,
                     callback=self._progress_for("upload"),
                 )
-                crashpoints.crash_point("after-upload")
+                hooks.reached("after-upload")
                 entries = packed.entries
                 size_bytes = sum(e.size for e in entries)
                 t_packed = time.monotonic()
@@ -241,8 +245,8 @@ class CheckpointManager:
                 data = manifest.to_bytes()
                 self.catalog.renew_lease(info.id, DEFAULT_LEASE_SECONDS)  # gc keeps off
                 written = data  # from here a manifest at this name may be ours
-                retry.write_manifest(store, target, name, data)
-                crashpoints.crash_point("after-manifest")
+                store.write_manifest(target, name, data)
+                hooks.reached("after-manifest")
                 committed = self.catalog.commit(
                     info.id,
                     size_bytes=size_bytes,
@@ -250,7 +254,7 @@ class CheckpointManager:
                     engine_version=dump.engine_version,
                     manifest_digest=blake3.blake3(data).hexdigest(),
                 )
-                crashpoints.crash_point("after-commit")
+                hooks.reached("after-commit")
         except BaseException:
             cleanup.undo_create(self.catalog, store, info, written)
             raise
@@ -317,15 +321,22 @@ class CheckpointManager:
         return Inspection(info, self._manifest(self.store(checkpoint_dir), info))
 
     def _manifest(self, store: Store, info: CheckpointInfo) -> Manifest:
-        data = retry.call(store.read_manifest, info.target, info.name)
-        expected = info.manifest_digest
-        actual = blake3.blake3(data).hexdigest()
-        if expected and actual != expected:
+        """The manifest of ``info``, checked against the catalog's digest (bytes that are
+        neither valid nor the recorded ones are reported as not matching the catalog)."""
+        t, n, expected = info.target, info.name, info.manifest_digest
+        data = store.read_manifest(t, n)
+        try:
+            return load_manifest(data, target=t, name=n, expected=expected).manifest
+        except ManifestMismatch:
+            raise
+        except IntegrityError:
+            actual = blake3.blake3(data).hexdigest()
+            if not expected or actual == expected:
+                raise
             raise IntegrityError(
-                f"manifest of {info.target}/{info.name} does not match the catalog "
+                f"manifest of {t}/{n} does not match the catalog "
                 f"(expected BLAKE3 {expected}, got {actual})"
-            )
-        return Manifest.from_bytes(data, target=info.target, name=info.name)
+            ) from None
 
     def events(
         self, target: str | None = None, limit: int | None = None
@@ -413,7 +424,7 @@ class CheckpointManager:
         """
         info = self.get(target, name, checkpoint_dir)
         store = self.store(checkpoint_dir)
-        if store.is_local:
+        if not store.remote:
             return datapath.prefetch_skipped("local store")
         datapath.require_cache(self.settings, store)  # before anything is read
         manifest = self._manifest(store, info)
@@ -466,22 +477,14 @@ class CheckpointManager:
         )
         return done.deleted
 
-    def prune(
-        self,
-        target: str | None = None,
-        policy: Policy | None = None,
-        *,
-        checkpoint_dir: str | None = None,
-        dry_run: bool = False,
-        save_default: bool = False,
-    ) -> PruneReport:
-        """Apply a retention policy (``policy``, else each target's default); see
-        :func:`cryostash.operations.prune.prune_checkpoints`."""
-        from cryostash.operations.prune import (
-            prune_checkpoints,  # only prune needs it: keep start-up lean
-        )
 
-        return prune_checkpoints(
-            self, target, policy,
-            checkpoint_dir=checkpoint_dir, dry_run=dry_run, save_default=save_default,
-        )  # fmt: skip
+def repository_of(context: Repository | CheckpointManager) -> Repository:
+    """The repository ``context`` is, or the one a manager works on (operations take either)."""
+    return context if isinstance(context, Repository) else context.repository
+
+
+def manager_of(context: Repository | CheckpointManager) -> CheckpointManager:
+    """``context`` if a manager, else a manager working on that repository."""
+    if isinstance(context, CheckpointManager):
+        return context
+    return CheckpointManager.for_repository(context)

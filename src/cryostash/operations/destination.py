@@ -22,12 +22,13 @@ this machine ``env CRYOSTASH_HOST=b CRYOSTASH_SCRATCH=... python -m cryostash``)
 cryostash resolves its own settings: it must see the same store and catalog as this host
 (the operator's business: its config file, environment, or global options in COMMAND).
 
-The receiving end (:func:`receive`, ``migrate --receive``) speaks JSON lines: once ready it
-prints ``{"ready": true, "host": H}``; it then reads one line from its standard input:
-``go`` restores and prints the restore object; anything else (or end of input) exits
-without restoring. A failure is reported as every verb reports one (``Error: ...`` on
-standard error, the exit code of its class); this side raises the error class of that exit
-code, with the command, its exit code and its standard error in the message.
+The receiving end (``migrate --receive``, :func:`cryostash.cli.receive.receive`) speaks
+JSON lines (:data:`READY`, :data:`GO`): once ready it prints ``{"ready": true, "host": H}``;
+it then reads one line from its standard input: ``go`` restores and prints the restore
+object; anything else (or end of input) exits without restoring. A failure is reported as
+every verb reports one (``Error: ...`` on standard error, the exit code of its class); this
+side raises the error class of that exit code (:func:`cryostash.errors.error_class`), with
+the command, its exit code and its standard error in the message.
 """
 
 from __future__ import annotations
@@ -41,32 +42,15 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
-from cryostash.errors import (
-    CatalogError,
-    CheckpointExists,
-    CheckpointNotFound,
-    CryostashError,
-    EngineError,
-    IntegrityError,
-    SchemaOutdated,
-    StorageError,
-    UsageError,
-)
+from cryostash.errors import CryostashError, UsageError, error_class
 
 if TYPE_CHECKING:
     from cryostash.manager import CheckpointManager
 
-#: The error class a destination command's exit code stands for (see docs/cli.md).
-_BY_EXIT_CODE: dict[int, type[CryostashError]] = {
-    2: UsageError,
-    3: CheckpointNotFound,
-    4: CheckpointExists,
-    5: EngineError,
-    6: StorageError,
-    7: IntegrityError,
-    8: CatalogError,
-    9: SchemaOutdated,
-}
+#: The key of the receiver's first line, ``{"ready": true, "host": H}``.
+READY = "ready"
+#: The line that tells a ready receiver to restore (anything else: exit without).
+GO = "go"
 #: Lines of a failed command's standard error shown in the message.
 STDERR_LINES = 20
 #: How long a cancelled receiver may take to exit before it is killed.
@@ -252,7 +236,7 @@ class _CommandRestore:
             ready = json.loads(line) if line.strip() else None
         except ValueError:
             ready = None
-        if not (isinstance(ready, dict) and ready.get("ready") is True):
+        if not (isinstance(ready, dict) and ready.get(READY) is True):
             self._finish(kill=not line)
             raise self._error(f"did not say it was ready: {line.decode(errors='replace')!r}")
 
@@ -260,7 +244,7 @@ class _CommandRestore:
         """Say ``go``; its answer: the line it prints once restored (its exit, which
         :meth:`cancel` waits for, is not waited for here)."""
         try:
-            self._stdin.write(b"go\n")
+            self._stdin.write(f"{GO}\n".encode())
             self._stdin.close()
         except OSError:
             pass  # it exited: its exit code and stderr tell why
@@ -300,36 +284,6 @@ class _CommandRestore:
             self._err.close()
 
 
-def receive(
-    manager: CheckpointManager,
-    target: str,
-    name: str,
-    checkpoint_dir: str | None,
-    args: Sequence[str],
-    stdin: IO[str],
-    stdout: IO[str],
-) -> bool:
-    """The receiving end of :class:`CommandDestination` (``migrate --receive``).
-
-    Connects to the catalog and the store, says ``{"ready": true, ...}`` on ``stdout``,
-    waits for a line on ``stdin``: ``go`` restores ``target``/``name`` and prints the
-    ``restore --json`` object (True); anything else or end of input returns False.
-
-    Raises:
-        whatever :meth:`CheckpointManager.restore` (or opening the catalog) raises.
-    """
-    manager.catalog  # noqa: B018 (connects now, not in the downtime)
-    manager.store(checkpoint_dir).manifest_exists(target, name)  # loads and reaches the store
-    stdout.write(json.dumps({"ready": True, "host": manager.settings.host}) + "\n")
-    stdout.flush()
-    if stdin.readline().strip() != "go":
-        return False
-    restored = restore_object(manager, target, name, checkpoint_dir, args)
-    stdout.write(json.dumps(restored, default=str) + "\n")
-    stdout.flush()
-    return True
-
-
 def _dir_flag(checkpoint_dir: str | None) -> list[str]:
     return ["--checkpoint-dir", checkpoint_dir] if checkpoint_dir else []
 
@@ -344,7 +298,7 @@ def _failed(argv: list[str], code: int, err: IO[bytes]) -> CryostashError:
     text = err.read().decode(errors="replace")
     lines = [line for line in text.splitlines() if line.strip()]
     tail = "\n".join(lines[-STDERR_LINES:]) or "(no output on stderr)"
-    cls = _BY_EXIT_CODE.get(code, CryostashError)
+    cls = error_class(code)
     return cls(f"destination command `{shlex.join(argv)}` failed (exit {code}):\n{tail}")
 
 

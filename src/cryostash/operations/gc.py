@@ -35,9 +35,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
-
-import blake3
+from typing import Any
 
 from cryostash.catalog.maintenance import CatalogMaintenance
 from cryostash.errors import (
@@ -46,22 +44,14 @@ from cryostash.errors import (
     CryostashError,
     IntegrityError,
 )
+from cryostash.manager import CheckpointManager, Repository, repository_of
 from cryostash.manager.cleanup import delete_unreferenced_blobs
 from cryostash.operations.verify import presence_problem
-from cryostash.storage import Manifest, Store
-from cryostash.storage import retrying as retry
-from cryostash.storage.inventory import (
-    Inventory,
-    StoredObject,
-    delete_stray,
-    prune_empty_folders,
-    take_inventory,
-)
+from cryostash.storage import Manifest, Store, StoredManifest
+from cryostash.storage.inventory import Inventory, StoredObject
+from cryostash.storage.manifest import load_manifest
 from cryostash.transfer.scratch import keep_if_stopped, remove_if_stale, stale_scratch
 from cryostash.types import CheckpointInfo
-
-if TYPE_CHECKING:
-    from cryostash.manager import CheckpointManager
 
 #: Default grace period: unreferenced objects younger than this are kept.
 DEFAULT_GRACE_S = 24 * 3600.0
@@ -129,28 +119,29 @@ def _complete(manifest: Manifest | None, inv: Inventory) -> bool:
 
 def _read_or_none(store: Store, target: str, name: str) -> bytes | None:
     try:
-        return retry.call(store.read_manifest, target, name)
+        return store.read_manifest(target, name)
     except CheckpointNotFound:
         return None
 
 
 def _finish_or_undo(
-    mgr: CheckpointManager, store: Store, info: CheckpointInfo, inv: Inventory, dry_run: bool
+    repo: Repository, store: Store, info: CheckpointInfo, inv: Inventory, dry_run: bool
 ) -> str | None:
     """``committed`` or ``aborted`` (what was done), None if somebody else settled it."""
     t, n = info.target, info.name
-    data = _read_or_none(store, t, n)
-    manifest: Manifest | None = None
+    data = _read_or_none(store, t, n)  # the bytes, valid or not: only these are undone
+    stored: StoredManifest | None = None
     if data is not None:
         try:
-            manifest = Manifest.from_bytes(data, target=t, name=n)
+            stored = load_manifest(data, target=t, name=n)  # pending: no digest recorded
         except IntegrityError:
-            manifest = None
-    complete = data is not None and _complete(manifest, inv)
+            stored = None
+    complete = stored is not None and _complete(stored.manifest, inv)
     if dry_run:
         return "committed" if complete else "aborted"
-    catalog = mgr.catalog
-    if complete and manifest is not None and data is not None:
+    catalog = repo.catalog
+    if complete and stored is not None:
+        manifest = stored.manifest
         try:
             catalog.add_blob_refs(info.id, manifest.chunk_sizes)
             catalog.commit(
@@ -158,7 +149,7 @@ def _finish_or_undo(
                 size_bytes=manifest.size,
                 stats=manifest.stats,
                 engine_version=manifest.engine_version,
-                manifest_digest=blake3.blake3(data).hexdigest(),
+                manifest_digest=stored.digest,
             )
         except (CheckpointNotFound, CatalogError):
             return None  # its creator (or another gc) settled it first
@@ -170,10 +161,10 @@ def _finish_or_undo(
             return None  # committed meanwhile
         # Only the manifest judged incomplete, not one a new create of the name wrote since.
         if data is not None and _read_or_none(store, t, n) == data:
-            retry.call(store.delete_manifest, t, n)
+            store.delete_manifest(t, n)
         outcome = "aborted"
     catalog.record_event(
-        host=mgr.settings.host,
+        host=repo.host,
         action="gc-commit" if outcome == "committed" else "gc-abort",
         target=t,
         name=n,
@@ -197,7 +188,7 @@ def _is_old(obj: StoredObject, fallback: datetime | None, cutoff: datetime, grac
 
 
 def collect_garbage(
-    mgr: CheckpointManager,
+    repo: Repository | CheckpointManager,
     *,
     grace_s: float = DEFAULT_GRACE_S,
     dry_run: bool = False,
@@ -207,9 +198,11 @@ def collect_garbage(
     """Run gc on one store (see the module docstring) and report what it did.
 
     Args:
+        repo: the repository (a :class:`CheckpointManager` is accepted too: its
+            repository is used).
         grace_s: unreferenced objects younger than this many seconds are kept.
         dry_run: decide everything, change nothing.
-        checkpoint_dir: the store (default: the manager's default store).
+        checkpoint_dir: the store (default: the repository's default store).
         now: the current time (tests); default: the clock.
 
     Raises:
@@ -220,15 +213,16 @@ def collect_garbage(
     """
     now = now or datetime.now(UTC)
     cutoff = now - timedelta(seconds=grace_s)
-    store, catalog = mgr.store(checkpoint_dir), mgr.catalog
-    inv = retry.call(take_inventory, store)
-    _interlock(mgr, store, inv)
+    repo = repository_of(repo)
+    store, catalog = repo.store(checkpoint_dir), repo.catalog
+    inv = store.inventory()
+    _interlock(repo, store, inv)
     errors: list[str] = []
     committed: list[str] = []
     aborted: list[tuple[str, str]] = []
     for info in catalog.pending(store.url, expired_at=now):
         try:
-            outcome = _finish_or_undo(mgr, store, info, inv, dry_run)
+            outcome = _finish_or_undo(repo, store, info, inv, dry_run)
         except CryostashError as exc:
             errors.append(f"{info.target}/{info.name}: {exc}")
             continue
@@ -246,8 +240,7 @@ def collect_garbage(
         if key in doomed:
             continue
         try:
-            data = retry.call(store.read_manifest, *key)
-            roots |= Manifest.from_bytes(data, target=key[0], name=key[1]).blob_digests
+            roots |= store.load_manifest(*key).manifest.blob_digests
         except (CheckpointNotFound, IntegrityError):
             continue  # gone meanwhile, or unreadable: the catalog's references still count
     unreferenced = {d: obj for d, obj in inv.blobs.items() if d not in roots}
@@ -266,7 +259,7 @@ def collect_garbage(
     kept += [v for k, v in untracked.items() if k not in doomed]
     unknown = sum(1 for o in kept if o.modified is None)
     unknown += sum(1 for d in kept_blobs if unreferenced[d].modified is None and d not in known_at)
-    scratch = stale_scratch(mgr.settings.scratch_dir, older_than=cutoff.timestamp())
+    scratch = stale_scratch(repo.settings.scratch_dir, older_than=cutoff.timestamp())
     stopped = [p for p in scratch if p.with_name(f"{p.name}.stopped").exists()]
     scratch = [p for p in scratch if p not in stopped]
     deleted_blobs, deleted_manifests, deleted_strays = list(old_blobs), list(doomed), old_strays
@@ -274,7 +267,7 @@ def collect_garbage(
         deleted_manifests = []
         for key in doomed:
             try:
-                retry.call(store.delete_manifest, *key)
+                store.delete_manifest(*key)
                 deleted_manifests.append(key)
             except CryostashError as exc:
                 errors.append(f"manifest of {key[0]}/{key[1]}: {exc}")
@@ -283,11 +276,11 @@ def collect_garbage(
         deleted_strays = []
         for obj in old_strays:
             try:
-                retry.call(delete_stray, store, obj.path)
+                store.delete_stray(obj.path)
                 deleted_strays.append(obj)
             except CryostashError as exc:
                 errors.append(f"{obj.path}: {exc}")
-        prune_empty_folders(store, older_than=cutoff.timestamp(), keep=live)
+        store.tidy(older_than=cutoff.timestamp(), keep=live)
         scratch = [p for p in scratch if remove_if_stale(p)]
         stopped = [k for k in (keep_if_stopped(p) for p in stopped) if k is not None]
     return GcReport(
@@ -308,16 +301,16 @@ def collect_garbage(
     )
 
 
-def _interlock(mgr: CheckpointManager, store: Store, inv: Inventory) -> None:
+def _interlock(repo: Repository, store: Store, inv: Inventory) -> None:
     """Refuse to run when the catalog knows no committed checkpoint of a store whose
     manifests it does not know either: a lost or replaced catalog."""
-    if not inv.manifests or mgr.catalog.list(store.url):
+    if not inv.manifests or repo.catalog.list(store.url):
         return
-    pending = {(i.target, i.name) for i in mgr.catalog.pending(store.url)}
+    pending = {(i.target, i.name) for i in repo.catalog.pending(store.url)}
     strangers = [k for k in inv.manifests if k not in pending]
     if strangers:
         raise CatalogError(
-            f"catalog {mgr.catalog.url} knows no checkpoint of store {store.url}, which "
+            f"catalog {repo.catalog.url} knows no checkpoint of store {store.url}, which "
             f"holds {len(strangers)} manifests it does not know: if the catalog was lost "
             "or replaced, run `cryostash catalog rebuild` first (gc would delete them)"
         )

@@ -1,9 +1,11 @@
 """Pre-copy live migration (``cryostash migrate``): move a running process to a destination
 with a short downtime, without kernel dirty-page tracking.
 
-The source is this process's :class:`~cryostash.manager.CheckpointManager`; the
-destination a :class:`~cryostash.operations.destination.Destination` (this host, or a host reached
-by a command) that sees the same store and catalog.
+The source is this process's :class:`~cryostash.manager.Repository` (or a
+:class:`~cryostash.manager.CheckpointManager` working on one), through which the
+checkpoints are made, removed and, on rollback, restored; the destination a
+:class:`~cryostash.operations.destination.Destination` (this host, or a host reached by
+a command) that sees the same store and catalog.
 
 1. Every name is checked before anything is dumped: NAME and the pre-copy names
    NAME-pre1 .. NAME-preN must be valid and must not exist.
@@ -66,7 +68,7 @@ from cryostash.errors import (
     StorageError,
     UsageError,
 )
-from cryostash.manager import CheckpointManager
+from cryostash.manager import CheckpointManager, Repository, manager_of
 from cryostash.names import validate_name, validate_target
 from cryostash.operations.destination import Destination
 
@@ -202,8 +204,9 @@ class MigrationReport:
         }
 
 
-def check_names(source: CheckpointManager, request: MigrateRequest) -> list[str]:
-    """Every name the migration will create (pre-copies, then the final one).
+def check_names(source: Repository | CheckpointManager, request: MigrateRequest) -> list[str]:
+    """Every name the migration will create (pre-copies, then the final one), none of
+    which may exist in ``source`` (a repository, or a manager: its repository).
 
     Raises:
         UsageError: a negative ``precopy``.
@@ -216,9 +219,10 @@ def check_names(source: CheckpointManager, request: MigrateRequest) -> list[str]
     names = [*request.precopy_names(), request.name]
     for name in names:
         validate_name(name)
+    mgr = manager_of(source)
     for name in names:
         try:
-            source.get(request.target, name, request.checkpoint_dir)
+            mgr.get(request.target, name, request.checkpoint_dir)
         except CheckpointNotFound:
             continue
         raise CheckpointExists(
@@ -228,15 +232,17 @@ def check_names(source: CheckpointManager, request: MigrateRequest) -> list[str]
 
 
 def migrate(
-    source: CheckpointManager, destination: Destination, request: MigrateRequest
+    source: Repository | CheckpointManager, destination: Destination, request: MigrateRequest
 ) -> MigrationReport:
-    """Migrate ``request.locator`` to ``destination`` (see the module docstring).
+    """Migrate ``request.locator`` from ``source`` (a repository, or a manager working on
+    one, which then makes the checkpoints) to ``destination`` (see the module docstring).
 
     Raises:
         UsageError, InvalidName, CheckpointExists: before anything is dumped.
         CryostashError (the class of the failure): a step failed; the message says where
         the process is.
     """
+    source = manager_of(source)
     check_names(source, request)
     steps: list[PrecopyStep] = []
     made: list[str] = []

@@ -1,6 +1,6 @@
-"""``prune``: apply retention policies to the checkpoints of a store (manager level).
+"""``prune``: apply retention policies to the checkpoints of a store.
 
-:func:`prune_checkpoints` works on one store, target by target (a policy never looks
+:func:`prune_checkpoints` works on one store of a repository, target by target (a policy never looks
 across targets; see :mod:`cryostash.retention` for the rules):
 
 1. The policy of a target is the one given, else the target's default policy stored in
@@ -29,16 +29,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cryostash.catalog.policies import RetentionCatalog
 from cryostash.errors import CheckpointNotFound, UsageError
+from cryostash.manager import CheckpointManager, Repository, manager_of
 from cryostash.names import validate_target
 from cryostash.retention import Kept, Policy, checkpoint_time
 from cryostash.types import CheckpointInfo
-
-if TYPE_CHECKING:
-    from cryostash.manager import CheckpointManager
 
 #: Where the policy of a target came from.
 GIVEN = "given"
@@ -116,7 +114,7 @@ class PruneReport:
 
 
 def prune_checkpoints(
-    mgr: CheckpointManager,
+    repo: Repository | CheckpointManager,
     target: str | None = None,
     policy: Policy | None = None,
     *,
@@ -125,9 +123,13 @@ def prune_checkpoints(
     save_default: bool = False,
 ) -> PruneReport:
     """Apply ``policy`` (else each target's default) to ``target`` (else every target
-    with committed checkpoints) of the store ``checkpoint_dir`` (else the default store).
+    with committed checkpoints) of the store ``checkpoint_dir`` (else the default store)
+    of ``repo``.
 
     Args:
+        repo: the repository; a :class:`CheckpointManager` is accepted too (its
+            repository is used, and its :meth:`~CheckpointManager.remove_checkpoint`
+            removes). Given a repository, a manager over it removes.
         save_default: first store ``policy`` as ``target``'s default (needs both, and a
             policy that always keeps the newest checkpoint: a keep-last or keep-within
             rule). Not in a dry run.
@@ -143,13 +145,15 @@ def prune_checkpoints(
         validate_target(target)
     if save_default:
         _check_saveable(target, policy)
-    store = mgr.store(checkpoint_dir)
-    retention = RetentionCatalog(mgr.catalog)
+    mgr = manager_of(repo)
+    repository = mgr.repository
+    store = repository.store(checkpoint_dir)
+    retention = RetentionCatalog(repository.catalog)
     if save_default and not dry_run and target is not None and policy is not None:
         retention.set_default(
-            store_url=store.url, target=target, policy=policy, host=mgr.settings.host
+            store_url=store.url, target=target, policy=policy, host=repository.host
         )
-    checkpoints = mgr.catalog.list(store.url, target)
+    checkpoints = repository.catalog.list(store.url, target)
     by_target: dict[str, list[CheckpointInfo]] = {}
     for info in checkpoints:
         by_target.setdefault(info.target, []).append(info)

@@ -19,19 +19,12 @@ pending: ``gc`` decides those). Running it again imports nothing new: idempotent
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-
-import blake3
+from typing import Any
 
 from cryostash.catalog.maintenance import CatalogMaintenance
 from cryostash.errors import CheckpointNotFound, IntegrityError
+from cryostash.manager import CheckpointManager, Repository, repository_of
 from cryostash.operations.verify import presence_problem
-from cryostash.storage import Manifest
-from cryostash.storage import retrying as retry
-from cryostash.storage.inventory import take_inventory
-
-if TYPE_CHECKING:
-    from cryostash.manager import CheckpointManager
 
 
 @dataclass(frozen=True)
@@ -59,17 +52,22 @@ class RebuildReport:
         }
 
 
-def rebuild_catalog(mgr: CheckpointManager, *, checkpoint_dir: str | None = None) -> RebuildReport:
+def rebuild_catalog(
+    repo: Repository | CheckpointManager, *, checkpoint_dir: str | None = None
+) -> RebuildReport:
     """Import every restorable checkpoint of a store that the catalog lacks.
 
     Args:
-        checkpoint_dir: the store (default: the manager's default store).
+        repo: the repository (a :class:`CheckpointManager` is accepted too: its
+            repository is used).
+        checkpoint_dir: the store (default: the repository's default store).
 
     Raises:
         StorageError / CatalogError: the store could not be listed, or the catalog failed.
     """
-    store, catalog = mgr.store(checkpoint_dir), mgr.catalog
-    inv = retry.call(take_inventory, store)
+    repo = repository_of(repo)
+    store, catalog = repo.store(checkpoint_dir), repo.catalog
+    inv = store.inventory()
     stored = {d: obj.size for d, obj in inv.blobs.items()}
     committed = {(i.target, i.name): i for i in catalog.list(store.url)}
     pending = {(i.target, i.name) for i in catalog.pending(store.url)}
@@ -80,14 +78,13 @@ def rebuild_catalog(mgr: CheckpointManager, *, checkpoint_dir: str | None = None
     for (target, name) in sorted(inv.manifests):
         label = f"{target}/{name}"
         try:
-            data = retry.call(store.read_manifest, target, name)
-            manifest = Manifest.from_bytes(data, target=target, name=name)
+            loaded = store.load_manifest(target, name)
         except CheckpointNotFound:
             continue  # removed meanwhile
         except IntegrityError as exc:
             skipped.append((label, str(exc)))
             continue
-        digest = blake3.blake3(data).hexdigest()
+        manifest, digest = loaded.manifest, loaded.digest
         known = committed.get((target, name))
         if known is not None:
             if known.manifest_digest in (None, digest):
@@ -120,7 +117,7 @@ def rebuild_catalog(mgr: CheckpointManager, *, checkpoint_dir: str | None = None
             present.append(label)  # inserted concurrently by someone else
             continue
         catalog.record_event(
-            host=mgr.settings.host,
+            host=repo.host,
             action="rebuild",
             target=target,
             name=name,

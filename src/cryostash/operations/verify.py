@@ -27,19 +27,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import blake3
-
-from cryostash.errors import CheckpointNotFound, IntegrityError, UsageError
+from cryostash.errors import CheckpointNotFound, IntegrityError, ObjectNotFound, UsageError
+from cryostash.manager import CheckpointManager, Repository, repository_of
 from cryostash.names import validate_name, validate_target
-from cryostash.storage import Manifest, Store, chunkio
-from cryostash.storage import retrying as retry
-from cryostash.storage.inventory import take_inventory
+from cryostash.storage import Manifest, ManifestMismatch, Store
 from cryostash.types import CheckpointInfo
-
-if TYPE_CHECKING:
-    from cryostash.manager import CheckpointManager
 
 
 @dataclass(frozen=True)
@@ -107,8 +101,8 @@ class VerifyReport:
 def _read_blob(store: Store, digest: str, size: int) -> tuple[str | None, int]:
     """Read, decode and verify one blob: (None, bytes read) if sound, else (why, 0)."""
     try:
-        plain = retry.call(chunkio.read_chunk, store, digest, size)
-    except CheckpointNotFound:
+        plain = store.read_chunk(digest, size)
+    except ObjectNotFound:
         return "is missing from the store", 0
     except IntegrityError as exc:
         return str(exc).removeprefix(f"blob {digest} ").strip(), 0
@@ -118,22 +112,19 @@ def _read_blob(store: Store, digest: str, size: int) -> tuple[str | None, int]:
 def _check_manifest(store: Store, info: CheckpointInfo) -> tuple[Manifest | None, list[Problem]]:
     t, n = info.target, info.name
     try:
-        data = retry.call(store.read_manifest, t, n)
+        stored = store.load_manifest(t, n, info.manifest_digest)
     except CheckpointNotFound:
         message = f"manifest is missing from store {store.url}"
         return None, [Problem(t, n, "manifest-missing", message)]
-    actual = blake3.blake3(data).hexdigest()
-    try:
-        manifest = Manifest.from_bytes(data, target=t, name=n)
-    except IntegrityError as exc:
-        return None, [Problem(t, n, "manifest-corrupt", str(exc))]
-    if info.manifest_digest and actual != info.manifest_digest:
+    except ManifestMismatch as exc:  # valid, so its blobs are checked all the same
         message = (
             f"manifest does not match the catalog (expected BLAKE3 {info.manifest_digest}, "
-            f"got {actual})"
+            f"got {exc.stored.digest})"
         )
-        return manifest, [Problem(t, n, "manifest-mismatch", message)]
-    return manifest, []
+        return exc.stored.manifest, [Problem(t, n, "manifest-mismatch", message)]
+    except IntegrityError as exc:
+        return None, [Problem(t, n, "manifest-corrupt", str(exc))]
+    return stored.manifest, []
 
 
 def presence_problem(manifest: Manifest, stored: Mapping[str, int]) -> str | None:
@@ -196,7 +187,7 @@ def _dedupe(problems: Iterable[Problem]) -> tuple[Problem, ...]:
 
 
 def verify_store(
-    mgr: CheckpointManager,
+    repo: Repository | CheckpointManager,
     target: str | None = None,
     name: str | None = None,
     *,
@@ -206,9 +197,11 @@ def verify_store(
     """Verify the committed checkpoints of a store (see the module docstring).
 
     Args:
+        repo: the repository (a :class:`CheckpointManager` is accepted too: its
+            repository is used).
         target: only this target; with ``name``, only that checkpoint.
-        read_data: re-hash every blob (reads every byte).
-        checkpoint_dir: the store (default: the manager's default store).
+        read_data: re-hash every blob (reads every byte; ``repo.jobs`` in parallel).
+        checkpoint_dir: the store (default: the repository's default store).
 
     Raises:
         InvalidName: bad target or name.
@@ -221,12 +214,13 @@ def verify_store(
         validate_target(target)
     if name is not None:
         validate_name(name)
-    store = mgr.store(checkpoint_dir)
+    repo = repository_of(repo)
+    store = repo.store(checkpoint_dir)
     if target is not None and name is not None:
-        infos = [mgr.get(target, name, checkpoint_dir)]
+        infos = [repo.catalog.get(store.url, target, name)]
     else:
-        infos = mgr.list(target, checkpoint_dir)
-    inventory = retry.call(take_inventory, store)
+        infos = repo.catalog.list(store.url, target)
+    inventory = store.inventory()
     stored = {d: obj.size for d, obj in inventory.blobs.items()}
     problems: list[Problem] = []
     readable: list[tuple[CheckpointInfo, Manifest]] = []
@@ -238,12 +232,12 @@ def verify_store(
             readable.append((info, manifest))
     blobs, bytes_read = len({d for _, m in readable for d in m.blob_digests}), 0
     if read_data:
-        found_by_reading, blobs, bytes_read = _read_problems(store, readable, mgr.jobs)
+        found_by_reading, blobs, bytes_read = _read_problems(store, readable, repo.jobs)
         problems.extend(found_by_reading)
     untracked: tuple[tuple[str, str], ...] = ()
     if name is None:
-        known = {(i.target, i.name) for i in mgr.catalog.list(store.url, target)}
-        known |= {(i.target, i.name) for i in mgr.catalog.pending(store.url)}
+        known = {(i.target, i.name) for i in repo.catalog.list(store.url, target)}
+        known |= {(i.target, i.name) for i in repo.catalog.pending(store.url)}
         untracked = tuple(
             sorted(k for k in inventory.manifests if k not in known and target in (None, k[0]))
         )

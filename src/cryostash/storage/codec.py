@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from cryostash.errors import IntegrityError
+from cryostash.storage.backend import Buffer
 
 TAG_NONE = 0x00
 TAG_ZSTD = 0x01
@@ -35,7 +36,6 @@ DEFAULT_LEVEL = 3
 _SAMPLES, _SAMPLE_LEN = 8, 4096
 _local = threading.local()
 
-Buffer = bytes | bytearray | memoryview
 
 
 def _compressor(level: int) -> Any:
@@ -113,3 +113,30 @@ def decode(data: Buffer, *, max_size: int, what: str = "object") -> bytes | memo
     except zstandard.ZstdError as exc:
         raise IntegrityError(f"{what} is corrupt: bad zstd frame ({exc})") from exc
     return out
+
+
+#: Largest plain chunk accepted when decoding (pyfastcdc's largest maximum).
+MAX_PLAIN = 16 << 20
+
+
+def verified(
+    data: Buffer, digest: str, size: int | None = None, *, what: str | None = None
+) -> bytes | memoryview:
+    """Decode the stored object ``data`` of chunk ``digest`` and check it: the plain bytes
+    have the plain ``size`` the manifest records (when given) and BLAKE3 to ``digest``.
+
+    Raises:
+        IntegrityError: ``blob DIGEST[ of file F] is corrupt: ...`` (bad encoding, wrong
+            size, wrong BLAKE3).
+    """
+    import blake3
+
+    label = what or f"blob {digest}"
+    limit = MAX_PLAIN if size is None else size
+    plain = decode(data, max_size=limit, what=label)
+    if size is not None and len(plain) != size:
+        raise IntegrityError(f"{label} is corrupt: {len(plain)} bytes, expected {size}")
+    got = blake3.blake3(plain).hexdigest()
+    if got != digest:
+        raise IntegrityError(f"{label} is corrupt: expected BLAKE3 {digest}, got {got}")
+    return plain

@@ -1,7 +1,8 @@
 """What a store holds, object by object: for ``verify``, ``gc`` and ``catalog rebuild``.
 
-:func:`take_inventory` lists ``checkpoints/`` and ``blobs/`` once (one recursive
-listing each, with sizes and modification times) and sorts every object into:
+:meth:`cryostash.storage.store.Store.inventory` lists ``checkpoints/`` and ``blobs/``
+once (one recursive listing each, with sizes and modification times) and
+:func:`classify` sorts every object into:
 
 - manifests: ``checkpoints/<target>/<name>/manifest.json`` with valid names;
 - blobs: ``blobs/<h[0:2]>/<h>`` with a well-formed digest;
@@ -19,7 +20,6 @@ Modification times come from what the file system reports (``mtime`` on local di
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterable, Mapping
 from contextlib import suppress
@@ -30,8 +30,7 @@ from typing import Any
 from cryostash.errors import UsageError
 from cryostash.names import validate_name, validate_target
 from cryostash.storage import layout
-from cryostash.storage.store import Store
-from cryostash.storage.translate import translating
+from cryostash.storage.backend import ObjectInfo
 
 #: Temporary files of cryostash's own atomic writes (``localfs.temp_name``).
 _TEMP_NAME = re.compile(r"^\..+\.[0-9a-f]+\.(tmp|part)$")
@@ -80,43 +79,6 @@ def modified_time(info: Mapping[str, Any]) -> datetime | None:
     return None
 
 
-def _relative(root: str, path: str) -> str | None:
-    prefix = root.strip("/")
-    rel = str(path).strip("/")
-    if not prefix:
-        return rel
-    return rel[len(prefix) + 1 :] if rel.startswith(prefix + "/") else None
-
-
-def _find(store: Store, folder: str) -> dict[str, Any]:
-    """A fresh recursive listing that leaves no cached listing behind: s3fs's ``find``
-    caches every sub-folder it saw, and later stats of this process would trust those
-    listings (missing objects that other hosts write afterwards)."""
-    fs = store.fs
-    with suppress(Exception):
-        fs.invalidate_cache(folder)
-    try:
-        return dict(fs.find(folder, detail=True))
-    except FileNotFoundError:
-        return {}
-    finally:
-        with suppress(Exception):
-            fs.invalidate_cache()
-
-
-def _probes(store: Store) -> dict[str, Any]:
-    """Root-level probe files left by an interrupted ``check_writable``."""
-    try:
-        entries = store.fs.ls(store.root, detail=True) if store.root else []
-    except (FileNotFoundError, NotADirectoryError):
-        return {}
-    return {
-        str(e["name"]): e
-        for e in entries
-        if isinstance(e, dict) and _PROBE_NAME.match(str(e.get("name", "")).rpartition("/")[2])
-    }
-
-
 def _names_ok(target: str, name: str) -> bool:
     try:
         validate_target(target)
@@ -126,29 +88,16 @@ def _names_ok(target: str, name: str) -> bool:
     return True
 
 
-def take_inventory(store: Store) -> Inventory:
-    """List the store (see the module docstring).
-
-    Raises:
-        StorageError: the listing failed.
-    """
-    root = store.root
-    with translating("list", "objects", url=store.url):
-        found = {
-            **_find(store, layout.checkpoints_dir(root)),
-            **_find(store, layout.blobs_dir(root)),
-            **_probes(store),
-        }
-    objects: list[StoredObject] = []
-    for path, info in found.items():
-        rel = _relative(root, path)
-        if rel is None or info.get("type", "file") != "file":
-            continue
-        objects.append(StoredObject(rel, int(info.get("size") or 0), modified_time(info)))
+def classify(objects: Iterable[ObjectInfo], top: Iterable[ObjectInfo] = ()) -> Inventory:
+    """Sort the objects listed under ``checkpoints/`` and ``blobs/`` (keys relative to the
+    root) and those directly under the root (``top``: only probe files count) into an
+    :class:`Inventory` (see the module docstring). Pure: no I/O."""
+    found = [StoredObject(o.key, o.size, o.modified) for o in objects]
+    found += [StoredObject(o.key, o.size, o.modified) for o in top if _PROBE_NAME.match(o.key)]
     manifests: dict[tuple[str, str], StoredObject] = {}
     blobs: dict[str, StoredObject] = {}
     rest: list[StoredObject] = []
-    for obj in objects:
+    for obj in found:
         parts = obj.path.split("/")
         if (
             parts[0] == layout.BLOBS
@@ -176,13 +125,12 @@ def take_inventory(store: Store) -> Inventory:
     return Inventory(manifests, blobs, tuple(sorted(strays, key=lambda o: o.path)))
 
 
-def delete_stray(store: Store, path: str) -> None:
-    """Remove the stray object at ``path`` (relative to the root); missing is fine.
+def stray_key(path: str) -> str:
+    """``path`` (relative to the root) if it may be a stray of this layout, to delete.
 
     Raises:
         UsageError: ``path`` is not under ``checkpoints/`` or ``blobs/`` (or a root-level
             probe file), or is not plain.
-        StorageError: the deletion failed.
     """
     parts = path.split("/")
     probe = len(parts) == 1 and _PROBE_NAME.match(parts[0]) is not None
@@ -190,32 +138,4 @@ def delete_stray(store: Store, path: str) -> None:
         p in ("", ".", "..") for p in parts
     ):
         raise UsageError(f"refusing to delete {path!r}: not a stray of this store's layout")
-    full = layout.join(store.root, *parts)
-    with translating("delete", path, url=store.url), suppress(FileNotFoundError):
-        store.fs.rm_file(full)
-
-
-def prune_empty_folders(
-    store: Store, *, older_than: float, keep: Iterable[tuple[str, str]] = ()
-) -> int:
-    """Remove empty folders under ``checkpoints/`` of a local store that were last
-    modified at or before the POSIX time ``older_than``; returns how many.
-
-    The folders of the checkpoints in ``keep`` (being created) and of their targets
-    are kept whatever their age. Object stores have no folders; other file systems are
-    left alone. Best effort: a folder that gains an entry meanwhile is not removed
-    (``rmdir`` refuses).
-    """
-    if not store.is_local:
-        return 0
-    top = layout.checkpoints_dir(store.root)
-    kept = {os.path.join(top, t, n) for t, n in keep} | {os.path.join(top, t) for t, _ in keep}
-    removed = 0
-    for dirpath, _dirs, _files in sorted(os.walk(top), key=lambda w: -len(w[0])):
-        if dirpath == top or dirpath in kept:
-            continue
-        with suppress(OSError):
-            if os.stat(dirpath).st_mtime <= older_than:
-                os.rmdir(dirpath)
-                removed += 1
-    return removed
+    return path

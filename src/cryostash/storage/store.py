@@ -1,57 +1,60 @@
-"""``Store``: the checkpoint folder contract and a content-addressed blob area,
-over any fsspec filesystem.
+"""``Store``: the repository of checkpoints over one :class:`~cryostash.storage.backend.Backend`.
 
 Layout under the root (see :mod:`cryostash.storage.layout`)::
 
     checkpoints/<target>/<name>/manifest.json   written last, create-only: the commit marker
-    blobs/<h[0:2]>/<h>                          content-addressed bytes (BLAKE3 hex)
+    blobs/<h[0:2]>/<h>                          one chunk: codec tag + zstd frame (or raw)
 
-The store knows nothing of SQL or CRIU. Ordering is the caller's job: write every
-blob a manifest names *before* the manifest; a listing shows a checkpoint only once
-its manifest exists, so a crash before that leaves nothing visible (only blobs, which
-gc removes after its grace period).
+The Store speaks in manifests and chunks: it writes, reads and checks manifests (the one
+loader, :meth:`Store.load_manifest`, also checks the catalog's digest), encodes nothing
+but stores encoded chunks and reads them back decoded and verified, takes the inventory
+gc, verify and rebuild work from. Every byte goes through its backend: the local disk or
+fsspec (chosen from the URL), wrapped by the retrying backend (the one place where calls
+are retried) and, for a transfer that uses the chunk cache, the caching one. It knows
+nothing of SQL or CRIU. Ordering is the caller's job: write every chunk a manifest names
+*before* the manifest; a checkpoint counts only once its manifest exists.
 
-Thread safety: a ``Store`` holds no mutable state of its own; every method may be
-called from several threads at once (fsspec's local, memory and s3 filesystems are
-thread-safe). Errors: every backend exception is translated in one place
-(:mod:`cryostash.storage.translate`); callers only see cryostash errors.
+Errors: every backend exception is translated in one place
+(:mod:`cryostash.storage.translate`); callers only see cryostash errors. A missing chunk
+object is :class:`~cryostash.errors.ObjectNotFound`, a missing manifest
+:class:`~cryostash.errors.CheckpointNotFound`. Thread safety: a Store holds no mutable
+state of its own but the retry counters; every method may be called from several threads.
 """
 
 from __future__ import annotations
 
-import os
-import secrets
-import threading
-import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import AbstractContextManager, suppress
-from pathlib import Path
-from typing import Any, BinaryIO, cast
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any
 
 from cryostash.errors import (
     CheckpointExists,
     CheckpointNotFound,
     CryostashError,
+    IntegrityError,
+    ObjectNotFound,
     StorageError,
 )
-from cryostash.storage import layout, localfs
-from cryostash.storage.localfs import Progress
+from cryostash.storage import codec, layout
+from cryostash.storage.backend import Backend, Buffer, WriteBatch
+from cryostash.storage.cache import ChunkCache
+from cryostash.storage.caching import CachingBackend
+from cryostash.storage.inventory import Inventory, classify, stray_key
 from cryostash.storage.manifest import StoredManifest, load_manifest
+from cryostash.storage.retrying import RetryingBackend, RetryPolicy
 from cryostash.storage.translate import is_transient, store_problem, translating
 
-#: Backends whose ``pipe_file(mode="create")`` is a server-side conditional write.
-_NATIVE_CREATE = frozenset({"s3", "s3a"})
-#: Object stores: no folders to make (``makedirs`` may even create buckets there).
-_OBJECT_STORES = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "oss"})
-#: Serialises exists-then-write on backends without a native create-only write. For
-#: ``memory://`` (process-local) this makes it atomic; elsewhere it only protects
-#: against other threads of this process (``supports_atomic_create`` is then False).
-_CREATE_LOCK = threading.Lock()
 
+@dataclass(frozen=True)
+class FetchedChunk:
+    """A chunk read back: its verified plain bytes, the size of its stored (encoded)
+    object, whether the local cache served it, and whether it was added to the cache."""
 
-def _protocol(fs: Any) -> str:
-    proto = fs.protocol
-    return str(proto[0] if isinstance(proto, tuple | list) else proto)
+    plain: bytes | memoryview
+    stored_size: int
+    from_cache: bool
+    cached: bool
 
 
 class Store:
@@ -63,59 +66,74 @@ class Store:
             exist is created on first write.
         storage_options: passed to fsspec (``key``, ``secret``, ``endpoint_url``...);
             never shown, never persisted.
+        retry: how transient failures are retried (default: 3 attempts, from 0.25 s).
 
     Attributes:
         url: canonical root URL without credentials (a local root is an absolute
             path): safe to show and to use as the catalog's store key.
-        is_local: the root is on the local file system.
+        remote: requests cross a network (every fsspec store): a chunk cache and more
+            parallel transfers pay off.
         supports_atomic_create: :meth:`write_manifest` is create-only even against
-            writers on other hosts (local disk: ``link``; S3: ``If-None-Match: *``;
-            memory: process-wide lock). False means exists-then-write.
+            writers on other hosts. False means exists-then-write.
 
     Raises:
-        UsageError: unknown protocol (``unknown store protocol 'xyz' in URL ...``),
-            malformed URL, missing backend package, or a local root that is a file
-            (``PATH exists and is not a directory``).
+        UsageError: unknown protocol, malformed URL, missing backend package, or a local
+            root that is a file (``PATH exists and is not a directory``).
     """
 
-    def __init__(self, url: str, storage_options: Mapping[str, Any] | None = None) -> None:
-        from cryostash.storage.location import open_root
+    def __init__(
+        self,
+        url: str,
+        storage_options: Mapping[str, Any] | None = None,
+        *,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        from cryostash.storage.location import open_backend
 
-        opened = open_root(url, storage_options)
-        self._opened_fs: Any = opened.fs  # None on the local disk until fsspec is needed
-        self._root: str = opened.root
-        self._local: str | None = opened.local_root
-        self.url: str = opened.url
-        self.is_local: bool = self._local is not None
-        self._protocol = "file" if self.is_local else _protocol(self._fs)
-        chained = "::" in url
-        self.supports_atomic_create: bool = self.is_local or (
-            not chained and self._protocol in _NATIVE_CREATE | {"memory"}
-        )
-        self._native_create = self.is_local or (not chained and self._protocol in _NATIVE_CREATE)
+        retrying = RetryingBackend(open_backend(url, storage_options), retry)
+        self._setup(retrying, retrying)
+
+    @classmethod
+    def over(cls, backend: Backend, retry: RetryPolicy | None = None) -> Store:
+        """A Store over ``backend`` (wrapped by the retrying backend): for tests and tools
+        that bring their own backend (a fault-injecting one, say)."""
+        store = cls.__new__(cls)
+        retrying = RetryingBackend(backend, retry)
+        store._setup(retrying, retrying)
+        return store
+
+    def _setup(self, backend: Backend, retrying: RetryingBackend) -> None:
+        self._backend = backend
+        self._retrying = retrying
+        self._cache = backend if isinstance(backend, CachingBackend) else None
+        self.url: str = backend.url
+        self.remote: bool = backend.remote
+        self.supports_atomic_create: bool = backend.atomic_create
 
     def __repr__(self) -> str:
         return f"Store({self.url!r})"
 
     @property
-    def fs(self) -> Any:
-        """The underlying fsspec filesystem (for tests and tools; bypasses every check)."""
-        return self._fs
+    def backend(self) -> Backend:
+        """The backend every call goes through (wrappers included)."""
+        return self._backend
 
     @property
-    def _fs(self) -> Any:
-        """The fsspec filesystem; for a local root made on first use, so that the verbs
-        that need none of it (create, restore, ls on local disk) never import fsspec."""
-        if self._opened_fs is None:
-            from fsspec.implementations.local import LocalFileSystem
-
-            self._opened_fs = LocalFileSystem()
-        return self._opened_fs
+    def retries(self) -> int:
+        """Calls retried so far (all threads): transfers report the difference."""
+        return self._retrying.retries
 
     @property
-    def root(self) -> str:
-        """The root path in the filesystem's own terms (no protocol)."""
-        return self._root
+    def bytes_failed(self) -> int:
+        """Bytes of writes that failed so far (retried or not)."""
+        return self._retrying.bytes_failed
+
+    def with_cache(self, cache: ChunkCache) -> Store:
+        """This store with chunk objects read through ``cache`` (a
+        :class:`~cryostash.storage.caching.CachingBackend`); same retry counters."""
+        store = Store.__new__(Store)
+        store._setup(CachingBackend(self._backend, cache), self._retrying)
+        return store
 
     # -- helpers ------------------------------------------------------------------
 
@@ -128,27 +146,6 @@ class Store:
         exists: Callable[[], CryostashError] | None = None,
     ) -> AbstractContextManager[None]:
         return translating(op, where, url=self.url, not_found=not_found, exists=exists)
-
-    def _makedirs(self, path: str) -> None:
-        if self._local is not None:
-            localfs.makedirs(path)
-        elif self._protocol not in _OBJECT_STORES:
-            self._fs.makedirs(path, exist_ok=True)
-
-    def _fresh(self, path: str) -> None:
-        """Drop cached listings of ``path``: other hosts write to the same store. The
-        local file system caches none."""
-        if self._local is not None:
-            return
-        with suppress(Exception):
-            self._fs.invalidate_cache(path)
-
-    def _find(self, prefix: str) -> list[str]:
-        self._fresh(prefix)
-        try:
-            return [str(p) for p in self._fs.find(prefix)]
-        except FileNotFoundError:
-            return []
 
     @staticmethod
     def _exists_error(target: str, name: str) -> Callable[[], CryostashError]:
@@ -163,53 +160,34 @@ class Store:
         )
 
     def _missing_blob(self, digest: str) -> Callable[[], CryostashError]:
-        return lambda: CheckpointNotFound(f"blob {digest} does not exist in store {self.url}")
+        return lambda: ObjectNotFound(f"blob {digest} does not exist in store {self.url}")
 
-    # -- checkpoints ------------------------------------------------------------------
+    # -- manifests ----------------------------------------------------------------------
 
     def manifest_exists(self, target: str, name: str) -> bool:
         """True if ``target``/``name`` has a manifest (is committed in the store)."""
-        path = layout.manifest_path(self._root, target, name)
+        key = layout.manifest_path("", target, name).lstrip("/")
         with self._guard("check", f"manifest of {target}/{name}"):
-            if self._local is not None:
-                return os.path.isfile(path)
-            self._fresh(path)
-            try:  # not ``isfile``: it answers False for any error (no bucket, no network...)
-                return bool(self._fs.info(path)["type"] == "file")
-            except FileNotFoundError:
-                return False
+            return self._backend.exists(key)
 
     def write_manifest(self, target: str, name: str, data: bytes) -> None:
         """Write the manifest of ``target``/``name``: create-only and atomic.
 
-        This is the commit marker: call it after every blob the manifest names is
+        This is the commit marker: call it after every chunk the manifest names is
         stored. Atomic: readers see no manifest or all of ``data``. Create-only: if a
         manifest exists (whoever wrote it), it is left intact and CheckpointExists is
         raised; with ``supports_atomic_create`` this holds against concurrent writers
-        on other hosts too. Local disk: temp sibling + fsync + ``link`` + folder fsync.
-        S3: one PUT with ``If-None-Match: *``.
+        on other hosts too.
 
         Raises:
             CheckpointExists: ``checkpoint with name NAME already exists for container TARGET``.
             StorageError: the write failed; no manifest was written.
         """
-        path = layout.manifest_path(self._root, target, name)
-        folder = layout.checkpoint_dir(self._root, target, name)
-        where = f"manifest of {target}/{name}"
-        with self._guard("create folder for", where):
-            self._makedirs(folder)
-        with self._guard("write", where, exists=self._exists_error(target, name)):
-            if self._local is not None:
-                localfs.write_create_only(path, bytes(data))
-            elif self._native_create:
-                self._fs.pipe_file(path, bytes(data), mode="create")
-            else:
-                with _CREATE_LOCK:
-                    self._fresh(path)
-                    if self._fs.exists(path):
-                        raise FileExistsError(path)
-                    self._fs.pipe_file(path, bytes(data))
-            self._fresh(path)
+        key = layout.manifest_path("", target, name).lstrip("/")
+        with self._guard(
+            "write", f"manifest of {target}/{name}", exists=self._exists_error(target, name)
+        ):
+            self._backend.create(key, bytes(data))
 
     def read_manifest(self, target: str, name: str) -> bytes:
         """The bytes of the manifest of ``target``/``name``.
@@ -218,13 +196,11 @@ class Store:
             CheckpointNotFound: ``checkpoint NAME does not exist for container TARGET``.
             StorageError: the read failed.
         """
-        path = layout.manifest_path(self._root, target, name)
+        key = layout.manifest_path("", target, name).lstrip("/")
         with self._guard(
             "read", f"manifest of {target}/{name}", not_found=self._missing_error(target, name)
         ):
-            if self._local is not None:
-                return localfs.read_file(path)
-            return bytes(self._fs.cat_file(path))
+            return self._backend.get(key)
 
     def load_manifest(
         self, target: str, name: str, expected: str | None = None
@@ -243,148 +219,151 @@ class Store:
     def delete_manifest(self, target: str, name: str) -> None:
         """Remove the folder of ``target``/``name`` (manifest first, so a crash midway
         leaves it uncommitted). Idempotent: a missing checkpoint is not an error.
-        Blobs are not touched (gc or the manager decides which to delete)."""
-        path = layout.manifest_path(self._root, target, name)
-        folder = layout.checkpoint_dir(self._root, target, name)
+        Chunks are not touched (gc or the manager decides which to delete)."""
+        folder = layout.checkpoint_dir("", target, name).lstrip("/")
         with self._guard("delete", f"checkpoint {target}/{name}"):
-            with suppress(FileNotFoundError):
-                self._fs.rm_file(path)
-            with suppress(FileNotFoundError):
-                if self._local is None or os.path.isdir(folder):
-                    self._fs.rm(folder, recursive=True)
-            self._fresh(folder)
+            self._backend.delete(f"{folder}/{layout.MANIFEST}")
+            self._backend.delete_prefix(folder)
 
-    def list_checkpoints(self, target: str | None = None) -> list[tuple[str, str]]:
-        """Sorted ``(target, name)`` pairs that have a manifest, optionally of one target.
+    # -- chunks -------------------------------------------------------------------------
 
-        A folder without ``manifest.json`` (a write in progress, a crash) is not listed.
-        """
-        prefix = layout.checkpoints_dir(self._root, target)
-        with self._guard("list", f"checkpoints{'' if target is None else ' of ' + target}"):
-            found = {layout.parse_manifest_path(self._root, p) for p in self._find(prefix)}
-        return sorted(pair for pair in found if pair is not None)
-
-    # -- blobs --------------------------------------------------------------------------
+    @staticmethod
+    def _blob_key(digest: str) -> str:
+        return layout.blob_path("", digest).lstrip("/")
 
     def has_blob(self, digest: str) -> bool:
-        """True if blob ``digest`` is stored (fresh check; listing caches are dropped)."""
-        path = layout.blob_path(self._root, digest)
+        """True if the chunk object ``digest`` is stored (fresh check)."""
         with self._guard("check", f"blob {digest}"):
-            self._fresh(path)
-            return bool(self._fs.exists(path))
+            return self._backend.exists(self._blob_key(digest))
 
-    def put_blob(self, digest: str, local_path: Path, callback: Progress | None = None) -> None:
-        """Store the content of ``local_path`` as blob ``digest``.
+    def holds_no_blob(self) -> bool:
+        """True if the store certainly holds no chunk (one listing): then no chunk needs
+        to be looked for. Any doubt (an error) says False."""
+        try:
+            return not self._backend.has_any(layout.BLOBS)
+        except Exception:
+            return False
 
-        The caller vouches that the content hashes to ``digest`` (it is not re-hashed).
-        Atomic: the blob appears whole or not at all (local: temp + fsync + rename;
-        object stores: a single PUT). Idempotent:
-        storing an existing blob again is skipped (local) or rewrites identical bytes.
+    def write_batch(self, jobs: int = 4) -> ChunkBatch:
+        """A batch of chunk writes made durable, then visible, together (see
+        :class:`ChunkBatch`)."""
+        return ChunkBatch(self, self._backend.batch(jobs))
 
-        Args:
-            callback: fsspec-style progress (``set_size``, ``relative_update``).
-        """
-        path = layout.blob_path(self._root, digest)
-        with self._guard("upload", f"blob {digest}"):
-            if self._local is not None:
-                if os.path.isfile(path):
-                    return
-                with open(local_path, "rb") as src:
-                    if callback is not None:
-                        callback.set_size(os.fstat(src.fileno()).st_size)
-                    localfs.copy_atomic(cast(BinaryIO, src), path, callback=callback)
-                return
-            from fsspec.callbacks import DEFAULT_CALLBACK
-
-            self._makedirs(path.rpartition("/")[0])
-            self._fs.put_file(os.fspath(local_path), path, callback=callback or DEFAULT_CALLBACK)
-            self._fresh(path)
-
-    def get_blob(self, digest: str, local_path: Path, callback: Progress | None = None) -> None:
-        """Copy blob ``digest`` to ``local_path`` (atomically: temp sibling + rename).
-
-        The bytes are not verified (:meth:`read_chunk` and the pipeline verify them).
+    def read_object(self, digest: str) -> bytes:
+        """The stored (encoded, unverified) object of chunk ``digest``.
 
         Raises:
-            CheckpointNotFound: ``blob DIGEST does not exist in store URL``.
+            ObjectNotFound: ``blob DIGEST does not exist in store URL``.
+            StorageError: the read failed.
         """
-        with self.open_blob(digest) as src, self._guard("download", f"blob {digest}"):
-            localfs.copy_atomic(src, os.fspath(local_path), durable=False, callback=callback)
+        with self._guard("read", f"blob {digest}", not_found=self._missing_blob(digest)):
+            return self._backend.get(self._blob_key(digest))
 
-    def open_blob(self, digest: str) -> BinaryIO:
-        """Open blob ``digest`` for streaming reads; the caller closes it.
-
-        Errors raised by later ``read`` calls come from the backend untranslated.
+    def fetch_chunk(self, digest: str, size: int | None, *, what: str) -> FetchedChunk:
+        """Chunk ``digest`` decoded and verified (BLAKE3 and, when given, its plain
+        ``size``) before a byte of it is returned: from the cache when this store reads
+        through one and it holds the chunk (a bad entry is evicted and the chunk read from
+        the store), else from the store (then added to the cache).
 
         Raises:
-            CheckpointNotFound: ``blob DIGEST does not exist in store URL``.
+            ObjectNotFound: missing. IntegrityError: ``WHAT is corrupt: ...``.
+            StorageError: the read failed.
         """
-        path = layout.blob_path(self._root, digest)
-        with self._guard("open", f"blob {digest}", not_found=self._missing_blob(digest)):
-            if self._local is not None:
-                return open(path, "rb")  # returned to the caller, who closes it
-            return cast(BinaryIO, self._fs.open(path, "rb"))
-
-    def delete_blob(self, digest: str) -> None:
-        """Remove blob ``digest``. Idempotent: a missing blob is not an error.
-
-        Only the caller knows whether a blob is still referenced; the store does not check.
-        """
-        path = layout.blob_path(self._root, digest)
-        with self._guard("delete", f"blob {digest}"), suppress(FileNotFoundError):
-            self._fs.rm_file(path)
-        self._fresh(path)
-
-    def list_blobs(self) -> Iterator[str]:
-        """Every stored blob digest, sorted. Temporary files of interrupted writes are skipped."""
-        with self._guard("list", "blobs"):
-            paths = self._find(layout.blobs_dir(self._root))
-        found = {layout.parse_blob_path(self._root, p) for p in paths}
-        yield from sorted(d for d in found if d is not None)
-
-    def blob_size(self, digest: str) -> int:
-        """Size in bytes of blob ``digest``.
-
-        Raises:
-            CheckpointNotFound: ``blob DIGEST does not exist in store URL``.
-        """
-        path = layout.blob_path(self._root, digest)
-        with self._guard("stat", f"blob {digest}", not_found=self._missing_blob(digest)):
-            if self._local is not None:
-                return os.stat(path).st_size
-            self._fresh(path)
-            return int(self._fs.size(path))
+        key = self._blob_key(digest)
+        cache = self._cache
+        if cache is None:
+            data = self.read_object(digest)
+        else:
+            with self._guard("read", f"blob {digest}", not_found=self._missing_blob(digest)):
+                data, hit = cache.lookup(key)
+            if hit:
+                try:
+                    plain = codec.verified(data, digest, size, what=what)
+                    return FetchedChunk(plain, len(data), True, False)
+                except IntegrityError:
+                    cache.evict(key)
+                    data = self.read_object(digest)
+        plain = codec.verified(data, digest, size, what=what)
+        cached = cache is not None and cache.fill(key, (data,))
+        return FetchedChunk(plain, len(data), False, cached)
 
     def read_chunk(self, digest: str, size: int | None = None) -> bytes:
-        """The plain bytes of chunk ``digest`` (a blob holds an encoded chunk), decoded and
-        verified against ``digest`` and, if given, its plain ``size``.
+        """The plain bytes of chunk ``digest``, decoded and verified.
 
         Raises:
-            CheckpointNotFound: missing. IntegrityError: corrupt. StorageError: read failed.
+            ObjectNotFound: missing. IntegrityError: corrupt. StorageError: read failed.
         """
-        from cryostash.storage.chunkio import read_chunk
+        return bytes(codec.verified(self.read_object(digest), digest, size))
 
-        return read_chunk(self, digest, size)
+    def cached_size(self, digest: str) -> int | None:
+        """The size of the cache entry of ``digest`` (touched: evicted last), or None when
+        it is not cached or this store reads through no cache."""
+        return None if self._cache is None else self._cache.cached_size(self._blob_key(digest))
+
+    def is_cached(self, digest: str) -> bool:
+        """True if this store's cache holds ``digest`` (no promise that it is intact)."""
+        return self._cache is not None and self._cache.is_cached(self._blob_key(digest))
+
+    def cache_object(self, digest: str, parts: Sequence[Buffer]) -> bool:
+        """Add the encoded object of ``digest`` to this store's cache (the caller vouches
+        for it); True if it was written."""
+        return self._cache is not None and self._cache.fill(self._blob_key(digest), parts)
+
+    def trim_cache(self) -> None:
+        """Bound this store's cache (once, at the end of a transfer)."""
+        if self._cache is not None:
+            self._cache.trim()
+
+    def delete_blob(self, digest: str) -> None:
+        """Remove chunk object ``digest``. Idempotent: a missing one is not an error.
+
+        Only the caller knows whether a chunk is still referenced; the store does not check.
+        """
+        with self._guard("delete", f"blob {digest}"):
+            self._backend.delete(self._blob_key(digest))
+
+    # -- inventory (gc, verify, rebuild) --------------------------------------------------
+
+    def inventory(self) -> Inventory:
+        """Every object under ``checkpoints/`` and ``blobs/`` (and probe files at the root),
+        sorted into manifests, chunks and strays (:mod:`cryostash.storage.inventory`).
+
+        Raises:
+            StorageError: the listing failed.
+        """
+        with self._guard("list", "objects"):
+            listed = [
+                *self._backend.scan(layout.CHECKPOINTS),
+                *self._backend.scan(layout.BLOBS),
+            ]
+            return classify(listed, self._backend.top())
+
+    def delete_stray(self, path: str) -> None:
+        """Remove the stray object at ``path`` (relative to the root); missing is fine.
+
+        Raises:
+            UsageError: ``path`` is not a stray of this layout. StorageError: it failed.
+        """
+        key = stray_key(path)
+        with self._guard("delete", path):
+            self._backend.delete(key)
+
+    def tidy(self, *, older_than: float, keep: Iterable[tuple[str, str]] = ()) -> int:
+        """Remove empty folders under ``checkpoints/`` last modified at or before the POSIX
+        time ``older_than``, except those of the checkpoints ``keep`` (being created) and
+        of their targets; returns how many (0 on object stores). Best effort."""
+        kept = [layout.checkpoint_dir("", t, n).lstrip("/") for t, n in keep]
+        try:
+            return self._backend.tidy(layout.CHECKPOINTS, older_than=older_than, keep=kept)
+        except OSError:
+            return 0
 
     # -- health -------------------------------------------------------------------------
 
     def exists(self) -> bool:
         """True if the root exists (a new local store has no root until the first write)."""
         with self._guard("check", "root"):
-            if self._local is not None:
-                return os.path.isdir(self._local)
-            self._fresh(self._root)
-            return bool(self._fs.exists(self._root)) if self._root else True
-
-    def ping(self) -> float:
-        """Check that the store answers; returns the round trip in seconds.
-
-        Raises:
-            StorageError: the backend could not be reached.
-        """
-        start = time.monotonic()
-        self.exists()
-        return time.monotonic() - start
+            return self._backend.root_exists()
 
     def check_writable(self) -> None:
         """Prove the store is writable: create and delete a small probe object under
@@ -393,16 +372,8 @@ class Store:
         Raises:
             StorageError: ``store ROOT is not writable: REASON``.
         """
-        probe = layout.join(self._root, f".cryostash-probe-{secrets.token_hex(8)}")
         try:
-            if self._local is not None:
-                localfs.write_create_only(probe, b"probe\n")
-                os.unlink(probe)
-            else:
-                if self._root:
-                    self._makedirs(self._root)
-                self._fs.pipe_file(probe, b"probe\n")
-                self._fs.rm_file(probe)
+            self._backend.check_writable()
         except (TypeError, AttributeError, NameError, AssertionError):
             raise
         except Exception as exc:
@@ -417,3 +388,58 @@ class Store:
             raise StorageError(
                 f"store {self.url} is not writable: {detail}", transient=is_transient(exc)
             ) from exc
+
+
+class ChunkBatch:
+    """Chunk writes made durable, then visible, together (one barrier per create).
+
+    :meth:`add` stores one encoded chunk (on the local disk: a temporary file whose
+    write-out starts at once; elsewhere one PUT, visible at once); :meth:`commit` is the
+    barrier (local: every temporary file ``fdatasync``-ed, renamed into place, folders
+    fsynced), after which a manifest may name them; :meth:`discard` removes what was not
+    committed (a failed create). Thread-safe.
+    """
+
+    def __init__(self, store: Store, batch: WriteBatch) -> None:
+        self._store = store
+        self._batch = batch
+        self._count = 0
+        # Asking first pays where a write costs a request and the store may have the
+        # chunk; on the local disk the write itself checks, and a store that held no
+        # chunk when the batch began needs no asking.
+        self._ask = store.remote and not store.holds_no_blob()
+
+    def present(self, digest: str) -> bool:
+        """True if the store already holds chunk ``digest``, where asking is cheaper than
+        writing (see above; False otherwise: :meth:`add` then tells).
+
+        Raises:
+            StorageError: the check failed (after retries).
+        """
+        return self._ask and self._store.has_blob(digest)
+
+    def add(self, digest: str, parts: Sequence[Buffer]) -> bool:
+        """Store the encoded chunk ``parts`` (concatenated) as ``digest``; the caller
+        vouches that they encode content whose BLAKE3 is ``digest``. False when the
+        store already had it (nothing written).
+
+        Raises:
+            StorageError: the write failed (after retries); nothing under its name.
+        """
+        with self._store._guard("upload", f"blob {digest}"):
+            wrote = self._batch.add(Store._blob_key(digest), parts)
+        self._count += int(wrote)
+        return wrote
+
+    def commit(self) -> None:
+        """Make every chunk added durable, then visible.
+
+        Raises:
+            StorageError: a sync or rename failed (temporary files are removed).
+        """
+        with self._store._guard("write", f"{self._count} new blobs"):
+            self._batch.commit()
+
+    def discard(self) -> None:
+        """Remove every chunk added and not committed (best effort)."""
+        self._batch.discard()

@@ -36,9 +36,10 @@ from typing import TYPE_CHECKING, Any
 from cryostash.config import Settings
 from cryostash.errors import UsageError
 from cryostash.storage import Progress, Store
-from cryostash.transfer.cache import ChunkCache
+from cryostash.storage.cache import ChunkCache
 from cryostash.transfer.chunking import ChunkParams
 from cryostash.types import DumpStats, FileEntry
+from cryostash.units import format_size
 
 if TYPE_CHECKING:  # the pipeline loads when chunks move (not for ls, inspect, rm...)
     from cryostash.transfer.pack import PackResult, Reserve
@@ -46,11 +47,18 @@ if TYPE_CHECKING:  # the pipeline loads when chunks move (not for ls, inspect, r
 
 
 def cache_for(settings: Settings, store: Store) -> ChunkCache | None:
-    """The chunk cache to use with ``store``, or None (no cache set, or a local store)."""
+    """The chunk cache to use with ``store``, or None (no cache set, or a store that is
+    not remote: its objects are already local, caching them would double the disk used)."""
     folder = settings.transfer.cache_dir
-    if folder is None or store.is_local:
+    if folder is None or not store.remote:
         return None
     return ChunkCache(folder, settings.transfer.cache_max_bytes)
+
+
+def cached(settings: Settings, store: Store) -> Store:
+    """``store`` reading through the settings' chunk cache, when it has one."""
+    cache = cache_for(settings, store)
+    return store if cache is None else store.with_cache(cache)
 
 
 def pack_image(
@@ -72,12 +80,11 @@ def pack_image(
 
     t = settings.transfer
     return pack(
-        store,
+        cached(settings, store),
         image_dir,
         reserve=reserve,
         params=ChunkParams(t.chunk_size),
         level=t.compression,
-        cache=cache_for(settings, store),
         jobs=_connections(store, jobs),
         callback=callback,
     )
@@ -95,9 +102,8 @@ def unpack_image(
     """:func:`cryostash.transfer.unpack` with the settings' cache."""
     from cryostash.transfer.unpack import unpack
 
-    cache = cache_for(settings, store)
     jobs = _connections(store, jobs)
-    return unpack(store, files, dest, cache=cache, jobs=jobs, callback=callback)
+    return unpack(cached(settings, store), files, dest, jobs=jobs, callback=callback)
 
 
 def require_cache(settings: Settings, store: Store) -> ChunkCache:
@@ -110,7 +116,7 @@ def require_cache(settings: Settings, store: Store) -> ChunkCache:
     if cache is None:
         raise UsageError(
             f"store {store.url} is on this host's disk: it has no chunk cache"
-            if store.is_local
+            if not store.remote
             else "prefetch needs the chunk cache, which is turned off (--cache none or "
             "CRYOSTASH_CACHE=none): name a cache folder with --cache DIR"
         )
@@ -139,13 +145,14 @@ def prefetch_image(
     from cryostash.transfer.prefetch import prefetch
 
     cache = require_cache(settings, store)
-    done = prefetch(store, files, cache, jobs=_connections(store, jobs), callback=callback)
+    jobs = _connections(store, jobs)
+    done = prefetch(store.with_cache(cache), files, jobs=jobs, callback=callback)
     warning = None
     if done.chunks_uncached:
         size = done.bytes_cached + done.bytes_downloaded
         why = (
-            f"the chunk cache bound ({_human(cache.max_bytes)}, --cache-size) is smaller "
-            f"than this checkpoint ({_human(size)})"
+            f"the chunk cache bound ({format_size(cache.max_bytes)}, --cache-size) is "
+            f"smaller than this checkpoint ({format_size(size)})"
             if size > cache.max_bytes
             else "the chunk cache could not hold them (is its folder full or not writable?)"
         )
@@ -183,7 +190,7 @@ def prefetch_skipped(reason: str) -> dict[str, Any]:
 def _connections(store: Store, jobs: int) -> int:
     """Threads of a transfer: ``jobs`` on local disk (CPU and disk bound), twice as many
     for a remote store (each request waits on the network most of its time)."""
-    return jobs if store.is_local else 2 * jobs
+    return 2 * jobs if store.remote else jobs
 
 
 def _frozen_s(details: Mapping[str, Any]) -> float | None:
@@ -244,55 +251,3 @@ def restore_stats(
         "retries": down.retries,
         "cache": cache,
     }
-
-
-#: What ``--print-stats`` shows, in this order: (key, label, unit).
-_SHOWN = (
-    ("frozen_s", "frozen", "s"),
-    ("dump_s", "dump", "s"),
-    ("upload_s", "upload", "s"),
-    ("download_s", "download", "s"),
-    ("restore_s", "restore", "s"),
-    ("total_s", "total", "s"),
-    ("bytes_scanned", "bytes scanned", "B"),
-    ("bytes_restored", "bytes restored", "B"),
-    ("bytes_new", "bytes new", "B"),
-    ("bytes_uploaded", "bytes uploaded", "B"),
-    ("bytes_stored", "bytes stored", "B"),
-    ("bytes_downloaded", "bytes downloaded", "B"),
-    ("bytes_from_cache", "bytes from cache", "B"),
-    ("chunks_total", "chunks total", ""),
-    ("chunks_new", "chunks new", ""),
-    ("chunks_downloaded", "chunks downloaded", ""),
-    ("chunks_from_cache", "chunks from cache", ""),
-)
-
-
-def _human(value: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(value) < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-def format_size(size: float) -> str:
-    """``512 B``, ``1.5 MiB``: a byte count for people."""
-    return _human(size)
-
-
-def format_stats(stats: Mapping[str, Any]) -> list[str]:
-    """Human-readable lines of the stats a create or restore recorded (``--print-stats``)."""
-    lines = []
-    for key, label, unit in _SHOWN:
-        value = stats.get(key)
-        if value is None:
-            continue
-        if unit == "s":
-            shown = f"{value:.3f} s"
-        elif unit == "B":
-            shown = f"{value} ({_human(value)})"
-        else:
-            shown = str(value)
-        lines.append(f"{label + ':':<19}{shown}")
-    return lines

@@ -11,15 +11,15 @@ Stages, overlapping, with bounded queues (memory stays bounded whatever the file
    distinct chunks in batches and asks ``reserve`` (the catalog) which are new to it;
    chunks the catalog already knew are not uploaded (nor is the store asked);
 3. uploaders (``jobs`` threads, at most ``2 * jobs`` chunks in flight): for a chunk the
-   catalog did not know, ask the store whether it has it (not asked of a store whose
-   ``blobs/`` one listing finds empty; on local disk the write itself checks), else
-   encode it (zstd, or raw when it does not compress) and store it; optionally copy the
-   object into the cache.
+   catalog did not know, ask the store whether it has it (where asking pays:
+   :meth:`~cryostash.storage.store.ChunkBatch.present`), else encode it (zstd, or raw
+   when it does not compress) and store it; a store that reads through a chunk cache
+   also caches it.
 
 A chunk is uploaded at most once per call, however often it occurs. Transient store
-failures are retried per chunk (``attempts`` in all, exponential ``backoff``). On any
-failure the stages stop and the first error is raised. Local blobs (when ``durable``)
-go through one :class:`~cryostash.storage.chunkio.DurableBatch`: each is written to a
+failures are retried by the store (its retrying backend). On any failure the stages stop
+and the first error is raised. Every chunk goes through one
+:class:`~cryostash.storage.store.ChunkBatch`: on the local disk each is written to a
 temporary file whose write-out starts at once, and before :func:`pack` returns they are
 all ``fdatasync``-ed, renamed into place and their folders fsynced — one barrier per
 call, not one synchronous write per chunk — so the manifest that follows never names a
@@ -40,11 +40,10 @@ from pathlib import Path
 from typing import Any
 
 from cryostash.errors import StorageError
-from cryostash.storage import Progress, Store, chunkio, codec
+from cryostash.storage import ChunkBatch, Progress, Store, codec
 from cryostash.storage.manifest import validate_relpath
-from cryostash.transfer.cache import ChunkCache
 from cryostash.transfer.chunking import ChunkParams, cut, is_zero, map_file, zero_digest
-from cryostash.transfer.workers import ATTEMPTS, BACKOFF_S, Shared, retrying, walk
+from cryostash.transfer.workers import Shared, walk
 from cryostash.types import FileEntry
 
 #: Reserve chunks with the catalog in batches of at most this many distinct digests. The
@@ -117,19 +116,8 @@ class _Stopped(Exception):
 class _Run:
     """State of one :func:`pack` call (see the module docstring for the threads)."""
 
-    def __init__(
-        self,
-        store: Store,
-        level: int | None,
-        cache: ChunkCache | None,
-        jobs: int,
-        durable: bool,
-        shared: Shared,
-        attempts: int,
-        backoff: float,
-    ) -> None:
-        self.store, self.level, self.cache, self.durable = store, level, cache, durable
-        self.shared, self.attempts, self.backoff = shared, attempts, backoff
+    def __init__(self, store: Store, level: int | None, jobs: int, shared: Shared) -> None:
+        self.store, self.level, self.shared = store, level, shared
         self.queue: queue.Queue[_Item] = queue.Queue(4 * jobs)
         self.hashers = ThreadPoolExecutor(max_workers=2)
         self.stop = threading.Event()
@@ -138,10 +126,8 @@ class _Run:
         self.counts = dict.fromkeys(
             ("new", "present", "bytes_new", "stored", "uploaded", "cached"), 0
         )
-        self.written: list[str] = []
-        self.empty_store = False  # set when the store holds no blob at all: nothing to ask
-        #: Local and durable: one barrier for all new blobs (see chunkio.DurableBatch).
-        self.batch = chunkio.DurableBatch(store, jobs) if durable and store.is_local else None
+        #: One durability barrier for all new chunks (see storage.store.ChunkBatch).
+        self.batch: ChunkBatch = store.write_batch(jobs)
 
     def fail(self, exc: BaseException) -> None:
         with self.shared.lock:
@@ -159,51 +145,23 @@ class _Run:
 
     def upload(self, digest: str, view: memoryview) -> None:
         """Store one chunk the catalog did not know (unless the store has it)."""
-        store, shared = self.store, self.shared
-        if not store.is_local and not self.empty_store and retrying(
-            lambda: store.has_blob(digest), shared, self.attempts, self.backoff
-        ):
+        shared = self.shared
+        if self.batch.present(digest):
             with shared.lock:
                 self.counts["present"] += 1
             return
         parts = codec.encode(view, self.level)
         size = codec.encoded_size(parts)
-
-        def attempt() -> bool:
-            try:
-                return chunkio.put_object(
-                    store, digest, parts, durable=self.durable, batch=self.batch
-                )
-            except StorageError:
-                with shared.lock:
-                    self.counts["uploaded"] += size
-                raise
-
-        wrote = retrying(attempt, shared, self.attempts, self.backoff)
-        cached = self.cache is not None and self.cache.put(digest, parts)
+        wrote = self.batch.add(digest, parts)
+        cached = wrote and self.store.cache_object(digest, parts)
         with shared.lock:
             if wrote:
                 self.counts["new"] += 1
                 self.counts["bytes_new"] += len(view)
                 self.counts["stored"] += size
-                self.counts["uploaded"] += size
-                self.written.append(digest)
             else:
                 self.counts["present"] += 1
             self.counts["cached"] += int(cached)
-
-
-def _holds_no_blob(store: Store) -> bool:
-    """True if the store certainly holds no blob (one listing of ``blobs/``): then no
-    chunk needs to be looked for. Any doubt (an error) says False."""
-    from cryostash.storage import layout
-
-    try:
-        return not store.fs.ls(layout.blobs_dir(store.root), detail=False)
-    except FileNotFoundError:
-        return True
-    except Exception:
-        return False
 
 
 def _read(
@@ -250,12 +208,8 @@ def pack(
     reserve: Reserve | None = None,
     params: ChunkParams | None = None,
     level: int | None = codec.DEFAULT_LEVEL,
-    cache: ChunkCache | None = None,
     jobs: int = 4,
     callback: Progress | None = None,
-    attempts: int = ATTEMPTS,
-    backoff: float = BACKOFF_S,
-    durable: bool = True,
 ) -> PackResult:
     """Chunk, hash, compress and store every regular file under ``image_dir``.
 
@@ -265,10 +219,11 @@ def pack(
             checked against the store.
         params: FastCDC parameters (default: 1 MiB average).
         level: zstd level, or None to store chunks raw.
-        cache: also copy every stored object into this local cache.
         jobs: upload threads (at least 1); readers use at most 2 threads.
         callback: fsspec-style progress over the bytes scanned.
-        durable: fdatasync local blobs and fsync their folders before returning.
+
+    Every chunk stored is durable when this returns (one barrier, see the module
+    docstring); a store that reads through a chunk cache also caches each.
 
     Returns:
         the file entries (sorted by path; empty folders are not recorded) and the stats.
@@ -290,8 +245,8 @@ def pack(
     sizes = [path.stat().st_size for _, path, _ in files]
     shared = Shared(callback)
     shared.set_size(sum(sizes))
-    run = _Run(store, level, cache, jobs, durable, shared, attempts, backoff)
-    run.empty_store = not store.is_local and _holds_no_blob(store)
+    retries, failed = store.retries, store.bytes_failed
+    run = _Run(store, level, jobs, shared)
     chunks: list[list[tuple[str, int]]] = [[] for _ in files]
     digests = [""] * len(files)
     seen: set[str] = set()
@@ -370,16 +325,12 @@ def pack(
         readers.shutdown(wait=True, cancel_futures=True)
         run.hashers.shutdown(wait=True, cancel_futures=True)
         uploaders.shutdown(wait=True, cancel_futures=True)
-        if run.batch is not None and run.stop.is_set():
+        if run.stop.is_set():
             run.batch.discard()
     if run.errors:
         raise run.errors[0]
-    if run.batch is not None:
-        run.batch.commit()  # on failure it removes what it did not rename
-    elif durable:
-        chunkio.sync_dirs(store, run.written)
-    if cache is not None:
-        cache.trim()
+    run.batch.commit()  # on failure it removes what it did not rename
+    store.trim_cache()
     entries = tuple(
         FileEntry(
             path=rel,
@@ -403,9 +354,9 @@ def pack(
         chunks_known=known,
         bytes_new=c["bytes_new"],
         bytes_stored=c["stored"],
-        bytes_uploaded=c["uploaded"],
+        bytes_uploaded=c["stored"] + store.bytes_failed - failed,
         chunks_cached=c["cached"],
-        retries=shared.retries,
+        retries=store.retries - retries,
         duration_s=time.monotonic() - started,
     )
     return PackResult(entries, stats)

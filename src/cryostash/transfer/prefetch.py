@@ -25,18 +25,17 @@ restore takes every chunk from the cache and downloads nothing. Contract of
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from cryostash.errors import CheckpointNotFound, IntegrityError, UsageError
-from cryostash.storage import Progress, Store, chunkio
-from cryostash.transfer.cache import ChunkCache
+from cryostash.errors import UsageError
+from cryostash.storage import Progress, Store
 from cryostash.transfer.chunking import may_be_zero, zero_digest
-from cryostash.transfer.workers import ATTEMPTS, BACKOFF_S, Shared, retrying, run_all
+from cryostash.transfer.unpack import fetch_verified
+from cryostash.transfer.workers import Shared, run_all
 from cryostash.types import FileEntry
 
 
@@ -81,28 +80,15 @@ def distinct_chunks(entries: Iterable[FileEntry]) -> dict[str, tuple[int, str]]:
     return found
 
 
-def _cached_size(cache: ChunkCache, digest: str) -> int | None:
-    """The size of the cache entry of ``digest``, touched as recently used; None if absent."""
-    path = cache.path(digest)
-    try:
-        size = os.stat(path).st_size
-        os.utime(path)
-    except OSError:
-        return None
-    return size
-
-
 def prefetch(
     store: Store,
     entries: Iterable[FileEntry],
-    cache: ChunkCache,
     *,
     jobs: int = 4,
     callback: Progress | None = None,
-    attempts: int = ATTEMPTS,
-    backoff: float = BACKOFF_S,
 ) -> PrefetchStats:
-    """Bring every chunk of ``entries`` into ``cache`` (see the module docstring).
+    """Bring every chunk of ``entries`` into the chunk cache ``store`` reads through
+    (:meth:`Store.with_cache`; see the module docstring).
 
     Raises:
         IntegrityError: ``blob X of file Y is corrupt: ...`` or ``blob X of file Y is
@@ -117,7 +103,7 @@ def prefetch(
     missing: list[str] = []
     cached_bytes = 0
     for digest in chunks:
-        size = _cached_size(cache, digest)
+        size = store.cached_size(digest)
         if size is None:
             missing.append(digest)
         else:
@@ -129,29 +115,25 @@ def prefetch(
 
     def fetch(digest: str) -> None:
         size, path = chunks[digest]
-        what = f"blob {digest} of file {path}"
-        try:
-            data = retrying(lambda: chunkio.get_object(store, digest), shared, attempts, backoff)
-        except CheckpointNotFound as exc:
-            raise IntegrityError(f"{what} is missing from store {store.url}") from exc
-        chunkio.verified(data, digest, size, what=what)  # nothing unverified is cached
-        cache.put(digest, (data,))
+        # Verified before it is cached (nothing unverified is), and cached by the store.
+        chunk = fetch_verified(store, digest, size, f"blob {digest} of file {path}")
         shared.progress(size)
         with lock:
             counts["down"] += 1
-            counts["bytes_down"] += len(data)
+            counts["bytes_down"] += chunk.stored_size
 
+    retries = store.retries
     try:
         run_all(fetch, missing, jobs)
     finally:
-        cache.trim()
+        store.trim_cache()
     return PrefetchStats(
         chunks_total=len(chunks),
         chunks_cached=len(chunks) - len(missing),
         bytes_cached=cached_bytes,
         chunks_downloaded=counts["down"],
         bytes_downloaded=counts["bytes_down"],
-        chunks_uncached=sum(1 for d in chunks if not cache.has(d)),
-        retries=shared.retries,
+        chunks_uncached=sum(1 for d in chunks if not store.is_cached(d)),
+        retries=store.retries - retries,
         duration_s=time.monotonic() - started,
     )

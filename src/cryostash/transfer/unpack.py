@@ -10,12 +10,13 @@ Contract of :func:`unpack`:
   written zeros, because the kernel zero-fills the page cache on its read path; writing
   the zeros here overlaps with the fetches. Measured on a 512 MiB image, half zeros:
   CRIU's restore 0.53-0.55 s instead of 0.55-0.98 s, the whole restore ~0.1 s faster.)
-- Every other distinct chunk is fetched once, by ``jobs`` threads: from ``cache`` when it
-  holds it, else from the store (transient failures retried, ``attempts`` in all); it is
-  decoded and verified (BLAKE3 of the plain bytes, and the plain size the manifest
-  records) before a byte of it is written, then written at every offset where it occurs
-  (``pwrite``). A chunk fetched from the store is copied into the cache. A cached object
-  that fails verification is dropped from the cache and fetched from the store.
+- Every other distinct chunk is fetched once, by ``jobs`` threads, through
+  :meth:`~cryostash.storage.store.Store.fetch_chunk`: from the store's chunk cache when it
+  reads through one that holds it, else from the store (transient failures retried by
+  the store); it is decoded and verified (BLAKE3 of the plain bytes, and the plain size
+  the manifest records) before a byte of it is written, then written at every offset
+  where it occurs (``pwrite``). A chunk fetched from the store is copied into the cache;
+  a cached object that fails verification is dropped and fetched from the store.
 - Since the manifest lists each file's chunks in order and their sizes add up to the file
   size, a file made of verified chunks is the file that was dumped: the files are then
   given their mode (``mode & 0o777``) and renamed to their final names. Wrong bytes never
@@ -35,12 +36,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from cryostash.errors import CheckpointNotFound, IntegrityError, UsageError
-from cryostash.storage import Progress, Store, chunkio
+from cryostash.errors import IntegrityError, ObjectNotFound, UsageError
+from cryostash.storage import FetchedChunk, Progress, Store
 from cryostash.storage.manifest import validate_relpath
-from cryostash.transfer.cache import ChunkCache
 from cryostash.transfer.chunking import may_be_zero, zero_digest
-from cryostash.transfer.workers import ATTEMPTS, BACKOFF_S, Shared, retrying, run_all
+from cryostash.transfer.workers import Shared, run_all
 from cryostash.types import FileEntry
 
 
@@ -117,11 +117,8 @@ def unpack(
     entries: Iterable[FileEntry],
     dest_dir: Path,
     *,
-    cache: ChunkCache | None = None,
     jobs: int = 4,
     callback: Progress | None = None,
-    attempts: int = ATTEMPTS,
-    backoff: float = BACKOFF_S,
 ) -> UnpackStats:
     """Rebuild the files of ``entries`` under ``dest_dir`` (see the module docstring).
 
@@ -165,34 +162,15 @@ def unpack(
         index = places[digest][0][0]
         what = f"blob {digest} of file {entries[index].path}"
         size = sizes[digest]
-        data = cache.get(digest) if cache is not None else None
-        plain: bytes | memoryview | None = None
-        if data is not None:
-            try:
-                plain = chunkio.verified(data, digest, size, what=what)
-                key = "hit"
-            except IntegrityError:
-                assert cache is not None
-                cache.discard(digest)
-        if plain is None:
-            try:
-                data = retrying(
-                    lambda: chunkio.get_object(store, digest), shared, attempts, backoff
-                )
-            except CheckpointNotFound as exc:
-                raise IntegrityError(f"{what} is missing from store {store.url}") from exc
-            plain = chunkio.verified(data, digest, size, what=what)
-            key = "down"
-            if cache is not None and cache.put(digest, (data,)):
-                with lock:
-                    counts["cached"] += 1
-        assert data is not None
+        chunk = fetch_verified(store, digest, size, what)
         for file_index, offset in places[digest]:
-            files.write(file_index, offset, plain)
+            files.write(file_index, offset, chunk.plain)
             shared.progress(size)
+        key = "hit" if chunk.from_cache else "down"
         with lock:
             counts[key] += 1
-            counts[f"bytes_{key}"] += len(data)
+            counts[f"bytes_{key}"] += chunk.stored_size
+            counts["cached"] += int(chunk.cached)
 
     zero_buffer = memoryview(bytes(max((size for _, _, size in zeros), default=0)))
 
@@ -207,6 +185,7 @@ def unpack(
         else:
             fill(item)
 
+    retries = store.retries
     order = sorted(places, key=lambda d: places[d][0])
     work: list[str | tuple[int, int, int]] = [*order, *zeros]
     try:
@@ -218,8 +197,8 @@ def unpack(
     except BaseException:
         files.discard()
         raise
-    if cache is not None:
-        cache.trim()
+    finally:
+        store.trim_cache()
     return UnpackStats(
         files=len(entries),
         bytes_restored=sum(e.size for e in entries),
@@ -231,6 +210,15 @@ def unpack(
         chunks_from_cache=counts["hit"],
         bytes_from_cache=counts["bytes_hit"],
         chunks_cached=counts["cached"],
-        retries=shared.retries,
+        retries=store.retries - retries,
         duration_s=time.monotonic() - started,
     )
+
+
+def fetch_verified(store: Store, digest: str, size: int, what: str) -> FetchedChunk:
+    """:meth:`Store.fetch_chunk`, a missing object reported as corruption of the
+    checkpoint: ``WHAT is missing from store URL`` (IntegrityError)."""
+    try:
+        return store.fetch_chunk(digest, size, what=what)
+    except ObjectNotFound as exc:
+        raise IntegrityError(f"{what} is missing from store {store.url}") from exc

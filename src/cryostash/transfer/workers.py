@@ -1,12 +1,11 @@
-"""Helpers shared by :mod:`~cryostash.transfer.pack` and :mod:`~cryostash.transfer.unpack`:
-walking an image folder, retrying transient store failures, serialised progress."""
+"""Helpers shared by the transfers (:mod:`~cryostash.transfer.pack`, ``unpack``,
+``prefetch``): walking an image folder, serialised progress, a fail-fast thread pool."""
 
 from __future__ import annotations
 
 import os
 import stat
 import threading
-import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from pathlib import Path
@@ -14,10 +13,9 @@ from typing import TypeVar
 
 from cryostash.errors import StorageError, UsageError
 from cryostash.storage import Progress
-from cryostash.storage.retrying import ATTEMPTS, BACKOFF_S
 
 T = TypeVar("T")
-__all__ = ["ATTEMPTS", "BACKOFF_S", "Shared", "retrying", "walk"]
+__all__ = ["Shared", "run_all", "walk"]
 
 
 def walk(image_dir: Path) -> list[tuple[str, Path, int]]:
@@ -60,7 +58,6 @@ class Shared:
     def __init__(self, callback: Progress | None) -> None:
         self._callback = callback
         self.lock = threading.Lock()
-        self.retries = 0
 
     def set_size(self, size: int) -> None:
         if self._callback is not None:
@@ -71,20 +68,6 @@ class Shared:
         if self._callback is not None and inc:
             with self.lock:
                 self._callback.relative_update(inc)
-
-
-def retrying(fn: Callable[[], T], shared: Shared, attempts: int, backoff: float) -> T:
-    """``fn()``, repeated while it raises StorageError(transient=True), ``attempts`` in all."""
-    for attempt in range(1, attempts + 1):
-        try:
-            return fn()
-        except StorageError as exc:
-            if not exc.transient or attempt >= attempts:
-                raise
-            with shared.lock:
-                shared.retries += 1
-            time.sleep(backoff * (2 ** (attempt - 1)))
-    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def run_all(fn: Callable[[T], None], items: Iterable[T], jobs: int) -> None:

@@ -5,7 +5,7 @@ plus payload), so a hit costs what a local read of the store would. Contract:
 
 - :meth:`ChunkCache.get` returns the encoded bytes or None. Entries are not trusted:
   callers decode and verify them like downloaded objects
-  (:func:`cryostash.storage.chunkio.verified`) and :meth:`ChunkCache.discard` a bad one,
+  (:func:`cryostash.storage.codec.verified`) and :meth:`ChunkCache.discard` a bad one,
   then download it.
 - :meth:`ChunkCache.put` adds an object atomically (temporary sibling + rename, no
   fsync: a cache may lose entries in a crash, never hold a partial one under its name).
@@ -27,7 +27,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from cryostash.storage.codec import Buffer
+from cryostash.storage.backend import Buffer
 from cryostash.storage.layout import validate_digest
 
 #: Default bound of the cache (10 GiB).
@@ -68,6 +68,17 @@ class ChunkCache:
         with self._lock:
             self.hits += 1
         return data
+
+    def touch(self, digest: str) -> int | None:
+        """The size of the entry of ``digest``, touched as recently used (so that a trim
+        evicts other entries first); None if absent."""
+        path = self.path(digest)
+        try:
+            size = os.stat(path).st_size
+            os.utime(path)
+        except OSError:
+            return None
+        return size
 
     def has(self, digest: str) -> bool:
         """True if ``digest`` is cached (no promise that it is intact)."""

@@ -1,0 +1,50 @@
+"""Stats for people: the lines ``--print-stats`` prints after a create or a restore.
+
+The stats themselves (keys, units) are built and documented by
+:mod:`cryostash.transfer.datapath`; this module only chooses which to show and how.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from cryostash.units import format_size
+
+#: What ``--print-stats`` shows, in this order: (key, label, unit).
+_SHOWN = (
+    ("frozen_s", "frozen", "s"),
+    ("dump_s", "dump", "s"),
+    ("upload_s", "upload", "s"),
+    ("download_s", "download", "s"),
+    ("restore_s", "restore", "s"),
+    ("total_s", "total", "s"),
+    ("bytes_scanned", "bytes scanned", "B"),
+    ("bytes_restored", "bytes restored", "B"),
+    ("bytes_new", "bytes new", "B"),
+    ("bytes_uploaded", "bytes uploaded", "B"),
+    ("bytes_stored", "bytes stored", "B"),
+    ("bytes_downloaded", "bytes downloaded", "B"),
+    ("bytes_from_cache", "bytes from cache", "B"),
+    ("chunks_total", "chunks total", ""),
+    ("chunks_new", "chunks new", ""),
+    ("chunks_downloaded", "chunks downloaded", ""),
+    ("chunks_from_cache", "chunks from cache", ""),
+)
+
+
+def format_stats(stats: Mapping[str, Any]) -> list[str]:
+    """Human-readable lines of the stats a create or restore recorded (``--print-stats``)."""
+    lines = []
+    for key, label, unit in _SHOWN:
+        value = stats.get(key)
+        if value is None:
+            continue
+        if unit == "s":
+            shown = f"{value:.3f} s"
+        elif unit == "B":
+            shown = f"{value} ({format_size(value)})"
+        else:
+            shown = str(value)
+        lines.append(f"{label + ':':<19}{shown}")
+    return lines

@@ -1,0 +1,46 @@
+"""``migrate TARGET --receive NAME``: the receiving end of a migration's destination command.
+
+:class:`cryostash.operations.destination.CommandDestination` starts it (through ``--to``) on
+the destination host and speaks to it in JSON lines (the protocol is described there).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import IO, TYPE_CHECKING
+
+from cryostash.operations.destination import GO, READY, restore_object
+
+if TYPE_CHECKING:
+    from cryostash.manager import CheckpointManager
+
+
+def receive(
+    manager: CheckpointManager,
+    target: str,
+    name: str,
+    checkpoint_dir: str | None,
+    args: Sequence[str],
+    stdin: IO[str],
+    stdout: IO[str],
+) -> bool:
+    """The receiving end of :class:`~cryostash.operations.destination.CommandDestination`.
+
+    Connects to the catalog and the store, says ``{"ready": true, ...}`` on ``stdout``,
+    waits for a line on ``stdin``: ``go`` restores ``target``/``name`` and prints the
+    ``restore --json`` object (True); anything else or end of input returns False.
+
+    Raises:
+        whatever :meth:`CheckpointManager.restore` (or opening the catalog) raises.
+    """
+    manager.catalog  # noqa: B018 (connects now, not in the downtime)
+    manager.store(checkpoint_dir).manifest_exists(target, name)  # loads and reaches the store
+    stdout.write(json.dumps({READY: True, "host": manager.settings.host}) + "\n")
+    stdout.flush()
+    if stdin.readline().strip() != GO:
+        return False
+    restored = restore_object(manager, target, name, checkpoint_dir, args)
+    stdout.write(json.dumps(restored, default=str) + "\n")
+    stdout.flush()
+    return True

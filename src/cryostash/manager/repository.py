@@ -1,0 +1,84 @@
+"""``Repository``: what every verb works on, taken the same way by all of them.
+
+A repository is the context of one set of settings: the catalog (opened on first use,
+or given), the stores by checkpoint-folder URL (the default one and any
+``--checkpoint-dir``), the host recorded in events, the number of parallel transfers
+and the progress factory. :class:`~cryostash.manager.CheckpointManager` (``create``,
+``restore``, ``rm``...) works on one (``mgr.repository``); the operations (``gc``,
+``verify``, ``catalog rebuild``, ``prune``, ``migrate``) take one as their first
+argument. It holds no policy: it only opens and caches what the verbs share.
+
+Not thread-safe; use one per thread. Close it (or use it as a context manager) to
+release the catalog connection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from cryostash.catalog import Catalog
+from cryostash.config import Settings
+from cryostash.storage import Progress, Store
+
+
+class Repository:
+    """The catalog, the stores, the host and the transfer settings of one set of settings.
+
+    Args:
+        settings: resolved settings (see :func:`cryostash.config.resolve_settings`).
+        catalog: an open catalog to use instead of opening ``settings.catalog_url``
+            (it is closed by :meth:`close` all the same).
+        jobs: parallel transfers.
+        progress: called with ``"upload"`` or ``"download"`` when a transfer starts;
+            returns an fsspec-style callback (``set_size``, ``relative_update``) or None.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        catalog: Catalog | None = None,
+        jobs: int = 4,
+        progress: Callable[[str], Progress | None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.jobs = jobs
+        self._progress = progress
+        self._catalog = catalog
+        self._stores: dict[str, Store] = {}
+
+    @property
+    def host(self) -> str:
+        """This host's name, as events and new checkpoints record it."""
+        return self.settings.host
+
+    @property
+    def catalog(self) -> Catalog:
+        """The catalog, opened on first use (fails with SchemaOutdated if old)."""
+        if self._catalog is None:
+            self._catalog = Catalog(self.settings.catalog_url)
+        return self._catalog
+
+    def store(self, checkpoint_dir: str | None = None) -> Store:
+        """The store for ``checkpoint_dir`` (a URL or path) or the default store; one
+        :class:`Store` per URL, kept for the repository's life."""
+        url = checkpoint_dir or self.settings.store_url
+        if url not in self._stores:
+            self._stores[url] = Store(url, self.settings.storage_options)
+        return self._stores[url]
+
+    def progress_for(self, phase: str) -> Progress | None:
+        """The progress callback for ``phase`` (``upload``, ``download``), if any."""
+        return self._progress(phase) if self._progress is not None else None
+
+    def close(self) -> None:
+        """Release the catalog connection (a later use opens it again)."""
+        if self._catalog is not None:
+            self._catalog.close()
+            self._catalog = None
+
+    def __enter__(self) -> Repository:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

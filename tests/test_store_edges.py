@@ -1,0 +1,323 @@
+"""What only one backend promises, then URLs and error translation: the local disk's
+crash safety (atomic, synced writes; no fsspec import), S3's messages for a store that
+cannot be used (against moto), store URLs, and the translation of backend errors.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cryostash.errors import CheckpointExists, CheckpointNotFound, StorageError, UsageError
+from cryostash.storage import Store
+from cryostash.storage.local import LocalBackend
+from cryostash.storage.location import open_backend
+from cryostash.storage.translate import (
+    is_precondition_failed,
+    is_transient,
+    store_problem,
+    translate,
+)
+from cryostash.urls import canonical_url, strip_credentials
+from tests.support.processes import free_port
+from tests.support.storage_helpers import ONCE, encoded, temp_files
+from tests.support.stores import MotoServer, RawStore
+
+# -- the local disk ---------------------------------------------------------------------------
+
+
+def test_checkpoint_dir_that_is_a_file_is_a_usage_error(tmp_path: Path) -> None:
+    path = tmp_path / "afile"
+    path.write_text("x")
+    with pytest.raises(UsageError) as err:
+        Store(str(path))
+    assert str(err.value) == f"{path} exists and is not a directory"
+
+
+def test_local_root_is_created_on_first_write(tmp_path: Path) -> None:
+    root = tmp_path / "a" / "b" / "store"
+    store = Store(str(root))
+    assert not store.exists() and not root.exists()
+    assert dict(store.inventory().manifests) == {} and store.holds_no_blob()
+    assert not root.exists()
+    store.write_manifest("c1", "cp1", b"{}")
+    assert store.exists() and (root / "checkpoints/c1/cp1/manifest.json").is_file()
+
+
+def test_unwritable_root_fails_check_writable(tmp_path: Path) -> None:
+    # Tests run as root, where chmod does not stop writes: a root under a regular
+    # FILE cannot be created by anyone.
+    blocker = tmp_path / "blocker"
+    blocker.write_text("x")
+    root = blocker / "store"
+    store = Store(str(root))
+    with pytest.raises(StorageError) as err:
+        store.check_writable()
+    assert str(err.value).startswith(f"store {root} is not writable: ")
+    with pytest.raises(StorageError) as err2:  # not CheckpointExists
+        store.write_manifest("c1", "cp1", b"{}")
+    assert not isinstance(err2.value, CheckpointExists)
+
+
+def test_local_manifest_write_leaves_no_temporary_file(tmp_path: Path) -> None:
+    store = Store(str(tmp_path / "s"))
+    store.write_manifest("c1", "cp1", b"{}")
+    with pytest.raises(CheckpointExists):
+        store.write_manifest("c1", "cp1", b"other")
+    assert os.listdir(tmp_path / "s/checkpoints/c1/cp1") == ["manifest.json"]
+
+
+def test_local_manifest_write_failure_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = Store(str(tmp_path / "s"), retry=ONCE)
+
+    def broken_link(src: str, dst: str) -> None:
+        raise OSError(errno.EIO, "I/O error")
+
+    monkeypatch.setattr(os, "link", broken_link)
+    with pytest.raises(StorageError, match="I/O error"):
+        store.write_manifest("c1", "cp1", b"{}")
+    assert os.listdir(tmp_path / "s/checkpoints/c1/cp1") == []
+    assert not store.manifest_exists("c1", "cp1")
+
+
+def test_local_manifest_write_interrupted_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = Store(str(tmp_path / "s"))
+
+    real_fsync = os.fsync
+
+    def interrupted(fd: int) -> None:
+        if stat.S_ISREG(os.fstat(fd).st_mode):  # Ctrl-C while syncing the new manifest
+            raise KeyboardInterrupt
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        store.write_manifest("c1", "cp1", b"{}")
+    monkeypatch.undo()
+    assert os.listdir(tmp_path / "s/checkpoints/c1/cp1") == []
+
+
+@pytest.mark.parametrize("failing", ["fdatasync", "rename"])
+def test_local_chunk_writes_are_atomic_on_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing: str
+) -> None:
+    store = Store(str(tmp_path / "s"), retry=ONCE)
+    digest, parts = encoded(b"payload" * 100)
+
+    def broken(*args: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, failing, broken)
+    batch = store.write_batch()
+    batch.add(digest, parts)
+    with pytest.raises(StorageError, match="No space left"):
+        batch.commit()
+    with pytest.raises(OSError, match="No space left"):
+        LocalBackend(str(tmp_path / "s")).put("blobs/ab/x", [b"x"])
+    monkeypatch.undo()
+    assert not store.has_blob(digest)
+    assert [p for p in (tmp_path / "s").rglob("*") if p.is_file()] == []
+
+
+def test_local_batch_names_each_object_only_after_its_sync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend = LocalBackend(str(tmp_path / "s"))
+    synced: set[str] = set()
+    renamed: list[tuple[str, bool]] = []
+    real_sync, real_rename = os.fdatasync, os.rename
+
+    def fdatasync(fd: int) -> None:
+        real_sync(fd)
+        synced.add(os.readlink(f"/proc/self/fd/{fd}"))
+
+    def rename(old: str, new: str) -> None:
+        renamed.append((new, old in synced))
+        real_rename(old, new)
+
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    monkeypatch.setattr(os, "rename", rename)
+    batch = backend.batch(3)
+    for i in range(6):
+        batch.add(f"blobs/{i:02x}/obj", [bytes([i]) * 100])
+    assert renamed == [] and not backend.exists("blobs/00/obj")  # invisible until commit
+    batch.commit()
+    assert len(renamed) == 6 and all(was_synced for _, was_synced in renamed)
+    assert backend.put("blobs/ab/single", [b"x"]) and renamed[-1][1]
+    assert temp_files(RawStore(_local_fs(), str(tmp_path / "s"))) == []
+
+
+def _local_fs() -> Any:
+    from fsspec.implementations.local import LocalFileSystem
+
+    return LocalFileSystem()
+
+
+def test_a_local_store_is_used_without_importing_fsspec(tmp_path: Path) -> None:
+    # Start-up time: create, restore and ls on the local disk never load fsspec.
+    code = (
+        "import sys, blake3; from cryostash.storage import Store, codec;"
+        f"s = Store({str(tmp_path / 'store')!r}); s.check_writable();"
+        "s.write_manifest('c1', 'cp1', b'{}'); assert s.read_manifest('c1', 'cp1') == b'{}';"
+        "assert s.manifest_exists('c1', 'cp1') and s.exists();"
+        "d = blake3.blake3(b'x').hexdigest(); b = s.write_batch();"
+        "b.add(d, codec.encode(b'x', None)); b.commit(); assert s.read_chunk(d, 1) == b'x';"
+        "assert list(s.inventory().blobs) == [d];"
+        "assert 'fsspec' not in sys.modules, sorted(sys.modules)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# -- S3 (moto): a store that cannot be used is named as such ----------------------------------
+
+
+def test_s3_missing_bucket_is_named(moto_server: MotoServer) -> None:
+    store = Store("s3://no-such-bucket-for-cryostash/root", moto_server.options(), retry=ONCE)
+    with pytest.raises(StorageError) as err:
+        store.check_writable()
+    assert str(err.value) == f"store {store.url}: the bucket does not exist"
+    with pytest.raises(StorageError) as gone:  # not "checkpoint does not exist"
+        store.read_manifest("a1", "b1")
+    assert str(gone.value) == (
+        f"cannot read manifest of a1/b1 in store {store.url}: the bucket does not exist"
+    )
+
+
+@pytest.mark.parametrize("case", ["unknown-key", "wrong-secret", "read-only"])
+def test_s3_rejected_credentials_and_read_only_stores_are_named(
+    moto_server: MotoServer, case: str
+) -> None:
+    bucket = moto_server.make_bucket()
+    options = moto_server.options()
+    if case == "unknown-key":
+        options["key"] = "AKIAUNKNOWNKEY000000"
+        expected = "the credentials were rejected (InvalidAccessKeyId: "
+    elif case == "wrong-secret":
+        options["secret"] = "not-the-secret-6f1d2c"
+        expected = "the credentials were rejected (SignatureDoesNotMatch: "
+    else:
+        assert moto_server.readonly is not None
+        options = moto_server.options(moto_server.readonly)
+        expected = "is not writable: permission denied"
+    store = Store(f"s3://{bucket}/root", options, retry=ONCE)
+    with moto_server.authenticating(), pytest.raises(StorageError) as err:
+        store.check_writable()
+    assert f"store {store.url}" in str(err.value) and expected in str(err.value), err.value
+    assert not err.value.transient
+    assert options["secret"] not in str(err.value)
+
+
+def test_s3_unreachable_endpoint_is_named(moto_server: MotoServer) -> None:
+    options = {**moto_server.options(), "endpoint_url": f"http://127.0.0.1:{free_port()}"}
+    store = Store("s3://bucket/root", options, retry=ONCE)
+    started = time.monotonic()
+    with pytest.raises(StorageError) as err:
+        store.check_writable()
+    assert str(err.value).startswith(f"store {store.url}: cannot connect to the endpoint: ")
+    assert err.value.transient and time.monotonic() - started < 60
+
+
+# -- URLs -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("url", ["xyz://bucket/x", "nosuchproto::s3://bucket/x"])
+def test_unknown_protocol_is_a_usage_error(url: str) -> None:
+    with pytest.raises(UsageError, match=r"unknown store protocol '(xyz|nosuchproto)' in URL"):
+        Store(url)
+
+
+@pytest.mark.parametrize("url", ["://x", "", "   ", "s3://"])
+def test_malformed_url_is_a_usage_error(url: str) -> None:
+    with pytest.raises(UsageError):
+        Store(url)
+
+
+def test_strip_credentials() -> None:
+    assert (
+        strip_credentials("s3://AKIA:secret@bucket/p?sig=x&region=eu") == "s3://bucket/p?region=eu"
+    )
+    assert (
+        strip_credentials("simplecache::sftp://alice:pw@host/srv") == "simplecache::sftp://host/srv"
+    )
+    assert strip_credentials("/plain/path") == "/plain/path"
+    assert strip_credentials("s3://") == "s3://"
+
+
+def test_canonical_url_of_local_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert canonical_url("rel/store/") == str(tmp_path / "rel/store")
+    assert canonical_url(f"file://{tmp_path}/x") == f"{tmp_path}/x"
+    assert canonical_url(f"local://{tmp_path}/x/") == f"{tmp_path}/x"
+    assert canonical_url("file://rel/x") == str(tmp_path / "rel/x")
+    assert canonical_url("s3://k:s@bucket/prefix/") == "s3://bucket/prefix"
+    assert canonical_url("memory://") == "memory://"
+    assert Store("rel/store").url == str(tmp_path / "rel/store")
+    assert isinstance(open_backend(f"file://{tmp_path}/x").url, str)
+    assert Store(f"file://{tmp_path}/x/").url == f"{tmp_path}/x"
+
+
+# -- error translation ------------------------------------------------------------------------
+
+
+class _FakeClientError(Exception):
+    def __init__(self, code: str) -> None:
+        super().__init__(f"An error occurred ({code})")
+        self.response = {"Error": {"Code": code}}
+
+
+def test_translate_understands_s3_error_codes() -> None:
+    lost = OSError(errno.EINVAL, "precondition")
+    lost.__cause__ = _FakeClientError("PreconditionFailed")
+    err = translate(
+        lost, op="write", where="manifest", url="s3://b", exists=lambda: CheckpointExists("taken")
+    )
+    assert isinstance(err, CheckpointExists)
+    assert is_precondition_failed(lost) and is_precondition_failed(FileExistsError())
+    assert is_transient(_FakeClientError("SlowDown"))
+    assert is_transient(_FakeClientError("ConditionalRequestConflict"))
+    assert not is_transient(_FakeClientError("NoSuchBucket"))
+    denied = translate(_FakeClientError("AccessDenied"), op="read", where="x", url="s3://b")
+    assert isinstance(denied, StorageError) and "permission denied" in str(denied)
+
+
+class EndpointConnectionError(Exception):
+    """Named like botocore's: what an unreachable endpoint raises."""
+
+
+def test_a_store_that_cannot_be_used_is_named_as_such() -> None:
+    def err(exc: Exception) -> StorageError:
+        out = translate(exc, op="read", where="manifest of a1/b1", url="s3://b/p")
+        assert isinstance(out, StorageError)
+        return out
+
+    missing_bucket = FileNotFoundError("The specified bucket does not exist")
+    missing_bucket.__cause__ = _FakeClientError("NoSuchBucket")
+    gone = translate(
+        missing_bucket, op="read", where="manifest of a1/b1", url="s3://b/p",
+        not_found=lambda: CheckpointNotFound("no such checkpoint"),
+    )  # fmt: skip
+    assert isinstance(gone, StorageError)  # not "checkpoint does not exist"
+    assert str(gone) == "cannot read manifest of a1/b1 in store s3://b/p: the bucket does not exist"
+    for code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken"):
+        rejected = err(_FakeClientError(code))
+        assert f"the credentials were rejected ({code}: " in str(rejected)
+        assert not rejected.transient
+    down = err(EndpointConnectionError('Could not connect to the endpoint URL: "http://x"'))
+    assert "cannot connect to the endpoint: Could not connect" in str(down)
+    assert down.transient
+    refused = err(ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused"))
+    assert "cannot connect to the endpoint" in str(refused) and refused.transient
+    assert store_problem(_FakeClientError("NoSuchKey")) is None
+    assert store_problem(PermissionError("Access Denied")) is None
