@@ -153,26 +153,64 @@ def test_unreferenced_objects_wait_for_the_grace_period(setup: Setup, tmp_path: 
         assert verify_store(mgr.repository, read_data=True).ok
 
 
-def test_untracked_manifests_go_after_the_grace_period_with_their_blobs(
+def test_untracked_incomplete_manifests_go_after_the_grace_period_with_their_blobs(
     setup: Setup, tmp_path: Path
 ) -> None:
     make_image(tmp_path / "a", seed=1)
     make_image(tmp_path / "b", seed=2, shared=b"only b has this")
+    make_image(tmp_path / "c", seed=3, shared=b"only c has this")
     with setup.manager(FakeManager) as mgr:
         mgr.create("app", "tracked", locator=str(tmp_path / "a"))
         mgr.create("app", "orphan", locator=str(tmp_path / "b"))
-        # A crash of `rm` between its catalog transaction and the store: no row, all objects.
-        info = mgr.get("app", "orphan")
-        mgr.catalog.remove(info.id)
+        mgr.create("app", "garbled", locator=str(tmp_path / "c"))
+        # Untracked (no row), one missing a blob, one not a valid manifest.
+        manifest = mgr.store().load_manifest("app", "orphan").manifest
+        pages = next(f for f in manifest.files if f.path == "pages.img")
+        for name in ("orphan", "garbled"):
+            mgr.catalog.remove(mgr.get("app", name).id)
+        setup.raw.remove(setup.raw.blob(pages.blobs[0]))
+        setup.raw.remove(setup.raw.manifest("app", "garbled"))
+        setup.raw.put(setup.raw.manifest("app", "garbled"), b'{"truncated":')
 
         young = collect_garbage(mgr.repository, grace_s=3600)
-        assert young.manifests_deleted == () and young.blobs_deleted == 0
-        assert verify_store(mgr.repository).untracked == (("app", "orphan"),)
+        assert young.manifests_deleted == () and young.adopted == ()
+        assert young.blobs_deleted == 0
+        assert verify_store(mgr.repository).untracked == (
+            ("app", "garbled"), ("app", "orphan"),
+        )  # fmt: skip
 
         old = collect_garbage(mgr.repository, grace_s=3600, now=LATER)
-        assert old.manifests_deleted == ("app/orphan",)
-        assert old.blobs_deleted == 3  # core, pages and shared of b; empty files have none
+        assert old.manifests_deleted == ("app/garbled", "app/orphan") and old.adopted == ()
+        assert old.blobs_deleted == 5  # core and shared of b (its pages gone), three of c
         assert store_objects(setup) == referenced_objects(mgr)
+
+
+def test_untracked_complete_manifests_are_adopted_never_deleted(
+    setup: Setup, tmp_path: Path
+) -> None:
+    # A catalog restored from an older copy: it knows "old" only; "new" was made since.
+    make_image(tmp_path / "a", seed=1)
+    make_image(tmp_path / "b", seed=2, shared=b"only b has this")
+    with setup.manager(FakeManager) as mgr:
+        mgr.create("app", "old", locator=str(tmp_path / "a"))
+        mgr.create("app", "new", locator=str(tmp_path / "b"), labels={"k": "v"})
+        before = mgr.get("app", "new")
+        mgr.catalog.remove(before.id)
+        objects = store_objects(setup)
+
+        dry = collect_garbage(mgr.repository, grace_s=0, now=LATER, dry_run=True)
+        assert dry.adopted == ("app/new",) and dry.manifests_deleted == ()
+        assert dry.blobs_deleted == 0 and [i.name for i in mgr.list()] == ["old"]
+
+        report = collect_garbage(mgr.repository, grace_s=0, now=LATER)
+        assert report.adopted == ("app/new",) and report.ok
+        assert report.manifests_deleted == () and report.blobs_deleted == 0
+        assert store_objects(setup) == objects
+        again = mgr.get("app", "new")
+        assert (again.created_at, again.labels) == (before.created_at, before.labels)
+        assert mgr.events()[-1].action == "gc-adopt"
+        assert verify_store(mgr.repository, read_data=True).ok
+        assert not collect_garbage(mgr.repository, grace_s=0, now=LATER).changed
 
 
 def test_a_lost_catalog_stops_gc_until_it_is_rebuilt(setup: Setup, tmp_path: Path) -> None:
@@ -271,3 +309,33 @@ def test_claimed_blobs_make_a_concurrent_reference_wait_and_reupload(
         probe.dispose()
         assert order == ["blob deleted", "reference recorded"]
         assert fresh == [{digest}], "the create must know it has to upload the blob again"
+
+
+def test_gc_with_a_catalog_restored_from_an_older_copy_deletes_no_checkpoint(
+    tmp_path: Path,
+) -> None:
+    import sqlite3
+
+    from tests.support import cli
+    from tests.support.setups import make_setup
+
+    setup = make_setup("local-sqlite", tmp_path)
+    db = Path(setup.catalog_url.removeprefix("sqlite:///"))
+    with setup.manager(FakeManager) as mgr:
+        for i, name in enumerate(["monday", "tuesday"]):
+            make_image(tmp_path / name, seed=i, shared=name.encode())
+            mgr.create("app", name, locator=str(tmp_path / name))
+            if name == "monday":  # last night's backup of the catalog
+                with sqlite3.connect(db) as live, sqlite3.connect(tmp_path / "copy.db") as copy:
+                    live.backup(copy)
+    objects = store_objects(setup)
+    for suffix in ("-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    os.replace(tmp_path / "copy.db", db)  # the catalog restored from that copy
+    done = cli.run(["gc", "--grace", "0s"], setup.cli_env())
+    assert "adopt app/tuesday (complete, in the store but not in the catalog)" in done.stdout
+    assert "remove untracked manifest" not in done.stdout
+    assert store_objects(setup) == objects
+    listed = cli.run(["ls", "app"], setup.cli_env()).stdout.split()
+    assert listed == ["CHECKPOINT", "NAME", "monday", "tuesday"]
+    assert cli.run(["verify", "--read-data"], setup.cli_env()).returncode == 0

@@ -29,7 +29,7 @@ from tests.support.setups import Setup, setup_fixture  # noqa: F401
 NOW = datetime.now(UTC)
 
 #: name -> (target, host, labels, created this long ago, committed this long ago).
-#: "slow" was created first but committed last: the newest by commit time.
+#: "slow" was created first but committed last: still the oldest (creation time orders).
 CHECKPOINTS = {
     "n1": ("web", "host-a", {"tier": "web", "env": "prod"}, timedelta(hours=5), timedelta(hours=5)),
     "n2": ("web", "host-b", {"tier": "web", "env": "prod"}, timedelta(hours=3), timedelta(hours=3)),
@@ -78,14 +78,16 @@ def test_ls_filters_and_latest_pick_the_matching_checkpoints(
     text = cli.run(["ls", "web", "--host", "host-b", "--since", since], env).stdout
     assert text.splitlines() == ["CHECKPOINT NAME", "n2"]
 
-    # --latest: the newest by commit time ("slow"), or the newest matching the filters.
+    # --latest: the newest by creation time (not "slow", committed last), or the newest
+    # matching the filters.
     def latest(*args: str) -> str:
         shown = json.loads(cli.run(["inspect", "web", "--latest", *args, "--json"], env).stdout)
         assert shown["target"] == "web"
         return str(shown["name"])
 
-    assert latest() == "slow"
-    assert latest("--label", "tier=web") == "n3"
+    assert latest() == "n3"
+    assert latest("--host", "host-b") == "n2"
+    assert latest("--label", "tier=db") == "slow"
     none = cli.run(
         ["inspect", "web", "--latest", "--label", "env=prod", "--since", "1h"], env, check=False
     )

@@ -49,7 +49,8 @@ def listed(mgr: CheckpointManager, target: str | None = None) -> list[str]:
 
 
 def set_committed(setup: Setup, times: Mapping[tuple[str, str], datetime]) -> None:
-    """Give checkpoints crafted ``committed_at`` times (behind cryostash's back)."""
+    """Give checkpoints crafted ``created_at`` times (what orders them; behind
+    cryostash's back)."""
     from sqlalchemy import update
     from sqlalchemy.orm import Session
 
@@ -63,7 +64,7 @@ def set_committed(setup: Setup, times: Mapping[tuple[str, str], datetime]) -> No
                 session.execute(
                     update(CheckpointRow)
                     .where(CheckpointRow.target == target, CheckpointRow.name == name)
-                    .values(committed_at=when)
+                    .values(created_at=when)
                 )
     finally:
         engine.dispose()

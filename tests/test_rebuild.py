@@ -14,6 +14,8 @@ import pytest
 
 from cryostash import collect_garbage, rebuild_catalog, verify_store
 from cryostash.cli.app import run
+from cryostash.operations.prune import prune_checkpoints
+from cryostash.retention import Policy
 from cryostash.storage import Manifest
 from tests.support.fake_engine import FakeManager, make_image, read_tree
 from tests.support.setups import Setup, setup_fixture  # noqa: F401
@@ -110,3 +112,24 @@ def test_rows_the_catalog_has_are_left_alone(setup: Setup, tmp_path: Path) -> No
         report = rebuild_catalog(mgr.repository)
         assert report.imported == ("web/two",)
         assert ("web/one", "the catalog records a different manifest for it") in report.skipped
+
+
+def test_prune_after_a_rebuild_keeps_what_it_kept_before(setup: Setup, tmp_path: Path) -> None:
+    # Created in the reverse order of their names: a rebuild imports them by name, so
+    # any ordering by import (or commit) time would now see "a-newest" as the oldest.
+    order = ["z-oldest", "m-middle", "b-newer", "a-newest"]
+    with setup.manager(FakeManager) as mgr:
+        for i, name in enumerate(order):
+            make_image(tmp_path / name, seed=10 + i)
+            mgr.create("web", name, locator=str(tmp_path / name))
+        before = prune_checkpoints(mgr.repository, "web", Policy.of(keep_last=2), dry_run=True)
+        latest_before = mgr.latest("web").name
+    assert [k.checkpoint.name for k in before.targets[0].kept] == ["a-newest", "b-newer"]
+    setup.lose_catalog()
+    with setup.manager(FakeManager) as mgr:
+        assert rebuild_catalog(mgr).imported == tuple(f"web/{n}" for n in sorted(order))
+        assert mgr.latest("web").name == latest_before == "a-newest"
+        after = prune_checkpoints(mgr.repository, "web", Policy.of(keep_last=2))
+        assert [k.checkpoint.name for k in after.targets[0].kept] == ["a-newest", "b-newer"]
+        assert [i.name for i in after.targets[0].removed] == ["m-middle", "z-oldest"]
+        assert [i.name for i in mgr.list("web")] == ["a-newest", "b-newer"]

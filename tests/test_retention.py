@@ -106,14 +106,16 @@ def test_keep_last_breaks_ties_on_time_by_id() -> None:
     assert names(decision.removed) == ["cp3", "cp1"]
 
 
-def test_order_is_commit_time_not_name_or_creation() -> None:
+def test_order_is_creation_time_not_name_or_commit_time() -> None:
     late_created_early = cp(1, 10)
     early = cp(2, 1)
-    newer = CheckpointInfo(
+    committed_last = CheckpointInfo(
         **{**early.__dict__, "id": 3, "name": "aaa", "created_at": T0,
            "committed_at": T0 + timedelta(hours=20)}
     )  # fmt: skip
-    assert names(newest_first([early, late_created_early, newer])) == ["aaa", "cp1", "cp2"]
+    assert names(newest_first([early, late_created_early, committed_last])) == [
+        "cp1", "cp2", "aaa",
+    ]
 
 
 def test_keep_within_counts_from_the_newest_checkpoint_not_now() -> None:

@@ -5,8 +5,9 @@ Semantics follow restic's ``forget``:
 - A policy is a union of rules: a checkpoint is kept if ANY rule keeps it, and every
   kept checkpoint carries the reasons of each rule that keeps it (``last 3``,
   ``within 7d``, ``label env=prod``). Every other checkpoint is removed.
-- Rules look at COMMITTED checkpoints only, newest first: by ``committed_at`` (the
-  ``created_at`` of a row without one), then by id. PENDING checkpoints are ignored:
+- Rules look at COMMITTED checkpoints only, newest first: by ``created_at`` (when the
+  checkpoint was started, the time its manifest records, so a rebuilt catalog orders
+  them exactly as the lost one did), then by id. PENDING checkpoints are ignored:
   neither kept nor removed.
 - A policy decides for each target (``(store_url, target)``) on its own, never across
   targets: :meth:`Policy.apply` groups what it is given.
@@ -14,7 +15,7 @@ Semantics follow restic's ``forget``:
 Rules:
 
 - :class:`KeepLast` ``N`` (N >= 1): the N newest checkpoints of the target.
-- :class:`KeepWithin` ``DURATION``: every checkpoint committed at most DURATION before
+- :class:`KeepWithin` ``DURATION``: every checkpoint created at most DURATION before
   the target's NEWEST checkpoint (not before "now": when checkpoints stop being made,
   pruning never removes the last ones). DURATION as :func:`cryostash.units.parse_duration`
   reads it (``90m``, ``12h``, ``7d``, ``2w``, ``1d12h``, or seconds), longer than 0.
@@ -57,8 +58,9 @@ def _within_seconds(text: str) -> float:
 
 
 def checkpoint_time(info: CheckpointInfo) -> datetime:
-    """When ``info`` became visible: ``committed_at``, else ``created_at``."""
-    return info.committed_at or info.created_at
+    """When ``info`` was made: ``created_at``, the creation time its manifest records
+    (not ``committed_at``, which a rebuilt catalog cannot know)."""
+    return info.created_at
 
 
 def newest_first(checkpoints: Iterable[CheckpointInfo]) -> list[CheckpointInfo]:

@@ -295,10 +295,11 @@ class Catalog:
         self, store_url: str, target: str, filters: CheckpointFilter | None = None
     ) -> CheckpointInfo | None:
         """The newest COMMITTED checkpoint of ``target`` in the store matching ``filters``
-        (greatest ``committed_at``, then greatest id), or None. One query."""
+        (greatest ``created_at``, the manifest's creation time, then greatest id), or None.
+        One query."""
         query = (
             self._committed(store_url, target, filters)
-            .order_by(CheckpointRow.committed_at.desc(), CheckpointRow.id.desc())
+            .order_by(CheckpointRow.created_at.desc(), CheckpointRow.id.desc())
             .limit(1)
         )
         with self._tx(write=False) as session:

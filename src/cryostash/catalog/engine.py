@@ -72,7 +72,9 @@ def create_catalog_engine(url: str | URL, *, foreign_keys: bool = True) -> Engin
         database = sa_url.database
         if database and database != ":memory:" and not database.startswith("file:"):
             try:
-                Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+                Path(database).expanduser().parent.mkdir(
+                    parents=True, exist_ok=True, mode=0o700
+                )
             except OSError as exc:
                 raise CatalogError(
                     f"catalog {redact_db_url(sa_url)}: cannot create its folder: {exc}"
@@ -95,7 +97,33 @@ def create_catalog_engine(url: str | URL, *, foreign_keys: bool = True) -> Engin
         raise CatalogError(f"invalid catalog URL {redact_db_url(sa_url)}: {exc}") from exc
     if backend == "sqlite":
         _install_sqlite_hooks(engine, foreign_keys=foreign_keys)
+        database = sa_url.database
+        if database and database != ":memory:" and not database.startswith("file:"):
+            try:
+                _private_sqlite_file(Path(database).expanduser())
+            except OSError as exc:
+                raise CatalogError(
+                    f"catalog {redact_db_url(sa_url)}: cannot create its file: {exc}"
+                ) from exc
     return engine
+
+
+def _private_sqlite_file(path: Path) -> None:
+    """Create the SQLite database file ``path`` owner-only (0600) if it does not exist,
+    so that SQLite, which gives its ``-wal`` and ``-shm`` files the database's mode,
+    never makes a catalog others can read. An existing file is left as it is
+    (``cryostash doctor`` warns when others can read it).
+
+    Raises:
+        OSError: the folder or the file cannot be created.
+    """
+    import os
+
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)
 
 
 def _install_sqlite_hooks(engine: Engine, *, foreign_keys: bool) -> None:

@@ -37,7 +37,10 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         print_json(report.as_dict())
     else:
         for check in report.checks:
-            status = "ok  " if check.ok else "n/a " if check.optional else "FAIL"
+            status = (
+                "ok  " if check.ok else "WARN" if check.warning
+                else "n/a " if check.optional else "FAIL"
+            )
             facts = ", ".join(
                 f"{k}={v}"
                 for k, v in check.detail.items()

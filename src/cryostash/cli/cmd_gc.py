@@ -45,6 +45,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         print(f"{verb}commit {label} (abandoned, complete)")
     for label in report.aborted:
         print(f"{verb}undo {label} (abandoned, incomplete)")
+    for label in report.adopted:
+        print(f"{verb}adopt {label} (complete, in the store but not in the catalog)")
     for label in report.manifests_deleted:
         print(f"{verb}remove untracked manifest of {label}")
     for path in report.strays_deleted:

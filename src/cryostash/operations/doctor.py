@@ -3,14 +3,19 @@
 Reports the CRIU binary (path, version, ``criu check``, features), every other
 engine (``runc``, ``podman``, ``docker``, third-party ones) with its availability and,
 where unavailable, why; the store's reachability and writability, and the catalog's
-reachability and schema revision. Never raises for a broken component: each check
-carries its own error text. Engines other than CRIU are optional: an unavailable one
-does not make the report fail.
+reachability and schema revision, and whether the local folders and files that hold
+process memory (a local store, the chunk cache, scratch, an SQLite catalog) are readable
+by others (a warning, with the ``chmod`` that fixes it). Never raises for a broken
+component: each check carries its own error text. Engines other than CRIU are optional:
+an unavailable one does not make the report fail.
 """
 
 from __future__ import annotations
 
+import os
+import shlex
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from cryostash.config import Settings
@@ -22,7 +27,7 @@ class Check:
     """One component's result: ``ok`` and what was found, or the error.
 
     ``optional``: a failure is reported but does not fail the report (engines other
-    than CRIU).
+    than CRIU). ``warning``: the same, printed as a warning (``WARN``).
     """
 
     name: str
@@ -30,11 +35,12 @@ class Check:
     detail: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     optional: bool = False
+    warning: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready view."""
         out = {"name": self.name, "ok": self.ok, **self.detail, "error": self.error}
-        return {**out, "optional": self.optional}
+        return {**out, "optional": self.optional, "warning": self.warning}
 
 
 @dataclass(frozen=True)
@@ -46,7 +52,7 @@ class Report:
     @property
     def ok(self) -> bool:
         """True when every check passed (optional ones aside)."""
-        return all(c.ok or c.optional for c in self.checks)
+        return all(c.ok or c.optional or c.warning for c in self.checks)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready view (``doctor --json``)."""
@@ -125,6 +131,61 @@ def check_catalog(settings: Settings) -> Check:
     return Check("catalog", True, detail)
 
 
+def _exposed(path: Path) -> bool:
+    """True when ``path`` exists and grants group or others any permission (a folder:
+    nothing beneath it is protected; a file: its bytes are readable)."""
+    try:
+        return bool(os.stat(path).st_mode & 0o077)
+    except OSError:
+        return False
+
+
+def private_paths(settings: Settings) -> list[tuple[str, Path]]:
+    """The local places that hold process memory or its metadata: ``(what, path)``."""
+    from cryostash.catalog.engine import parse_url
+    from cryostash.urls import LOCAL_PROTOCOLS, canonical_url, protocols
+
+    found: list[tuple[str, Path]] = []
+    try:
+        names = protocols(settings.store_url)
+        if names == ["file"] or (len(names) == 1 and names[0] in LOCAL_PROTOCOLS):
+            found.append(("store", Path(canonical_url(settings.store_url))))
+    except CryostashError:
+        pass  # check_store reports a bad URL
+    if settings.transfer.cache_dir is not None:
+        found.append(("chunk cache", settings.transfer.cache_dir))
+    found.append(("scratch", settings.scratch_dir))
+    try:
+        url = parse_url(settings.catalog_url)
+    except CryostashError:
+        return found  # check_catalog reports it
+    database = url.database or ""
+    if url.get_backend_name() == "sqlite" and database not in ("", ":memory:") and not (
+        database.startswith("file:")
+    ):
+        db = Path(database).expanduser()
+        found += [("catalog", Path(f"{db}{s}")) for s in ("", "-wal", "-shm")]
+    return found
+
+
+def check_private(settings: Settings) -> Check:
+    """Warn about local stores, caches, scratch folders and SQLite catalogs that group or
+    others may read (made by an older cryostash or by hand): process memory."""
+    exposed = [(what, str(path)) for what, path in private_paths(settings) if _exposed(path)]
+    if not exposed:
+        return Check("permissions", True, {"private": True})
+    listed = "; ".join(f"{what} {path}" for what, path in exposed)
+    fix = " ".join(sorted({shlex.quote(path) for _, path in exposed}))
+    return Check(
+        "permissions",
+        False,
+        {"exposed": [path for _, path in exposed]},
+        error=f"readable by other users (they hold process memory): {listed}; "
+        f"fix: chmod -R go-rwx {fix}",
+        warning=True,
+    )
+
+
 def diagnose(settings: Settings) -> Report:
     """Run every check."""
     return Report(
@@ -133,5 +194,6 @@ def diagnose(settings: Settings) -> Report:
             *check_engines(settings),
             check_store(settings),
             check_catalog(settings),
+            check_private(settings),
         )
     )

@@ -7,8 +7,12 @@
    stored, with a plausible size): the row is committed, as its creator would have done
    (event ``gc-commit``). Otherwise the row is aborted, then its manifest, if any, is
    removed (event ``gc-abort``); its blobs become unreferenced.
-2. Manifests that no catalog row knows ("untracked") and that are older than the
-   grace period are removed.
+2. Manifests that no catalog row knows ("untracked": a catalog restored from an older
+   copy, a second catalog on the same store, a crash of ``rm``): one that is valid and
+   complete (every blob it names stored, with a plausible size) is adopted as ``catalog
+   rebuild`` imports it (event ``gc-adopt``), whatever its age: gc never deletes a
+   checkpoint that can be restored. Only invalid or incomplete ones, older than the grace
+   period, are removed.
 3. Blobs that no catalog row (pending ones included) and no remaining manifest refers
    to, and that are older than the grace period, are removed. Each is claimed in the
    catalog first (:func:`cryostash.manager.cleanup.delete_unreferenced_blobs`), so a blob that
@@ -46,6 +50,7 @@ from cryostash.errors import (
 )
 from cryostash.manager import CheckpointManager, Repository, repository_of
 from cryostash.manager.cleanup import delete_unreferenced_blobs
+from cryostash.operations.rebuild import adopt
 from cryostash.operations.verify import presence_problem
 from cryostash.storage import Manifest, Store, StoredManifest
 from cryostash.storage.inventory import Inventory, StoredObject
@@ -77,6 +82,8 @@ class GcReport:
     #: stale scratch folders holding the image of a process a crashed create had stopped:
     #: moved to ``kept-...`` (or, in a dry run, would be), never deleted.
     scratch_kept: tuple[str, ...] = ()
+    #: complete manifests the catalog did not know, imported as committed checkpoints.
+    adopted: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -87,7 +94,8 @@ class GcReport:
     def changed(self) -> bool:
         """True when something was (or would be) finished, undone or removed."""
         return bool(
-            self.committed or self.aborted or self.manifests_deleted or self.blobs_deleted
+            self.committed or self.aborted or self.adopted or self.manifests_deleted
+            or self.blobs_deleted
             or self.strays_deleted or self.scratch_deleted or self.scratch_kept
         )
 
@@ -99,6 +107,7 @@ class GcReport:
             "grace_s": self.grace_s,
             "committed": list(self.committed),
             "aborted": list(self.aborted),
+            "adopted": list(self.adopted),
             "manifests_deleted": list(self.manifests_deleted),
             "blobs_deleted": self.blobs_deleted,
             "bytes_deleted": self.bytes_deleted,
@@ -234,6 +243,8 @@ def collect_garbage(
     tracked = live | {(i.target, i.name) for i in catalog.list(store.url)}
     manifests = {k: v for k, v in inv.manifests.items() if k not in aborted}
     untracked = {k: v for k, v in manifests.items() if k not in tracked}
+    spared, adopted = _adopt_complete(repo, store, inv, sorted(untracked), dry_run, errors)
+    untracked = {k: v for k, v in untracked.items() if k not in spared}
     doomed = sorted(k for k, v in untracked.items() if _is_old(v, None, cutoff, grace_s))
     roots = set(catalog.referenced_digests(store.url))
     for key in manifests:
@@ -289,6 +300,7 @@ def collect_garbage(
         grace_s=grace_s,
         committed=tuple(committed),
         aborted=tuple(f"{t}/{n}" for t, n in aborted),
+        adopted=tuple(adopted),
         manifests_deleted=tuple(f"{t}/{n}" for t, n in deleted_manifests),
         blobs_deleted=len(deleted_blobs),
         bytes_deleted=sum(inv.blobs[d].size for d in deleted_blobs),
@@ -299,6 +311,45 @@ def collect_garbage(
         kept_unknown_age=unknown,
         errors=tuple(errors),
     )
+
+
+def _adopt_complete(
+    repo: Repository,
+    store: Store,
+    inv: Inventory,
+    keys: list[tuple[str, str]],
+    dry_run: bool,
+    errors: list[str],
+) -> tuple[set[tuple[str, str]], list[str]]:
+    """Adopt (:func:`~cryostash.operations.rebuild.adopt`) every untracked manifest of
+    ``keys`` that is valid and complete. Returns the keys gc must not delete (adopted or,
+    in a dry run, adoptable; inserted meanwhile by someone else; gone; or not judged
+    because reading or adopting failed: ``errors``; the rest are invalid or incomplete),
+    and the ``TARGET/NAME`` of those adopted (in a dry run: adoptable)."""
+    spared: set[tuple[str, str]] = set()
+    adopted: list[str] = []
+    stored = {d: o.size for d, o in inv.blobs.items()}
+    for key in keys:
+        try:
+            loaded = store.load_manifest(*key)
+        except IntegrityError:
+            continue  # invalid: removable after the grace period
+        except CheckpointNotFound:
+            spared.add(key)  # gone meanwhile
+            continue
+        except CryostashError as exc:
+            errors.append(f"manifest of {key[0]}/{key[1]}: {exc}")
+            spared.add(key)
+            continue
+        if presence_problem(loaded.manifest, stored) is not None:
+            continue  # incomplete: removable after the grace period
+        spared.add(key)
+        try:
+            if dry_run or adopt(repo, store, loaded, action="gc-adopt"):
+                adopted.append(f"{key[0]}/{key[1]}")
+        except CryostashError as exc:
+            errors.append(f"{key[0]}/{key[1]}: could not adopt it: {exc}")
+    return spared, adopted
 
 
 def _interlock(repo: Repository, store: Store, inv: Inventory) -> None:

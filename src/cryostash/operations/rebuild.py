@@ -25,6 +25,7 @@ from cryostash.catalog.maintenance import CatalogMaintenance
 from cryostash.errors import CheckpointNotFound, IntegrityError
 from cryostash.manager import CheckpointManager, Repository, repository_of
 from cryostash.operations.verify import presence_problem
+from cryostash.storage import Store, StoredManifest
 
 
 @dataclass(frozen=True)
@@ -99,30 +100,50 @@ def rebuild_catalog(
         if reason is not None:
             skipped.append((label, f"cannot be restored: {reason}"))
             continue
-        info = maintenance.insert_committed(
-            store_url=store.url,
-            target=target,
-            name=name,
-            host=manifest.host,
-            engine=manifest.engine,
-            engine_version=manifest.engine_version,
-            created_at=manifest.created_at,
-            size_bytes=manifest.size,
-            labels=manifest.labels,
-            stats=manifest.stats,
-            manifest_digest=digest,
-            blobs=manifest.chunk_sizes,
-        )
-        if info is None:
+        if adopt(repo, store, loaded, maintenance=maintenance):
+            imported.append(label)
+        else:
             present.append(label)  # inserted concurrently by someone else
-            continue
-        catalog.record_event(
-            host=repo.host,
-            action="rebuild",
-            target=target,
-            name=name,
-            store_url=store.url,
-            detail={"created_by": manifest.host, "manifest_digest": digest},
-        )
-        imported.append(label)
     return RebuildReport(store.url, tuple(imported), tuple(present), tuple(skipped))
+
+
+def adopt(
+    repo: Repository,
+    store: Store,
+    loaded: StoredManifest,
+    *,
+    action: str = "rebuild",
+    maintenance: CatalogMaintenance | None = None,
+) -> bool:
+    """Import the valid manifest ``loaded`` of ``store`` as a COMMITTED row (what its
+    manifest records, ``created_at`` included, its digest and blob references) and record
+    the event ``action``. The caller has checked that its blobs are present
+    (:func:`~cryostash.operations.verify.presence_problem`). False, changing nothing,
+    when the catalog has a row of that name (inserted meanwhile by someone else)."""
+    manifest, digest = loaded.manifest, loaded.digest
+    maintenance = maintenance or CatalogMaintenance(repo.catalog)
+    info = maintenance.insert_committed(
+        store_url=store.url,
+        target=manifest.target,
+        name=manifest.name,
+        host=manifest.host,
+        engine=manifest.engine,
+        engine_version=manifest.engine_version,
+        created_at=manifest.created_at,
+        size_bytes=manifest.size,
+        labels=manifest.labels,
+        stats=manifest.stats,
+        manifest_digest=digest,
+        blobs=manifest.chunk_sizes,
+    )
+    if info is None:
+        return False
+    repo.catalog.record_event(
+        host=repo.host,
+        action=action,
+        target=manifest.target,
+        name=manifest.name,
+        store_url=store.url,
+        detail={"created_by": manifest.host, "manifest_digest": digest},
+    )
+    return True

@@ -17,9 +17,10 @@ checkpoint), :func:`verify_store` checks that:
 
 Each problem names the target, the checkpoint, and where known the file and blob.
 Manifests in the store that no catalog row (committed or pending) knows are listed as
-``untracked`` (``cryostash catalog rebuild`` imports them, ``gc`` removes them after its
-grace period): they are not problems of any checkpoint the catalog shows. Pending
-checkpoints are not verified (readers never see them). Verification never writes.
+``untracked`` (``cryostash catalog rebuild`` imports them, ``gc`` adopts the complete
+ones and removes the others after its grace period): they are not problems of any
+checkpoint the catalog shows. Pending checkpoints are not verified (readers never see
+them). Verification never writes.
 """
 
 from __future__ import annotations

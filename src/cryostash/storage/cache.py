@@ -14,6 +14,9 @@ plus payload), so a hit costs what a local read of the store would. Contract:
   time, whichever is later; a hit touches the entry) until the total is at most
   ``max_bytes``. Transfers call it once at the end.
 
+Owner-only: entries are created 0600 and folders (the cache folder itself included,
+when cryostash creates it) 0700, whatever the umask: an entry is process memory.
+
 Thread-safe: methods may be called from several threads at once (every write is a
 private temporary file renamed into place). Several processes may share a folder.
 """
@@ -27,6 +30,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+from cryostash.storage import localfs
 from cryostash.storage.backend import Buffer
 from cryostash.storage.layout import validate_digest
 
@@ -95,12 +99,13 @@ class ChunkCache:
                 return False
             folder = str(path.parent)
             if folder not in self._made:
-                os.makedirs(folder, mode=0o700, exist_ok=True)
+                localfs.makedirs(folder)  # owner-only (0700), the cache root too
                 with self._lock:
                     self._made.add(folder)
             tmp = f"{folder}/.{digest}.{secrets.token_hex(6)}.tmp"
             try:
-                with open(tmp, "xb") as fh:
+                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+                with os.fdopen(os.open(tmp, flags, localfs.FILE_MODE), "wb") as fh:
                     for part in parts:
                         fh.write(part)
                 os.rename(tmp, path)

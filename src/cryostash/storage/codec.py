@@ -35,7 +35,9 @@ DEFAULT_LEVEL = 3
 #: Sampling: this many slices of this size decide whether a larger chunk is compressible.
 _SAMPLES, _SAMPLE_LEN = 8, 4096
 _local = threading.local()
-
+#: Largest plain chunk accepted when decoding or in a manifest: the chunker's largest
+#: maximum (``cryostash.transfer.chunking.MAX_CHUNK``, 16 MiB).
+MAX_PLAIN = 16 << 20
 
 
 def _compressor(level: int) -> Any:
@@ -115,8 +117,6 @@ def decode(data: Buffer, *, max_size: int, what: str = "object") -> bytes | memo
     return out
 
 
-#: Largest plain chunk accepted when decoding (pyfastcdc's largest maximum).
-MAX_PLAIN = 16 << 20
 
 
 def verified(
@@ -125,6 +125,10 @@ def verified(
     """Decode the stored object ``data`` of chunk ``digest`` and check it: the plain bytes
     have the plain ``size`` the manifest records (when given) and BLAKE3 to ``digest``.
 
+    Memory: nothing larger than ``min(size, MAX_PLAIN)`` plain bytes is ever allocated;
+    a ``size`` beyond :data:`MAX_PLAIN` (no chunker makes such a chunk) is refused before
+    any decoding, and a zstd frame is refused when the size it announces is larger.
+
     Raises:
         IntegrityError: ``blob DIGEST[ of file F] is corrupt: ...`` (bad encoding, wrong
             size, wrong BLAKE3).
@@ -132,8 +136,11 @@ def verified(
     import blake3
 
     label = what or f"blob {digest}"
-    limit = MAX_PLAIN if size is None else size
-    plain = decode(data, max_size=limit, what=label)
+    if size is not None and not 0 < size <= MAX_PLAIN:
+        raise IntegrityError(
+            f"{label} is corrupt: its manifest gives it {size} bytes, outside 1..{MAX_PLAIN}"
+        )
+    plain = decode(data, max_size=MAX_PLAIN if size is None else size, what=label)
     if size is not None and len(plain) != size:
         raise IntegrityError(f"{label} is corrupt: {len(plain)} bytes, expected {size}")
     got = blake3.blake3(plain).hexdigest()

@@ -7,11 +7,24 @@ fsync, then one atomic ``rename`` (:meth:`~LocalBackend.put`) or ``link``
 is fsynced. A crash can leave a temporary file behind (``gc`` removes it), never a partial
 file under a final name. :meth:`~LocalBackend.batch` defers every ``fdatasync`` to one
 barrier per batch (see :class:`LocalBatch`). Imports no fsspec.
+
+Owner-only: every file is created 0600 and every folder 0700, whatever the umask.
+
+No symbolic links below the root (the root itself may be one): before writing or
+deleting, every folder on the way from the root to the key is checked with ``lstat``
+(and, for :meth:`~LocalBackend.delete_prefix`, :meth:`~LocalBackend.scan` and
+:meth:`~LocalBackend.tidy`, the folder itself); a link raises ``OSError(ELOOP)`` naming
+it, so nothing outside the root is written or deleted through one (``rm``, ``prune`` and
+``gc`` running as root included). :meth:`~LocalBackend.scan` raises the same for a link
+anywhere under its folder, so ``verify``, ``gc`` and ``catalog rebuild`` report it. A
+final component that is a link is unlinked by :meth:`~LocalBackend.delete`, never
+followed; ``shutil.rmtree`` does not follow links inside the folders it removes.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import os
 import secrets
@@ -70,6 +83,18 @@ def _unlink_all(paths: Iterable[str]) -> None:
             os.unlink(path)
 
 
+def _link_error(path: str, root: str) -> OSError:
+    try:
+        target = os.readlink(path)
+    except OSError:
+        target = "?"
+    return OSError(
+        errno.ELOOP,
+        f"{path} is a symbolic link (to {target}) inside the store {root}: cryostash never "
+        "follows links in a store; replace it with what it points to, or remove it",
+    )
+
+
 class LocalBackend:
     """Objects as files under the folder ``root`` (absolute; created on first write)."""
 
@@ -86,6 +111,25 @@ class LocalBackend:
     def path(self, key: str) -> str:
         """The file of ``key``."""
         return os.path.join(self.root, *key.split("/")) if key else self.root
+
+    def checked(self, key: str, *, whole: bool = False) -> str:
+        """The file of ``key``, after checking that no existing folder between the root
+        and it (with ``whole``, nor ``key`` itself) is a symbolic link.
+
+        Raises:
+            OSError: ``ELOOP``, naming the link and where it points.
+        """
+        parts = key.split("/") if key else []
+        current = self.root
+        for part in parts if whole else parts[:-1]:
+            current = os.path.join(current, part)
+            try:
+                st = os.lstat(current)
+            except FileNotFoundError:
+                break
+            if stat.S_ISLNK(st.st_mode):
+                raise _link_error(current, self.root)
+        return self.path(key)
 
     # -- reads -----------------------------------------------------------------------
 
@@ -106,13 +150,18 @@ class LocalBackend:
         return ObjectInfo(key, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC))
 
     def scan(self, prefix: str) -> list[ObjectInfo]:
-        top = self.path(prefix)
+        top = self.checked(prefix, whole=True)
         found: list[ObjectInfo] = []
-        for dirpath, _dirs, files in os.walk(top):
+        for dirpath, dirs, files in os.walk(top):
             rel_dir = os.path.relpath(dirpath, self.root).replace(os.sep, "/")
+            for name in dirs:
+                if os.path.islink(os.path.join(dirpath, name)):
+                    raise _link_error(os.path.join(dirpath, name), self.root)
             for name in files:
-                with contextlib.suppress(OSError):
+                with contextlib.suppress(FileNotFoundError):
                     st = os.lstat(os.path.join(dirpath, name))
+                    if stat.S_ISLNK(st.st_mode):
+                        raise _link_error(os.path.join(dirpath, name), self.root)
                     key = name if rel_dir == "." else f"{rel_dir}/{name}"
                     modified = datetime.fromtimestamp(st.st_mtime, UTC)
                     found.append(ObjectInfo(key, st.st_size, modified))
@@ -146,7 +195,7 @@ class LocalBackend:
     # -- writes ----------------------------------------------------------------------
 
     def put(self, key: str, parts: Sequence[Buffer]) -> bool:
-        path = self.path(key)
+        path = self.checked(key)
         if os.path.exists(path):
             return False
         tmp = self._write_temp(path, parts, durable=True)
@@ -166,7 +215,7 @@ class LocalBackend:
         if not os.path.isdir(folder):
             localfs.makedirs(folder)
         tmp = localfs.temp_name(path)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, localfs.FILE_MODE)
         try:
             try:
                 _write_all(fd, parts)
@@ -182,16 +231,17 @@ class LocalBackend:
         return tmp
 
     def create(self, key: str, data: bytes) -> None:
-        localfs.write_create_only(self.path(key), bytes(data))
+        localfs.write_create_only(self.checked(key), bytes(data))
 
     def delete(self, key: str) -> None:
+        path = self.checked(key)
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path(key))
+            os.unlink(path)
 
     def delete_prefix(self, prefix: str) -> None:
         import shutil
 
-        folder = self.path(prefix)
+        folder = self.checked(prefix, whole=True)
         if os.path.isdir(folder):
             shutil.rmtree(folder, ignore_errors=False, onerror=None)
 
@@ -204,7 +254,7 @@ class LocalBackend:
         os.unlink(probe)
 
     def tidy(self, prefix: str, *, older_than: float, keep: Iterable[str] = ()) -> int:
-        top = self.path(prefix)
+        top = self.checked(prefix, whole=True)
         kept: set[str] = set()
         for key in keep:
             path = self.path(key)
@@ -239,7 +289,7 @@ class LocalBatch:
         self._temps: list[tuple[str, str]] = []  # (temporary, final) paths
 
     def add(self, key: str, parts: Sequence[Buffer]) -> bool:
-        path = self._backend.path(key)
+        path = self._backend.checked(key)
         if os.path.exists(path):
             return False
         tmp = self._backend._write_temp(path, parts, durable=False)

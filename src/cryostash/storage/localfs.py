@@ -4,6 +4,10 @@ The pattern (dvc-objects ``as_atomic``, restic's local backend): write a hidden
 temporary sibling, fsync it, move it into place with one atomic system call, fsync
 the folder. The temporary file is removed on any exception, Ctrl-C included. A
 crash can leave a temporary file behind, never a partial file under the final name.
+
+Everything written here holds process memory or its metadata, so it is owner-only
+whatever the umask: files are created 0600 (:data:`FILE_MODE`), folders 0700
+(:data:`DIR_MODE`).
 """
 
 from __future__ import annotations
@@ -15,6 +19,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import BinaryIO, Protocol
 
+#: Mode of every file cryostash creates on local disk (owner-only: process memory).
+FILE_MODE = 0o600
+#: Mode of every folder cryostash creates on local disk.
+DIR_MODE = 0o700
 #: Copy buffer size.
 CHUNK = 1 << 20
 #: errno values meaning "this file system cannot make hard links".
@@ -56,7 +64,8 @@ def fsync_dir(path: str) -> None:
 
 
 def makedirs(path: str) -> None:
-    """``mkdir -p path``, fsyncing the parent of every folder it creates.
+    """``mkdir -p path``, fsyncing the parent of every folder it creates; each folder it
+    creates is owner-only (:data:`DIR_MODE`).
 
     Raises:
         NotADirectoryError: a component of ``path`` exists and is not a folder (never
@@ -72,7 +81,7 @@ def makedirs(path: str) -> None:
         current = parent
     for folder in reversed(missing):
         try:
-            os.mkdir(folder)
+            os.mkdir(folder, DIR_MODE)
         except FileExistsError:
             if not os.path.isdir(folder):
                 raise NotADirectoryError(
@@ -86,7 +95,7 @@ def _temp_sibling(final: str) -> Iterator[tuple[str, BinaryIO]]:
     """Create a temporary sibling of ``final``; always removed when the block ends
     (after a successful link) or fails."""
     tmp = temp_name(final)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
     try:
         with os.fdopen(fd, "wb") as fh:
             yield tmp, fh
@@ -123,7 +132,7 @@ def write_create_only(final: str, data: bytes) -> None:
 
 
 def _write_exclusive(final: str, data: bytes) -> None:
-    fd = os.open(final, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    fd = os.open(final, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)

@@ -14,7 +14,9 @@ same bytes, so its BLAKE3 digest identifies it. Version 1 (one raw blob per file
 tag.
 
 Readers reject unknown format versions, garbage, truncation, missing or mistyped
-fields, and file paths that could escape the restore folder (absolute, ``..``,
+fields, impossible sizes (a chunk larger than the chunker's maximum,
+:data:`~cryostash.storage.codec.MAX_PLAIN`: checked before anything is allocated for it),
+and file paths that could escape the restore folder (absolute, ``..``,
 empty components) with :class:`~cryostash.errors.IntegrityError`. Unknown extra
 top-level keys are ignored (room for additive fields within version 2).
 """
@@ -30,6 +32,7 @@ from typing import Any
 
 from cryostash.errors import IntegrityError
 from cryostash.names import validate_name, validate_target
+from cryostash.storage.codec import MAX_PLAIN
 from cryostash.storage.layout import is_digest
 from cryostash.types import FileEntry
 
@@ -77,6 +80,11 @@ def _validate_entry(entry: FileEntry) -> FileEntry:
         raise ValueError(f"{where}: chunk sizes {sizes!r} do not match {len(entry.blobs)} chunks")
     if any(not isinstance(n, int) or isinstance(n, bool) or n <= 0 for n in sizes):
         raise ValueError(f"{where}: chunk sizes {sizes!r} are not positive integers")
+    if max(sizes, default=0) > MAX_PLAIN:
+        raise ValueError(
+            f"{where}: a chunk of {max(sizes)} bytes is larger than any chunk cryostash "
+            f"makes ({MAX_PLAIN} bytes)"
+        )
     if sum(sizes) != entry.size:
         raise ValueError(f"{where}: chunk sizes add up to {sum(sizes)}, not {entry.size}")
     return entry if sizes == entry.chunk_sizes else replace(entry, chunk_sizes=sizes)

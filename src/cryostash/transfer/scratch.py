@@ -64,7 +64,9 @@ def _marker(path: Path) -> Path:
 def mark_stopped(path: Path, note: str) -> None:
     """Record that the scratch folder ``path`` holds the image of a process its dump
     stopped (``note`` says which); removed with the folder when its block ends."""
-    _marker(path).write_text(note + "\n")
+    fd = os.open(_marker(path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(note + "\n")
 
 
 def keep_if_stopped(path: Path) -> Path | None:

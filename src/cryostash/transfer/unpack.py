@@ -19,8 +19,9 @@ Contract of :func:`unpack`:
   a cached object that fails verification is dropped and fetched from the store.
 - Since the manifest lists each file's chunks in order and their sizes add up to the file
   size, a file made of verified chunks is the file that was dumped: the files are then
-  given their mode (``mode & 0o777``) and renamed to their final names. Wrong bytes never
-  appear under a final name; on any error every temporary file is removed.
+  given their mode (``mode & 0o777``; the folders this creates are 0700, and ``dest_dir``
+  is a private scratch folder, so others cannot reach them) and renamed to their final
+  names. Wrong bytes never appear under a final name; on any error every temporary file is removed.
 - Memory: each thread holds at most one chunk (at most 16 MiB) at a time, plus the
   shared zero buffer (the largest zero chunk, at most 16 MiB).
 """
@@ -87,7 +88,7 @@ class _Files:
                 final = dest / validate_relpath(entry.path)
             except ValueError as exc:
                 raise IntegrityError(f"unsafe file path in checkpoint: {exc}") from exc
-            final.parent.mkdir(parents=True, exist_ok=True)
+            final.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             tmp = final.parent / f".{final.name}.{secrets.token_hex(6)}.part"
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
             self.finals.append(final)
