@@ -83,16 +83,21 @@ def undo_create(
     The manifest is removed only if it is this attempt's. While the row is PENDING the
     name is ours (the store had no manifest when the create started), so whatever is
     there is removed; if the row is gone (``gc`` undid the create after its lease
-    expired), only bytes equal to ``manifest``; if ``gc`` COMMITTED it, nothing is
-    touched. Then the row is aborted and the blobs no other row refers to are deleted.
+    expired), only bytes equal to ``manifest``; if it is COMMITTED (by this attempt's
+    commit, whose reply was lost, or by ``gc``), nothing is touched.
+
+    If the catalog cannot say (it is unreachable: a commit may have been applied and
+    its reply lost), nothing at all is touched: deleting the manifest could leave a
+    committed row without one. The row stays PENDING or COMMITTED; ``gc`` settles a
+    PENDING one after its lease (a whole manifest is committed, else undone).
+    Otherwise the row is aborted and the blobs no other row refers to are deleted.
     """
-    status: Status | None = Status.PENDING
     try:
-        status = catalog.get_by_id(info.id).status
+        status: Status | None = catalog.get_by_id(info.id).status
     except CheckpointNotFound:
         status = None  # gc undid it already
-    except Exception:  # the catalog may be what failed: assume the row is still ours
-        status = Status.PENDING
+    except Exception:  # outcome unknown (the catalog may be what failed): leave it to gc
+        return
     if status is Status.COMMITTED:
         return
     if manifest is not None:
