@@ -10,12 +10,12 @@ names another; runc into the recorded bundle unless ``--bundle`` names another.
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 from cryostash.cli.cmd_create import add_common_flags, common_opts
 from cryostash.cli.context import Context, engine_opts, print_json, print_stats
 from cryostash.cli.filters import add_selection, selected_name
+from cryostash.cli.present import say
 
 
 def register(sub: Any) -> None:
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     """Restore and print the restored PID."""
     name = selected_name(args, ctx)
     if args.latest:
-        print(f"restoring {args.target}/{name}", file=sys.stderr, flush=True)
+        say(f"restoring {args.target}/{name}", err=True, flush=True)
     result = ctx.manager.restore(
         args.target,
         name,
@@ -73,5 +73,5 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
             }
         )
     else:
-        print(result.pid)
+        say(result.pid)
     return 0

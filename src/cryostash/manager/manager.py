@@ -41,7 +41,7 @@ from cryostash.errors import (
 from cryostash.manager import cleanup
 from cryostash.manager.inspection import Inspection
 from cryostash.manager.repository import Repository
-from cryostash.names import validate_name, validate_target
+from cryostash.names import validate_host, validate_labels, validate_name, validate_target
 from cryostash.storage import Manifest, ManifestMismatch, Progress, Store
 from cryostash.storage.manifest import load_manifest
 from cryostash.transfer import datapath
@@ -165,6 +165,7 @@ class CheckpointManager:
 
         Raises:
             InvalidName: bad target or name (nothing is written).
+            UsageError: a label or this host's name holds a control character.
             CheckpointExists: ``checkpoint with name NAME already exists for container TARGET``.
             EngineError / UsageError: ``Cannot checkpoint container TARGET: REASON``;
                 everything this attempt wrote is removed.
@@ -172,6 +173,8 @@ class CheckpointManager:
         """
         validate_target(target)
         validate_name(name)
+        labels = validate_labels(labels or {})
+        validate_host(self.settings.host)
         store = self.store(checkpoint_dir)
         eng = self.engine(engine)
         store.check_writable()  # unwritable: fail before the dump, not after

@@ -3,7 +3,9 @@
 Reports the CRIU binary (path, version, ``criu check``, features), every other
 engine (``runc``, ``podman``, ``docker``, third-party ones) with its availability and,
 where unavailable, why; the store's reachability and writability, and the catalog's
-reachability and schema revision. Never raises for a broken component: each check
+reachability and schema revision. URLs and errors are redacted
+(:mod:`cryostash.redact`): a secret given in a URL, a storage option or the environment is
+never shown. Never raises for a broken component: each check
 carries its own error text. Engines other than CRIU are optional: an unavailable one
 does not make the report fail.
 """
@@ -15,6 +17,8 @@ from typing import Any
 
 from cryostash.config import Settings
 from cryostash.errors import CryostashError
+from cryostash.redact import redact_text
+from cryostash.urls import canonical_url
 
 
 @dataclass(frozen=True)
@@ -32,8 +36,9 @@ class Check:
     optional: bool = False
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-ready view."""
-        out = {"name": self.name, "ok": self.ok, **self.detail, "error": self.error}
+        """JSON-ready view (the error redacted)."""
+        error = None if self.error is None else redact_text(self.error)
+        out = {"name": self.name, "ok": self.ok, **self.detail, "error": error}
         return {**out, "optional": self.optional}
 
 
@@ -96,7 +101,8 @@ def check_store(settings: Settings) -> Check:
         store = Store(settings.store_url, settings.storage_options)
         store.check_writable()
     except CryostashError as exc:
-        return Check("store", False, {"url": settings.store_url}, error=str(exc))
+        url = redact_text(canonical_url(settings.store_url))
+        return Check("store", False, {"url": url}, error=redact_text(str(exc)))
     return Check("store", True, {"url": store.url, "writable": True})
 
 
