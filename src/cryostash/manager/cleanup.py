@@ -22,6 +22,7 @@ from cryostash.catalog.maintenance import CatalogMaintenance
 from cryostash.engines.base import Engine
 from cryostash.errors import CheckpointNotFound, CryostashError
 from cryostash.storage import Store
+from cryostash.transfer.scratch import short_name
 from cryostash.types import CheckpointInfo, DumpStats, RestoreOptions, Status
 
 #: Digests claimed per catalog transaction (other writers wait while one runs).
@@ -126,7 +127,9 @@ def give_back(
         result = eng.restore(image_dir, RestoreOptions(dump.root_pid))
         outcome = f"the process was restarted from the local image (PID {result.pid})"
     except Exception as again:
-        kept = Path(tempfile.mkdtemp(prefix=f"kept-{target}-", dir=image_dir.parent))
+        kept = Path(
+            tempfile.mkdtemp(prefix=f"kept-{short_name(target)}-", dir=image_dir.parent)
+        )
         image_dir.rename(kept / "images")
         outcome = (
             f"the dump stopped the process and restarting it failed ({again}); its image "
