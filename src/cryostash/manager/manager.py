@@ -361,12 +361,14 @@ class CheckpointManager:
         engine: str | None = None,
         container: str | None = None,
         bundle: str | None = None,
+        allow: Sequence[str] = (),
     ) -> RestoreResult:
         """Restore ``target``/``name``; returns the restored root PID.
 
         Every file is fetched into scratch and verified against its BLAKE3 digest
         before the engine sees it. Scratch is removed afterwards. ``engine`` overrides the
-        recorded engine; ``container`` (``--as``) and ``bundle`` go to container engines.
+        recorded engine; ``container`` (``--as``), ``bundle`` and ``allow`` (what a
+        re-created container may get beyond a safe default) go to container engines.
 
         Raises:
             CheckpointNotFound: ``checkpoint NAME does not exist for container TARGET``.
@@ -387,7 +389,8 @@ class CheckpointManager:
             result = eng.restore(
                 image_dir,
                 RestoreOptions(
-                    manifest.root_pid, tuple(engine_args), container=container, bundle=bundle
+                    manifest.root_pid, tuple(engine_args), container=container, bundle=bundle,
+                    allow=frozenset(allow),
                 ),
             )
             restore_s = time.monotonic() - t1
