@@ -9,6 +9,7 @@ behind. Every container is removed by the fixtures.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -91,14 +92,18 @@ def test_docker_counter_goes_on_after_restore_here_and_as_another_name(
     assert isinstance(made, dict) and made["engine"] == "docker"
     assert status(dockerd, name) == "exited"
     dockerd.docker("rm", name)
-    restored = host_a.json("restore", name, "cp1")  # re-created from the recorded config
+    refused = host_a.cli("restore", name, "cp1", check=False)  # it binds a host folder
+    assert refused.returncode == 2, refused.stderr
+    assert f"host-mounts ({data})" in refused.stderr and "--allow host-mounts" in refused.stderr
+    assert status(dockerd, name) is None  # nothing was created
+    restored = host_a.json("restore", name, "cp1", "--allow", "host-mounts")  # re-created
     assert isinstance(restored, dict) and restored["created"] is True
     assert status(dockerd, name) == "running"
     assert_goes_on(data / "counter", floor)
     dockerd.docker("rm", "-f", name)
 
     other = unique("cs-docker-b")
-    host_b.cli("restore", name, "cp1", "--as", other)
+    host_b.cli("restore", name, "cp1", "--as", other, "--allow", "host-mounts")
 
     assert status(dockerd, other) == "running"
     assert_goes_on(data / "counter", floor)
@@ -155,3 +160,37 @@ def test_docker_failed_dump_leaves_nothing_and_the_container_running(
     )
     assert refused.returncode == 2 and "takes no checkpoint options" in refused.stderr
     assert_nothing_left(host_a)
+
+
+def _planted(image_dir: Path, **record: object) -> Path:
+    """An image folder as a restore would fetch it, with a docker side-file of ``record``."""
+    (image_dir / "checkpoint").mkdir(parents=True)
+    (image_dir / "cryostash-docker.json").write_text(json.dumps(
+        {"engine": "docker", "container_name": unique("cs-planted"), "image": IMAGE,
+         "config": {"Image": IMAGE, "Cmd": ["sh"]}, "checkpoint": "checkpoint", **record}
+    ))
+    return image_dir
+
+
+def test_docker_side_file_is_untrusted(dockerd: Dockerd, tmp_path: Path) -> None:
+    from cryostash import IntegrityError, UsageError
+    from cryostash.engines.docker import DockerEngine
+    from cryostash.types import RestoreOptions
+
+    engine = DockerEngine(socket=str(dockerd.socket))
+    escape_dir = _planted(tmp_path / "a", checkpoint="/etc")
+    with pytest.raises(IntegrityError, match="only 'checkpoint' is accepted"):
+        engine.restore(escape_dir, RestoreOptions())
+    with pytest.raises(IntegrityError):
+        engine.restore(_planted(tmp_path / "b", checkpoint="../../etc"), RestoreOptions())
+
+    hostile = {"Privileged": True, "Binds": ["/:/host"], "NetworkMode": "none"}
+    image_dir = _planted(tmp_path / "c", host_config=hostile)
+    with pytest.raises(UsageError) as refused:
+        engine.restore(image_dir, RestoreOptions())
+    message = str(refused.value)
+    assert "privileged (Privileged: true)" in message and "host-mounts (/)" in message
+    assert "--allow host-mounts --allow privileged" in message
+    with pytest.raises(UsageError, match="privileged"):  # one allowed is not enough
+        engine.restore(image_dir, RestoreOptions(allow=frozenset({"host-mounts"})))
+    assert dockerd.docker("ps", "-aq").stdout.split() == []  # no container was created

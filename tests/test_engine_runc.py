@@ -120,7 +120,9 @@ def test_runc_counter_goes_on_after_restore_here_and_on_another_host(
     files = [f["path"] for f in host_a.json("inspect", cid, "cp1")["files"]]
     assert "cryostash-runc.json" in files and "inventory.img" in files
 
-    restored = host_a.json("restore", cid, "cp1")  # the recorded engine, id and bundle
+    refused = host_a.cli("restore", cid, "cp1", check=False)  # no --bundle: refused
+    assert refused.returncode == 2 and str(bundle) in refused.stderr, refused.stderr
+    restored = host_a.json("restore", cid, "cp1", "--bundle", str(bundle))  # recorded id
 
     assert isinstance(restored, dict) and restored["container"] == cid
     assert runc_ctrs.status(cid) == "running"

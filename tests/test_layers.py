@@ -11,7 +11,7 @@ not import each other::
     transfer
     engines | storage | catalog
     config
-    leaves: the root modules (errors, names, types, units, urls, retention, hooks)
+    leaves: the root modules (errors, names, types, units, urls, redact, retention, hooks)
 
 ``cryostash/__init__.py`` is the public API: it re-exports names from every layer
 (lazily above config), so it is exempt as an importer. ``from cryostash import X`` counts
@@ -51,7 +51,9 @@ LAYERS: dict[str, int] = {
     "leaves": 1,
 }
 #: The modules directly in the package root, besides ``__init__`` and ``__main__``.
-LEAVES = frozenset({"errors", "names", "types", "units", "urls", "retention", "hooks"})
+LEAVES = frozenset(
+    {"errors", "names", "types", "units", "urls", "redact", "retention", "hooks"}
+)
 MAX_LINES = 500
 MAX_ROOT_MODULES = 14
 #: The only places allowed to touch an fsspec file system attribute (dot, "fs", boundary).

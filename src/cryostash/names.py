@@ -1,10 +1,13 @@
-"""Validation of checkpoint names and targets (Docker's rule, Docker's message)."""
+"""Validation of checkpoint names and targets (Docker's rule, Docker's message), and of
+the other free text a checkpoint records: labels and host names (no control characters)."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
-from cryostash.errors import InvalidName
+from cryostash.errors import InvalidName, UsageError
+from cryostash.redact import escape, has_control
 
 #: Docker's ``restrictedNamePattern`` for checkpoint IDs (moby daemon/names).
 NAME_PATTERN = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
@@ -46,3 +49,42 @@ def validate_target(target: str) -> str:
             f"Invalid container name ({target}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
         )
     return target
+
+
+#: The longest host name accepted (a DNS name is at most 253 characters).
+MAX_HOST_LENGTH = 253
+
+
+def validate_host(host: str) -> str:
+    """Return ``host`` unchanged if it can be recorded as this host's name.
+
+    Raises:
+        UsageError: empty, longer than :data:`MAX_HOST_LENGTH`, or holding a control
+            character (``invalid host name 'a\\nb': control characters are not allowed``).
+    """
+    if not host or len(host) > MAX_HOST_LENGTH:
+        raise UsageError(
+            f"invalid host name {escape(host[:40])!r}: expected 1 to {MAX_HOST_LENGTH} characters"
+        )
+    if has_control(host):
+        raise UsageError(
+            f"invalid host name '{escape(host)}': control characters are not allowed"
+        )
+    return host
+
+
+def validate_labels(labels: Mapping[str, str]) -> dict[str, str]:
+    """Return ``labels`` as a dict if every key and value is recordable.
+
+    Raises:
+        UsageError: a key that is empty, a key or value that is not text or holds a
+            control character (``invalid label 'k': control characters are not allowed``).
+    """
+    for key, value in labels.items():
+        if not isinstance(key, str) or not isinstance(value, str) or not key:
+            raise UsageError(f"invalid label {escape(key)!r}: expected KEY=VALUE text")
+        if has_control(key) or has_control(value):
+            raise UsageError(
+                f"invalid label '{escape(key)}': control characters are not allowed"
+            )
+    return dict(labels)

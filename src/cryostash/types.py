@@ -82,6 +82,12 @@ class DumpStats:
     details: Mapping[str, Any] = field(default_factory=dict)
 
 
+#: What ``restore --allow`` may let a re-created container have (docker engine).
+ALLOWABLE = frozenset(
+    {"privileged", "host-mounts", "capabilities", "devices", "host-namespaces", "security-opt"}
+)
+
+
 @dataclass(frozen=True)
 class RestoreOptions:
     """What the manager asks of an engine's restore.
@@ -92,8 +98,11 @@ class RestoreOptions:
         wait_for_pid_s: how long to wait for ``root_pid`` to be reaped.
         container: container engines: restore as this container name or id instead
             of the recorded one (``--as``). Engines without containers refuse it.
-        bundle: runc: the OCI bundle folder to restore into instead of the recorded
-            one (``--bundle``). Other engines refuse it.
+        bundle: runc: the OCI bundle folder to restore into (``--bundle``; required:
+            the path a checkpoint records is never used unconfirmed). Others refuse it.
+        allow: docker: what a re-created container may get beyond a safe default
+            (``--allow``: ``privileged``, ``host-mounts``, ``capabilities``, ``devices``,
+            ``host-namespaces``, ``security-opt``).
     """
 
     root_pid: int | None = None
@@ -101,6 +110,7 @@ class RestoreOptions:
     wait_for_pid_s: float = 10.0
     container: str | None = None
     bundle: str | None = None
+    allow: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

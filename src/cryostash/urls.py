@@ -21,9 +21,9 @@ import re
 from urllib.parse import parse_qsl, urlencode
 
 from cryostash.errors import UsageError
+from cryostash.redact import SECRET_KEY as _SECRET_PARAM
+from cryostash.redact import redact_text
 
-#: Query parameters whose values are secrets; they are dropped from store URLs.
-_SECRET_PARAM = re.compile(r"pass|secret|token|key|credential|signature|sig$|auth", re.IGNORECASE)
 #: ``scheme://user:password@`` in any string (for URLs SQLAlchemy cannot parse).
 _USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)[^/@\s]*@")
 
@@ -135,11 +135,17 @@ def canonical_url(url: str) -> str:
 
 
 def redact_db_url(url: object) -> str:
-    """The catalog URL as shown in messages: the password replaced by ``***``."""
+    """The catalog URL as shown in messages: the password replaced by ``***``, the
+    values of secret-looking query parameters (``?password=``, ``?sslkey=``...) too,
+    and the rest of the redaction rule (:func:`cryostash.redact.redact_text`) applied."""
     text = str(url)
     try:
         from sqlalchemy.engine import make_url
 
-        return make_url(text).render_as_string(hide_password=True)
+        text = make_url(text).render_as_string(hide_password=True)
     except Exception:  # not a parsable URL: hide anything between :// and @
-        return _USERINFO.sub(r"\g<scheme>***@", text)
+        text = _USERINFO.sub(r"\g<scheme>***@", text)
+    user_info, at, rest = text.partition("@")
+    if at and "://" in user_info:  # keep ``user:***@`` (SQLAlchemy's form) as it is
+        return f"{user_info}@{redact_text(rest)}"
+    return redact_text(text)

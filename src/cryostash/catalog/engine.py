@@ -32,6 +32,7 @@ from sqlalchemy.exc import (
 )
 
 from cryostash.errors import CatalogError, CryostashError
+from cryostash.redact import redact_text
 from cryostash.urls import redact_db_url
 
 #: How long a SQLite connection waits for a lock before giving up (seconds).
@@ -151,7 +152,7 @@ def _reason(exc: BaseException, password: str | None) -> str:
     text = " ".join(text.split()) or type(exc).__name__
     if password:
         text = text.replace(password, "***")
-    return text
+    return redact_text(text)
 
 
 @contextmanager

@@ -7,7 +7,6 @@ Exit codes: 0 success; a :class:`~cryostash.errors.CryostashError`'s ``exit_code
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 
 from cryostash.cli import (
@@ -27,6 +26,7 @@ from cryostash.cli import (
     cmd_verify,
 )
 from cryostash.cli.context import Context
+from cryostash.cli.present import say
 
 _COMMANDS = (
     cmd_create, cmd_ls, cmd_rm, cmd_restore, cmd_inspect, cmd_events, cmd_db, cmd_doctor,
@@ -92,10 +92,10 @@ def run(argv: Sequence[str] | None = None) -> int:
         code: int = args.func(args, ctx)
         return code
     except CryostashError as exc:
-        print(f"Error: {exc}", file=sys.stderr)
+        say(f"Error: {exc}", err=True, multiline=True)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("Interrupted", file=sys.stderr)
+        say("Interrupted", err=True)
         return EXIT_INTERRUPTED
     finally:
         ctx.close()

@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from cryostash.cli.context import Context, print_json
+from cryostash.cli.present import say
 
 
 def register(sub: Any) -> None:
@@ -29,10 +30,10 @@ def run_rebuild(args: argparse.Namespace, ctx: Context) -> int:
         print_json(report.as_dict())
     else:
         for label in report.imported:
-            print(f"imported {label}")
+            say(f"imported {label}")
         for label, reason in report.skipped:
-            print(f"skipped {label}: {reason}")
-        print(
+            say(f"skipped {label}: {reason}")
+        say(
             f"{len(report.imported)} imported, {len(report.present)} already in the catalog, "
             f"{len(report.skipped)} skipped"
         )

@@ -15,6 +15,7 @@ from typing import Any
 
 from cryostash.cli.cmd_prune import add_policy_flags, policy_from_args
 from cryostash.cli.context import Context, engine_opts, parse_labels, print_json, print_stats
+from cryostash.cli.present import say
 
 #: Engines whose locator is the container (TARGET), never a PID.
 CONTAINER_ENGINES = frozenset({"runc", "podman", "docker"})
@@ -122,7 +123,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     if args.json:
         print_json({**info.summary(), "stats": dict(info.stats)})
     else:
-        print(info.name)
+        say(info.name)
     if policy is not None:
         from cryostash.operations.prune import prune_checkpoints  # only when pruning
 
@@ -132,5 +133,5 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
             checkpoint_dir=args.checkpoint_dir, save_default=True,
         )  # fmt: skip
         for removed in (r for plan in report.targets for r in plan.removed):
-            print(f"pruned {removed.target} {removed.name}", file=sys.stderr)
+            say(f"pruned {removed.target} {removed.name}", err=True)
     return 0

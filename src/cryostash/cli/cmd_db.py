@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from cryostash.cli.context import Context
+from cryostash.cli.present import say
 
 
 def register(sub: Any) -> None:
@@ -23,7 +24,7 @@ def run_upgrade(args: argparse.Namespace, ctx: Context) -> int:
     from cryostash.catalog import schema
 
     schema.upgrade(ctx.settings.catalog_url)
-    print(schema.current(ctx.settings.catalog_url))
+    say(schema.current(ctx.settings.catalog_url))
     return 0
 
 
@@ -33,5 +34,5 @@ def run_current(args: argparse.Namespace, ctx: Context) -> int:
 
     current = schema.current(ctx.settings.catalog_url)
     mark = " (head)" if current == schema.HEAD_REVISION else f" (head is {schema.HEAD_REVISION})"
-    print(f"{current or 'none'}{mark}")
+    say(f"{current or 'none'}{mark}")
     return 0

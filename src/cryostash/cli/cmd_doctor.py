@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from cryostash.cli.context import Context, print_json
+from cryostash.cli.present import say
 
 
 def register(sub: Any) -> None:
@@ -31,7 +32,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
 
         result = provision()
         if not args.json:
-            print(f"CRIU {result.version} at {result.path} ({result.source})")
+            say(f"CRIU {result.version} at {result.path} ({result.source})")
     report = diagnose(ctx.settings)
     if args.json:
         print_json(report.as_dict())
@@ -46,11 +47,11 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
                 for k, v in check.detail.items()
                 if v is not None and k not in ("features", "engine")
             )
-            print(f"[{status}] {check.name}: {facts}")
+            say(f"[{status}] {check.name}: {facts}")
             features = check.detail.get("features")
             if features:
-                print("       features: " + ", ".join(f"{k}={'yes' if v else 'no'}"
+                say("       features: " + ", ".join(f"{k}={'yes' if v else 'no'}"
                                                    for k, v in sorted(features.items())))
             if check.error:
-                print(f"       {check.error}")
+                say(f"       {check.error}")
     return 0 if report.ok else 1

@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from cryostash.cli.context import Context, print_json
+from cryostash.cli.present import say
 
 
 def register(sub: Any) -> None:
@@ -24,5 +25,5 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         print_json([e.as_dict() for e in events])
         return 0
     for e in events:
-        print(f"{e.time.isoformat()}  {e.host}  {e.action}  {e.target}  {e.name}")
+        say(f"{e.time.isoformat()}  {e.host}  {e.action}  {e.target}  {e.name}")
     return 0

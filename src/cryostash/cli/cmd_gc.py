@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from cryostash.cli.context import Context, print_json
+from cryostash.cli.present import say
 from cryostash.units import parse_duration
 
 
@@ -42,26 +43,26 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         return 0 if report.ok else 1
     verb = "would " if report.dry_run else ""
     for label in report.committed:
-        print(f"{verb}commit {label} (abandoned, complete)")
+        say(f"{verb}commit {label} (abandoned, complete)")
     for label in report.aborted:
-        print(f"{verb}undo {label} (abandoned, incomplete)")
+        say(f"{verb}undo {label} (abandoned, incomplete)")
     for label in report.adopted:
-        print(f"{verb}adopt {label} (complete, in the store but not in the catalog)")
+        say(f"{verb}adopt {label} (complete, in the store but not in the catalog)")
     for label in report.manifests_deleted:
-        print(f"{verb}remove untracked manifest of {label}")
+        say(f"{verb}remove untracked manifest of {label}")
     for path in report.strays_deleted:
-        print(f"{verb}remove {path}")
+        say(f"{verb}remove {path}")
     for path in report.scratch_deleted:
-        print(f"{verb}remove scratch folder {path}")
+        say(f"{verb}remove scratch folder {path}")
     for path in report.scratch_kept:
-        print(
+        say(
             f"{verb}keep {path}: the image of a process a crashed create stopped "
             f"(see {path}/NOTE; criu restore -D {path} restarts it)"
         )
     for error in report.errors:
-        print(f"error: {error}")
+        say(f"error: {error}")
     kept = report.kept_young + report.kept_unknown_age
-    print(
+    say(
         f"{verb}remove {report.blobs_deleted} blobs ({report.bytes_deleted} bytes); "
         f"kept {kept} unreferenced objects younger than the grace period"
         + (f" or of unknown age ({report.kept_unknown_age})" if report.kept_unknown_age else "")

@@ -8,6 +8,7 @@ from typing import Any
 
 from cryostash.cli.context import Context, print_json
 from cryostash.cli.filters import add_selection, selected_name
+from cryostash.cli.present import say
 
 
 def register(sub: Any) -> None:
@@ -36,16 +37,16 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         "target", "name", "status", "host", "engine", "engine_version", "created_at",
         "committed_at", "kernel", "root_pid", "store", "size_bytes",
     ):
-        print(f"{key + ':':<16}{data[key]}")
+        say(f"{key + ':':<16}{data[key]}")
     labels = ", ".join(f"{k}={v}" for k, v in sorted(data["labels"].items())) or "-"
-    print(f"{'labels:':<16}{labels}")
-    print(f"{'files:':<16}{len(data['files'])}")
+    say(f"{'labels:':<16}{labels}")
+    say(f"{'files:':<16}{len(data['files'])}")
     for key, value in sorted(data["stats"].items()):
         if not isinstance(value, dict):
-            print(f"  {key + ':':<20}{value}")
+            say(f"  {key + ':':<20}{value}")
     if data["last_restore"] is not None:
         last = data["last_restore"]
-        print(f"{'last restore:':<16}{last['time']} on {last['host']}")
+        say(f"{'last restore:':<16}{last['time']} on {last['host']}")
         for key, value in sorted(last["detail"].items()):
-            print(f"  {key + ':':<20}{value}")
+            say(f"  {key + ':':<20}{value}")
     return 0

@@ -8,6 +8,7 @@ from typing import Any
 
 from cryostash.cli.context import Context, print_json
 from cryostash.cli.filters import add_filter_flags, filters
+from cryostash.cli.present import say
 
 
 def register(sub: Any) -> None:
@@ -27,12 +28,12 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     if args.json:
         print_json([i.summary() for i in infos])
     elif args.target is not None:
-        print("CHECKPOINT NAME")
+        say("CHECKPOINT NAME")
         for info in infos:
-            print(info.name)
+            say(info.name)
     else:
         width = max([len("CONTAINER"), *(len(i.target) for i in infos)])
-        print(f"{'CONTAINER':<{width}}   CHECKPOINT NAME")
+        say(f"{'CONTAINER':<{width}}   CHECKPOINT NAME")
         for info in infos:
-            print(f"{info.target:<{width}}   {info.name}")
+            say(f"{info.target:<{width}}   {info.name}")
     return 0

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from cryostash.cli.cmd_create import add_common_flags, common_opts, locator
 from cryostash.cli.context import Context, engine_opts, parse_labels, print_json
+from cryostash.cli.present import say
 
 if TYPE_CHECKING:
     from cryostash.operations.migrate import MigrationReport
@@ -126,12 +127,12 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     )
     report = migrate(ctx.manager, destination, request)
     for warning in report.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
+        say(f"warning: {warning}", err=True)
     if args.json:
         print_json(report.as_dict())
     else:
         for line in format_report(report):
-            print(line)
+            say(line)
     return 0
 
 

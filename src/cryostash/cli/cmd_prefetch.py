@@ -10,11 +10,11 @@ that the restore downloads nothing. A store on this host's disk needs nothing (e
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 from cryostash.cli.context import Context, print_json
 from cryostash.cli.filters import add_selection, selected_name
+from cryostash.cli.present import say
 
 
 def register(sub: Any) -> None:
@@ -36,13 +36,13 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     name = selected_name(args, ctx)
     stats = ctx.manager.prefetch(args.target, name, checkpoint_dir=args.checkpoint_dir)
     if stats["warning"]:
-        print(f"warning: {stats['warning']}", file=sys.stderr)
+        say(f"warning: {stats['warning']}", err=True)
     if args.json:
         print_json({"target": args.target, "name": name, **stats})
     elif stats["skipped"]:
-        print("store is on this host's disk: nothing to prefetch")
+        say("store is on this host's disk: nothing to prefetch")
     else:
-        print(
+        say(
             f"prefetched {args.target}/{name}: {stats['chunks_total']} chunks, "
             f"{stats['chunks_downloaded']} downloaded "
             f"({format_size(stats['bytes_downloaded'])}), "

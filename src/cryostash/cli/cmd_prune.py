@@ -13,6 +13,7 @@ import argparse
 from typing import TYPE_CHECKING, Any
 
 from cryostash.cli.context import Context, print_json
+from cryostash.cli.present import say
 
 if TYPE_CHECKING:
     from cryostash.operations.prune import PruneReport
@@ -103,15 +104,15 @@ def print_report(report: PruneReport) -> None:
     verb = "would " if report.dry_run else ""
     for plan in report.targets:
         if plan.policy is None:
-            print(f"{plan.target}: no policy, left alone")
+            say(f"{plan.target}: no policy, left alone")
             continue
         where = "stored default" if plan.source == "default" else "given"
-        print(f"{plan.target}: policy {plan.policy.describe()} ({where})")
+        say(f"{plan.target}: policy {plan.policy.describe()} ({where})")
         for kept in plan.kept:
-            print(f"keep {plan.target} {kept.checkpoint.name} ({', '.join(kept.reasons)})")
+            say(f"keep {plan.target} {kept.checkpoint.name} ({', '.join(kept.reasons)})")
         for info in plan.removed:
-            print(f"{verb}remove {plan.target} {info.name}")
-    print(
+            say(f"{verb}remove {plan.target} {info.name}")
+    say(
         f"{report.kept} kept, {report.removed} {'would be ' if report.dry_run else ''}removed, "
         f"{report.blobs_deleted} chunks {'would be ' if report.dry_run else ''}freed "
         f"({report.bytes_freed} bytes)"

@@ -4,18 +4,21 @@ filters; ``restoring TARGET/NAME`` is printed on stderr, and ``--json`` names it
 
 The engine recorded with the checkpoint restores it unless ``--engine`` says
 otherwise. Container engines restore into the recorded container unless ``--as``
-names another; runc into the recorded bundle unless ``--bundle`` names another.
+names another. runc needs ``--bundle`` (a bundle path recorded in a checkpoint is never
+used unconfirmed). docker refuses to re-create a container whose recorded configuration
+asks for more than a safe default unless ``--allow`` names each extra.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 from cryostash.cli.cmd_create import add_common_flags, common_opts
 from cryostash.cli.context import Context, engine_opts, print_json, print_stats
 from cryostash.cli.filters import add_selection, selected_name
+from cryostash.cli.present import say
+from cryostash.types import ALLOWABLE
 
 
 def register(sub: Any) -> None:
@@ -33,7 +36,15 @@ def register(sub: Any) -> None:
         help="container engines: restore as this container name or id",
     )
     p.add_argument(
-        "--bundle", metavar="DIR", help="runc: the OCI bundle to restore into (default: recorded)"
+        "--bundle", metavar="DIR", help="runc: the OCI bundle to restore into (required)"
+    )
+    p.add_argument(
+        "--allow",
+        action="append",
+        metavar="WHAT",
+        choices=sorted(ALLOWABLE),
+        help="docker: let a re-created container have WHAT its recorded configuration asks "
+        f"for beyond a safe default ({', '.join(sorted(ALLOWABLE))}; repeatable)",
     )
     p.add_argument(
         "--criu-opt", action="append", metavar="OPT", help="extra CRIU option (repeatable)"
@@ -50,7 +61,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     """Restore and print the restored PID."""
     name = selected_name(args, ctx)
     if args.latest:
-        print(f"restoring {args.target}/{name}", file=sys.stderr, flush=True)
+        say(f"restoring {args.target}/{name}", err=True, flush=True)
     result = ctx.manager.restore(
         args.target,
         name,
@@ -59,6 +70,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         engine=args.engine,
         container=args.as_name,
         bundle=args.bundle,
+        allow=args.allow or (),
     )
     if args.print_stats:
         print_stats(result.details)
@@ -73,5 +85,5 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
             }
         )
     else:
-        print(result.pid)
+        say(result.pid)
     return 0

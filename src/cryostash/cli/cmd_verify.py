@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from cryostash.cli.context import Context, print_json
+from cryostash.cli.present import say
 
 
 def register(sub: Any) -> None:
@@ -38,15 +39,15 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         print_json(report.as_dict())
     else:
         for problem in report.problems:
-            print(f"{problem.target}/{problem.name}: {problem.message}")
+            say(f"{problem.target}/{problem.name}: {problem.message}")
         for target, name in report.untracked:
-            print(
+            say(
                 f"note: {target}/{name} is in the store but not in the catalog "
                 "(`cryostash catalog rebuild` imports it)"
             )
         read = f", {report.bytes_read} bytes read" if report.read_data else ""
         found = f"{len(report.problems)} problem" + ("" if len(report.problems) == 1 else "s")
-        print(
+        say(
             f"{report.checkpoints} checkpoints, {report.blobs} blobs checked{read}: "
             f"{found if report.problems else 'no problems'}"
         )

@@ -18,6 +18,8 @@ import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from cryostash.cli.present import say
+
 if TYPE_CHECKING:
     from cryostash import CheckpointManager, Settings
     from cryostash.cli.progress import Bars
@@ -128,7 +130,7 @@ def print_stats(stats: Any) -> None:
     from cryostash.cli.present import format_stats
 
     for line in format_stats(stats):
-        print(line, file=sys.stderr)
+        say(line, err=True)
 
 
 def parse_labels(pairs: list[str] | None) -> dict[str, str]:

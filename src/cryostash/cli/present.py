@@ -1,4 +1,11 @@
-"""Stats for people: the lines ``--print-stats`` prints after a create or a restore.
+"""Output for people: every human-readable line goes through :func:`say`; and the lines
+``--print-stats`` prints after a create or a restore.
+
+:func:`say` applies the redaction rule (:func:`cryostash.redact.redact_text`: no secret is
+ever printed) and escapes control characters (:func:`cryostash.redact.escape`): text that
+comes from a store, a catalog or another host (hosts, labels, kernel, versions, paths,
+stats, error details) cannot move the cursor, clear the screen or forge a line. JSON
+output (``print_json``) is exact and does not go through it.
 
 The stats themselves (keys, units) are built and documented by
 :mod:`cryostash.transfer.datapath`; this module only chooses which to show and how.
@@ -6,10 +13,28 @@ The stats themselves (keys, units) are built and documented by
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from typing import Any
 
+from cryostash.redact import escape, redact_text
 from cryostash.units import format_size
+
+
+def clean(text: object, *, multiline: bool = False) -> str:
+    """``text`` as it may be printed: redacted, control characters escaped (with
+    ``multiline``, newlines kept: a message of several lines of cryostash's own)."""
+    shown = redact_text(str(text))
+    if multiline:
+        return "\n".join(escape(line) for line in shown.split("\n"))
+    return escape(shown)
+
+
+def say(
+    text: object = "", *, err: bool = False, multiline: bool = False, flush: bool = False
+) -> None:
+    """Print one line for people (stdout, or stderr with ``err``) through :func:`clean`."""
+    print(clean(text, multiline=multiline), file=sys.stderr if err else sys.stdout, flush=flush)
 
 #: What ``--print-stats`` shows, in this order: (key, label, unit).
 _SHOWN = (

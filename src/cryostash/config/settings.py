@@ -6,6 +6,13 @@ Environment: ``CRYOSTASH_STORE``, ``CRYOSTASH_CATALOG``, ``CRYOSTASH_SCRATCH``,
 ``CRYOSTASH_HOST``, ``CRYOSTASH_CRIU``, ``CRYOSTASH_CONFIG`` (path of the config file),
 ``CRYOSTASH_STORAGE_OPTIONS`` (a JSON object of fsspec storage options).
 
+Secrets from files: ``CRYOSTASH_CATALOG_FILE`` (a file holding the catalog URL, for one
+with a password) and ``CRYOSTASH_STORAGE_OPTIONS_FILE`` (a file holding a JSON object of
+storage options) keep them out of every command line and environment listing; the
+variable without ``_FILE`` wins when both are set. Every secret the settings are given
+(storage options with secret-looking keys, URL passwords, ``AWS_*`` secrets) is
+registered with :func:`cryostash.redact.remember`, so no message ever shows it.
+
 Config file (TOML, optional): ``$CRYOSTASH_CONFIG``, else
 ``/etc/cryostash/config.toml`` for root, ``$XDG_CONFIG_HOME/cryostash/config.toml``
 otherwise; keys ``store``, ``catalog``, ``scratch``, ``host``, ``criu``, the data-path
@@ -35,6 +42,8 @@ from typing import Any
 from cryostash.config import transfer as transfer_settings
 from cryostash.config.transfer import TransferSettings
 from cryostash.errors import UsageError
+from cryostash.names import validate_host
+from cryostash.redact import remember, remember_env, remember_options
 
 _KEYS = ("store", "catalog", "scratch", "host", "criu", *transfer_settings.KEYS)
 
@@ -75,7 +84,7 @@ class Settings:
     """
 
     store_url: str
-    catalog_url: str
+    catalog_url: str = field(repr=False)  # may hold a password
     scratch_dir: Path
     host: str
     criu_path: str | None = None
@@ -122,8 +131,25 @@ def parse_storage_options(pairs: Iterable[str] | None) -> dict[str, Any]:
     return options
 
 
+def _secret_file(env: Mapping[str, str], name: str) -> str:
+    """The value of ``$NAME``, else the text of the file ``$NAME_FILE`` (stripped), else ''.
+
+    Raises:
+        UsageError: the file cannot be read (its path named, never its content).
+    """
+    value = env.get(name, "").strip()
+    path = env.get(f"{name}_FILE", "").strip()
+    if value or not path:
+        return value
+    try:
+        return Path(path).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise UsageError(f"{name}_FILE: cannot read {path}: {why}") from None
+
+
 def _env_storage_options(env: Mapping[str, str]) -> dict[str, Any]:
-    text = env.get("CRYOSTASH_STORAGE_OPTIONS", "").strip()
+    text = _secret_file(env, "CRYOSTASH_STORAGE_OPTIONS")
     if not text:
         return {}
     try:
@@ -133,6 +159,28 @@ def _env_storage_options(env: Mapping[str, str]) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise UsageError("CRYOSTASH_STORAGE_OPTIONS must be a JSON object")
     return value
+
+
+def _remember_url_secrets(url: str, *, user_is_secret: bool) -> None:
+    """Register the password (user-info) and secret query values of ``url``; with
+    ``user_is_secret`` (a store URL: ``s3://KEY_ID:SECRET@``) the user name too."""
+    from urllib.parse import parse_qsl, unquote
+
+    from cryostash.redact import SECRET_KEY
+
+    for part in url.split("::"):
+        rest = part.partition("://")[2]
+        netloc = rest.split("/", 1)[0]
+        if "@" in netloc:
+            user_info = netloc.rpartition("@")[0]
+            user, _, password = user_info.partition(":")
+            remember(password, unquote(password))
+            if user_is_secret:  # ``KEY_ID:SECRET@``: the key id is not shown either
+                remember(user, unquote(user))
+        query = rest.partition("?")[2].partition("#")[0]
+        for key, value in parse_qsl(query, keep_blank_values=True):
+            if SECRET_KEY.search(key):
+                remember(value)
 
 
 def _file_storage_options(raw: Mapping[str, Any], path: Path) -> dict[str, Any]:
@@ -175,7 +223,11 @@ def resolve_settings(
         value = flags.get(key)
         if value:
             return value
-        value = env.get(f"CRYOSTASH_{key.upper()}")
+        value = (
+            _secret_file(env, "CRYOSTASH_CATALOG")
+            if key == "catalog"
+            else env.get(f"CRYOSTASH_{key.upper()}")
+        )
         if value:
             return value
         return from_file.get(key)
@@ -184,7 +236,11 @@ def resolve_settings(
     store = pick("store") or str(base / "store")
     catalog = pick("catalog") or f"sqlite:///{base / 'catalog.db'}"
     scratch = Path(pick("scratch") or str(base / "scratch"))
-    host = pick("host") or socket.gethostname()
+    host = validate_host(pick("host") or socket.gethostname())
+    remember_options(options)
+    remember_env(env)
+    _remember_url_secrets(store, user_is_secret=True)
+    _remember_url_secrets(catalog, user_is_secret=False)
     return Settings(
         store_url=store,
         catalog_url=catalog,

@@ -35,6 +35,7 @@ from typing import Any
 
 from cryostash.engines.criu import CriuEngine, failure_message
 from cryostash.errors import EngineError, UsageError
+from cryostash.redact import child_env
 from cryostash.types import Availability
 
 #: Dump options that CRIU needs again at restore; the container engines record them
@@ -83,7 +84,7 @@ def run_tool(
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=err,
-                env=dict(env) if env is not None else None,
+                env=child_env(env),
                 timeout=timeout,
                 check=False,
             )

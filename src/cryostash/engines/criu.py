@@ -50,6 +50,7 @@ from cryostash.engines.criu_binary import (
 )
 from cryostash.engines.criu_images import read_dump_stats, read_restore_stats, read_root_pid
 from cryostash.errors import EngineError, UsageError
+from cryostash.redact import child_env
 from cryostash.types import Availability, DumpOptions, DumpStats, RestoreOptions, RestoreResult
 
 #: Written into the image directory: CRIU version, root PID and dump options.
@@ -365,7 +366,9 @@ def _refuse_podman_only(extra: tuple[str, ...]) -> None:
 def _run(cmd: list[str]) -> tuple[int, str, str]:
     """Run CRIU: (exit status, stderr, stdout). No timeout: a big dump takes its time."""
     try:
-        proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, check=False)
+        proc = subprocess.run(
+            cmd, stdin=subprocess.DEVNULL, capture_output=True, env=child_env(), check=False
+        )
     except OSError as exc:
         raise EngineError(f"cannot run {cmd[0]}: {exc}") from exc
     return (

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryostash.config import data_dir
+from cryostash.redact import child_env
 
 #: Oldest CRIU that can dump TCP/UDP sockets on Linux >= 6.16 (criu #2705, #2718).
 MIN_VERSION: tuple[int, int] = (4, 2)
@@ -87,6 +88,7 @@ def run_criu(
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
+            env=child_env(),
             timeout=timeout,
             check=False,
         )

@@ -9,6 +9,13 @@ does): dockerd has runc and CRIU write ``DIR/checkpoint/``. ``cryostash-docker.j
 records the container's name, id, image and its configuration as ``docker inspect``
 reports it (``Config`` and ``HostConfig``). Docker's checkpoints take no CRIU options.
 
+The side-file is untrusted (it comes from the store): its ``checkpoint`` folder must be
+the fixed name ``checkpoint`` (anything else, an absolute path or ``..``, is refused with
+IntegrityError), and a container is re-created from the recorded ``HostConfig`` only if
+it asks nothing beyond a safe default, or ``restore --allow WHAT`` names each extra
+(:func:`privileges`: privileged, host bind mounts, added capabilities, devices, host
+namespaces, security options); otherwise UsageError naming what it asks.
+
 Restore: ``docker start --checkpoint-dir`` is broken in dockerd ("custom checkpointdir
 is not supported"), so the fetched checkpoint is placed where ``docker start
 --checkpoint NAME`` looks: ``DATA_ROOT/containers/<id>/checkpoints/NAME``, with
@@ -43,7 +50,8 @@ from cryostash.engines.containers import (
 )
 from cryostash.engines.criu_images import read_dump_stats, read_restore_stats
 from cryostash.engines.docker_api import ApiError, DockerAPI, socket_path
-from cryostash.errors import EngineError, UsageError
+from cryostash.errors import EngineError, IntegrityError, UsageError
+from cryostash.redact import escape
 from cryostash.types import Availability, DumpOptions, DumpStats, RestoreOptions, RestoreResult
 
 SIDECAR = "cryostash-docker.json"
@@ -191,8 +199,13 @@ class DockerEngine:
         if options.extra_args:
             raise UsageError("the docker engine takes no restore options (dockerd accepts none)")
         record = read_sidecar(image_dir, SIDECAR, "docker")
-        source = image_dir / str(record.get("checkpoint") or CHECKPOINT_ID)
-        if not source.is_dir():
+        if record.get("checkpoint", CHECKPOINT_ID) != CHECKPOINT_ID:  # untrusted: fixed name
+            raise IntegrityError(
+                f"the docker side-file names checkpoint folder "
+                f"{escape(str(record.get('checkpoint')))!r}: only {CHECKPOINT_ID!r} is accepted"
+            )
+        source = image_dir / CHECKPOINT_ID
+        if not source.is_dir() or source.is_symlink():
             raise EngineError(f"the checkpoint has no {source.name}/ folder: made by docker?")
         api = self.api()
         root = Path(str(api.info().get("DockerRootDir") or ""))
@@ -201,7 +214,7 @@ class DockerEngine:
         name = options.container or str(record.get("container_name") or "")
         if not name:
             raise EngineError("the checkpoint records no container name: pass --as NAME")
-        cid, created = self._target(api, name, record)
+        cid, created = self._target(api, name, record, options.allow)
         placed = root / "containers" / cid / "checkpoints" / RESTORE_ID
         started = time.monotonic()
         try:
@@ -240,8 +253,12 @@ class DockerEngine:
         return RestoreResult(pid=pid, duration_s=duration, details=details)
 
     @staticmethod
-    def _target(api: DockerAPI, name: str, record: dict[str, Any]) -> tuple[str, bool]:
-        """(id of the container to start, whether it was created now)."""
+    def _target(
+        api: DockerAPI, name: str, record: dict[str, Any], allow: frozenset[str]
+    ) -> tuple[str, bool]:
+        """(id of the container to start, whether it was created now). A container is
+        created from the recorded configuration only if what it asks beyond a safe
+        default (:func:`privileges`) is all in ``allow``; else UsageError."""
         existing = api.container(name)
         if existing is not None:
             if (existing.get("State") or {}).get("Running"):
@@ -255,8 +272,21 @@ class DockerEngine:
                     f"checkpoint was made from {record.get('image_id')}: restore --as NEW_NAME"
                 )
             return str(existing["Id"]), False
+        host_config = record.get("host_config") or {}
+        if not isinstance(host_config, dict):
+            raise IntegrityError("the docker side-file's host_config is not an object")
+        asked = privileges(host_config)
+        refused = {kind: why for kind, why in asked.items() if kind not in allow}
+        if refused:
+            raise UsageError(
+                f"the checkpoint would re-create container {escape(name)} with "
+                + "; ".join(f"{kind} ({escape(why)})" for kind, why in sorted(refused.items()))
+                + ": pass "
+                + " ".join(f"--allow {kind}" for kind in sorted(refused))
+                + " if you trust it, or create the container yourself and restore into it"
+            )
         body = dict(record.get("config") or {})
-        body["HostConfig"] = record.get("host_config") or {}
+        body["HostConfig"] = host_config
         try:
             made = api.call("POST", "/containers/create", query={"name": name}, body=body)
         except ApiError as exc:
@@ -275,3 +305,41 @@ def _failure(action: str, exc: ApiError) -> str:
 def _daemon_version(api: DockerAPI) -> str | None:
     """The version dockerd reports (``GET /version``), or None when it does not say."""
     return str(api.version().get("Version") or "") or None
+
+
+#: HostConfig namespace modes that share the host's (``--network host``, ``--pid host``...);
+#: ``CgroupnsMode`` is left out: ``host`` is dockerd's own default on cgroup v1.
+_NAMESPACE_MODES = ("NetworkMode", "PidMode", "IpcMode", "UTSMode", "UsernsMode")
+
+
+def privileges(host_config: dict[str, Any]) -> dict[str, str]:
+    """What a recorded ``HostConfig`` asks for beyond Docker's safe default, by the
+    ``restore --allow`` word that permits it: ``privileged``, ``host-mounts`` (bind
+    mounts of host paths), ``capabilities`` (``CapAdd``), ``devices``,
+    ``host-namespaces`` (a namespace mode ``host``), ``security-opt`` (e.g. seccomp or
+    AppArmor ``unconfined``). Values say what exactly (for the message)."""
+    asked: dict[str, str] = {}
+    if host_config.get("Privileged"):
+        asked["privileged"] = "Privileged: true"
+    sources = (str(b).split(":", 1)[0] for b in host_config.get("Binds") or [])
+    binds = [s for s in sources if s.startswith("/")]  # others are named volumes
+    binds += [
+        str(m.get("Source"))
+        for m in host_config.get("Mounts") or []
+        if isinstance(m, dict) and m.get("Type") == "bind"
+    ]
+    if binds:
+        asked["host-mounts"] = ", ".join(binds)
+    if host_config.get("CapAdd"):
+        asked["capabilities"] = ", ".join(map(str, host_config["CapAdd"]))
+    devices = host_config.get("Devices") or []
+    if devices or host_config.get("DeviceRequests") or host_config.get("DeviceCgroupRules"):
+        asked["devices"] = ", ".join(
+            str(d.get("PathOnHost")) if isinstance(d, dict) else str(d) for d in devices
+        ) or "device requests"
+    shared = [k for k in _NAMESPACE_MODES if str(host_config.get(k) or "") == "host"]
+    if shared:
+        asked["host-namespaces"] = ", ".join(f"{k}=host" for k in shared)
+    if host_config.get("SecurityOpt"):
+        asked["security-opt"] = ", ".join(map(str, host_config["SecurityOpt"]))
+    return asked

@@ -12,7 +12,8 @@ are passed again at restore).
 
 Restore: ``runc [--root R] --criu CRIU restore --detach --image-path DIR --work-path
 DIR --bundle BUNDLE --pid-file DIR/restore.pid [options] ID`` into the recorded id
-(or ``--as NEW_ID``) and bundle (or ``--bundle DIR``). The bundle's ``config.json``
+(or ``--as NEW_ID``) and the bundle ``--bundle DIR`` names (required: the recorded
+bundle path comes from the store and is only named in the error). The bundle's ``config.json``
 and root filesystem must be those the container ran with (same files, same bind
 mount destinations; a bind mount's host folder may differ). The id must be free.
 
@@ -48,6 +49,7 @@ from cryostash.engines.containers import (
 from cryostash.engines.criu import failure_message
 from cryostash.engines.criu_images import read_dump_stats, read_restore_stats
 from cryostash.errors import EngineError, UsageError
+from cryostash.redact import escape
 from cryostash.types import DumpOptions, DumpStats, RestoreOptions, RestoreResult
 
 SIDECAR = "cryostash-runc.json"
@@ -161,10 +163,17 @@ class RuncEngine(RuntimeEngine):
         base = self._base()
         record = read_sidecar(image_dir, SIDECAR, "runc")
         container = options.container or str(record.get("container_id") or "")
-        bundle = options.bundle or str(record.get("bundle") or "")
+        bundle = options.bundle or ""
         if not container:
             raise EngineError("the checkpoint records no container id: pass --as ID")
-        if not bundle or not (Path(bundle) / "config.json").is_file():
+        if not bundle:  # a path from the store is never used unconfirmed
+            recorded_bundle = escape(str(record.get("bundle") or "(none recorded)"))
+            raise UsageError(
+                f"runc restore needs --bundle DIR, the OCI bundle to restore into (the "
+                f"checkpoint was made from {recorded_bundle}; a path read from the store is "
+                "not used without your confirmation)"
+            )
+        if not (Path(bundle) / "config.json").is_file():
             raise EngineError(
                 f"bundle {bundle or '(none recorded)'!r} has no config.json: pass --bundle DIR, "
                 "the OCI bundle (config.json and root filesystem) the container ran with"

@@ -22,6 +22,7 @@ from cryostash.catalog.maintenance import CatalogMaintenance
 from cryostash.engines.base import Engine
 from cryostash.errors import CheckpointNotFound, CryostashError
 from cryostash.storage import Store
+from cryostash.transfer.scratch import short_name
 from cryostash.types import CheckpointInfo, DumpStats, RestoreOptions, Status
 
 #: Digests claimed per catalog transaction (other writers wait while one runs).
@@ -83,16 +84,21 @@ def undo_create(
     The manifest is removed only if it is this attempt's. While the row is PENDING the
     name is ours (the store had no manifest when the create started), so whatever is
     there is removed; if the row is gone (``gc`` undid the create after its lease
-    expired), only bytes equal to ``manifest``; if ``gc`` COMMITTED it, nothing is
-    touched. Then the row is aborted and the blobs no other row refers to are deleted.
+    expired), only bytes equal to ``manifest``; if it is COMMITTED (by this attempt's
+    commit, whose reply was lost, or by ``gc``), nothing is touched.
+
+    If the catalog cannot say (it is unreachable: a commit may have been applied and
+    its reply lost), nothing at all is touched: deleting the manifest could leave a
+    committed row without one. The row stays PENDING or COMMITTED; ``gc`` settles a
+    PENDING one after its lease (a whole manifest is committed, else undone).
+    Otherwise the row is aborted and the blobs no other row refers to are deleted.
     """
-    status: Status | None = Status.PENDING
     try:
-        status = catalog.get_by_id(info.id).status
+        status: Status | None = catalog.get_by_id(info.id).status
     except CheckpointNotFound:
         status = None  # gc undid it already
-    except Exception:  # the catalog may be what failed: assume the row is still ours
-        status = Status.PENDING
+    except Exception:  # outcome unknown (the catalog may be what failed): leave it to gc
+        return
     if status is Status.COMMITTED:
         return
     if manifest is not None:
@@ -121,7 +127,9 @@ def give_back(
         result = eng.restore(image_dir, RestoreOptions(dump.root_pid))
         outcome = f"the process was restarted from the local image (PID {result.pid})"
     except Exception as again:
-        kept = Path(tempfile.mkdtemp(prefix=f"kept-{target}-", dir=image_dir.parent))
+        kept = Path(
+            tempfile.mkdtemp(prefix=f"kept-{short_name(target)}-", dir=image_dir.parent)
+        )
         image_dir.rename(kept / "images")
         outcome = (
             f"the dump stopped the process and restarting it failed ({again}); its image "

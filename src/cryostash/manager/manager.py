@@ -41,7 +41,7 @@ from cryostash.errors import (
 from cryostash.manager import cleanup
 from cryostash.manager.inspection import Inspection
 from cryostash.manager.repository import Repository
-from cryostash.names import validate_name, validate_target
+from cryostash.names import validate_host, validate_labels, validate_name, validate_target
 from cryostash.storage import Manifest, ManifestMismatch, Progress, Store
 from cryostash.storage.manifest import load_manifest
 from cryostash.transfer import datapath
@@ -165,6 +165,7 @@ class CheckpointManager:
 
         Raises:
             InvalidName: bad target or name (nothing is written).
+            UsageError: a label or this host's name holds a control character.
             CheckpointExists: ``checkpoint with name NAME already exists for container TARGET``.
             EngineError / UsageError: ``Cannot checkpoint container TARGET: REASON``;
                 everything this attempt wrote is removed.
@@ -172,6 +173,8 @@ class CheckpointManager:
         """
         validate_target(target)
         validate_name(name)
+        labels = validate_labels(labels or {})
+        validate_host(self.settings.host)
         store = self.store(checkpoint_dir)
         eng = self.engine(engine)
         store.check_writable()  # unwritable: fail before the dump, not after
@@ -358,12 +361,14 @@ class CheckpointManager:
         engine: str | None = None,
         container: str | None = None,
         bundle: str | None = None,
+        allow: Sequence[str] = (),
     ) -> RestoreResult:
         """Restore ``target``/``name``; returns the restored root PID.
 
         Every file is fetched into scratch and verified against its BLAKE3 digest
         before the engine sees it. Scratch is removed afterwards. ``engine`` overrides the
-        recorded engine; ``container`` (``--as``) and ``bundle`` go to container engines.
+        recorded engine; ``container`` (``--as``), ``bundle`` and ``allow`` (what a
+        re-created container may get beyond a safe default) go to container engines.
 
         Raises:
             CheckpointNotFound: ``checkpoint NAME does not exist for container TARGET``.
@@ -384,7 +389,8 @@ class CheckpointManager:
             result = eng.restore(
                 image_dir,
                 RestoreOptions(
-                    manifest.root_pid, tuple(engine_args), container=container, bundle=bundle
+                    manifest.root_pid, tuple(engine_args), container=container, bundle=bundle,
+                    allow=frozenset(allow),
                 ),
             )
             restore_s = time.monotonic() - t1

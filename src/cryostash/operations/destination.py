@@ -22,6 +22,14 @@ this machine ``env CRYOSTASH_HOST=b CRYOSTASH_SCRATCH=... python -m cryostash``)
 cryostash resolves its own settings: it must see the same store and catalog as this host
 (the operator's business: its config file, environment, or global options in COMMAND).
 
+Trust: the arguments cryostash appends to COMMAND are quoted for a shell
+(:func:`shlex.quote`) when COMMAND's program hands them to one (``ssh``, ``autossh``:
+the remote shell splits them again), so a ``--checkpoint-dir`` or an engine argument is
+one argument there, never shell syntax. ``--checkpoint-dir`` is passed without its
+credentials (the destination takes them from its own environment or config file), and
+``ssh`` gets this process's environment without cryostash's secrets
+(:func:`cryostash.redact.child_env`). Every message names the command redacted.
+
 The receiving end (``migrate --receive``, :func:`cryostash.cli.receive.receive`) speaks
 JSON lines (:data:`READY`, :data:`GO`): once ready it prints ``{"ready": true, "host": H}``;
 it then reads one line from its standard input: ``go`` restores and prints the restore
@@ -35,6 +43,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shlex
 import shutil
 import subprocess
@@ -43,6 +52,8 @@ from collections.abc import Mapping, Sequence
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from cryostash.errors import CryostashError, UsageError, error_class
+from cryostash.redact import child_env, redact_text
+from cryostash.urls import strip_credentials
 
 if TYPE_CHECKING:
     from cryostash.manager import CheckpointManager
@@ -55,6 +66,8 @@ GO = "go"
 STDERR_LINES = 20
 #: How long a cancelled receiver may take to exit before it is killed.
 CANCEL_TIMEOUT_S = 10.0
+#: Programs that pass their arguments to a (remote) shell: appended arguments are quoted.
+REMOTE_SHELLS = frozenset({"ssh", "autossh"})
 
 
 class PendingRestore(Protocol):
@@ -151,15 +164,27 @@ class CommandDestination:
 
     Args:
         command: the argument vector that runs cryostash at the destination; the verb
-            and its arguments are appended.
-        env: the environment of the command (default: this process's).
+            and its arguments are appended (quoted for a shell when ``command[0]`` is one
+            of :data:`REMOTE_SHELLS`).
+        env: the environment of the command (default: this process's; for a remote
+            shell, without cryostash's secrets).
     """
 
     def __init__(self, command: Sequence[str], env: Mapping[str, str] | None = None) -> None:
         if not command:
             raise UsageError("--to: empty command (expected e.g. 'ssh host-b cryostash')")
         self.command = list(command)
-        self.env = dict(env) if env is not None else None
+        self.remote_shell = os.path.basename(self.command[0]) in REMOTE_SHELLS
+        if self.remote_shell:
+            self.env: dict[str, str] | None = child_env(env)
+        else:
+            self.env = dict(env) if env is not None else None
+
+    def _argv(self, *args: str) -> list[str]:
+        """COMMAND plus ``args`` (each quoted for the remote shell if COMMAND has one)."""
+        if self.remote_shell:
+            return [*self.command, *(shlex.quote(a) for a in args)]
+        return [*self.command, *args]
 
     @classmethod
     def parse(cls, text: str) -> CommandDestination:
@@ -180,12 +205,12 @@ class CommandDestination:
         return cls(argv)
 
     def describe(self) -> str:
-        """The command, quoted as a shell would need it."""
-        return shlex.join(self.command)
+        """The command, quoted as a shell would need it (redacted)."""
+        return _shown(self.command)
 
     def prefetch(self, target: str, name: str, checkpoint_dir: str | None) -> dict[str, Any]:
         """``COMMAND prefetch TARGET NAME --json [--checkpoint-dir URL]``."""
-        argv = [*self.command, "prefetch", target, name, "--json", *_dir_flag(checkpoint_dir)]
+        argv = self._argv("prefetch", target, name, "--json", *_dir_flag(checkpoint_dir))
         with tempfile.TemporaryFile() as err:
             try:
                 done = subprocess.run(
@@ -207,10 +232,9 @@ class CommandDestination:
         Raises:
             CryostashError (the class of its exit code): it exited instead.
         """
-        argv = [
-            *self.command, "migrate", target, "--receive", name,
-            *_dir_flag(checkpoint_dir), *args,
-        ]
+        argv = self._argv(
+            "migrate", target, "--receive", name, *_dir_flag(checkpoint_dir), *args
+        )
         return _CommandRestore(argv, self.env)
 
 
@@ -279,17 +303,30 @@ class _CommandRestore:
         try:
             if code not in (0, None):
                 return _failed(self.argv, code, self._err)
-            return CryostashError(f"destination command `{shlex.join(self.argv)}` {what}")
+            return CryostashError(f"destination command `{_shown(self.argv)}` {what}")
         finally:
             self._err.close()
 
 
 def _dir_flag(checkpoint_dir: str | None) -> list[str]:
-    return ["--checkpoint-dir", checkpoint_dir] if checkpoint_dir else []
+    return ["--checkpoint-dir", strip_credentials(checkpoint_dir)] if checkpoint_dir else []
+
+
+def dir_option(checkpoint_dir: str | None) -> str:
+    """`` --checkpoint-dir URL`` (credential-free, quoted for a shell) for a message
+    telling the user what to run, or '' for the default store."""
+    if not checkpoint_dir:
+        return ""
+    return f" --checkpoint-dir {shlex.quote(strip_credentials(checkpoint_dir))}"
+
+
+def _shown(argv: list[str]) -> str:
+    """A command line as messages show it (redacted)."""
+    return redact_text(shlex.join(argv))
 
 
 def _cannot_run(argv: list[str], exc: OSError) -> CryostashError:
-    return CryostashError(f"destination command `{shlex.join(argv)}` cannot run: {exc}")
+    return CryostashError(f"destination command `{_shown(argv)}` cannot run: {exc}")
 
 
 def _failed(argv: list[str], code: int, err: IO[bytes]) -> CryostashError:
@@ -299,7 +336,7 @@ def _failed(argv: list[str], code: int, err: IO[bytes]) -> CryostashError:
     lines = [line for line in text.splitlines() if line.strip()]
     tail = "\n".join(lines[-STDERR_LINES:]) or "(no output on stderr)"
     cls = error_class(code)
-    return cls(f"destination command `{shlex.join(argv)}` failed (exit {code}):\n{tail}")
+    return cls(f"destination command `{_shown(argv)}` failed (exit {code}):\n{redact_text(tail)}")
 
 
 def _json_object(argv: list[str], text: str) -> dict[str, Any]:
@@ -309,7 +346,7 @@ def _json_object(argv: list[str], text: str) -> dict[str, Any]:
         value = None
     if not isinstance(value, dict):
         raise CryostashError(
-            f"destination command `{shlex.join(argv)}` did not print a JSON object: "
+            f"destination command `{_shown(argv)}` did not print a JSON object: "
             f"{text.strip()[:200]!r}"
         )
     return value

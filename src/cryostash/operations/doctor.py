@@ -5,9 +5,10 @@ engine (``runc``, ``podman``, ``docker``, third-party ones) with its availabilit
 where unavailable, why; the store's reachability and writability, and the catalog's
 reachability and schema revision, and whether the local folders and files that hold
 process memory (a local store, the chunk cache, scratch, an SQLite catalog) are readable
-by others (a warning, with the ``chmod`` that fixes it). Never raises for a broken
-component: each check carries its own error text. Engines other than CRIU are optional:
-an unavailable one does not make the report fail.
+by others (a warning, with the ``chmod`` that fixes it). URLs and errors are redacted
+(:mod:`cryostash.redact`): a secret given in a URL, a storage option or the environment is
+never shown. Never raises for a broken component: each check carries its own error text.
+Engines other than CRIU are optional: an unavailable one does not make the report fail.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from typing import Any
 
 from cryostash.config import Settings
 from cryostash.errors import CryostashError
+from cryostash.redact import redact_text
+from cryostash.urls import canonical_url
 
 
 @dataclass(frozen=True)
@@ -38,8 +41,9 @@ class Check:
     warning: bool = False
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-ready view."""
-        out = {"name": self.name, "ok": self.ok, **self.detail, "error": self.error}
+        """JSON-ready view (the error redacted)."""
+        error = None if self.error is None else redact_text(self.error)
+        out = {"name": self.name, "ok": self.ok, **self.detail, "error": error}
         return {**out, "optional": self.optional, "warning": self.warning}
 
 
@@ -102,7 +106,8 @@ def check_store(settings: Settings) -> Check:
         store = Store(settings.store_url, settings.storage_options)
         store.check_writable()
     except CryostashError as exc:
-        return Check("store", False, {"url": settings.store_url}, error=str(exc))
+        url = redact_text(canonical_url(settings.store_url))
+        return Check("store", False, {"url": url}, error=redact_text(str(exc)))
     return Check("store", True, {"url": store.url, "writable": True})
 
 

@@ -70,7 +70,7 @@ from cryostash.errors import (
 )
 from cryostash.manager import CheckpointManager, Repository, manager_of
 from cryostash.names import validate_name, validate_target
-from cryostash.operations.destination import Destination
+from cryostash.operations.destination import Destination, dir_option
 
 
 def default_name(now: datetime | None = None) -> str:
@@ -411,7 +411,7 @@ def _restore_failed(
     )
     by_hand = (
         f"Restore it by hand with `cryostash restore {t} {n}`"
-        + (f" --checkpoint-dir {request.checkpoint_dir}" if request.checkpoint_dir else "")
+        + dir_option(request.checkpoint_dir)
         + " (at the destination or here)."
     )
     if not request.rollback:

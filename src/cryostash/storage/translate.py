@@ -16,6 +16,9 @@ Every :class:`~cryostash.storage.Store` operation runs inside :func:`translating
 - anything else a backend raises -> StorageError naming the operation and the
   (credential-free) store URL.
 
+The library's own text is redacted first (:func:`cryostash.redact.redact_text`): no
+secret it repeats reaches a message.
+
 Programming errors (TypeError, AttributeError, NameError, AssertionError) are not
 translated: they are bugs, and hiding them behind "storage error" would hide them.
 """
@@ -27,6 +30,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from cryostash.errors import CryostashError, StorageError
+from cryostash.redact import redact_text
 
 #: errno values for which retrying the same call may succeed.
 TRANSIENT_ERRNOS = frozenset(
@@ -128,7 +132,7 @@ def store_problem(exc: BaseException) -> str | None:
     messages name the key id at most, never the secret key).
     """
     code = _response_code(exc)
-    detail = str(exc) or type(exc).__name__
+    detail = redact_text(str(exc) or type(exc).__name__)
     if code == "NoSuchBucket":
         return "the bucket does not exist"
     if code in _CREDENTIAL_CODES:
@@ -189,7 +193,7 @@ def translate(
     """
     if isinstance(exc, CryostashError):
         return exc
-    detail = str(exc) or type(exc).__name__
+    detail = redact_text(str(exc) or type(exc).__name__)  # botocore may repeat a secret
     problem = store_problem(exc)
     if problem is not None:
         return StorageError(

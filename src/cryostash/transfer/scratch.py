@@ -14,6 +14,10 @@ create dies before the checkpoint is stored, the folder holds the only copy of t
 process, and :func:`keep_if_stopped` moves it to ``kept-...`` (never removed by anyone)
 instead of letting it be deleted.
 
+Folder names never overflow the file-name limit (255 bytes): a purpose longer than
+:data:`MAX_PURPOSE` (a long target plus a long name) keeps its start and gets a hash of
+the whole in place of the rest (:func:`short_name`), so two long names stay apart.
+
 Only folders whose names look like ours (``create-...`` / ``restore-...`` plus
 ``mkdtemp``'s suffix) are ever considered, so pointing ``--scratch`` at a shared
 folder such as ``/tmp`` never puts anyone else's files at risk.
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import os
 import re
 import shutil
@@ -32,6 +37,20 @@ from pathlib import Path
 
 #: Names of scratch folders made by :func:`private_scratch` (purpose, dash, mkdtemp suffix).
 SCRATCH_NAME = re.compile(r"^(create|restore)-.+-[a-z0-9_]{8}$")
+#: The longest purpose used as it is (bytes); room is left for ``kept-``, mkdtemp's suffix
+#: and ``.stopped``.
+MAX_PURPOSE = 160
+
+
+def short_name(text: str, limit: int = MAX_PURPOSE) -> str:
+    """``text`` if it fits in ``limit`` bytes, else its first part, a dash and a 16-digit
+    BLAKE2b hash of the whole (at most ``limit`` bytes in all; the same text gives the
+    same name)."""
+    if len(text.encode()) <= limit:
+        return text
+    digest = hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+    head = text.encode()[: limit - len(digest) - 1].decode(errors="ignore")
+    return f"{head}-{digest}"
 
 
 @contextlib.contextmanager
@@ -41,10 +60,11 @@ def private_scratch(root: Path, purpose: str) -> Iterator[Path]:
 
     Args:
         root: the scratch root (created 0700 if missing).
-        purpose: the name prefix, ``create-...`` or ``restore-...``.
+        purpose: the name prefix, ``create-...`` or ``restore-...`` (shortened by
+            :func:`short_name` when long).
     """
     root.mkdir(parents=True, exist_ok=True, mode=0o700)
-    path = Path(tempfile.mkdtemp(prefix=f"{purpose}-", dir=root))
+    path = Path(tempfile.mkdtemp(prefix=f"{short_name(purpose)}-", dir=root))
     fd = -1
     try:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
