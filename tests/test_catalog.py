@@ -120,15 +120,30 @@ def test_reserve_commit_get_list_round_trip(cat: Catalog) -> None:
     assert again.created_at == pending.created_at  # microseconds survive the round trip
 
 
-def test_duplicate_reserve_has_dockers_message(cat: Catalog) -> None:
-    first = reserve(cat)
+def test_duplicate_reserve_says_who_holds_the_name(cat: Catalog) -> None:
+    """A pending name: who creates it and since when; a committed one: Docker's message."""
+    first = cat.reserve(
+        store_url=STORE, target="web", name="cp1", host="host-a", engine="criu",
+        lease_seconds=600, owner_pid=4242, owner_start="boot/1/99",
+    )
+    assert (first.owner_pid, first.owner_start, first.owner_lock) == (4242, "boot/1/99", None)
     with pytest.raises(CheckpointExists) as err:
-        reserve(cat)
-    assert str(err.value) == "checkpoint with name cp1 already exists for container web"
-    assert isinstance(err.value, FileExistsError)
-    commit(cat, first)
-    with pytest.raises(CheckpointExists, match=r"^checkpoint with name cp1 already exists"):
         reserve(cat, host="host-b")
+    since = first.created_at.isoformat(timespec="seconds")
+    assert str(err.value) == (
+        f"checkpoint cp1 is being created by host host-a (PID 4242) since {since}"
+    )
+    assert isinstance(err.value, FileExistsError)
+    assert err.value.holder == first
+    assert cat.renew_lease(first.id, 600, lock="/scratch/create-web-cp1-x").owner_lock == (
+        "/scratch/create-web-cp1-x"
+    )
+    done = commit(cat, first)
+    assert (done.owner_pid, done.owner_start, done.owner_lock) == (None, None, None)
+    with pytest.raises(CheckpointExists) as err:
+        reserve(cat, host="host-b")
+    assert str(err.value) == "checkpoint with name cp1 already exists for container web"
+    assert err.value.holder == done
     # the same (target, name) in another store, or another target, is another checkpoint
     reserve(cat, store_url=OTHER_STORE)
     reserve(cat, target="db")
@@ -459,9 +474,10 @@ def test_concurrent_reserve_exactly_one_wins(db_url: str) -> None:
         proc.join(timeout=60)
     kinds = sorted(kind for kind, _ in outcomes)
     assert kinds == ["exists"] * (n - 1) + ["won"], outcomes
+    winner = next(d for k, d in outcomes if k == "won")
     for kind, detail in outcomes:
-        if kind == "exists":
-            assert detail == "checkpoint with name race already exists for container web"
+        if kind == "exists":  # the losers are told who holds the name
+            assert detail.startswith(f"checkpoint race is being created by host {winner} since")
     cat = Catalog(db_url)
     try:
         (row,) = cat.pending(STORE)

@@ -49,3 +49,16 @@ def test_broken_config_file_is_a_clear_error(tmp_path: Path) -> None:
     cfg.write_text("store = [unclosed\n")
     with pytest.raises(UsageError, match="cannot read config file"):
         resolve_settings({}, {"CRYOSTASH_CONFIG": str(cfg)})
+
+
+def test_lease_from_environment_and_file_and_bad_ones_refused(tmp_path: Path) -> None:
+    conf = tmp_path / "c.toml"
+    conf.write_text('lease = "2m"\n')
+    env = {"CRYOSTASH_CONFIG": str(conf), "XDG_DATA_HOME": str(tmp_path)}
+    assert resolve_settings(env={"XDG_DATA_HOME": str(tmp_path)}).lease_s == 60
+    assert resolve_settings(env=env).lease_s == 120
+    assert resolve_settings(env={**env, "CRYOSTASH_LEASE": "5s"}).lease_s == 5
+    with pytest.raises(UsageError, match=r"invalid lease '0\.5s': it must be at least 1s"):
+        resolve_settings(env={**env, "CRYOSTASH_LEASE": "0.5s"})
+    with pytest.raises(UsageError, match=r"invalid lease 'soon'"):
+        resolve_settings(env={**env, "CRYOSTASH_LEASE": "soon"})

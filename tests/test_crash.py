@@ -6,13 +6,16 @@ real ``cryostash`` child process that SIGKILLs itself at the phase (run by
 S3(moto)+PostgreSQL. After each:
 
 - ``ls`` never shows a broken checkpoint, and ``verify --read-data`` passes on what it shows;
-- while the dead create's lease runs, gc (even with no grace) deletes none of its blobs
-  and the name stays taken;
-- once the lease has expired, gc finishes (complete) or undoes (incomplete) it and
-  converges: a second run changes nothing, and the store holds exactly the manifests
-  of listed checkpoints and the blobs they name (no temporary file, no stray, no
-  scratch folder);
-- the same name can be created again.
+- on the host that ran it, the next create of the name succeeds at once (its creator is
+  provably dead), without gc and without waiting for the lease;
+- on another host, while the lease runs, gc (even with no grace) deletes none of its blobs
+  and the name is refused saying who holds it; once the lease has expired, gc finishes
+  (complete) or undoes (incomplete) it and converges: a second run changes nothing, and
+  the store holds exactly the manifests of listed checkpoints and the blobs they name (no
+  temporary file, no stray, no scratch folder); the name can be created again.
+
+A live create (held at a phase) keeps its name against both, and gc with no grace does
+not make it fail.
 """
 
 from __future__ import annotations
@@ -22,11 +25,12 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from cryostash import CheckpointExists, collect_garbage, verify_store
+from cryostash import CheckpointExists, CheckpointManager, collect_garbage, verify_store
 from cryostash.hooks import PHASES
 from cryostash.storage import Manifest
 from tests.support import crashing
@@ -39,7 +43,7 @@ from tests.support.processes import (
     read_counter,
     wait_until,
 )
-from tests.support.setups import Setup, setup_fixture  # noqa: F401
+from tests.support.setups import SHAPES, Setup, setup_fixture  # noqa: F401
 
 #: What gc does with the abandoned create of each phase once its lease has expired.
 OUTCOME = {
@@ -94,38 +98,98 @@ def scratch_entries(setup: Setup) -> list[str]:
     return sorted(os.listdir(setup.scratch)) if setup.scratch.exists() else []
 
 
+def other_host(setup: Setup, criu: str) -> CheckpointManager:
+    """A manager on host-b (its own scratch folder): what another machine sees."""
+    settings = replace(
+        setup.settings(criu, host="host-b"), scratch_dir=setup.scratch.parent / "scratch-b"
+    )
+    return CheckpointManager(settings)
+
+
+def crash(setup: Setup, criu: str, pid: str, phase: str) -> subprocess.CompletedProcess[str]:
+    done = cryostash(setup, criu, "create", "app", "cp", "--pid", pid, "--leave-running",
+                     crash_at=phase)
+    assert done.returncode == -signal.SIGKILL, (done.returncode, done.stderr)
+    assert len(scratch_entries(setup)) == 1, "the killed create left its scratch folder"
+    return done
+
+
 @pytest.mark.criu
 @pytest.mark.slow
 @pytest.mark.parametrize("phase", PHASES)
-def test_a_create_killed_at_each_phase_leaves_nothing_broken(
+def test_a_create_killed_at_each_phase_frees_its_name_on_its_host_at_once(
     setup: Setup, counter: Proc, criu_path: str, phase: str
 ) -> None:
+    """The same host knows the creator is dead (PID gone, scratch lock free): the next
+    create of the name undoes the reservation and succeeds, without gc and without
+    waiting for the lease (an hour here)."""
     pid = str(counter.pid)
-    done = cryostash(setup, criu_path, "create", "app", "cp", "--pid", pid, "--leave-running",
-                     crash_at=phase)
-    assert done.returncode == -signal.SIGKILL, (done.returncode, done.stderr)
+    crash(setup, criu_path, pid, phase)
     assert pid_exists(counter.pid), "the counter must outlive a crashed --leave-running dump"
-    assert len(scratch_entries(setup)) == 1, "the killed create left its scratch folder"
-    committed_by_creator = phase == "after-commit"
-
     with setup.manager(criu=criu_path) as mgr:
+        shown = [(i.target, i.name) for i in mgr.list()]
+        assert shown == ([("app", "cp")] if phase == "after-commit" else [])
+        assert verify_store(mgr.repository, read_data=True).ok
+
+    env = {**setup.cli_env(criu_path), "CRYOSTASH_LEASE": "1h"}
+    again = subprocess.run(
+        [sys.executable, "-m", "cryostash", "create", "app", "cp", "--pid", pid,
+         "--leave-running"],
+        env=env, capture_output=True, text=True, timeout=180, check=False,
+    )
+    if phase == "after-commit":  # committed by its creator: Docker's message
+        assert again.returncode == 4
+        assert "checkpoint with name cp already exists for container app" in again.stderr
+    else:
+        assert again.returncode == 0, again.stderr
+    with setup.manager(criu=criu_path) as mgr:
+        assert [(i.target, i.name) for i in mgr.list()] == [("app", "cp")]
+        assert mgr.catalog.pending() == []
+        assert verify_store(mgr.repository, read_data=True).ok
+        undone = [e for e in mgr.events("app") if e.action == "gc-abort"]
+        assert len(undone) == (0 if phase == "after-commit" else 1)
+        report = collect_garbage(mgr.repository, grace_s=0)  # the dead one's scratch, strays
+        assert report.ok and not report.committed and not report.aborted
+    assert objects(setup) == expected_objects(setup)
+    assert scratch_entries(setup) == []
+
+
+@pytest.mark.criu
+@pytest.mark.slow
+@pytest.mark.parametrize("phase", PHASES)
+def test_a_create_killed_at_each_phase_is_settled_by_another_host_after_its_lease(
+    setup: Setup, counter: Proc, criu_path: str, phase: str
+) -> None:
+    """Another host cannot see the creator: while the lease runs, gc (even with no grace)
+    deletes none of its blobs and the name is refused saying who holds it; once the lease
+    has expired, gc finishes (complete) or undoes (incomplete) it and converges, and the
+    name can be created again."""
+    pid = str(counter.pid)
+    done = crash(setup, criu_path, pid, phase)
+    committed_by_creator = phase == "after-commit"
+    with other_host(setup, criu_path) as mgr:
         shown = [(i.target, i.name) for i in mgr.list()]
         assert shown == ([("app", "cp")] if committed_by_creator else [])
         assert verify_store(mgr.repository, read_data=True).ok
-        pending = [(i.target, i.name) for i in mgr.catalog.pending()]
-        assert pending == ([] if committed_by_creator else [("app", "cp")])
-
-        # The lease runs: gc, even with no grace period, keeps every blob it has.
+        pending = mgr.catalog.pending()
+        assert [(i.target, i.name) for i in pending] == ([] if committed_by_creator else
+                                                         [("app", "cp")])
         blobs = {o for o in objects(setup) if o.startswith("blobs/") and ".tmp" not in o}
         report = collect_garbage(mgr.repository, grace_s=0)
         assert report.ok and not report.committed and not report.aborted
         assert report.blobs_deleted == 0 and blobs <= objects(setup)
-        assert len(report.scratch_deleted) == 1 and scratch_entries(setup) == []
-        with pytest.raises(CheckpointExists):
+        with pytest.raises(CheckpointExists) as refused:
             mgr.create("app", "cp", locator=pid, leave_running=True)
+        if not committed_by_creator:
+            (row,) = pending
+            since = row.created_at.isoformat(timespec="seconds")
+            assert str(refused.value) == (
+                f"checkpoint cp is being created by host host-a (PID {row.owner_pid}) "
+                f"since {since}"
+            )
 
     assert setup.expire_leases() == (0 if committed_by_creator else 1)
-    with setup.manager(criu=criu_path) as mgr:
+    with other_host(setup, criu_path) as mgr:
         report = collect_garbage(mgr.repository, grace_s=0)
         assert report.ok, report.errors
         outcome = OUTCOME[phase]
@@ -137,20 +201,106 @@ def test_a_create_killed_at_each_phase_leaves_nothing_broken(
         assert shown == ([] if outcome == "aborted" else [("app", "cp")])
         assert verify_store(mgr.repository, read_data=True).ok
         assert mgr.catalog.pending() == []
-    assert objects(setup) == expected_objects(setup)
-
-    if shown:
-        assert cryostash(setup, criu_path, "rm", "app", "cp").returncode == 0
-    again_done = cryostash(setup, criu_path, "create", "app", "cp", "--pid", pid,
-                           "--leave-running")
-    assert again_done.returncode == 0, again_done.stderr
-    with setup.manager(criu=criu_path) as mgr:
+        if shown:
+            mgr.remove("app", "cp")
+        mgr.create("app", "cp", locator=pid, leave_running=True)
         assert [(i.target, i.name) for i in mgr.list()] == [("app", "cp")]
         final = verify_store(mgr.repository, read_data=True)
-        assert final.ok, (final.problems, again_done.stderr, done.stderr)
+        assert final.ok, (final.problems, done.stderr)
+    with setup.manager(criu=criu_path) as mgr:  # host-a's gc: the dead create's scratch
+        assert collect_garbage(mgr.repository, grace_s=0).ok
     assert objects(setup) == expected_objects(setup)
     assert scratch_entries(setup) == []
 
+
+@pytest.mark.criu
+@pytest.mark.parametrize("setup", ["s3-postgresql"], indirect=True)
+def test_a_shortened_lease_frees_the_name_for_another_host(
+    setup: Setup, counter: Proc, criu_path: str
+) -> None:
+    """With ``CRYOSTASH_LEASE=2s`` a create killed mid-upload blocks its name on another
+    host for about two seconds, not an hour: no clock is faked."""
+    pid = str(counter.pid)
+    env = {**setup.cli_env(criu_path), "CRYOSTASH_LEASE": "2s"}
+    done = subprocess.run(
+        [sys.executable, str(crashing.SCRIPT), "mid-upload", "create", "app", "cp", "--pid",
+         pid, "--leave-running"],
+        env=env, capture_output=True, text=True, timeout=180, check=False,
+    )
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    with setup.manager() as mgr:
+        (row,) = mgr.catalog.pending()
+    assert row.lease_expires_at is not None
+    assert (row.lease_expires_at - row.created_at).total_seconds() <= 3
+    with other_host(setup, criu_path) as mgr:
+        created: list[str] = []
+
+        def create_once() -> bool:
+            try:
+                created.append(mgr.create("app", "cp", locator=pid, leave_running=True).name)
+            except CheckpointExists as exc:
+                assert "is being created by host host-a" in str(exc)
+                return False
+            return True
+
+        wait_until(create_once, 30, "the lease to expire")
+        assert created == ["cp"] and mgr.catalog.pending() == []
+        assert verify_store(mgr.repository, read_data=True).ok
+
+
+@pytest.mark.criu
+@pytest.mark.parametrize("setup", SHAPES, indirect=True)
+def test_a_live_create_keeps_its_name_and_survives_gc(
+    setup: Setup, counter: Proc, criu_path: str, tmp_path: Path
+) -> None:
+    """A create held (alive) after its upload, with a lease of 2 s renewed by its
+    heartbeat: the name is refused with the holder's host and PID, ``gc --grace 0`` from
+    its own host and from another one (well past the lease) changes nothing of it, and the
+    create then finishes and is listed; ``ls --all`` shows the reservation meanwhile."""
+    pid = str(counter.pid)
+    gate = tmp_path / "gate"
+    env = {**setup.cli_env(criu_path), "CRYOSTASH_LEASE": "2s"}
+    held = subprocess.Popen(
+        [sys.executable, str(crashing.SCRIPT), f"hold:after-upload:{gate}", "create", "app",
+         "cp", "--pid", pid, "--leave-running"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        reached = Path(f"{gate}.reached")
+        wait_until(reached.exists, 120, "the create to reach after-upload")
+        creator = int(reached.read_text())
+        listed = cryostash(setup, criu_path, "ls", "--all")
+        assert listed.returncode == 0, listed.stderr
+        assert "pending" in listed.stdout and f"host-a (PID {creator})" in listed.stdout
+        with setup.manager(criu=criu_path) as mgr:
+            held_by = rf"being created by host host-a \(PID {creator}\)"
+            with pytest.raises(CheckpointExists, match=held_by):
+                mgr.create("app", "cp", locator=pid, leave_running=True)
+            report = collect_garbage(mgr.repository, grace_s=0)
+            assert report.ok and not report.aborted and not report.committed
+            assert report.scratch_deleted == () and report.strays_deleted == ()
+        with other_host(setup, criu_path) as mgr:
+            (row,) = mgr.catalog.pending()
+            first_expiry = row.lease_expires_at
+            assert first_expiry is not None
+
+            def renewed() -> bool:
+                (now,) = mgr.catalog.pending()
+                return now.lease_expires_at is not None and now.lease_expires_at > first_expiry
+
+            wait_until(renewed, 10, "the heartbeat to renew the lease")
+            report = collect_garbage(mgr.repository, grace_s=0)
+            assert report.ok and not report.aborted and not report.committed
+        Path(f"{gate}.go").touch()
+        _, err = held.communicate(timeout=120)
+    finally:
+        if held.poll() is None:
+            held.kill()
+            held.wait(timeout=10)
+    assert held.returncode == 0, err
+    with setup.manager(criu=criu_path) as mgr:
+        assert [(i.target, i.name) for i in mgr.list()] == [("app", "cp")]
+        assert verify_store(mgr.repository, read_data=True).ok
 
 
 @pytest.mark.criu

@@ -57,9 +57,11 @@ class PodmanHost:
     def podman(self, *args: str, check: bool = True) -> str:
         return run(["podman", *args], env=self.env, check=check).stdout
 
-    def start(self, name: str, data: Path, script: str = COUNTER_SCRIPT) -> None:
+    def start(
+        self, name: str, data: Path, script: str = COUNTER_SCRIPT, *extra: str
+    ) -> None:
         self.podman(
-            "run", "-d", "--name", name, "--network", "none", *LIMITS,
+            "run", "-d", "--name", name, "--network", "none", *LIMITS, *extra,
             "-v", f"{data}:/data", IMAGE, "sh", "-c", script,
         )
 
@@ -173,3 +175,32 @@ def test_podman_failed_dump_leaves_nothing_then_tcp_established_dumps(
     host_a.cli("create", name, "cp", "--engine", "podman", "--tcp-established", "--leave-running")
     assert pm.status(name) == "running"
     assert [c["name"] for c in host_a.json("ls", name)] == ["cp"]
+
+
+def test_podman_read_only_container_is_checkpointed_and_restored(
+    podman_host: PodmanHost, cs: tuple[Host, Host], tmp_path: Path
+) -> None:
+    """``podman run --read-only`` (Kubernetes' ``readOnlyRootFilesystem``): checkpointed
+    into the store and restored, counting on, here and on a fresh host."""
+    pm = podman_host
+    host_a, host_b = cs
+    name, data = unique("cs-podman-ro"), tmp_path / "data"
+    data.mkdir()
+    pm.start(name, data, COUNTER_SCRIPT, "--read-only")
+    floor = wait_count(data / "counter", 3)
+    assert pm.podman("container", "inspect", "--format", "{{.HostConfig.ReadonlyRootfs}}",
+                     name).strip() == "true"
+    host_a.cli("create", name, "cp1", "--engine", "podman")
+    assert pm.status(name) == "exited"
+    pm.podman("rm", name)
+    host_a.cli("restore", name, "cp1")
+    assert pm.status(name) == "running"
+    assert_goes_on(data / "counter", floor)
+    pm.podman("rm", "-f", "-t", "0", name)
+
+    pm.fresh()
+    other = unique("cs-podman-ro-b")
+    host_b.cli("restore", name, "cp1", "--as", other)
+    assert pm.status(other) == "running"
+    assert_goes_on(data / "counter", floor)
+    assert host_a.scratch_entries() == [] and host_b.scratch_entries() == []

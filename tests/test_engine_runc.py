@@ -36,8 +36,11 @@ class RuncContainers:
         self.work = work
         self.ids: list[str] = []
 
-    def bundle(self, name: str, script: str = COUNTER_SCRIPT) -> tuple[Path, Path]:
-        """A bundle (own copy of the root filesystem) whose /data binds ``work/NAME-data``."""
+    def bundle(
+        self, name: str, script: str = COUNTER_SCRIPT, readonly: bool = False
+    ) -> tuple[Path, Path]:
+        """A bundle (own copy of the root filesystem) whose /data binds ``work/NAME-data``;
+        ``readonly``: the root stays read-only, as ``runc spec`` makes it."""
         bundle = self.work / f"{name}-bundle"
         data = self.work / f"{name}-data"
         data.mkdir(parents=True)
@@ -46,7 +49,7 @@ class RuncContainers:
         config = json.loads((bundle / "config.json").read_text())
         config["process"]["terminal"] = False
         config["process"]["args"] = ["sh", "-c", script]
-        config["root"]["readonly"] = False
+        config["root"]["readonly"] = readonly
         config["mounts"].append(
             {"destination": "/data", "type": "bind", "source": str(data),
              "options": ["rbind", "rw"]}
@@ -185,3 +188,30 @@ def test_runc_failed_dump_leaves_nothing_and_the_container_running(
     missing = host_a.cli("create", "no-such-ctr", "cp", "--engine", "runc", check=False)
     assert missing.returncode == 2 and "no runc container 'no-such-ctr'" in missing.stderr
     assert_nothing_left(host_a)
+
+
+def test_runc_read_only_root_is_checkpointed_and_restored(
+    runc_ctrs: RuncContainers, hosts: tuple[Host, Host]
+) -> None:
+    """``runc spec``'s default, a read-only root file system (Kubernetes'
+    ``readOnlyRootFilesystem``): checkpointed into the store and restored, counting on,
+    here and on another host into a fresh read-only bundle."""
+    host_a, host_b = hosts
+    cid = unique("cs-runc-ro")
+    bundle, data = runc_ctrs.bundle("ro", readonly=True)
+    assert json.loads((bundle / "config.json").read_text())["root"]["readonly"] is True
+    runc_ctrs.start(cid, bundle)
+    floor = wait_count(data / "counter", 3)
+    host_a.cli("create", cid, "cp1", "--engine", "runc")
+    assert runc_ctrs.status(cid) is None
+    restored = host_a.json("restore", cid, "cp1")
+    assert isinstance(restored, dict) and restored["container"] == cid
+    assert runc_ctrs.status(cid) == "running"
+    assert_goes_on(data / "counter", floor)
+    run(["runc", "delete", "-f", cid])
+    other = runc_ctrs.track(unique("cs-runc-ro-b"))
+    bundle_b, data_b = runc_ctrs.bundle("ro-b", readonly=True)
+    host_b.cli("restore", cid, "cp1", "--as", other, "--bundle", str(bundle_b))
+    assert runc_ctrs.status(other) == "running"
+    assert_goes_on(data_b / "counter", floor)
+    assert host_a.scratch_entries() == [] and host_b.scratch_entries() == []

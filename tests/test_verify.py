@@ -6,14 +6,18 @@ and S3+PostgreSQL. ``test_corruption.py`` does the same end to end with real CRI
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from cryostash import CheckpointNotFound, IntegrityError, verify_store
 from cryostash.cli.app import run
-from tests.support.fake_engine import FakeManager, make_image
+from cryostash.config.transfer import TransferSettings
+from cryostash.operations.scrub import parse_subset
+from tests.support.fake_engine import FakeManager, make_image, write_tree
 from tests.support.setups import Setup, setup_fixture  # noqa: F401
 from tests.support.stores import RawStore
 
@@ -188,3 +192,86 @@ def test_untracked_manifests_are_noted_not_failed(
         assert verify_store(mgr.repository, "app").untracked == ()
     assert _cli(setup, monkeypatch, "verify") == 0
     assert "note: db/fine is in the store but not in the catalog" in capsys.readouterr().out
+
+
+def _many_chunks(setup: Setup, tmp_path: Path) -> set[str]:
+    """Two checkpoints of random images cut into ~4 KiB chunks (some hundreds of blobs,
+    one shared file); every blob the store holds."""
+    settings = replace(setup.settings(), transfer=TransferSettings(chunk_size=4096))
+    with FakeManager(settings) as mgr:
+        for i in range(2):
+            folder = tmp_path / f"img{i}"
+            write_tree(folder, {"pages.img": random.Random(i).randbytes(600_000),
+                                "sub/shared.img": b"shared by both" * 100})
+            mgr.create("app", f"cp{i}", locator=str(folder))
+        blobs: set[str] = set()
+        for i in range(2):
+            blobs |= mgr.inspect("app", f"cp{i}").manifest.blob_digests
+    assert len(blobs) > 150
+    return blobs
+
+
+def test_read_data_subsets_cover_the_store_and_find_a_corrupt_chunk(
+    setup: Setup, tmp_path: Path
+) -> None:
+    """30 runs of ``10%`` with different seeds (the days of a month) read every chunk (any
+    10 consecutive seeds do: the windows lie end to end); ``1/7`` ... ``7/7`` read each
+    exactly once; a flipped chunk is reported by exactly the runs that read it."""
+    blobs = _many_chunks(setup, tmp_path)
+    with setup.manager(FakeManager) as mgr:
+        runs = [verify_store(mgr.repository, subset=parse_subset("10%"), seed=s)
+                for s in range(20_000, 20_030)]
+        assert all(r.ok and r.read_data for r in runs)
+        assert set().union(*(r.read for r in runs)) == blobs
+        assert set().union(*(r.read for r in runs[7:17])) == blobs  # any 10 consecutive
+        for r in runs:  # each reads about a tenth (a uniform hash), and says which
+            assert 0.03 * len(blobs) < len(r.read) < 0.2 * len(blobs), len(r.read)
+            assert r.subset is not None and r.subset.startswith("10% (seed ")
+            assert r.bytes_read > 0 and r.blobs == len(blobs)
+        parts = [verify_store(mgr.repository, subset=parse_subset(f"{k}/7")).read
+                 for k in range(1, 8)]
+        assert sum(len(p) for p in parts) == len(blobs) and set().union(*parts) == blobs
+
+        victim = sorted(blobs)[len(blobs) // 2]
+        setup.raw.flip_byte(setup.raw.blob(victim), offset=20)
+        for seed, before in zip(range(20_000, 20_030), runs, strict=True):
+            again = verify_store(mgr.repository, subset=parse_subset("10%"), seed=seed)
+            if victim in before.read:
+                assert [p.blob for p in again.problems] == [victim]
+                assert again.problems[0].kind == "blob-corrupt"
+            else:
+                assert again.ok, again.problems
+        assert any(victim in r.read for r in runs)
+
+
+@pytest.mark.parametrize(
+    "bad", ["0%", "101%", "10", "%", "1/0", "0/3", "4/3", "a/b", "10%%", "-5%", "1e2%", "²/3"]
+)
+def test_bad_read_data_subset_is_refused(
+    setup: Setup,
+    bad: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert _cli(setup, monkeypatch, "verify", f"--read-data-subset={bad}") == 2
+    err = capsys.readouterr().err
+    assert f"invalid --read-data-subset {bad!r}: expected N% (0 < N <= 100) or K/M" in err
+
+
+def test_verify_verb_reports_what_a_subset_read(
+    setup: Setup,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    blobs = _many_chunks(setup, tmp_path)
+    assert _cli(setup, monkeypatch, "verify", "--read-data-subset", "25%", "--seed", "3") == 0
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert last.startswith(f"2 checkpoints, {len(blobs)} blobs checked, ")
+    assert "read (subset 25% (seed 3: from 0.7500 of the ring)), " in last
+    assert last.endswith("bytes read: no problems")
+    assert _cli(setup, monkeypatch, "verify", "--read-data-subset", "2/3", "--json") == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["subset"] == "2/3" and 0 < data["blobs_read"] < len(blobs)
+    assert _cli(setup, monkeypatch, "verify", "--read-data-subset", "2/3", "--seed", "1") == 2
+    assert "--seed goes with --read-data-subset N%" in capsys.readouterr().err

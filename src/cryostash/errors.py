@@ -13,6 +13,8 @@ destination command's failure).
 
 from __future__ import annotations
 
+from typing import Any
+
 #: The exit code of a command interrupted by Ctrl-C (128 + SIGINT, as shells do).
 EXIT_INTERRUPTED = 130
 
@@ -48,9 +50,17 @@ class ObjectNotFound(CryostashError, FileNotFoundError):
 
 
 class CheckpointExists(CryostashError, FileExistsError):
-    """A checkpoint with that target and name already exists (or is being created)."""
+    """A checkpoint with that target and name already exists (or is being created).
+
+    ``holder`` is the catalog row that holds the name (a
+    :class:`cryostash.types.CheckpointInfo`) when the catalog said which, else None.
+    """
 
     exit_code = 4
+
+    def __init__(self, message: str, holder: Any = None) -> None:
+        super().__init__(message)
+        self.holder = holder
 
 
 class EngineError(CryostashError, RuntimeError):

@@ -117,12 +117,17 @@ class Catalog:
         engine: str,
         labels: Mapping[str, str] | None = None,
         lease_seconds: float,
+        owner_pid: int | None = None,
+        owner_start: str | None = None,
     ) -> CheckpointInfo:
-        """Insert a PENDING row for ``(store_url, target, name)``, leased for a while.
+        """Insert a PENDING row for ``(store_url, target, name)``, leased for a while,
+        recording its creator (``owner_pid``, ``owner_start``: see the model).
 
         Raises:
-            CheckpointExists: a row with that key exists (committed or pending):
-                ``checkpoint with name NAME already exists for container TARGET``.
+            CheckpointExists: a row with that key exists, named in ``holder`` (None if it
+                went meanwhile): committed, ``checkpoint with name NAME already exists
+                for container TARGET``; pending, ``checkpoint NAME is being created by
+                host H (PID P) since T``.
         """
         now = utcnow()
         row = CheckpointRow(
@@ -140,6 +145,9 @@ class Catalog:
             labels=dict(labels or {}),
             stats={},
             manifest_digest=None,
+            owner_pid=owner_pid,
+            owner_start=owner_start,
+            owner_lock=None,
         )
         try:
             with self._tx(write=True) as session:
@@ -147,15 +155,40 @@ class Catalog:
                 session.flush()
         except IntegrityError as exc:
             if is_unique_violation(exc):
-                raise CheckpointExists(
-                    f"checkpoint with name {name} already exists for container {target}"
-                ) from None
+                raise self._exists(store_url, target, name) from None
             raise
         return to_info(row)
 
+    def _exists(self, store_url: str, target: str, name: str) -> CheckpointExists:
+        """The error for a taken name, saying who holds it."""
+        with self._tx(write=False) as session:
+            row = session.scalars(
+                select(CheckpointRow).where(
+                    CheckpointRow.store_url == canonical_url(store_url),
+                    CheckpointRow.target == target,
+                    CheckpointRow.name == name,
+                )
+            ).one_or_none()
+            holder = to_info(row) if row is not None else None
+        if holder is None or holder.status is not Status.PENDING:
+            message = f"checkpoint with name {name} already exists for container {target}"
+        else:
+            pid = f" (PID {holder.owner_pid})" if holder.owner_pid is not None else ""
+            since = holder.created_at.isoformat(timespec="seconds")
+            message = f"checkpoint {name} is being created by host {holder.host}{pid} since {since}"
+        return CheckpointExists(message, holder)
+
     @translated
-    def renew_lease(self, checkpoint_id: int, lease_seconds: float) -> CheckpointInfo:
-        """Extend the lease of a PENDING row to now + ``lease_seconds``."""
+    def renew_lease(
+        self, checkpoint_id: int, lease_seconds: float, *, lock: str | None = None
+    ) -> CheckpointInfo:
+        """Extend the lease of a PENDING row to now + ``lease_seconds`` (and record its
+        creator's scratch lock, when given).
+
+        Raises:
+            CheckpointNotFound: the row is gone (undone by gc or another create).
+            CatalogError: the row is committed.
+        """
         with self._tx(write=True) as session:
             row = session.get(CheckpointRow, checkpoint_id, with_for_update=True)
             if row is None:
@@ -165,6 +198,8 @@ class Catalog:
                     f"checkpoint {row.name} of container {row.target} is not pending"
                 )
             row.lease_expires_at = utcnow() + timedelta(seconds=lease_seconds)
+            if lock is not None:
+                row.owner_lock = lock
             session.flush()
             return to_info(row)
 
@@ -195,6 +230,7 @@ class Catalog:
             row.status = _COMMITTED
             row.committed_at = utcnow()
             row.lease_expires_at = None
+            row.owner_pid = row.owner_start = row.owner_lock = None
             row.size_bytes = size_bytes
             row.stats = dict(stats)
             row.engine_version = engine_version

@@ -109,6 +109,11 @@ class CheckpointRow(Base):
     labels: Mapped[dict[str, Any]]
     stats: Mapped[dict[str, Any]]
     manifest_digest: Mapped[str | None] = mapped_column(String(DIGEST_LENGTH))
+    # The creator of a PENDING row (revision 0003; None once committed): its PID, the
+    # identity of that process (``BOOT_ID/PIDNS/STARTTIME``) and its scratch lock.
+    owner_pid: Mapped[int | None] = mapped_column(Integer)
+    owner_start: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
+    owner_lock: Mapped[str | None] = mapped_column(String(URL_LENGTH))
 
 
 class BlobRow(Base):

@@ -47,6 +47,9 @@ def to_info(row: CheckpointRow) -> CheckpointInfo:
         stats=dict(row.stats or {}),
         lease_expires_at=row.lease_expires_at,
         manifest_digest=row.manifest_digest,
+        owner_pid=row.owner_pid,
+        owner_start=row.owner_start,
+        owner_lock=row.owner_lock,
     )
 
 

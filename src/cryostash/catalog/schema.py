@@ -33,9 +33,9 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
 #: The revision this cryostash needs (the head of ``migrations/versions``).
-HEAD_REVISION = "0002"
+HEAD_REVISION = "0003"
 #: Every revision this cryostash knows, oldest first (must match the migrations).
-KNOWN_REVISIONS: tuple[str, ...] = ("0001", "0002")
+KNOWN_REVISIONS: tuple[str, ...] = ("0001", "0002", "0003")
 #: Shown for a database whose version table is empty (everything downgraded).
 BASE = "base"
 

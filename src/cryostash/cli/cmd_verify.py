@@ -1,4 +1,5 @@
-"""``cryostash verify [TARGET [NAME]] [--read-data]``: check catalog, manifests and blobs."""
+"""``cryostash verify [TARGET [NAME]] [--read-data | --read-data-subset N%|K/M [--seed S]]``:
+check catalog, manifests and blobs."""
 
 from __future__ import annotations
 
@@ -16,24 +17,46 @@ def register(sub: Any) -> None:
     )
     p.add_argument("target", metavar="TARGET", nargs="?", help="only this target")
     p.add_argument("name", metavar="NAME", nargs="?", help="only this checkpoint")
-    p.add_argument(
+    reading = p.add_mutually_exclusive_group()
+    reading.add_argument(
         "--read-data", action="store_true", help="also read every blob and check its BLAKE3 hash"
+    )
+    reading.add_argument(
+        "--read-data-subset", metavar="N%|K/M",
+        help="read only a share of the blobs: N%% (a window that moves with --seed) or part K "
+        "of M; repeated runs cover the whole store",
+    )
+    p.add_argument(
+        "--seed", metavar="S", type=_seed,
+        help="which N%% window to read (default: the day number, so a daily run moves on)",
     )
     p.add_argument("--checkpoint-dir", metavar="URL", help="verify this store instead")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=run)
 
 
+def _seed(text: str) -> int:
+    if not text.strip().isascii() or not text.strip().isdigit() or len(text.strip()) > 18:
+        raise argparse.ArgumentTypeError(f"invalid seed {text!r}: expected a whole number >= 0")
+    return int(text)
+
+
 def run(args: argparse.Namespace, ctx: Context) -> int:
     """Print one line per problem and a summary; exit 7 when any problem is found."""
-    from cryostash import IntegrityError, verify_store
+    from cryostash import IntegrityError, UsageError, verify_store
+    from cryostash.operations.scrub import parse_subset
 
+    subset = parse_subset(args.read_data_subset) if args.read_data_subset else None
+    if args.seed is not None and (subset is None or subset.percent is None):
+        raise UsageError("--seed goes with --read-data-subset N%")
     report = verify_store(
         ctx.manager.repository,
         args.target,
         args.name,
         read_data=args.read_data,
         checkpoint_dir=args.checkpoint_dir,
+        subset=subset,
+        seed=args.seed,
     )
     if args.json:
         print_json(report.as_dict())
@@ -46,6 +69,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
                 "(`cryostash catalog rebuild` imports it)"
             )
         read = f", {report.bytes_read} bytes read" if report.read_data else ""
+        if report.subset is not None:
+            read = f", {len(report.read)} read (subset {report.subset}){read}"
         found = f"{len(report.problems)} problem" + ("" if len(report.problems) == 1 else "s")
         say(
             f"{report.checkpoints} checkpoints, {report.blobs} blobs checked{read}: "

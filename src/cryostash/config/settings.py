@@ -4,7 +4,8 @@ Precedence: flags beat environment beats config file beats defaults.
 
 Environment: ``CRYOSTASH_STORE``, ``CRYOSTASH_CATALOG``, ``CRYOSTASH_SCRATCH``,
 ``CRYOSTASH_HOST``, ``CRYOSTASH_CRIU``, ``CRYOSTASH_CONFIG`` (path of the config file),
-``CRYOSTASH_STORAGE_OPTIONS`` (a JSON object of fsspec storage options).
+``CRYOSTASH_STORAGE_OPTIONS`` (a JSON object of fsspec storage options), ``CRYOSTASH_LEASE``
+(how long a create's reservation outlives its last heartbeat; default 60s).
 
 Secrets from files: ``CRYOSTASH_CATALOG_FILE`` (a file holding the catalog URL, for one
 with a password) and ``CRYOSTASH_STORAGE_OPTIONS_FILE`` (a file holding a JSON object of
@@ -15,7 +16,7 @@ registered with :func:`cryostash.redact.remember`, so no message ever shows it.
 
 Config file (TOML, optional): ``$CRYOSTASH_CONFIG``, else
 ``/etc/cryostash/config.toml`` for root, ``$XDG_CONFIG_HOME/cryostash/config.toml``
-otherwise; keys ``store``, ``catalog``, ``scratch``, ``host``, ``criu``, the data-path
+otherwise; keys ``store``, ``catalog``, ``scratch``, ``host``, ``criu``, ``lease``, the data-path
 keys ``chunk_size``, ``compression``, ``cache``, ``cache_size`` (also as
 ``CRYOSTASH_<KEY>``: see :mod:`cryostash.config.transfer`), and a table
 ``[storage_options]``.
@@ -44,8 +45,15 @@ from cryostash.config.transfer import TransferSettings
 from cryostash.errors import UsageError
 from cryostash.names import validate_host
 from cryostash.redact import remember, remember_env, remember_options
+from cryostash.units import parse_duration
 
-_KEYS = ("store", "catalog", "scratch", "host", "criu", *transfer_settings.KEYS)
+_KEYS = ("store", "catalog", "scratch", "host", "criu", "lease", *transfer_settings.KEYS)
+
+#: Default lease of a create's reservation (seconds): renewed by its heartbeat every
+#: quarter of it; another host may undo the reservation once it has expired.
+DEFAULT_LEASE_S = 60.0
+#: The shortest lease accepted (the heartbeat must be able to keep up).
+MIN_LEASE_S = 1.0
 
 
 def data_dir(env: Mapping[str, str] | None = None) -> Path:
@@ -81,6 +89,8 @@ class Settings:
         storage_options: extra fsspec options for the store (never persisted).
         transfer: chunk size, compression and chunk cache
             (:mod:`cryostash.config.transfer`).
+        lease_s: lease of a create's reservation in seconds (``lease``; see
+            :data:`DEFAULT_LEASE_S`).
     """
 
     store_url: str
@@ -90,6 +100,7 @@ class Settings:
     criu_path: str | None = None
     storage_options: Mapping[str, Any] = field(default_factory=dict, repr=False)
     transfer: TransferSettings = field(default_factory=TransferSettings)
+    lease_s: float = DEFAULT_LEASE_S
 
 
 def _load_config_file(path: Path) -> dict[str, Any]:
@@ -205,8 +216,9 @@ def resolve_settings(
             ``CRYOSTASH_STORAGE_OPTIONS`` and the config file's ``[storage_options]``.
 
     Raises:
-        UsageError: unreadable config file, or storage options that are not a JSON
-            object (environment) or a table (config file).
+        UsageError: unreadable config file, storage options that are not a JSON
+            object (environment) or a table (config file), or a lease that is not a
+            duration of at least :data:`MIN_LEASE_S`.
     """
     env = os.environ if env is None else env
     flags = flags or {}
@@ -249,4 +261,14 @@ def resolve_settings(
         criu_path=pick("criu"),
         storage_options=options,
         transfer=transfer_settings.resolve(pick, base),
+        lease_s=_lease(pick("lease")),
     )
+
+
+def _lease(text: str | None) -> float:
+    if text is None:
+        return DEFAULT_LEASE_S
+    seconds = parse_duration(text, "lease")
+    if seconds < MIN_LEASE_S:
+        raise UsageError(f"invalid lease {text!r}: it must be at least {MIN_LEASE_S:g}s")
+    return seconds

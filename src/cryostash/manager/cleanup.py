@@ -3,6 +3,7 @@
 - :func:`delete_unreferenced_blobs`: delete blobs from a store, each only if no
   catalog row refers to it at the moment it is deleted (``rm``, a failed create, gc).
 - :func:`undo_create`: best-effort removal of what a failed create wrote.
+- :func:`undo_abandoned`: the same for a create that died (another process's row).
 - :func:`give_back`: restart the process a failed create's dump had stopped.
 
 Both lean on :meth:`CatalogMaintenance.claim_unreferenced`, which makes a concurrent
@@ -20,7 +21,7 @@ from pathlib import Path
 from cryostash.catalog import Catalog
 from cryostash.catalog.maintenance import CatalogMaintenance
 from cryostash.engines.base import Engine
-from cryostash.errors import CheckpointNotFound, CryostashError
+from cryostash.errors import CatalogError, CheckpointNotFound, CryostashError
 from cryostash.storage import Store
 from cryostash.transfer.scratch import short_name
 from cryostash.types import CheckpointInfo, DumpStats, RestoreOptions, Status
@@ -112,6 +113,31 @@ def undo_create(
         orphans = catalog.abort(info.id)
     with contextlib.suppress(Exception):
         delete_unreferenced_blobs(catalog, store, orphans)
+
+
+def undo_abandoned(catalog: Catalog, store: Store, info: CheckpointInfo) -> bool:
+    """Undo the abandoned reservation ``info`` (its creator is dead or its lease expired,
+    see :mod:`cryostash.manager.creators`): abort its row, then remove the manifest it
+    may have written and the blobs nobody else refers to. True when the row is gone
+    (aborted now or by someone else meanwhile); False if it was committed meanwhile.
+
+    Safe against a concurrent undo and a new create of the name: the manifest is deleted
+    only if it still holds the bytes read before the row was aborted.
+    """
+    try:
+        before: bytes | None = store.read_manifest(info.target, info.name)
+    except CheckpointNotFound:
+        before = None
+    try:
+        orphans = catalog.abort(info.id)  # a row already gone gives []
+    except CatalogError:
+        return False  # committed meanwhile (by its creator or gc)
+    if before is not None:
+        with contextlib.suppress(CheckpointNotFound):
+            if store.read_manifest(info.target, info.name) == before:
+                store.delete_manifest(info.target, info.name)
+    delete_unreferenced_blobs(catalog, store, orphans)
+    return True
 
 
 def give_back(

@@ -38,7 +38,7 @@ from cryostash.errors import (
     CryostashError,
     IntegrityError,
 )
-from cryostash.manager import cleanup
+from cryostash.manager import cleanup, creators
 from cryostash.manager.inspection import Inspection
 from cryostash.manager.repository import Repository
 from cryostash.names import validate_host, validate_labels, validate_name, validate_target
@@ -54,9 +54,6 @@ from cryostash.types import (
     RestoreOptions,
     RestoreResult,
 )
-
-#: How long a PENDING reservation is honoured before ``gc`` may finish or undo it.
-DEFAULT_LEASE_SECONDS = 3600.0
 
 
 class CheckpointManager:
@@ -166,7 +163,8 @@ class CheckpointManager:
         Raises:
             InvalidName: bad target or name (nothing is written).
             UsageError: a label or this host's name holds a control character.
-            CheckpointExists: ``checkpoint with name NAME already exists for container TARGET``.
+            CheckpointExists: committed, or held by a live create (see
+                :func:`cryostash.manager.creators.reserve`).
             EngineError / UsageError: ``Cannot checkpoint container TARGET: REASON``;
                 everything this attempt wrote is removed.
             StorageError, CatalogError: likewise after clean-up.
@@ -178,16 +176,14 @@ class CheckpointManager:
         store = self.store(checkpoint_dir)
         eng = self.engine(engine)
         store.check_writable()  # unwritable: fail before the dump, not after
-        info = self.catalog.reserve(
-            store_url=store.url,
-            target=target,
-            name=name,
-            host=self.settings.host,
-            engine=eng.name,
-            labels=dict(labels or {}),
-            lease_seconds=DEFAULT_LEASE_SECONDS,
+        lease_s = self.settings.lease_s
+        info = creators.reserve(
+            self.catalog, store, host=self.settings.host, lease_s=lease_s, target=target,
+            name=name, engine=eng.name, labels=dict(labels or {}),
         )
         written: bytes | None = None
+        beat = creators.Heartbeat(self.catalog, info.id, lease_s)
+        beat.start()  # renews the lease until the commit: a live create keeps its name
         try:
             if store.manifest_exists(target, name):
                 raise CheckpointExists(
@@ -195,6 +191,7 @@ class CheckpointManager:
                 )
             give_back: list[Callable[[BaseException], None]] = []
             with self._scratch(f"create-{target}-{name}", give_back) as image_dir:
+                beat.renew(lock=image_dir)  # from here its lock says the creator lives
                 t0 = time.monotonic()
                 try:
                     dump = eng.dump(
@@ -246,7 +243,7 @@ class CheckpointManager:
                     files=tuple(entries),
                 )
                 data = manifest.to_bytes()
-                self.catalog.renew_lease(info.id, DEFAULT_LEASE_SECONDS)  # gc keeps off
+                beat.renew()  # a full lease for the manifest and the commit
                 written = data  # from here a manifest at this name may be ours
                 store.write_manifest(target, name, data)
                 hooks.reached("after-manifest")
@@ -259,8 +256,11 @@ class CheckpointManager:
                 )
                 hooks.reached("after-commit")
         except BaseException:
+            beat.stop()
             cleanup.undo_create(self.catalog, store, info, written)
             raise
+        finally:
+            beat.stop()
         self.catalog.record_event(
             host=self.settings.host,
             action="checkpoint",

@@ -2,9 +2,10 @@
 
 :func:`collect_garbage` works on one store (and this host's scratch folder):
 
-1. Every PENDING row whose lease has expired (its creator crashed or hung) is finished
-   or undone. Complete (its manifest is present and valid, and every blob it names is
-   stored, with a plausible size): the row is committed, as its creator would have done
+1. Every abandoned PENDING row (its lease has expired, or its creator ran on this host
+   and is provably dead: :mod:`cryostash.manager.creators`) is finished or undone.
+   Complete (its manifest is present and valid, and every blob it names is stored, with
+   a plausible size): the row is committed, as its creator would have done
    (event ``gc-commit``). Otherwise the row is aborted, then its manifest, if any, is
    removed (event ``gc-abort``); its blobs become unreferenced.
 2. Manifests that no catalog row knows ("untracked": a catalog restored from an older
@@ -20,7 +21,8 @@
 4. Strays older than the grace period (temporary files of interrupted writes, files of
    checkpoint folders without a manifest, see :mod:`cryostash.storage.inventory`) are
    removed, and on local disk the empty folders they leave; the folders of checkpoints
-   still being created (PENDING, lease not expired) are left alone whatever their age.
+   still being created (PENDING, lease not expired) are left alone whatever their age,
+   and so are temporary files younger than the oldest such create (its uploads).
 5. Scratch folders of this host whose process has died (see :mod:`cryostash.transfer.scratch`)
    and that are older than the grace period are removed — except one holding the image of
    a process its crashed create had stopped (no ``--leave-running``): the only copy of
@@ -50,6 +52,7 @@ from cryostash.errors import (
 )
 from cryostash.manager import CheckpointManager, Repository, repository_of
 from cryostash.manager.cleanup import delete_unreferenced_blobs
+from cryostash.manager.creators import abandoned
 from cryostash.operations.rebuild import adopt
 from cryostash.operations.verify import presence_problem
 from cryostash.storage import Manifest, Store, StoredManifest
@@ -60,6 +63,8 @@ from cryostash.types import CheckpointInfo
 
 #: Default grace period: unreferenced objects younger than this are kept.
 DEFAULT_GRACE_S = 24 * 3600.0
+#: Clocks of hosts and stores may disagree by this much (temporary files of live creates).
+CLOCK_SKEW = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -229,7 +234,8 @@ def collect_garbage(
     errors: list[str] = []
     committed: list[str] = []
     aborted: list[tuple[str, str]] = []
-    for info in catalog.pending(store.url, expired_at=now):
+    settle = [i for i in catalog.pending(store.url) if abandoned(i, repo.host, now)]
+    for info in settle:
         try:
             outcome = _finish_or_undo(repo, store, info, inv, dry_run)
         except CryostashError as exc:
@@ -239,7 +245,11 @@ def collect_garbage(
             committed.append(f"{info.target}/{info.name}")
         elif outcome == "aborted":
             aborted.append((info.target, info.name))
-    live = {(i.target, i.name) for i in catalog.pending(store.url)}  # being created
+    creating = catalog.pending(store.url)
+    live = {(i.target, i.name) for i in creating}  # being created
+    # Temporary files of their uploads are younger than the oldest of them (with margin).
+    busy_since = min((i.created_at for i in creating), default=None)
+    busy_since = busy_since - CLOCK_SKEW if busy_since is not None else None
     tracked = live | {(i.target, i.name) for i in catalog.list(store.url)}
     manifests = {k: v for k, v in inv.manifests.items() if k not in aborted}
     untracked = {k: v for k, v in manifests.items() if k not in tracked}
@@ -263,6 +273,7 @@ def collect_garbage(
     ]
     old_strays = [
         o for o in inv.strays if _is_old(o, None, cutoff, grace_s) and _owner(o.path) not in live
+        and (busy_since is None or _is_old(o, None, busy_since, 1))
     ]
     old_set = set(old_blobs)
     kept_blobs = [d for d in unreferenced if d not in old_set]

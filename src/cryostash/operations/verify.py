@@ -13,7 +13,8 @@ checkpoint), :func:`verify_store` checks that:
 - with ``read_data``: every blob decodes and its plain bytes have the recorded size
   and hash (BLAKE3) to its name. Each distinct blob is read once, in parallel. (A
   file's own digest is checked at restore; here it follows from the verified chunks
-  and the verified manifest.)
+  and the verified manifest.) With ``subset`` only the blobs of that share are read
+  (:mod:`cryostash.operations.scrub`: repeated runs cover the whole store).
 
 Each problem names the target, the checkpoint, and where known the file and blob.
 Manifests in the store that no catalog row (committed or pending) knows are listed as
@@ -25,7 +26,7 @@ them). Verification never writes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +34,7 @@ from typing import Any
 from cryostash.errors import CheckpointNotFound, IntegrityError, ObjectNotFound, UsageError
 from cryostash.manager import CheckpointManager, Repository, repository_of
 from cryostash.names import validate_name, validate_target
+from cryostash.operations.scrub import Subset, today
 from cryostash.storage import Manifest, ManifestMismatch, Store
 from cryostash.types import CheckpointInfo
 
@@ -79,6 +81,10 @@ class VerifyReport:
     bytes_read: int
     problems: tuple[Problem, ...]
     untracked: tuple[tuple[str, str], ...]
+    #: ``--read-data-subset``: what was read (:meth:`Subset.describe`), else None.
+    subset: str | None = None
+    #: The distinct blobs read (all of them with ``read_data``, the subset's with a subset).
+    read: frozenset[str] = frozenset()
 
     @property
     def ok(self) -> bool:
@@ -94,6 +100,8 @@ class VerifyReport:
             "checkpoints": self.checkpoints,
             "blobs": self.blobs,
             "bytes_read": self.bytes_read,
+            "subset": self.subset,
+            "blobs_read": len(self.read),
             "problems": [p.as_dict() for p in self.problems],
             "untracked": [{"target": t, "name": n} for t, n in self.untracked],
         }
@@ -155,15 +163,18 @@ def _check_presence(
 
 
 def _read_problems(
-    store: Store, checked: Iterable[tuple[CheckpointInfo, Manifest]], jobs: int
-) -> tuple[list[Problem], int, int]:
-    """Read and verify every distinct blob of ``checked`` once; the problems found, the
-    number of blobs and the plain bytes read."""
+    store: Store,
+    checked: Iterable[tuple[CheckpointInfo, Manifest]],
+    jobs: int,
+    only: Callable[[str], bool] | None = None,
+) -> tuple[list[Problem], list[str], int]:
+    """Read and verify every distinct blob of ``checked`` (those ``only`` selects) once;
+    the problems found, the blobs read and the plain bytes read."""
     pairs = list(checked)
     sizes: dict[str, int] = {}
     for _, manifest in pairs:
         sizes.update(manifest.chunk_sizes)
-    digests = sorted(sizes)
+    digests = sorted(d for d in sizes if only is None or only(d))
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         results = list(pool.map(lambda d: _read_blob(store, d, sizes[d]), digests))
     found = dict(zip(digests, results, strict=True))
@@ -171,13 +182,13 @@ def _read_problems(
     for info, manifest in pairs:
         for entry in manifest.files:
             for digest in dict.fromkeys(entry.blobs):
-                why = found[digest][0]
+                why = found[digest][0] if digest in found else None
                 if why is None:
                     continue
                 kind = "blob-missing" if why.startswith("is missing") else "blob-corrupt"
                 message = f"blob {digest} of file {entry.path} {why}"
                 problems.append(Problem(info.target, info.name, kind, message, entry.path, digest))
-    return problems, len(digests), sum(size for _, size in results)
+    return problems, digests, sum(size for _, size in results)
 
 
 def _dedupe(problems: Iterable[Problem]) -> tuple[Problem, ...]:
@@ -194,6 +205,8 @@ def verify_store(
     *,
     read_data: bool = False,
     checkpoint_dir: str | None = None,
+    subset: Subset | None = None,
+    seed: int | None = None,
 ) -> VerifyReport:
     """Verify the committed checkpoints of a store (see the module docstring).
 
@@ -203,6 +216,9 @@ def verify_store(
         target: only this target; with ``name``, only that checkpoint.
         read_data: re-hash every blob (reads every byte; ``repo.jobs`` in parallel).
         checkpoint_dir: the store (default: the repository's default store).
+        subset: re-hash only this share of the blobs (implies ``read_data``; see
+            :mod:`cryostash.operations.scrub`).
+        seed: which ``N%`` window (default: today's day number).
 
     Raises:
         InvalidName: bad target or name.
@@ -232,8 +248,11 @@ def verify_store(
             problems.extend(_check_presence(info.target, info.name, manifest, stored))
             readable.append((info, manifest))
     blobs, bytes_read = len({d for _, m in readable for d in m.blob_digests}), 0
-    if read_data:
-        found_by_reading, blobs, bytes_read = _read_problems(store, readable, repo.jobs)
+    read: list[str] = []
+    seed = today() if seed is None else seed
+    if read_data or subset is not None:
+        only = None if subset is None else (lambda d: subset.selects(d, seed))
+        found_by_reading, read, bytes_read = _read_problems(store, readable, repo.jobs, only)
         problems.extend(found_by_reading)
     untracked: tuple[tuple[str, str], ...] = ()
     if name is None:
@@ -244,10 +263,12 @@ def verify_store(
         )
     return VerifyReport(
         store_url=store.url,
-        read_data=read_data,
+        read_data=read_data or subset is not None,
         checkpoints=len(infos),
         blobs=blobs,
         bytes_read=bytes_read,
         problems=_dedupe(problems),
         untracked=untracked,
+        subset=subset.describe(seed) if subset is not None else None,
+        read=frozenset(read),
     )

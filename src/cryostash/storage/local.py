@@ -215,7 +215,12 @@ class LocalBackend:
         if not os.path.isdir(folder):
             localfs.makedirs(folder)
         tmp = localfs.temp_name(path)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, localfs.FILE_MODE)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+        try:
+            fd = os.open(tmp, flags, localfs.FILE_MODE)
+        except FileNotFoundError:  # gc removed the empty folder meanwhile: once more
+            localfs.makedirs(folder)
+            fd = os.open(tmp, flags, localfs.FILE_MODE)
         try:
             try:
                 _write_all(fd, parts)
