@@ -96,7 +96,7 @@ def rebuild_catalog(
         if (target, name) in pending:
             skipped.append((label, "it is being created (pending); `cryostash gc` settles it"))
             continue
-        reason = presence_problem(manifest, stored)
+        reason = presence_problem(manifest, stored, store.sealing.overhead)
         if reason is not None:
             skipped.append((label, f"cannot be restored: {reason}"))
             continue

@@ -62,6 +62,8 @@ class Sealing:
     """The plain store: BLAKE3 names and digests, objects stored as given."""
 
     encrypted = False
+    #: Bytes a stored object has beyond its encoding (verify's size bounds).
+    overhead = 0
 
     def __init__(self) -> None:
         self._zeros: dict[int, str] = {}
@@ -123,6 +125,7 @@ class KeyedSealing(Sealing):
     """
 
     encrypted = True
+    overhead = OVERHEAD
 
     def __init__(self, master: bytes, store_id: str) -> None:
         import blake3
