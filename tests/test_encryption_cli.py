@@ -220,6 +220,9 @@ def test_two_hosts_share_an_encrypted_s3_store(
     cli.run(["create", "secret", "one", "--pid", str(proc.pid)], host_a)
     wait_until(lambda: not pid_exists(proc.pid), 30, "dumped process gone")
     assert found_in(setup.raw, marker) == []
+    keyless = {k: v for k, v in host_b.items() if k != "CRYOSTASH_PASSWORD"}
+    refused = cli.run(["prefetch", "secret", "one"], keyless, check=False)
+    assert refused.returncode == 10 and not (tmp_path / "cache-b").exists(), refused.stderr
     fetched = json.loads(cli.run(["prefetch", "secret", "one", "--json"], host_b).stdout)
     assert fetched["chunks_downloaded"] > 0
     cache_files = [p for p in (tmp_path / "cache-b").rglob("*") if p.is_file()]
@@ -230,3 +233,49 @@ def test_two_hosts_share_an_encrypted_s3_store(
     assert held_marker(procs.track(restored["pid"]), status) == marker
     events = json.loads(cli.run(["events", "secret", "--json"], host_a).stdout)
     assert {e["host"] for e in events} >= {"host-a", "host-b"}
+
+
+def _state(setup: Setup) -> tuple[dict[str, bytes], str]:
+    raw = setup.raw
+    rows = cli.catalog_rows(setup.catalog_url)
+    rows.pop("events", None)
+    return {r: raw.get(r) for r in raw.files()}, json.dumps(rows, default=str, sort_keys=True)
+
+
+@pytest.mark.criu
+@pytest.mark.parametrize("setup", ["local-sqlite"], indirect=True)
+def test_every_verb_needs_the_key_first_and_works_with_it(
+    setup: Setup, procs: ProcessTracker, tmp_path: Path, criu_path: str
+) -> None:
+    env = env_for(setup, criu_path, PASS_A)
+    cli.run(["store", "init", "--encrypt"], env)
+    proc, marker, status = start_marker(procs, tmp_path / "p")
+    for name in ("one", "two", "three"):
+        cli.run(["create", "secret", name, "--pid", str(proc.pid), "--leave-running"], env)
+    keyless = env_for(setup, criu_path, None)
+    before = _state(setup)
+    for verb in (
+        ["create", "secret", "four", "--pid", str(proc.pid)],
+        ["restore", "secret", "one"], ["inspect", "secret", "one"],
+        ["verify", "--read-data"], ["gc"],
+        ["prune", "--keep-last", "1"], ["catalog", "rebuild"], ["key", "list"],
+        ["migrate", "secret", "--pid", str(proc.pid), "--name", "moved"],
+    ):
+        done = cli.run(verb, keyless, check=False)
+        assert done.returncode == 10 and "is encrypted" in done.stderr, (verb, done.stderr)
+        assert _state(setup) == before, verb  # nothing written, nothing removed
+        assert pid_exists(proc.pid), verb  # nothing dumped
+    # With the key: gc, prune, a rebuilt catalog, verify, and a migration all work.
+    assert cli.run(["gc", "--json"], env).returncode == 0
+    pruned = json.loads(cli.run(["prune", "--keep-last", "2", "--json"], env).stdout)
+    assert pruned["removed"] == 1, pruned
+    setup.lose_catalog()
+    rebuilt = cli.run(["catalog", "rebuild", "--json"], env)
+    assert sorted(json.loads(rebuilt.stdout)["imported"]) == ["secret/three", "secret/two"]
+    cli.run(["verify", "--read-data"], env)
+    moved = json.loads(
+        cli.run(["migrate", "secret", "--pid", str(proc.pid), "--name", "moved", "--json"],
+                env).stdout
+    )
+    wait_until(lambda: not pid_exists(proc.pid) or moved["pid"] == proc.pid, 30, "moved")
+    assert held_marker(procs.track(moved["pid"]), status) == marker
