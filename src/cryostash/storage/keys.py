@@ -226,7 +226,7 @@ class Keyring:
         with self._guard("read", CONFIG):
             try:
                 data = self._backend.get(CONFIG)
-            except FileNotFoundError:
+            except (FileNotFoundError, NotADirectoryError):  # no store there (yet)
                 return None
         return StoreConfig.from_bytes(data, self.url)
 
