@@ -18,7 +18,9 @@ d. the first checkpoint's stored bytes as a share of the raw image folder;
 e. ``criu restore`` from a local folder vs ``cryostash restore`` from the local store
    (``--cache none`` and default; a local store is never cached), and from S3 with an
    empty and with a warm chunk cache;
-f. ``cryostash --help`` and ``cryostash ls`` start-up time.
+f. ``cryostash --help`` and ``cryostash ls`` start-up time;
+g. an encrypted store (``store init --encrypt``) against the plain one, same process,
+   same run: ``create`` and ``restore`` (local store) times and the stored bytes.
 
 It prints a table with the ratios and the goals, writes everything as JSON to
 ``bench/results/checkpoint-<time>.json`` (git-ignored), and stops every process and
@@ -57,7 +59,9 @@ from tests.support.processes import kill_pid, start_detached, wait_until  # noqa
 
 MEMORY_PROG = ROOT / "tests" / "support" / "memory_prog.py"
 CLI = [sys.executable, "-m", "cryostash"]
-GOALS = {"a": 1.4, "b": 0.6, "c": 0.10, "d": 0.55, "e": 1.5, "f": 0.3}
+GOALS = {"a": 1.4, "b": 0.6, "c": 0.10, "d": 0.55, "e": 1.5, "f": 0.3,
+         "g_create": 1.10, "g_restore": 1.10, "g_stored": 1.01}
+PASSPHRASE = "bench passphrase"
 
 
 def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, str]:
@@ -109,6 +113,11 @@ class Bench:
             env["PYTHONPYCACHEPREFIX"] = str(self.work / "pycache")
         env.update(extra)
         return env
+
+    def enc_env(self, i: int) -> dict[str, str]:
+        """The environment of encrypted store ``i`` (its own store, catalog and cache)."""
+        return self.env(f"enc{i}", CRYOSTASH_STORE=str(self.work / f"enc{i}"),
+                        CRYOSTASH_PASSWORD=PASSPHRASE)
 
     def warm_up(self) -> None:
         """Compile (untimed) what the measured commands import, into the private prefix."""
@@ -185,6 +194,11 @@ class Bench:
         ]
         r["image_bytes"] = folder_bytes(w / "criu-a0")
         r["d_store_bytes"] = folder_bytes(w / "store-a0" / "blobs")
+        # g: the same first checkpoint into encrypted stores (scrypt's unlock included).
+        for i in range(self.args.repeat):
+            timed([*CLI, "store", "init", "--encrypt"], self.enc_env(i))
+        r["g_encrypted_create_s"] = self.best(lambda i: self.create(self.enc_env(i), "one")[0])
+        r["g_store_bytes"] = folder_bytes(w / "enc0" / "blobs")
         # b: S3
         senv = aws_env(endpoint)
 
@@ -231,6 +245,13 @@ class Bench:
 
         r["e_s3_restore_cold_cache_s"] = self.best(cold)
         r["e_s3_restore_warm_cache_s"] = self.best(lambda i: self.restore(one, s3env, None))
+        # g: restore of the same checkpoint, plain and encrypted, alternating.
+        plain_one = [*CLI, "restore", "mem", "one", "--json"]
+        times: dict[str, list[float]] = {"plain": [], "enc": []}
+        for i in range(self.args.repeat):
+            times["plain"].append(self.restore(plain_one, self.env(f"a{i}"), None))
+            times["enc"].append(self.restore(plain_one, self.enc_env(i), None))
+        r["g_plain_restore_s"], r["g_encrypted_restore_s"] = min(times["plain"]), min(times["enc"])
         # f: start-up
         env = self.env("a0")
         r["f_help_s"] = min(timed([*CLI, "--help"], env)[0] for _ in range(5))
@@ -255,6 +276,9 @@ def table(r: dict[str, Any]) -> tuple[list[str], dict[str, float]]:
         "d": r["d_store_bytes"] / r["image_bytes"],
         "e": r["e_cryostash_restore_s"] / r["e_criu_restore_s"],
         "f": r["f_help_s"],
+        "g_create": r["g_encrypted_create_s"] / r["a_cryostash_create_s"],
+        "g_restore": r["g_encrypted_restore_s"] / r["g_plain_restore_s"],
+        "g_stored": r["g_store_bytes"] / r["d_store_bytes"],
     }
     rows = [
         ("a", "criu dump -> local folder", f"{r['a_criu_dump_s']:.2f} s",
@@ -269,12 +293,18 @@ def table(r: dict[str, Any]) -> tuple[list[str], dict[str, float]]:
          "cryostash restore <- local store", f"{r['e_cryostash_restore_s']:.2f} s"),
         ("f", "cryostash --help", f"{r['f_help_s']:.3f} s",
          "cryostash ls", f"{r['f_ls_s']:.3f} s"),
+        ("g_create", "create -> plain local store", f"{r['a_cryostash_create_s']:.2f} s",
+         "create -> encrypted store", f"{r['g_encrypted_create_s']:.2f} s"),
+        ("g_restore", "restore <- plain local store", f"{r['g_plain_restore_s']:.2f} s",
+         "restore <- encrypted store", f"{r['g_encrypted_restore_s']:.2f} s"),
+        ("g_stored", "stored, plain", f"{r['d_store_bytes'] / 1e6:.1f} MB",
+         "stored, encrypted", f"{r['g_store_bytes'] / 1e6:.1f} MB"),
     ]
     lines = [f"{'':2}{'baseline':<30}{'':>10}  {'cryostash':<33}{'':>10}  {'ratio':>7}  goal"]
     for key, base, bval, mine, mval in rows:
         ok = "met" if ratios[key] <= GOALS[key] else "MISSED"
         shown = f"{ratios[key]:.3f}" if key != "f" else f"{ratios[key]:.3f}s"
-        lines.append(f"{key} {base:<30}{bval:>10}  {mine:<33}{mval:>10}  {shown:>7}  "
+        lines.append(f"{key[0]} {base:<30}{bval:>10}  {mine:<33}{mval:>10}  {shown:>7}  "
                      f"<= {GOALS[key]} {ok}")
     lines += [
         f"  e: cryostash restore <- local store, --cache none: "

@@ -21,9 +21,11 @@ from cryostash.errors import (
     EngineError,
     IntegrityError,
     InvalidName,
+    KeyRequired,
     SchemaOutdated,
     StorageError,
     UsageError,
+    WrongKey,
 )
 from cryostash.names import validate_name, validate_target
 from cryostash.types import CheckpointInfo, Event, RestoreResult, Status
@@ -50,6 +52,7 @@ __all__ = [
     "Inspection",
     "IntegrityError",
     "InvalidName",
+    "KeyRequired",
     "RebuildReport",
     "Repository",
     "RestoreResult",
@@ -59,6 +62,7 @@ __all__ = [
     "StorageError",
     "UsageError",
     "VerifyReport",
+    "WrongKey",
     "collect_garbage",
     "parse_storage_options",
     "rebuild_catalog",

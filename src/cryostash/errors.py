@@ -104,6 +104,21 @@ class SchemaOutdated(CatalogError):
     exit_code = 9
 
 
+class KeyRequired(CryostashError, PermissionError):
+    """The store is encrypted and no passphrase was given (``CRYOSTASH_PASSWORD``,
+    ``CRYOSTASH_PASSWORD_FILE``, ``CRYOSTASH_PASSWORD_COMMAND`` or a terminal prompt), or
+    a passphrase is set for a store that is not encrypted (plain writes refused)."""
+
+    exit_code = 10
+
+
+class WrongKey(CryostashError, PermissionError):
+    """No key of the encrypted store opens with the passphrase given (or the store's key
+    objects are damaged). The message never contains the passphrase."""
+
+    exit_code = 11
+
+
 def error_class(code: int) -> type[CryostashError]:
     """The error class whose ``exit_code`` is ``code`` (:class:`UsageError` for 2, not
     :class:`InvalidName`); :class:`CryostashError` for a code no subclass has."""
@@ -122,5 +137,7 @@ _BY_EXIT_CODE: dict[int, type[CryostashError]] = {
         CatalogError,
         SchemaOutdated,
         UsageError,
+        KeyRequired,
+        WrongKey,
     )
 }

@@ -129,10 +129,12 @@ class FaultPlan:
                 time.sleep(chosen.sleep)
         return chosen
 
-    def count(self, op: str) -> int:
-        """How many calls of ``op`` were seen."""
+    def count(self, op: str, path: str | None = None) -> int:
+        """How many calls of ``op`` were seen (on paths matching the regex ``path``)."""
         with self._lock:
-            return sum(1 for o, _ in self.calls if o == op)
+            return sum(
+                1 for o, p in self.calls if o == op and (path is None or re.search(path, p))
+            )
 
 
 def _ops(ops: str | Iterable[str]) -> frozenset[str]:

@@ -17,12 +17,14 @@ from cryostash.cli import (
     cmd_events,
     cmd_gc,
     cmd_inspect,
+    cmd_key,
     cmd_ls,
     cmd_migrate,
     cmd_prefetch,
     cmd_prune,
     cmd_restore,
     cmd_rm,
+    cmd_store,
     cmd_verify,
 )
 from cryostash.cli.context import Context
@@ -30,7 +32,7 @@ from cryostash.cli.present import say
 
 _COMMANDS = (
     cmd_create, cmd_ls, cmd_rm, cmd_restore, cmd_inspect, cmd_events, cmd_db, cmd_doctor,
-    cmd_verify, cmd_gc, cmd_catalog, cmd_prune, cmd_prefetch, cmd_migrate,
+    cmd_verify, cmd_gc, cmd_catalog, cmd_prune, cmd_prefetch, cmd_migrate, cmd_store, cmd_key,
 )
 
 

@@ -74,6 +74,7 @@ class Context:
             self._manager = CheckpointManager(
                 self.settings, jobs=self.args.jobs, progress=self._bars
             )
+            self._manager.repository.ask_passphrase = True  # a terminal may be asked
         return self._manager
 
     def close(self) -> None:

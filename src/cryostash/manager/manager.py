@@ -25,8 +25,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Self
 
-import blake3
-
 from cryostash import hooks
 from cryostash.catalog import Catalog
 from cryostash.config import Settings
@@ -175,6 +173,7 @@ class CheckpointManager:
         validate_host(self.settings.host)
         store = self.store(checkpoint_dir)
         eng = self.engine(engine)
+        store.unlock()  # an encrypted store's key (KeyRequired, WrongKey) before anything
         store.check_writable()  # unwritable: fail before the dump, not after
         lease_s = self.settings.lease_s
         info = creators.reserve(
@@ -252,7 +251,7 @@ class CheckpointManager:
                     size_bytes=size_bytes,
                     stats=stats,
                     engine_version=dump.engine_version,
-                    manifest_digest=blake3.blake3(data).hexdigest(),
+                    manifest_digest=store.sealing.manifest_digest(data),
                 )
                 hooks.reached("after-commit")
         except BaseException:
@@ -329,11 +328,13 @@ class CheckpointManager:
         t, n, expected = info.target, info.name, info.manifest_digest
         data = store.read_manifest(t, n)
         try:
-            return load_manifest(data, target=t, name=n, expected=expected).manifest
+            digest_of = store.sealing.manifest_digest
+            loaded = load_manifest(data, target=t, name=n, expected=expected, digest_of=digest_of)
+            return loaded.manifest
         except ManifestMismatch:
             raise
         except IntegrityError:
-            actual = blake3.blake3(data).hexdigest()
+            actual = store.sealing.manifest_digest(data)
             if not expected or actual == expected:
                 raise
             raise IntegrityError(

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from cryostash.catalog import Catalog
-from cryostash.config import Settings
+from cryostash.config import Settings, secrets
 from cryostash.storage import Progress, Store
 
 
@@ -46,6 +46,9 @@ class Repository:
         self._progress = progress
         self._catalog = catalog
         self._stores: dict[str, Store] = {}
+        self._secret: bytes | None = None
+        #: May an encrypted store's passphrase be asked on the terminal (the CLI: yes).
+        self.ask_passphrase = False
 
     @property
     def host(self) -> str:
@@ -64,8 +67,20 @@ class Repository:
         :class:`Store` per URL, kept for the repository's life."""
         url = checkpoint_dir or self.settings.store_url
         if url not in self._stores:
-            self._stores[url] = Store(url, self.settings.storage_options)
+            self._stores[url] = Store(
+                url,
+                self.settings.storage_options,
+                passphrase=self._passphrase,
+                expect_encrypted=secrets.is_set(),
+            )
         return self._stores[url]
+
+    def _passphrase(self) -> bytes | None:
+        """An encrypted store's passphrase: CRYOSTASH_PASSWORD[_FILE|_COMMAND], else a
+        prompt when ``ask_passphrase`` and stdin is a terminal (read once, kept)."""
+        if self._secret is None:
+            self._secret = secrets.passphrase(ask=self.ask_passphrase)
+        return self._secret
 
     def progress_for(self, phase: str) -> Progress | None:
         """The progress callback for ``phase`` (``upload``, ``download``), if any."""

@@ -125,10 +125,11 @@ class GcReport:
         }
 
 
-def _complete(manifest: Manifest | None, inv: Inventory) -> bool:
+def _complete(manifest: Manifest | None, inv: Inventory, overhead: int) -> bool:
     if manifest is None:
         return False
-    return presence_problem(manifest, {d: o.size for d, o in inv.blobs.items()}) is None
+    sizes = {d: o.size for d, o in inv.blobs.items()}
+    return presence_problem(manifest, sizes, overhead) is None
 
 
 def _read_or_none(store: Store, target: str, name: str) -> bytes | None:
@@ -150,7 +151,7 @@ def _finish_or_undo(
             stored = load_manifest(data, target=t, name=n)  # pending: no digest recorded
         except IntegrityError:
             stored = None
-    complete = stored is not None and _complete(stored.manifest, inv)
+    complete = stored is not None and _complete(stored.manifest, inv, store.sealing.overhead)
     if dry_run:
         return "committed" if complete else "aborted"
     catalog = repo.catalog
@@ -229,6 +230,7 @@ def collect_garbage(
     cutoff = now - timedelta(seconds=grace_s)
     repo = repository_of(repo)
     store, catalog = repo.store(checkpoint_dir), repo.catalog
+    store.unlock()  # an encrypted store's key before anything (KeyRequired, WrongKey)
     inv = store.inventory()
     _interlock(repo, store, inv)
     errors: list[str] = []

@@ -148,6 +148,7 @@ def prune_checkpoints(
     mgr = manager_of(repo)
     repository = mgr.repository
     store = repository.store(checkpoint_dir)
+    store.unlock()  # an encrypted store's key before anything (KeyRequired, WrongKey)
     retention = RetentionCatalog(repository.catalog)
     if save_default and not dry_run and target is not None and policy is not None:
         retention.set_default(

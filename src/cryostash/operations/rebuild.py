@@ -68,6 +68,7 @@ def rebuild_catalog(
     """
     repo = repository_of(repo)
     store, catalog = repo.store(checkpoint_dir), repo.catalog
+    store.unlock()  # an encrypted store's key before anything (KeyRequired, WrongKey)
     inv = store.inventory()
     stored = {d: obj.size for d, obj in inv.blobs.items()}
     committed = {(i.target, i.name): i for i in catalog.list(store.url)}
@@ -96,7 +97,7 @@ def rebuild_catalog(
         if (target, name) in pending:
             skipped.append((label, "it is being created (pending); `cryostash gc` settles it"))
             continue
-        reason = presence_problem(manifest, stored)
+        reason = presence_problem(manifest, stored, store.sealing.overhead)
         if reason is not None:
             skipped.append((label, f"cannot be restored: {reason}"))
             continue

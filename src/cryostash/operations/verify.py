@@ -136,15 +136,18 @@ def _check_manifest(store: Store, info: CheckpointInfo) -> tuple[Manifest | None
     return stored.manifest, []
 
 
-def presence_problem(manifest: Manifest, stored: Mapping[str, int]) -> str | None:
+def presence_problem(
+    manifest: Manifest, stored: Mapping[str, int], overhead: int = 0
+) -> str | None:
     """Why the blobs of ``manifest`` are not all in a store whose objects have the
-    ``stored`` sizes (missing, or a size no encoding gives), or None. For gc and rebuild."""
-    found = _check_presence(manifest.target, manifest.name, manifest, stored)
+    ``stored`` sizes (missing, or a size no encoding gives), or None. For gc and rebuild.
+    ``overhead``: what sealing adds to an object (``store.sealing.overhead``)."""
+    found = _check_presence(manifest.target, manifest.name, manifest, stored, overhead)
     return found[0].message if found else None
 
 
 def _check_presence(
-    t: str, n: str, manifest: Manifest, stored: Mapping[str, int]
+    t: str, n: str, manifest: Manifest, stored: Mapping[str, int], overhead: int = 0
 ) -> list[Problem]:
     problems: list[Problem] = []
     for entry in manifest.files:
@@ -153,7 +156,7 @@ def _check_presence(
             if digest not in stored:
                 message = f"{where} is missing from the store"
                 problems.append(Problem(t, n, "blob-missing", message, entry.path, digest))
-            elif not 1 <= stored[digest] <= plain + 1:
+            elif not 1 + overhead <= stored[digest] <= plain + 1 + overhead:
                 message = (
                     f"{where} is corrupt: {stored[digest]} bytes stored, which cannot encode "
                     f"its {plain} bytes"
@@ -233,6 +236,7 @@ def verify_store(
         validate_name(name)
     repo = repository_of(repo)
     store = repo.store(checkpoint_dir)
+    store.unlock()  # an encrypted store's key before anything (KeyRequired, WrongKey)
     if target is not None and name is not None:
         infos = [repo.catalog.get(store.url, target, name)]
     else:
@@ -245,7 +249,9 @@ def verify_store(
         manifest, found = _check_manifest(store, info)
         problems.extend(found)
         if manifest is not None:
-            problems.extend(_check_presence(info.target, info.name, manifest, stored))
+            problems.extend(
+                _check_presence(info.target, info.name, manifest, stored, store.sealing.overhead)
+            )
             readable.append((info, manifest))
     blobs, bytes_read = len({d for _, m in readable for d in m.blob_digests}), 0
     read: list[str] = []

@@ -20,7 +20,7 @@ announces more than ``max_size`` bytes (no decompression bombs), all as Integrit
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from cryostash.errors import IntegrityError
@@ -120,10 +120,16 @@ def decode(data: Buffer, *, max_size: int, what: str = "object") -> bytes | memo
 
 
 def verified(
-    data: Buffer, digest: str, size: int | None = None, *, what: str | None = None
+    data: Buffer,
+    digest: str,
+    size: int | None = None,
+    *,
+    what: str | None = None,
+    name: Callable[[Buffer], str] | None = None,
 ) -> bytes | memoryview:
     """Decode the stored object ``data`` of chunk ``digest`` and check it: the plain bytes
-    have the plain ``size`` the manifest records (when given) and BLAKE3 to ``digest``.
+    have the plain ``size`` the manifest records (when given) and BLAKE3 to ``digest``
+    (``name``: how chunks are named, when not plain BLAKE3: an encrypted store's keyed one).
 
     Memory: nothing larger than ``min(size, MAX_PLAIN)`` plain bytes is ever allocated;
     a ``size`` beyond :data:`MAX_PLAIN` (no chunker makes such a chunk) is refused before
@@ -143,7 +149,7 @@ def verified(
     plain = decode(data, max_size=MAX_PLAIN if size is None else size, what=label)
     if size is not None and len(plain) != size:
         raise IntegrityError(f"{label} is corrupt: {len(plain)} bytes, expected {size}")
-    got = blake3.blake3(plain).hexdigest()
+    got = blake3.blake3(plain).hexdigest() if name is None else name(plain)
     if got != digest:
         raise IntegrityError(f"{label} is corrupt: expected BLAKE3 {digest}, got {got}")
     return plain

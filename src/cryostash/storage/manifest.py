@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import posixpath
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -368,10 +368,16 @@ class ManifestMismatch(IntegrityError):
 
 
 def load_manifest(
-    data: bytes, *, target: str, name: str, expected: str | None = None
+    data: bytes,
+    *,
+    target: str,
+    name: str,
+    expected: str | None = None,
+    digest_of: Callable[[bytes], str] | None = None,
 ) -> StoredManifest:
     """Parse the manifest bytes ``data`` of ``target``/``name`` and check them against
-    the digest ``expected`` (the catalog's; None or empty: not checked).
+    the digest ``expected`` (the catalog's; None or empty: not checked). ``digest_of``:
+    the store's manifest digest (keyed in an encrypted store; default BLAKE3).
 
     Raises:
         IntegrityError: the bytes are not a valid manifest of this checkpoint.
@@ -380,7 +386,7 @@ def load_manifest(
     """
     import blake3
 
-    digest = blake3.blake3(data).hexdigest()
+    digest = blake3.blake3(data).hexdigest() if digest_of is None else digest_of(data)
     stored = StoredManifest(Manifest.from_bytes(data, target=target, name=name), data, digest)
     if expected and digest != expected:
         raise ManifestMismatch(

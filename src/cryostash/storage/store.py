@@ -28,6 +28,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
+from cryostash.config.secrets import PassphraseSource
 from cryostash.errors import (
     CheckpointExists,
     CheckpointNotFound,
@@ -41,8 +42,10 @@ from cryostash.storage.backend import Backend, Buffer, WriteBatch
 from cryostash.storage.cache import ChunkCache
 from cryostash.storage.caching import CachingBackend
 from cryostash.storage.inventory import Inventory, classify, stray_key
+from cryostash.storage.keys import Keyring, KeyState
 from cryostash.storage.manifest import StoredManifest, load_manifest
 from cryostash.storage.retrying import RetryingBackend, RetryPolicy
+from cryostash.storage.sealing import Sealing, is_sealed
 from cryostash.storage.translate import is_transient, store_problem, translating
 
 
@@ -67,6 +70,8 @@ class Store:
         storage_options: passed to fsspec (``key``, ``secret``, ``endpoint_url``...);
             never shown, never persisted.
         retry: how transient failures are retried (default: 3 attempts, from 0.25 s).
+        passphrase, expect_encrypted: an encrypted store's passphrase source; refuse a
+            plain store (:class:`~.keys.KeyState`; keys open on first use or :meth:`unlock`).
 
     Attributes:
         url: canonical root URL without credentials (a local root is an absolute
@@ -87,24 +92,33 @@ class Store:
         storage_options: Mapping[str, Any] | None = None,
         *,
         retry: RetryPolicy | None = None,
+        passphrase: PassphraseSource | None = None,
+        expect_encrypted: bool = False,
     ) -> None:
         from cryostash.storage.location import open_backend
 
         retrying = RetryingBackend(open_backend(url, storage_options), retry)
-        self._setup(retrying, retrying)
+        self._setup(retrying, retrying, KeyState(passphrase, expect_encrypted))
 
     @classmethod
-    def over(cls, backend: Backend, retry: RetryPolicy | None = None) -> Store:
+    def over(
+        cls,
+        backend: Backend,
+        retry: RetryPolicy | None = None,
+        *,
+        passphrase: PassphraseSource | None = None,
+    ) -> Store:
         """A Store over ``backend`` (wrapped by the retrying backend): for tests and tools
         that bring their own backend (a fault-injecting one, say)."""
         store = cls.__new__(cls)
         retrying = RetryingBackend(backend, retry)
-        store._setup(retrying, retrying)
+        store._setup(retrying, retrying, KeyState(passphrase, False))
         return store
 
-    def _setup(self, backend: Backend, retrying: RetryingBackend) -> None:
+    def _setup(self, backend: Backend, retrying: RetryingBackend, keys: KeyState) -> None:
         self._backend = backend
         self._retrying = retrying
+        self._keys = keys
         self._cache = backend if isinstance(backend, CachingBackend) else None
         self.url: str = backend.url
         self.remote: bool = backend.remote
@@ -132,8 +146,35 @@ class Store:
         """This store with chunk objects read through ``cache`` (a
         :class:`~cryostash.storage.caching.CachingBackend`); same retry counters."""
         store = Store.__new__(Store)
-        store._setup(CachingBackend(self._backend, cache), self._retrying)
+        store._setup(CachingBackend(self._backend, cache), self._retrying, self._keys)
         return store
+
+    @property
+    def keyring(self) -> Keyring:
+        """The configuration and key objects of this store (``store init``, ``key ...``)."""
+        return Keyring(self._retrying, self.url)
+
+    @property
+    def keys(self) -> KeyState:
+        """This store's key state (``keys.unlocked``: the opened key, once unlocked)."""
+        return self._keys
+
+    @property
+    def sealing(self) -> Sealing:
+        """How this store names (``chunk_name``, ``zero_name``, ``manifest_digest``) and
+        seals its objects: plain, or keyed once unlocked. Raises as :meth:`unlock`."""
+        return self._keys.sealing(self.keyring)
+
+    def unlock(self) -> bool:
+        """Read the configuration and open the key now; True if the store is encrypted.
+        Raises KeyRequired, WrongKey (see :meth:`~.keys.KeyState.sealing`)."""
+        return self.sealing.encrypted
+
+    def encode_chunk(self, digest: str, plain: Buffer, level: int | None) -> Sequence[Buffer]:
+        """The stored object of chunk ``digest`` (plain bytes ``plain``): encoded (zstd at
+        ``level``, or raw), then sealed when the store is encrypted; write its parts in
+        order (:meth:`ChunkBatch.add`, :meth:`cache_object`)."""
+        return self.sealing.seal(self._blob_key(digest), codec.encode(plain, level))
 
     # -- helpers ------------------------------------------------------------------
 
@@ -184,23 +225,27 @@ class Store:
             StorageError: the write failed; no manifest was written.
         """
         key = layout.manifest_path("", target, name).lstrip("/")
+        sealed = self.sealing.seal(key, (data,))
         with self._guard(
             "write", f"manifest of {target}/{name}", exists=self._exists_error(target, name)
         ):
-            self._backend.create(key, bytes(data))
+            self._backend.create(key, b"".join(sealed))
 
     def read_manifest(self, target: str, name: str) -> bytes:
-        """The bytes of the manifest of ``target``/``name``.
+        """The (plain: opened, when the store is encrypted) bytes of the manifest of
+        ``target``/``name``.
 
         Raises:
             CheckpointNotFound: ``checkpoint NAME does not exist for container TARGET``.
-            StorageError: the read failed.
+            StorageError: the read failed. IntegrityError: sealed and not authentic.
         """
         key = layout.manifest_path("", target, name).lstrip("/")
+        sealing = self.sealing
         with self._guard(
             "read", f"manifest of {target}/{name}", not_found=self._missing_error(target, name)
         ):
-            return self._backend.get(key)
+            data = self._backend.get(key)
+        return bytes(sealing.open(key, data, what=f"manifest of {target}/{name}"))
 
     def load_manifest(
         self, target: str, name: str, expected: str | None = None
@@ -214,7 +259,8 @@ class Store:
             ManifestMismatch: valid but not the one the catalog recorded.
         """
         data = self.read_manifest(target, name)
-        return load_manifest(data, target=target, name=name, expected=expected)
+        digest_of = self.sealing.manifest_digest
+        return load_manifest(data, target=target, name=name, expected=expected, digest_of=digest_of)
 
     def delete_manifest(self, target: str, name: str) -> None:
         """Remove the folder of ``target``/``name`` (manifest first, so a crash midway
@@ -271,6 +317,7 @@ class Store:
         """
         key = self._blob_key(digest)
         cache = self._cache
+        sealing = self.sealing
         if cache is None:
             data = self.read_object(digest)
         else:
@@ -278,12 +325,12 @@ class Store:
                 data, hit = cache.lookup(key)
             if hit:
                 try:
-                    plain = codec.verified(data, digest, size, what=what)
+                    plain = sealing.verified(self._blob_key(digest), data, digest, size, what)
                     return FetchedChunk(plain, len(data), True, False)
                 except IntegrityError:
                     cache.evict(key)
                     data = self.read_object(digest)
-        plain = codec.verified(data, digest, size, what=what)
+        plain = sealing.verified(key, data, digest, size, what)
         cached = cache is not None and cache.fill(key, (data,))
         return FetchedChunk(plain, len(data), False, cached)
 
@@ -293,7 +340,8 @@ class Store:
         Raises:
             ObjectNotFound: missing. IntegrityError: corrupt. StorageError: read failed.
         """
-        return bytes(codec.verified(self.read_object(digest), digest, size))
+        data, key = self.read_object(digest), self._blob_key(digest)
+        return bytes(self.sealing.verified(key, data, digest, size, None))
 
     def cached_size(self, digest: str) -> int | None:
         """The size of the cache entry of ``digest`` (touched: evicted last), or None when
@@ -402,6 +450,7 @@ class ChunkBatch:
 
     def __init__(self, store: Store, batch: WriteBatch) -> None:
         self._store = store
+        self._sealed = store.sealing.encrypted
         self._batch = batch
         self._count = 0
         # Asking first pays where a write costs a request and the store may have the
@@ -425,7 +474,11 @@ class ChunkBatch:
 
         Raises:
             StorageError: the write failed (after retries); nothing under its name.
+            IntegrityError: a plain object given to an encrypted store (nothing written).
         """
+        if self._sealed and not (len(parts) == 1 and is_sealed(parts[0])):
+            url = self._store.url
+            raise IntegrityError(f"refusing to write blob {digest} in the clear into {url}")
         with self._store._guard("upload", f"blob {digest}"):
             wrote = self._batch.add(Store._blob_key(digest), parts)
         self._count += int(wrote)

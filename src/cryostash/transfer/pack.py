@@ -42,7 +42,7 @@ from typing import Any
 from cryostash.errors import StorageError
 from cryostash.storage import ChunkBatch, Progress, Store, codec
 from cryostash.storage.manifest import validate_relpath
-from cryostash.transfer.chunking import ChunkParams, cut, is_zero, map_file, zero_digest
+from cryostash.transfer.chunking import ChunkParams, cut, is_zero, map_file
 from cryostash.transfer.workers import Shared, walk
 from cryostash.types import FileEntry
 
@@ -58,12 +58,6 @@ Digest = str | Future[str]
 #: What readers queue: (file index, digest, chunk, all zeros?); the chunk is None at the
 #: end of a file.
 _Item = tuple[int, Digest, memoryview | None, bool]
-
-
-def _hex(chunk: memoryview) -> str:
-    import blake3
-
-    return str(blake3.blake3(chunk).hexdigest())
 
 
 @dataclass(frozen=True)
@@ -150,7 +144,7 @@ class _Run:
             with shared.lock:
                 self.counts["present"] += 1
             return
-        parts = codec.encode(view, self.level)
+        parts = self.store.encode_chunk(digest, view, self.level)  # sealed if encrypted
         size = codec.encoded_size(parts)
         wrote = self.batch.add(digest, parts)
         cached = wrote and self.store.cache_object(digest, parts)
@@ -168,9 +162,9 @@ def _read(
     run: _Run, index: int, path: Path, params: ChunkParams, digests: list[str], sizes: list[int]
 ) -> None:
     """Reader stage for one file: queue its chunks in order, then an end marker; put the
-    whole file's digest in ``digests[index]`` and its size in ``sizes[index]``."""
-    import blake3
-
+    whole file's digest in ``digests[index]`` and its size in ``sizes[index]``. Digests
+    are the store's names (BLAKE3, keyed in an encrypted store)."""
+    names = run.store.sealing
     try:
         view, size = map_file(path)
     except OSError as exc:
@@ -179,7 +173,7 @@ def _read(
     whole: list[str] = []
     hasher = None
     if size > params.min:  # may be several chunks: hash the whole file alongside
-        hasher = threading.Thread(target=lambda: whole.append(blake3.blake3(view).hexdigest()))
+        hasher = threading.Thread(target=lambda: whole.append(names.chunk_name(view)))
         hasher.start()
     count = 0
     digest: Digest = ""
@@ -188,7 +182,9 @@ def _read(
             if run.stop.is_set():
                 raise _Stopped
             zero = is_zero(chunk)
-            digest = zero_digest(len(chunk)) if zero else run.hashers.submit(_hex, chunk)
+            digest = (
+                names.zero_name(len(chunk)) if zero else run.hashers.submit(names.chunk_name, chunk)
+            )
             run.put((index, digest, chunk, zero))
             count += 1
     finally:
@@ -197,7 +193,7 @@ def _read(
     if count == 1:
         digests[index] = digest if isinstance(digest, str) else digest.result()
     else:
-        digests[index] = whole[0] if whole else blake3.blake3(b"").hexdigest()
+        digests[index] = whole[0] if whole else names.chunk_name(b"")
     run.put((index, "", None, False))
 
 

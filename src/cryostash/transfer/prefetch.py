@@ -27,13 +27,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from cryostash.errors import UsageError
 from cryostash.storage import Progress, Store
-from cryostash.transfer.chunking import may_be_zero, zero_digest
+from cryostash.transfer.chunking import may_be_zero
 from cryostash.transfer.unpack import fetch_verified
 from cryostash.transfer.workers import Shared, run_all
 from cryostash.types import FileEntry
@@ -67,14 +67,17 @@ class PrefetchStats:
         return asdict(self)
 
 
-def distinct_chunks(entries: Iterable[FileEntry]) -> dict[str, tuple[int, str]]:
-    """Every distinct non-zero chunk of ``entries``: digest -> (plain size, first file)."""
+def distinct_chunks(
+    entries: Iterable[FileEntry], zero_name: Callable[[int], str]
+) -> dict[str, tuple[int, str]]:
+    """Every distinct non-zero chunk of ``entries``: digest -> (plain size, first file);
+    ``zero_name`` names a chunk of that many zeros (the store's ``sealing.zero_name``)."""
     found: dict[str, tuple[int, str]] = {}
     for entry in entries:
         sizes = entry.chunk_sizes or ((entry.size,) if entry.blobs else ())
         last = len(sizes) - 1
         for n, (digest, size) in enumerate(zip(entry.blobs, sizes, strict=True)):
-            if digest in found or (may_be_zero(size, n == last) and digest == zero_digest(size)):
+            if digest in found or (may_be_zero(size, n == last) and digest == zero_name(size)):
                 continue
             found[digest] = (size, entry.path)
     return found
@@ -99,7 +102,7 @@ def prefetch(
     if jobs < 1:
         raise UsageError(f"jobs must be at least 1, not {jobs}")
     started = time.monotonic()
-    chunks = distinct_chunks(entries)
+    chunks = distinct_chunks(entries, store.sealing.zero_name)
     missing: list[str] = []
     cached_bytes = 0
     for digest in chunks:

@@ -40,7 +40,7 @@ from typing import Any
 from cryostash.errors import IntegrityError, ObjectNotFound, UsageError
 from cryostash.storage import FetchedChunk, Progress, Store
 from cryostash.storage.manifest import validate_relpath
-from cryostash.transfer.chunking import may_be_zero, zero_digest
+from cryostash.transfer.chunking import may_be_zero
 from cryostash.transfer.workers import Shared, run_all
 from cryostash.types import FileEntry
 
@@ -148,7 +148,7 @@ def unpack(
         chunk_sizes = entry.chunk_sizes or ((entry.size,) if entry.blobs else ())
         last = len(chunk_sizes) - 1
         for n, (digest, size) in enumerate(zip(entry.blobs, chunk_sizes, strict=True)):
-            if may_be_zero(size, n == last) and digest == zero_digest(size):
+            if may_be_zero(size, n == last) and digest == store.sealing.zero_name(size):
                 zero_refs += 1
                 zeros.append((index, offset, size))
             else:

@@ -1,0 +1,396 @@
+"""A store's configuration object and its keys (``store init``, ``key add|list|remove``).
+
+Objects, at the store root (outside ``checkpoints/`` and ``blobs/``: no gc, verify or
+rebuild of any cryostash version looks at them)::
+
+    cryostash-store.json     the configuration: format, store id, encryption (or null)
+    keys/<id>.json           one key: the master key wrapped by one passphrase
+
+The configuration is written create-only, last (after the first key): it is the
+commit marker of ``store init``. A store without one is a plain store (every store made
+before it existed). With encryption, the 32-byte master key is random
+(``os.urandom``) and never stored in the clear: each key object holds it sealed with
+AES-256-GCM under a key-encryption key derived from a passphrase by scrypt (parameters
+and a random 16-byte salt recorded in the object; associated data: store id and key id,
+so a key object moved to another store or name does not open). Unwrapping tries every
+key object; reading the scrypt parameters bounds them (a planted object cannot make a
+host allocate gigabytes).
+
+Nothing here logs, prints or puts a passphrase or key into a message.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import getpass
+import json
+import os
+import secrets
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from cryostash.config.secrets import PassphraseSource
+from cryostash.errors import (
+    CryostashError,
+    IntegrityError,
+    KeyRequired,
+    UsageError,
+    WrongKey,
+)
+from cryostash.storage.backend import Backend
+from cryostash.storage.sealing import AEAD_NAME, NAMES, PLAIN, KeyedSealing, Sealing
+from cryostash.storage.translate import translating
+
+CONFIG = "cryostash-store.json"
+KEYS = "keys"
+CONFIG_VERSION = 1
+#: scrypt cost (2**15 * 8 * 128 B = 32 MiB, ~0.1 s) and the bounds a key object may ask.
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 1 << 15, 8, 1
+_MAX_N, _MAX_R, _MAX_P = 1 << 20, 32, 16
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """A store's configuration object.
+
+    Attributes:
+        id: random store id (hex), bound into every sealed object and key.
+        encrypted: chunks and manifests are sealed (see :mod:`~cryostash.storage.sealing`).
+        created_at: when ``store init`` ran (ISO 8601, UTC).
+    """
+
+    id: str
+    encrypted: bool
+    created_at: str
+    version: int = CONFIG_VERSION
+
+    def to_bytes(self) -> bytes:
+        encryption = (
+            {"aead": AEAD_NAME, "names": NAMES, "kdf": "scrypt"}
+            if self.encrypted
+            else None
+        )
+        obj = {
+            "format": "cryostash-store",
+            "version": self.version,
+            "id": self.id,
+            "created_at": self.created_at,
+            "encryption": encryption,
+        }
+        return json.dumps(obj, sort_keys=True, indent=1).encode() + b"\n"
+
+    @classmethod
+    def from_bytes(cls, data: bytes, url: str) -> StoreConfig:
+        """Parse a configuration object.
+
+        Raises:
+            IntegrityError: not a configuration object, or one of a newer version.
+        """
+        where = f"store configuration {CONFIG} of {url}"
+        try:
+            obj = json.loads(data)
+            if not isinstance(obj, dict) or obj.get("format") != "cryostash-store":
+                raise ValueError("not a cryostash store configuration")
+            version = obj["version"]
+            if version != CONFIG_VERSION:
+                raise IntegrityError(
+                    f"{where} has version {version!r}, which this cryostash cannot use: "
+                    "upgrade cryostash"
+                )
+            enc = obj["encryption"]
+            if enc is not None and (
+                not isinstance(enc, dict) or enc.get("aead") != AEAD_NAME
+                or enc.get("names") != NAMES
+            ):
+                raise ValueError(f"unknown encryption {enc!r}")
+            store_id, created = obj["id"], obj["created_at"]
+            if not isinstance(store_id, str) or not isinstance(created, str):
+                raise ValueError("id and created_at must be strings")
+            return cls(id=store_id, encrypted=enc is not None, created_at=created)
+        except IntegrityError:
+            raise
+        except (ValueError, KeyError, TypeError) as exc:
+            raise IntegrityError(f"{where} is corrupt: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """One key object, as ``key list`` shows it (nothing secret)."""
+
+    id: str
+    created_at: str
+    host: str
+    user: str
+    kdf: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "created_at": self.created_at, "host": self.host,
+                "user": self.user, "kdf": dict(self.kdf)}
+
+
+@dataclass(frozen=True)
+class Unlocked:
+    """An opened encrypted store: its sealing, the id of the key that opened it and the
+    master key (for ``key add``; never shown: ``repr`` hides it)."""
+
+    sealing: KeyedSealing
+    key_id: str
+    master: bytes = field(repr=False)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _key_path(key_id: str) -> str:
+    return f"{KEYS}/{key_id}.json"
+
+
+def _key_ad(store_id: str, key_id: str) -> bytes:
+    return f"cryostash-key\0{store_id}\0{key_id}".encode()
+
+
+def _kek(passphrase: bytes, salt: bytes, n: int, r: int, p: int) -> bytes:
+    from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
+    return Scrypt(salt=salt, length=32, n=n, r=r, p=p).derive(passphrase)
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        return ""
+
+
+def _wrap(config: StoreConfig, master: bytes, passphrase: bytes, host: str) -> tuple[str, bytes]:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    key_id = secrets.token_hex(8)
+    salt, nonce = os.urandom(16), os.urandom(12)
+    kek = _kek(passphrase, salt, SCRYPT_N, SCRYPT_R, SCRYPT_P)
+    wrapped = AESGCM(kek).encrypt(nonce, master, _key_ad(config.id, key_id))
+    b64 = base64.b64encode
+    obj = {
+        "version": 1,
+        "id": key_id,
+        "created_at": _now(),
+        "host": host,
+        "user": _user(),
+        "kdf": {"name": "scrypt", "n": SCRYPT_N, "r": SCRYPT_R, "p": SCRYPT_P,
+                "salt": b64(salt).decode()},
+        "aead": AEAD_NAME,
+        "nonce": b64(nonce).decode(),
+        "wrapped": b64(wrapped).decode(),
+    }
+    return key_id, json.dumps(obj, sort_keys=True, indent=1).encode() + b"\n"
+
+
+def _parse_key(data: bytes) -> dict[str, Any]:
+    obj = json.loads(data)
+    kdf = obj["kdf"]
+    if kdf["name"] != "scrypt" or obj["aead"] != AEAD_NAME:
+        raise ValueError("unknown key derivation or cipher")
+    n, r, p = kdf["n"], kdf["r"], kdf["p"]
+    if not all(isinstance(v, int) and v > 0 for v in (n, r, p)) or (
+        n > _MAX_N or r > _MAX_R or p > _MAX_P or n & (n - 1)
+    ):
+        raise ValueError("scrypt parameters out of bounds")
+    return dict(obj)
+
+
+class Keyring:
+    """The configuration and key objects of one store, through its backend.
+
+    Args:
+        backend: the store's backend (retrying). url: for messages (no credentials).
+    """
+
+    def __init__(self, backend: Backend, url: str) -> None:
+        self._backend = backend
+        self.url = url
+
+    def _guard(self, op: str, where: str, **kw: Callable[[], CryostashError]) -> Any:
+        return translating(op, where, url=self.url, **kw)
+
+    def read_config(self) -> StoreConfig | None:
+        """The configuration object, or None (a plain store made without ``store init``).
+
+        Raises:
+            IntegrityError: a corrupt or newer configuration. StorageError: unreadable.
+        """
+        with self._guard("read", CONFIG):
+            try:
+                data = self._backend.get(CONFIG)
+            except (FileNotFoundError, NotADirectoryError):  # no store there (yet)
+                return None
+        return StoreConfig.from_bytes(data, self.url)
+
+    def init(self, *, passphrase: bytes | None, host: str) -> StoreConfig:
+        """Create the configuration (encrypted when ``passphrase`` is given: a random
+        master key, wrapped by it as the first key).
+
+        Raises:
+            UsageError: the store has a configuration already, or (for encryption) holds
+                checkpoints or chunks already. StorageError: a write failed.
+        """
+        if self.read_config() is not None:
+            raise UsageError(f"store {self.url} is initialised already ({CONFIG} exists)")
+        if passphrase is not None:
+            with self._guard("list", "objects"):
+                used = self._backend.has_any("checkpoints") or self._backend.has_any("blobs")
+            if used:
+                raise UsageError(
+                    f"store {self.url} holds checkpoints or chunks already: encryption can "
+                    "only be set up on an empty store (migrate the checkpoints into a new "
+                    "encrypted store instead)"
+                )
+        config = StoreConfig(secrets.token_hex(16), passphrase is not None, _now())
+        key_id = None
+        if passphrase is not None:
+            key_id, data = _wrap(config, os.urandom(32), passphrase, host)
+            with self._guard("write", f"key {key_id}"):
+                self._backend.create(_key_path(key_id), data)
+        try:
+            exists = lambda: UsageError(f"store {self.url} is initialised already")  # noqa: E731
+            with self._guard("write", CONFIG, exists=exists):
+                self._backend.create(CONFIG, config.to_bytes())
+        except BaseException:
+            if key_id is not None:
+                with contextlib.suppress(Exception):
+                    self._backend.delete(_key_path(key_id))
+            raise
+        return config
+
+    def _key_objects(self) -> list[tuple[str, bytes]]:
+        with self._guard("list", KEYS):
+            listed = self._backend.scan(KEYS)
+        found = []
+        for info in sorted(listed, key=lambda o: o.key):
+            name = info.key.rsplit("/", 1)[-1]
+            if not name.endswith(".json") or name.startswith("."):
+                continue
+            with self._guard("read", info.key):
+                found.append((name[: -len(".json")], self._backend.get(info.key)))
+        return found
+
+    def list_keys(self) -> list[KeyInfo]:
+        """Every key object (damaged ones are listed with host ``?``)."""
+        keys = []
+        for key_id, data in self._key_objects():
+            try:
+                obj = _parse_key(data)
+                kdf = {k: v for k, v in obj["kdf"].items() if k != "salt"}
+                keys.append(KeyInfo(key_id, str(obj.get("created_at", "")),
+                                    str(obj.get("host", "")), str(obj.get("user", "")), kdf))
+            except (ValueError, KeyError, TypeError):
+                keys.append(KeyInfo(key_id, "", "?", "?"))
+        return keys
+
+    def unlock(self, config: StoreConfig, passphrase: bytes) -> Unlocked:
+        """Open the store with ``passphrase``: the first key object it unwraps.
+
+        Raises:
+            WrongKey: no key object opens with it (the message never shows it).
+        """
+        from cryptography.exceptions import InvalidTag
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        objects = self._key_objects()
+        for key_id, data in objects:
+            try:
+                obj = _parse_key(data)
+                kdf = obj["kdf"]
+                salt = base64.b64decode(kdf["salt"], validate=True)
+                kek = _kek(passphrase, salt, kdf["n"], kdf["r"], kdf["p"])
+                nonce = base64.b64decode(obj["nonce"], validate=True)
+                wrapped = base64.b64decode(obj["wrapped"], validate=True)
+                master = AESGCM(kek).decrypt(nonce, wrapped, _key_ad(config.id, key_id))
+            except (InvalidTag, ValueError, KeyError, TypeError):
+                continue
+            if len(master) == 32:
+                return Unlocked(KeyedSealing(master, config.id), key_id, master)
+        raise WrongKey(
+            f"wrong passphrase for encrypted store {self.url}: none of its "
+            f"{len(objects)} keys opens with it"
+        )
+
+    def add_key(self, config: StoreConfig, unlocked: Unlocked, passphrase: bytes,
+                host: str) -> str:
+        """Wrap the master key with one more ``passphrase``; its key id."""
+        key_id, data = _wrap(config, unlocked.master, passphrase, host)
+        with self._guard("write", f"key {key_id}"):
+            self._backend.create(_key_path(key_id), data)
+        return key_id
+
+    def remove_key(self, key_id: str, unlocked: Unlocked) -> None:
+        """Remove key ``key_id``.
+
+        Raises:
+            UsageError: no such key, or it is the key in use (open with another
+                passphrase to remove it): the last key can never be removed.
+        """
+        ids = [k for k, _ in self._key_objects()]
+        if key_id not in ids:
+            raise UsageError(f"store {self.url} has no key {key_id!r}")
+        if key_id == unlocked.key_id:
+            raise UsageError(
+                f"key {key_id} is the one in use: give another key's passphrase to remove "
+                "it (a store always keeps at least one key)"
+            )
+        with self._guard("delete", f"key {key_id}"):
+            self._backend.delete(_key_path(key_id))
+
+
+class KeyState:
+    """The key state of one Store (shared with its cached views): the passphrase source,
+    whether a passphrase is expected, and what was resolved, once (thread-safe).
+
+    Args:
+        source: called once if the store is encrypted; None: no passphrase.
+        expect: a passphrase is configured: a store that is not encrypted is refused.
+    """
+
+    def __init__(self, source: PassphraseSource | None, expect: bool) -> None:
+        self.source = source
+        self.expect = expect
+        self.config: StoreConfig | None = None
+        self.unlocked: Unlocked | None = None
+        self._sealing: Sealing | None = None
+        self._lock = threading.Lock()
+
+    def sealing(self, keyring: Keyring) -> Sealing:
+        """The store's sealing, resolved on first call: read the configuration; if it is
+        encrypted ask the passphrase and unwrap the master key.
+
+        Raises:
+            KeyRequired, WrongKey, IntegrityError, StorageError (see ``Store.sealing``).
+        """
+        with self._lock:
+            if self._sealing is None:
+                self._sealing = self._resolve(keyring)
+            return self._sealing
+
+    def _resolve(self, keyring: Keyring) -> Sealing:
+        config = self.config = keyring.read_config()
+        url = keyring.url
+        if config is None or not config.encrypted:
+            if self.expect:
+                raise KeyRequired(
+                    f"store {url} is not encrypted, but a passphrase is set "
+                    "(CRYOSTASH_PASSWORD...): refusing to use it in the clear (unset the "
+                    f"passphrase for plain stores; if it was encrypted, {CONFIG} was removed)"
+                )
+            return PLAIN
+        secret = self.source() if self.source is not None else None
+        if secret is None:
+            raise KeyRequired(
+                f"store {url} is encrypted: give its passphrase in CRYOSTASH_PASSWORD, "
+                "CRYOSTASH_PASSWORD_FILE or CRYOSTASH_PASSWORD_COMMAND (or run on a terminal)"
+            )
+        self.unlocked = keyring.unlock(config, secret)
+        return self.unlocked.sealing
