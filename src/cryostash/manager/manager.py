@@ -155,13 +155,14 @@ class CheckpointManager:
         name: str,
         *,
         locator: str,
-        engine: str = "criu",
+        engine: str | Engine = "criu",
         leave_running: bool = False,
         checkpoint_dir: str | None = None,
         labels: Mapping[str, str] | None = None,
         engine_args: Sequence[str] = (),
     ) -> CheckpointInfo:
-        """Checkpoint ``locator`` (a PID for CRIU) as ``target``/``name``.
+        """Checkpoint ``locator`` (a PID for CRIU) as ``target``/``name`` with the engine
+        named ``engine`` (or that engine object: ``import`` brings its own).
 
         Raises:
             InvalidName: bad target or name (nothing is written).
@@ -173,7 +174,7 @@ class CheckpointManager:
         validate_target(target)
         validate_name(name)
         store = self.store(checkpoint_dir)
-        eng = self.engine(engine)
+        eng = self.engine(engine) if isinstance(engine, str) else engine
         store.check_writable()  # unwritable: fail before the dump, not after
         info = self.catalog.reserve(
             store_url=store.url,
