@@ -283,7 +283,8 @@ def test_stdin_import_and_a_small_change_stores_little(host: Host, tmp_path: Pat
     # The rebuilt archive is a tar that tar itself reads.
     listing = run(["tar", "tf", str(tmp_path / "cp2.tar")]).stdout.split()
     assert "checkpoint/pages-1.img" in listing
-    # prune applies to imported checkpoints as to any.
-    host.cli("prune", "pod1", "--keep-last", "1")
-    assert [c["name"] for c in host.json("ls", "pod1")] == ["cp2"]
+    # Retention applies to imported checkpoints as to any.
+    code, _, err = import_stdin(host, first, "pod1", "cp3", "--keep-last", "2")
+    assert code == 0 and "pruned pod1 cp1" in err, err
+    assert [c["name"] for c in host.json("ls", "pod1")] == ["cp2", "cp3"]
     assert os.listdir(host.scratch) == []

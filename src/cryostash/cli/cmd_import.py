@@ -1,7 +1,8 @@
 """``cryostash import TARGET NAME ARCHIVE|-``: a Podman / CRI-O checkpoint archive
 (``podman container checkpoint --export``, the kubelet's checkpoint API) into the store,
 catalogued with the labels it carries (see :mod:`cryostash.operations.archive_import`).
-Prints NAME, or the checkpoint as JSON with ``--json``."""
+Prints NAME, or the checkpoint as JSON with ``--json``. ``--keep-*`` act as for
+``create``: the policy becomes TARGET's default and TARGET is pruned with it afterwards."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from cryostash.cli.cmd_prune import add_policy_flags, policy_from_args
 from cryostash.cli.context import Context, parse_labels, print_json, print_stats
 
 
@@ -30,6 +32,7 @@ def register(sub: Any) -> None:
         "--max-member-size", metavar="SIZE", default="64G",
         help="refuse a member larger than this (default 64G)",
     )
+    add_policy_flags(p)
     p.add_argument(
         "--print-stats", action="store_true", help="print timings and byte counts on stderr"
     )
@@ -47,6 +50,9 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     validate_target(args.target)
     validate_name(args.name)
     max_member = parse_size(args.max_member_size, "--max-member-size")
+    policy = policy_from_args(args)
+    if policy is not None and not policy.keeps_newest:
+        raise UsageError("import: --keep-label needs --keep-last N or --keep-within DURATION")
     labels = parse_labels(args.label)
     if args.archive == "-":
         if sys.stdin.isatty():
@@ -68,4 +74,14 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         print_json({**info.summary(), "stats": dict(info.stats)})
     else:
         print(info.name)
+    if policy is not None:
+        from cryostash.operations.prune import prune_checkpoints
+
+        sys.stdout.flush()
+        report = prune_checkpoints(
+            ctx.manager.repository, args.target, policy,
+            checkpoint_dir=args.checkpoint_dir, save_default=True,
+        )
+        for removed in (r for plan in report.targets for r in plan.removed):
+            print(f"pruned {removed.target} {removed.name}", file=sys.stderr)
     return 0
