@@ -147,6 +147,11 @@ def _no_trailer() -> bytes:
     return whole[:1024]  # header and data block, no end-of-archive blocks
 
 
+def _not_utf8() -> bytes:
+    info = tarfile.TarInfo("checkpoint/bad-\udcff.img")
+    return info.tobuf(tarfile.GNU_FORMAT, "utf-8", "surrogateescape") + b"\0" * 1024
+
+
 HOSTILE: dict[str, tuple[Callable[[], bytes], str]] = {
     "dotdot": (lambda: tar_bytes([entry("../x", b"evil")]), "'../x' has a path that is not"),
     "nested-dotdot": (
@@ -179,6 +184,7 @@ HOSTILE: dict[str, tuple[Callable[[], bytes], str]] = {
     ),
     "not-a-tar": (lambda: noise(4096, 3), "not a readable tar archive"),
     "empty": (lambda: b"", "empty file"),
+    "not-utf8": (_not_utf8, "is not UTF-8"),
 }
 
 

@@ -125,6 +125,10 @@ def _clean_name(raw: str, what: str) -> str:
     parts = name.split("/")
     if any(p in {"", ".", ".."} for p in parts):
         raise _refuse(what, raw, "has a path that is not plainly inside the archive (.., .)")
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _refuse(what, raw, "has a path that is not UTF-8") from None
     if any(len(p.encode()) > 255 for p in parts):
         raise _refuse(what, raw, "has a path component longer than 255 bytes")
     return name
@@ -177,12 +181,19 @@ def _check(
 
 
 def split_archive(
-    tar_path: Path, image_dir: Path, *, what: str, max_member: int = DEFAULT_MAX_MEMBER
+    tar_path: Path,
+    image_dir: Path,
+    *,
+    what: str,
+    max_member: int = DEFAULT_MAX_MEMBER,
+    digest: str | None = None,
 ) -> Layout:
     """Check the uncompressed tar ``tar_path``, then write its members under
     ``image_dir/archive/`` and the layout to ``image_dir/cryostash-archive.json``.
 
     ``what`` names the archive in messages. Every member is checked before any is written.
+    ``digest``: the archive's BLAKE3 when the caller computed it while writing it (else
+    it is read once more to compute it).
 
     Raises:
         IntegrityError: a member or the archive is refused (see the module docstring).
@@ -223,7 +234,7 @@ def split_archive(
                 continue
             target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             _copy_out(src, info.offset_data, member.size, target, what)
-        digest = _rehash(src, size)
+        digest = digest or _rehash(src, size)
     layout = Layout(tuple(members), trailer, size, digest)
     (image_dir / LAYOUT).write_bytes(layout.as_json())
     return layout

@@ -44,6 +44,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+import blake3
+
 from cryostash.engines.container_archive import (
     DEFAULT_MAX_MEMBER,
     LAYOUT,
@@ -96,9 +98,11 @@ def detect(head: bytes) -> str:
     return "none"
 
 
-def decompress_into(source: IO[bytes], dest: Path, what: str, limit: int) -> tuple[str, int]:
+def decompress_into(
+    source: IO[bytes], dest: Path, what: str, limit: int
+) -> tuple[str, int, str]:
     """Write the tar that ``source`` holds (plain, gzip or zstd) to ``dest``; returns
-    (compression, bytes read from ``source``).
+    (compression, bytes read from ``source``, BLAKE3 of the tar).
 
     Raises:
         IntegrityError: corrupt or truncated compressed data, or more than ``limit``
@@ -118,6 +122,7 @@ def decompress_into(source: IO[bytes], dest: Path, what: str, limit: int) -> tup
         reader = zstandard.ZstdDecompressor().stream_reader(stream, read_across_frames=True)
         corrupt = (*corrupt, zstandard.ZstdError)
     written = 0
+    hasher = blake3.blake3()
     try:
         out = dest.open("xb")
     except OSError as exc:
@@ -133,11 +138,12 @@ def decompress_into(source: IO[bytes], dest: Path, what: str, limit: int) -> tup
             written += len(data)
             if written > limit:
                 raise IntegrityError(f"{what}: larger than {limit} bytes once decompressed")
+            hasher.update(data)
             try:
                 out.write(data)
             except OSError as exc:
                 raise StorageError(f"cannot unpack {what} into {dest.parent}: {exc}") from exc
-    return kind, counted.count
+    return kind, counted.count, str(hasher.hexdigest())
 
 
 class _Counting:
@@ -234,10 +240,10 @@ def prepare(
     """
     tar = folder / "archive.tar"
     free = shutil.disk_usage(folder).free
-    kind, read = decompress_into(source, tar, what, limit=free)
+    kind, read, digest = decompress_into(source, tar, what, limit=free)
     image = folder / "image"
     image.mkdir(mode=0o700)
-    layout = split_archive(tar, image, what=what, max_member=max_member)
+    layout = split_archive(tar, image, what=what, max_member=max_member, digest=digest)
     tar.unlink()
     labels = archive_labels(image, layout, filename)
     config = _json(image, "config.dump")
