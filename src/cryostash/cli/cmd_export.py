@@ -43,15 +43,32 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         raise UsageError("export --json needs -o FILE (stdout carries the archive)")
     name = selected_name(args, ctx)
     sys.stdout.flush()
-    done = export_archive(
-        ctx.manager, args.target, name,
-        output=Path(args.output) if args.output else None,
-        stream=None if args.output else sys.stdout.buffer,
-        compress=args.compress, checkpoint_dir=args.checkpoint_dir,
-    )
-    if args.output is None:
-        sys.stdout.buffer.flush()
-    elif args.json:
+    try:
+        done = export_archive(
+            ctx.manager, args.target, name,
+            output=Path(args.output) if args.output else None,
+            stream=None if args.output else sys.stdout.buffer,
+            compress=args.compress, checkpoint_dir=args.checkpoint_dir,
+        )
+        if args.output is None:
+            sys.stdout.buffer.flush()
+    except BaseException:
+        if args.output is None:  # stdout may be a closed pipe: do not fail again at exit
+            _quiet_stdout()
+        raise
+    if args.output is not None and args.json:
         print_json({"target": args.target, "name": name, "output": args.output,
                     **done.as_dict()})
     return 0
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null (Python would otherwise report a broken pipe at exit)."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass

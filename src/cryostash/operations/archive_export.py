@@ -118,7 +118,10 @@ def export_archive(
         if output is None:
             if stream is None:
                 raise UsageError("export needs an output file or stream")
-            done = _write(scratch, imported, stream, compress)
+            try:
+                done = _write(scratch, imported, stream, compress)
+            except OSError as exc:  # e.g. the reading end of a pipe went away
+                raise StorageError(f"cannot write the archive: {exc}") from exc
         else:
             done = _write_file(scratch, imported, output, compress)
     mgr.catalog.record_event(
