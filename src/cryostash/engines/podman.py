@@ -14,7 +14,8 @@ and CRIU versions and the dump options; those that restore needs too
 Restore: ``podman container restore --import DIR/checkpoint.tar [--name NEW]
 [options]``: a new container, under the recorded name and id, or under ``--as NEW``
 (podman then gives it a new id). The name must be free. Volumes and the image must
-exist on this host.
+exist on this host. An imported checkpoint's archive is first rebuilt, bit for bit,
+from its members (:mod:`~cryostash.engines.container_archive`).
 
 Podman (and the OCI runtime it starts) find CRIU on ``PATH``: every podman command
 runs with a ``PATH`` whose first entry holds cryostash's CRIU (see
@@ -31,6 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from cryostash.engines.container_archive import LAYOUT, rebuild_archive
 from cryostash.engines.containers import (
     LONG_TIMEOUT_S,
     Completed,
@@ -158,6 +160,9 @@ class PodmanEngine(RuntimeEngine):
         podman = self._bin()
         record = read_sidecar(image_dir, SIDECAR, "podman")
         archive = image_dir / ARCHIVE
+        if not archive.is_file() and (image_dir / LAYOUT).is_file():  # imported
+            with archive.open("xb") as out:
+                rebuild_archive(image_dir, out)
         if not archive.is_file():
             raise EngineError(f"the checkpoint has no {ARCHIVE}: was it made by podman?")
         name = options.container or str(record.get("container_name") or "")

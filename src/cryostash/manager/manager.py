@@ -150,13 +150,14 @@ class CheckpointManager:
         name: str,
         *,
         locator: str,
-        engine: str = "criu",
+        engine: str | Engine = "criu",
         leave_running: bool = False,
         checkpoint_dir: str | None = None,
         labels: Mapping[str, str] | None = None,
         engine_args: Sequence[str] = (),
     ) -> CheckpointInfo:
-        """Checkpoint ``locator`` (a PID for CRIU) as ``target``/``name``.
+        """Checkpoint ``locator`` (a PID for CRIU) as ``target``/``name`` with the engine
+        named ``engine`` (or that engine object: ``import`` brings its own).
 
         Raises:
             InvalidName: bad target or name (nothing is written).
@@ -172,7 +173,7 @@ class CheckpointManager:
         labels = validate_labels(labels or {})
         validate_host(self.settings.host)
         store = self.store(checkpoint_dir)
-        eng = self.engine(engine)
+        eng = self.engine(engine) if isinstance(engine, str) else engine
         store.unlock()  # an encrypted store's key (KeyRequired, WrongKey) before anything
         store.check_writable()  # unwritable: fail before the dump, not after
         lease_s = self.settings.lease_s

@@ -1,0 +1,74 @@
+"""``cryostash export TARGET (NAME | --latest [filters]) [-o FILE] [--compress zstd|gzip|none]``:
+a podman checkpoint (imported, or made with ``--engine podman``) as a container checkpoint
+archive that ``podman container restore --import`` restores (see
+:mod:`cryostash.operations.archive_export`). Without ``-o`` the archive goes to stdout
+(never to a terminal). Prints nothing on stdout with ``-o``; ``--json`` prints what was
+written."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from cryostash.cli.context import Context, print_json
+from cryostash.cli.filters import add_selection, selected_name
+
+
+def register(sub: Any) -> None:
+    """Add the ``export`` sub-parser."""
+    p: argparse.ArgumentParser = sub.add_parser(
+        "export", help="write a podman checkpoint as a container checkpoint archive"
+    )
+    add_selection(p)
+    p.add_argument("--checkpoint-dir", metavar="URL", help="the store holding it")
+    p.add_argument("-o", "--output", metavar="FILE", help="write here (default: stdout)")
+    p.add_argument(
+        "--compress", choices=("zstd", "gzip", "none"),
+        help="compression (default: as imported; none for a created checkpoint)",
+    )
+    p.add_argument("--json", action="store_true", help="print what was written as JSON (-o)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace, ctx: Context) -> int:
+    """Export the checkpoint."""
+    from cryostash import UsageError
+    from cryostash.operations.archive_export import export_archive
+
+    if args.output is None and sys.stdout.isatty():
+        raise UsageError("export: stdout is a terminal; write to a file with -o FILE")
+    if args.output is None and args.json:
+        raise UsageError("export --json needs -o FILE (stdout carries the archive)")
+    name = selected_name(args, ctx)
+    sys.stdout.flush()
+    try:
+        done = export_archive(
+            ctx.manager, args.target, name,
+            output=Path(args.output) if args.output else None,
+            stream=None if args.output else sys.stdout.buffer,
+            compress=args.compress, checkpoint_dir=args.checkpoint_dir,
+        )
+        if args.output is None:
+            sys.stdout.buffer.flush()
+    except BaseException:
+        if args.output is None:  # stdout may be a closed pipe: do not fail again at exit
+            _quiet_stdout()
+        raise
+    if args.output is not None and args.json:
+        print_json({"target": args.target, "name": name, "output": args.output,
+                    **done.as_dict()})
+    return 0
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null (Python would otherwise report a broken pipe at exit)."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass

@@ -1,0 +1,333 @@
+"""``cryostash import``: a Podman / CRI-O checkpoint archive into the store.
+
+:func:`import_archive`:
+
+1. **Unpack, checked** (before the store or the catalog is touched): the archive (a file,
+   or a binary stream such as stdin) is decompressed (gzip and zstd are recognised by
+   their magic bytes; anything else is read as a plain tar) into a private scratch folder,
+   then taken apart member by member by
+   :func:`~cryostash.engines.container_archive.split_archive`, which refuses hostile
+   members (``..``, absolute paths, links, devices, sparse or oversized members,
+   truncated archives) with an :class:`~cryostash.errors.IntegrityError`. A corrupt
+   gzip/zstd stream is an IntegrityError too. Nothing is written to the store or the
+   catalog before this step has succeeded.
+2. **Labels** from the archive (:func:`archive_labels`): ``container``, ``pod``,
+   ``namespace`` (CRI-O's Kubernetes annotations in ``spec.dump``), ``image``,
+   ``checkpointed`` (an ISO 8601 UTC time: ``config.dump``'s ``checkpointedTime``, else
+   the kubelet's file name, else the newest member's time), ``source`` (``podman`` or
+   ``cri-o``); labels given with ``--label`` win.
+3. **Store** through :meth:`CheckpointManager.create
+   <cryostash.manager.manager.CheckpointManager.create>` with an engine that only hands
+   over the prepared folder (:class:`PreparedArchive`): the usual reservation, chunking
+   and deduplication (each member on its own), manifest, commit and ``checkpoint`` event.
+   The engine recorded is ``podman``: ``cryostash restore`` rebuilds the archive and runs
+   ``podman container restore --import``; ``cryostash export`` writes it back.
+
+The image folder holds ``archive/<member>`` (the data of every regular member),
+``cryostash-archive.json`` (the layout: every other byte, so the archive is rebuilt bit
+for bit) and ``cryostash-podman.json`` (the podman engine's sidecar: container name, id,
+image).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import json
+import os
+import re
+import shutil
+import time
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import blake3
+
+from cryostash.engines.container_archive import (
+    DEFAULT_MAX_MEMBER,
+    LAYOUT,
+    MEMBERS,
+    Layout,
+    split_archive,
+)
+from cryostash.engines.podman import SIDECAR
+from cryostash.errors import IntegrityError, StorageError, UsageError
+from cryostash.manager.manager import CheckpointManager
+from cryostash.names import validate_name, validate_target
+from cryostash.transfer.scratch import private_scratch
+from cryostash.types import (
+    Availability,
+    CheckpointInfo,
+    DumpOptions,
+    DumpStats,
+    RestoreOptions,
+    RestoreResult,
+)
+
+GZIP_MAGIC = b"\x1f\x8b"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_COPY = 1 << 20
+#: ``checkpoint-<pod>_<namespace>-<container>-<RFC 3339 time>.tar`` (the kubelet's name).
+KUBELET_NAME = re.compile(
+    r"^checkpoint-(?P<pod>[^_/]+)_(?P<rest>.+)-(?P<time>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d"
+    r"(?:\.\d+)?(?:Z|[+-]\d\d:\d\d))\.tar(?:\.gz|\.zst)?$"
+)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """An archive unpacked and checked: its folder, layout, labels and sidecar."""
+
+    folder: Path
+    layout: Layout
+    compression: str
+    archive_bytes: int
+    labels: dict[str, str]
+    record: dict[str, Any]
+
+
+def detect(head: bytes) -> str:
+    """``gzip``, ``zstd`` or ``none`` from an archive's first bytes."""
+    if head.startswith(GZIP_MAGIC):
+        return "gzip"
+    if head.startswith(ZSTD_MAGIC):
+        return "zstd"
+    return "none"
+
+
+def decompress_into(
+    source: IO[bytes], dest: Path, what: str, limit: int
+) -> tuple[str, int, str]:
+    """Write the tar that ``source`` holds (plain, gzip or zstd) to ``dest``; returns
+    (compression, bytes read from ``source``, BLAKE3 of the tar).
+
+    Raises:
+        IntegrityError: corrupt or truncated compressed data, or more than ``limit``
+            bytes once decompressed.
+        StorageError: ``dest`` cannot be written.
+    """
+    counted = _Counting(source)
+    stream: Any = counted  # a readable binary stream (duck-typed)
+    kind = detect(counted.peek(4))
+    reader: Any = counted
+    corrupt: tuple[type[BaseException], ...] = (EOFError, OSError, zlib.error, ValueError)
+    if kind == "gzip":
+        reader = gzip.GzipFile(fileobj=stream, mode="rb")
+    elif kind == "zstd":
+        import zstandard
+
+        reader = zstandard.ZstdDecompressor().stream_reader(stream, read_across_frames=True)
+        corrupt = (*corrupt, zstandard.ZstdError)
+    written = 0
+    hasher = blake3.blake3()
+    try:
+        out = dest.open("xb")
+    except OSError as exc:
+        raise StorageError(f"cannot unpack {what} into {dest.parent}: {exc}") from exc
+    with out:
+        while True:
+            try:
+                data = reader.read(_COPY)
+            except corrupt as exc:
+                raise IntegrityError(f"{what}: corrupt or truncated {kind} data ({exc})") from None
+            if not data:
+                break
+            written += len(data)
+            if written > limit:
+                raise IntegrityError(f"{what}: larger than {limit} bytes once decompressed")
+            hasher.update(data)
+            try:
+                out.write(data)
+            except OSError as exc:
+                raise StorageError(f"cannot unpack {what} into {dest.parent}: {exc}") from exc
+    return kind, counted.count, str(hasher.hexdigest())
+
+
+class _Counting:
+    """A read-only stream counting the bytes read, with one look-ahead."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self.raw, self.count, self._ahead = raw, 0, b""
+
+    def peek(self, n: int) -> bytes:
+        while len(self._ahead) < n:
+            more = self.raw.read(n - len(self._ahead))
+            if not more:
+                break
+            self._ahead += more
+        return self._ahead[:n]
+
+    def read(self, n: int = -1) -> bytes:
+        if self._ahead:
+            data, self._ahead = self._ahead, b""
+            if n is not None and n >= 0 and len(data) > n:
+                data, self._ahead = data[:n], data[n:]
+            elif n is None or n < 0 or len(data) < n:
+                data += self.raw.read(-1 if n is None or n < 0 else n - len(data))
+        else:
+            data = self.raw.read(n)
+        self.count += len(data)
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+
+def _json(folder: Path, name: str) -> dict[str, Any]:
+    """A JSON member of the archive (``config.dump``, ``spec.dump``), or {}."""
+    try:
+        data = json.loads((folder / MEMBERS / name).read_bytes())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _iso(value: str) -> str | None:
+    """An RFC 3339 time (Go writes nanoseconds) as ISO 8601 UTC to the second, or None."""
+    text = re.sub(r"(\.\d{1,6})\d*", r"\1", value.strip()).replace("Z", "+00:00")
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def archive_labels(folder: Path, layout: Layout, filename: str | None) -> dict[str, str]:
+    """The labels an archive carries (see the module docstring)."""
+    config, spec = _json(folder, "config.dump"), _json(folder, "spec.dump")
+    notes = spec.get("annotations") if isinstance(spec.get("annotations"), dict) else {}
+    assert isinstance(notes, dict)
+    manager = str(notes.get("io.container.manager") or "")
+    labels: dict[str, str] = {"source": "cri-o" if manager == "cri-o" else "podman"}
+    for key, value in (
+        ("container", notes.get("io.kubernetes.container.name") or config.get("name")),
+        ("pod", notes.get("io.kubernetes.pod.name")),
+        ("namespace", notes.get("io.kubernetes.pod.namespace")),
+        ("image", config.get("rootfsImageName") or config.get("rootfsImage")),
+    ):
+        if isinstance(value, str) and value:
+            labels[key] = value
+    when = None
+    if isinstance(config.get("checkpointedTime"), str):
+        when = _iso(config["checkpointedTime"])
+    match = KUBELET_NAME.match(os.path.basename(filename or ""))
+    if when is None and match:
+        when = _iso(match.group("time"))
+    if match and "pod" not in labels:
+        labels["pod"] = match.group("pod")
+    if when is None and layout.members:
+        newest = max(m.mtime for m in layout.members)
+        when = dt.datetime.fromtimestamp(newest, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if when:
+        labels["checkpointed"] = when
+    return labels
+
+
+def prepare(
+    source: IO[bytes], folder: Path, *, what: str, filename: str | None,
+    max_member: int = DEFAULT_MAX_MEMBER,
+) -> Prepared:
+    """Unpack and check ``source`` into ``folder/image`` (see the module docstring, 1-2).
+
+    Raises:
+        IntegrityError: the archive or one of its members is refused.
+        StorageError: the scratch folder cannot be written.
+    """
+    tar = folder / "archive.tar"
+    free = shutil.disk_usage(folder).free
+    kind, read, digest = decompress_into(source, tar, what, limit=free)
+    image = folder / "image"
+    image.mkdir(mode=0o700)
+    layout = split_archive(tar, image, what=what, max_member=max_member, digest=digest)
+    tar.unlink()
+    labels = archive_labels(image, layout, filename)
+    config = _json(image, "config.dump")
+    record: dict[str, Any] = {
+        "container_name": config.get("name"),
+        "container_id": config.get("id"),
+        "image": labels.get("image"),
+        "image_id": config.get("rootfsImageID") or config.get("rootfsImageRef"),
+        "options": [],
+        "imported": {"archive": filename or "-", "compression": kind},
+    }
+    (image / SIDECAR).write_text(json.dumps(record, indent=1))
+    return Prepared(image, layout, kind, read, labels, record)
+
+
+class PreparedArchive:
+    """The "engine" of an import: its dump moves a prepared folder into the image folder
+    (same file system: both are under the scratch root). Recorded as ``podman``."""
+
+    name = "podman"
+
+    def __init__(self, prepared: Prepared) -> None:
+        self.prepared = prepared
+
+    def available(self) -> Availability:
+        return Availability(ok=True)
+
+    def dump(self, locator: str, image_dir: Path, options: DumpOptions) -> DumpStats:
+        started = time.monotonic()
+        p = self.prepared
+        for entry in (MEMBERS, LAYOUT, SIDECAR):
+            os.rename(p.folder / entry, image_dir / entry)
+        return DumpStats(
+            duration_s=time.monotonic() - started,
+            root_pid=None,
+            engine_version=f"imported {p.labels.get('source', 'podman')} archive",
+            details={
+                "imported": p.record["imported"]["archive"],
+                "compression": p.compression,
+                "archive_bytes": p.archive_bytes,
+                "tar_bytes": p.layout.size,
+                "tar_blake3": p.layout.digest,
+                "members": len(p.layout.members),
+            },
+        )
+
+    def restore(self, image_dir: Path, options: RestoreOptions) -> RestoreResult:
+        raise UsageError("an import has no restore of its own: restore with --engine podman")
+
+
+def import_archive(
+    mgr: CheckpointManager,
+    target: str,
+    name: str,
+    source: IO[bytes],
+    *,
+    filename: str | None = None,
+    labels: Mapping[str, str] | None = None,
+    checkpoint_dir: str | None = None,
+    max_member: int = DEFAULT_MAX_MEMBER,
+) -> CheckpointInfo:
+    """Import the checkpoint archive read from ``source`` as ``target``/``name``.
+
+    ``filename`` (the archive's path, None for stdin) names it in messages and gives the
+    kubelet's labels; ``labels`` are added to (and win over) the archive's own.
+
+    Raises:
+        InvalidName: bad target or name (nothing is read).
+        IntegrityError: the archive is corrupt, truncated or hostile (nothing is written
+            to the store or the catalog).
+        CheckpointExists: ``target``/``name`` exists.
+        StorageError, CatalogError: as for ``create`` (what was written is undone).
+    """
+    validate_target(target)
+    validate_name(name)
+    what = filename or "the archive on stdin"
+    with private_scratch(mgr.settings.scratch_dir, f"create-import-{target}-{name}") as scratch:
+        prepared = prepare(source, scratch, what=what, filename=filename, max_member=max_member)
+        return mgr.create(
+            target,
+            name,
+            locator=filename or "-",
+            engine=PreparedArchive(prepared),
+            leave_running=True,  # nothing was stopped: nothing to give back on failure
+            checkpoint_dir=checkpoint_dir,
+            labels={**prepared.labels, **dict(labels or {})},
+        )
