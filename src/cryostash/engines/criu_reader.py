@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+import warnings
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -69,7 +70,9 @@ def load_image(path: Path, *, pretty: bool = False) -> list[dict[str, Any]]:
     """
     images = _module()
     try:
-        with open(path, "rb") as fh:
+        with open(path, "rb") as fh, warnings.catch_warnings():
+            # pycriu 4.2.1 calls FieldDescriptor.label(), deprecated by protobuf 6
+            warnings.simplefilter("ignore", DeprecationWarning)
             decoded = images.load(fh, pretty)
     except OSError as exc:
         raise IntegrityError(f"cannot read CRIU image {path.name}: {exc.strerror}") from None
