@@ -96,6 +96,11 @@ def test_provision_is_idempotent_on_the_default_prefix() -> None:
         assert (DEFAULT_PREFIX / "VERSION").read_text().strip() == second.version
         assert second.packages["criu"].startswith(second.version)
         assert set(second.packages) == set(criu_debian.PREFIX_PACKAGES)
+    # CRIU's image reader is in the prefix whichever CRIU is used, recorded
+    assert second.pycriu is not None and second.pycriu == first.pycriu
+    reader = json.loads((DEFAULT_PREFIX / "pycriu.json").read_text())
+    assert reader["package"] == "python3-pycriu" and reader["version"] == second.pycriu
+    assert (DEFAULT_PREFIX / "pycriu" / "pycriu" / "images").is_dir()
 
 
 @pytest.mark.criu
@@ -135,6 +140,9 @@ def test_fresh_prefix_with_wrapper_then_reused(
     record = json.loads((prefix / "provision.json").read_text())
     assert record["version"] == fresh.version and record["suite"] == "forky"
     assert not (prefix / ".stage").exists()
+    assert fresh.pycriu is not None and fresh.pycriu.startswith(fresh.version)
+    assert json.loads((prefix / "pycriu.json").read_text())["version"] == fresh.pycriu
+    assert (prefix / "pycriu" / "pycriu" / "images" / "pstree_pb2.py").is_file()
 
     again = subprocess.run(
         [
@@ -152,3 +160,4 @@ def test_fresh_prefix_with_wrapper_then_reused(
     reused = json.loads(again.stdout)
     assert reused["downloaded"] is False and reused["version"] == fresh.version
     assert reused["path"] == str(fresh.path)
+    assert reused["pycriu"] == fresh.pycriu

@@ -1,5 +1,6 @@
-"""``cryostash inspect TARGET (NAME | --latest [filters])``: everything known of one
-checkpoint."""
+"""``cryostash inspect TARGET (NAME | --latest [filters]) [--tree] [--files] [--memory]``:
+everything known of one checkpoint; with ``--tree``/``--files``/``--memory``, what its
+CRIU images hold instead (:mod:`cryostash.operations.look`)."""
 
 from __future__ import annotations
 
@@ -17,12 +18,20 @@ def register(sub: Any) -> None:
     add_selection(p)
     p.add_argument("--checkpoint-dir", metavar="URL", help="the store holding it")
     p.add_argument("--json", action="store_true", help="print JSON")
+    look = p.add_argument_group("inside the checkpoint (read from its CRIU images)")
+    look.add_argument("--tree", action="store_true", help="process tree: PIDs, commands, threads")
+    look.add_argument(
+        "--files", action="store_true", help="open files, sockets (addresses, states), pipes"
+    )
+    look.add_argument("--memory", action="store_true", help="memory mappings and sizes")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
     """Print the catalog row and manifest summary."""
     name = selected_name(args, ctx)
+    if args.tree or args.files or args.memory:
+        return _look(args, ctx, name)
     view = ctx.manager.inspect(args.target, name, checkpoint_dir=args.checkpoint_dir)
     data = view.as_dict()
     restores = [
@@ -49,4 +58,33 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         say(f"{'last restore:':<16}{last['time']} on {last['host']}")
         for key, value in sorted(last["detail"].items()):
             say(f"  {key + ':':<20}{value}")
+    return 0
+
+
+def _look(args: argparse.Namespace, ctx: Context, name: str) -> int:
+    """``--tree``/``--files``/``--memory``: the sections asked for, text or JSON."""
+    from cryostash.cli import show_contents
+    from cryostash.operations.look import look_inside
+
+    contents = look_inside(ctx.manager, args.target, name, args.checkpoint_dir).contents
+    data: dict[str, Any] = {"target": args.target, "name": name}
+    if args.tree:
+        data["tree"] = contents.tree_dict()
+    if args.files:
+        data["files"] = contents.files_dict()
+    if args.memory:
+        data["memory"] = contents.memory_dict()
+    if args.json:
+        print_json(data)
+        return 0
+    shown = [
+        (key, show) for key, show in (
+            ("tree", show_contents.show_tree), ("files", show_contents.show_files),
+            ("memory", show_contents.show_memory),
+        ) if key in data
+    ]
+    for i, (key, show) in enumerate(shown):
+        if i:
+            say()
+        show(data[key])
     return 0

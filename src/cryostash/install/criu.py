@@ -21,6 +21,10 @@ A finished prefix is reused without downloading anything (about 0.1 s, most of i
 ``criu check``. Any failure (download, a version < 4.2, a missing library,
 ``criu check``) raises :class:`~cryostash.errors.EngineError` with the reason; there
 is no silent fallback to an older CRIU.
+
+3. Whichever CRIU is used, the prefix also gets CRIU's image reader, Debian's
+   ``python3-pycriu`` (``inspect --tree/--files/--memory`` and ``diff`` read images with
+   it; :mod:`cryostash.install.image_reader`), recorded in ``PREFIX/pycriu.json``.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ import shutil
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -52,6 +56,7 @@ from cryostash.engines.criu_binary import (
 )
 from cryostash.errors import CryostashError, EngineError
 from cryostash.install import debian as deb
+from cryostash.install import image_reader
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +76,7 @@ class ProvisionResult:
         packages: Debian package name -> version downloaded into the prefix.
         method: ``"system"``, ``"patchelf"`` or ``"wrapper"``.
         checked: True when ``criu check`` passed (it needs root; False otherwise).
+        pycriu: the version of the ``python3-pycriu`` package in the prefix.
     """
 
     path: Path
@@ -81,6 +87,7 @@ class ProvisionResult:
     packages: Mapping[str, str] = field(default_factory=dict)
     method: str = "system"
     checked: bool = False
+    pycriu: str | None = None
 
 
 def _verify_version(binary: Path) -> str:
@@ -188,9 +195,11 @@ def _download_into(
 ) -> ProvisionResult:
     """The steps of :func:`_provision_prefix` that use the staging folder ``stage``."""
     env = deb.private_apt(stage, mirror)
-    log.info("downloading %s from Debian %s", " ".join(deb.PREFIX_PACKAGES), deb.SUITE)
+    wanted = (*deb.PREFIX_PACKAGES, *deb.READER_PACKAGES)
+    log.info("downloading %s from Debian %s", " ".join(wanted), deb.SUITE)
     stale_release = deb.apt_update(env)
-    debs = deb.download(env, stage / "debs")
+    debs = deb.download(env, stage / "debs", wanted)
+    reader = image_reader.install(prefix, debs.pop(image_reader.PACKAGE), stage)
     packages = {name: deb.deb_version(path) for name, path in debs.items()}
     if version_tuple(packages["criu"]) < MIN_VERSION:
         raise EngineError(
@@ -225,7 +234,20 @@ def _download_into(
         packages=packages,
         method=method,
         checked=_check(binary, version),
+        pycriu=reader,
     )
+
+
+def _with_reader(
+    found: ProvisionResult, prefix: Path, mirror: str, locked: bool = False
+) -> ProvisionResult:
+    """``found``, once the prefix has CRIU's image reader (provided now if it lacks it;
+    ``locked``: the caller holds the prefix's lock)."""
+    version = image_reader.reader_version(prefix)
+    if version is None:
+        with contextlib.nullcontext() if locked else _locked(prefix):
+            version = image_reader.reader_version(prefix) or image_reader.provide(prefix, mirror)
+    return replace(found, pycriu=version)
 
 
 def provision(
@@ -250,7 +272,7 @@ def provision(
     if not force:
         found = _system_criu(prefix) or _reuse(prefix)
         if found is not None:
-            return found
+            return _with_reader(found, prefix, mirror)
     if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
         raise EngineError(
             "cannot provision CRIU: apt-get/dpkg-deb not found (not Debian?); "
@@ -260,7 +282,7 @@ def provision(
         if not force:  # another process may have finished while we waited for the lock
             found = _reuse(prefix)
             if found is not None:
-                return found
+                return _with_reader(found, prefix, mirror, locked=True)
         return _provision_prefix(prefix, mirror)
 
 
@@ -289,6 +311,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         state = "downloaded" if result.downloaded else "already provisioned"
         print(f"CRIU {result.version}: {result.path} ({result.source}, {state})")
+        reader = image_reader.reader_path(args.prefix or default_prefix())
+        print(f"pycriu {result.pycriu}: {reader}")
     return 0
 
 

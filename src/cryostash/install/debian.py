@@ -26,6 +26,8 @@ SUITE = "forky"
 KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 #: Downloaded from :data:`SUITE` into the prefix: CRIU and the libraries it needs newer.
 PREFIX_PACKAGES: tuple[str, ...] = ("criu", "libc6", "libnl-3-200", "libnet9")
+#: Downloaded from :data:`SUITE` beside CRIU: its image reader (pycriu and crit, pure Python).
+READER_PACKAGES: tuple[str, ...] = ("python3-pycriu",)
 #: dpkg architecture -> (multiarch triplet, dynamic loader).
 ARCHES: dict[str, tuple[str, str]] = {
     "amd64": ("x86_64-linux-gnu", "ld-linux-x86-64.so.2"),
@@ -192,19 +194,21 @@ def apt_update(env: Mapping[str, str]) -> bool:
     return stale
 
 
-def download(env: Mapping[str, str], dest: Path) -> dict[str, Path]:
-    """``apt-get download`` :data:`PREFIX_PACKAGES` into ``dest``; return name -> .deb path."""
+def download(
+    env: Mapping[str, str], dest: Path, packages: Sequence[str] = PREFIX_PACKAGES
+) -> dict[str, Path]:
+    """``apt-get download`` ``packages`` into ``dest``; return name -> .deb path."""
     dest.mkdir(parents=True, exist_ok=True)
     if os.geteuid() == 0:
         with contextlib.suppress(KeyError):  # let apt's sandbox user write there
             os.chown(dest, pwd.getpwnam("_apt").pw_uid, -1)
-    what = f"apt-get download {' '.join(PREFIX_PACKAGES)} from Debian {SUITE}"
-    run_checked(["apt-get", "download", *PREFIX_PACKAGES], what, env, cwd=dest)
+    what = f"apt-get download {' '.join(packages)} from Debian {SUITE}"
+    run_checked(["apt-get", "download", *packages], what, env, cwd=dest)
     found = {p.name.split("_", 1)[0]: p for p in dest.glob("*.deb")}
-    missing = [name for name in PREFIX_PACKAGES if name not in found]
+    missing = [name for name in packages if name not in found]
     if missing:
         raise EngineError(f"apt-get download did not produce {', '.join(missing)}")
-    return {name: found[name] for name in PREFIX_PACKAGES}
+    return {name: found[name] for name in packages}
 
 
 def deb_version(deb: Path) -> str:
