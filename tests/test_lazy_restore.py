@@ -214,3 +214,11 @@ def test_corrupt_page_chunk_kills_the_process_and_says_which(
     else:
         wait_until(lambda: not list((tmp_path / "scratch").iterdir()), 30, "scratch removed")
         assert not [m for m in fuse_mounts() if str(tmp_path) in m]
+
+
+def test_doctor_reports_lazy_restore(tmp_path: Path, lazy_criu: str) -> None:
+    done = cli.run(["doctor", "--json"], host_env(tmp_path, lazy_criu), check=False)
+    checks = {c["name"]: c for c in json.loads(done.stdout)["checks"]}
+    lazy = checks["lazy-restore"]
+    assert lazy["ok"] is True and lazy["userfaultfd"] is True and lazy["fuse"] is True
+    assert not [m for m in fuse_mounts() if "cryostash-fuse-" in m]
