@@ -49,6 +49,12 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--criu-opt", action="append", metavar="OPT", help="extra CRIU option (repeatable)"
     )
+    p.add_argument(
+        "--lazy",
+        action="store_true",
+        help="criu engine: return as soon as the process runs; its memory pages follow from "
+        "the store (verified) through a detached helper",
+    )
     add_common_flags(p)
     p.add_argument(
         "--print-stats", action="store_true", help="print timings and byte counts on stderr"
@@ -62,16 +68,29 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     name = selected_name(args, ctx)
     if args.latest:
         say(f"restoring {args.target}/{name}", err=True, flush=True)
-    result = ctx.manager.restore(
-        args.target,
-        name,
-        checkpoint_dir=args.checkpoint_dir,
-        engine_args=[*common_opts(args), *engine_opts(args.criu_opt)],
-        engine=args.engine,
-        container=args.as_name,
-        bundle=args.bundle,
-        allow=args.allow or (),
-    )
+    if args.lazy:
+        from cryostash.manager.lazy import restore_lazy
+
+        info = ctx.manager.get(args.target, name, args.checkpoint_dir)
+        result = restore_lazy(
+            ctx.manager.repository,
+            args.target,
+            name,
+            engine=args.engine or info.engine,
+            checkpoint_dir=args.checkpoint_dir,
+            engine_args=[*common_opts(args), *engine_opts(args.criu_opt)],
+        )
+    else:
+        result = ctx.manager.restore(
+            args.target,
+            name,
+            checkpoint_dir=args.checkpoint_dir,
+            engine_args=[*common_opts(args), *engine_opts(args.criu_opt)],
+            engine=args.engine,
+            container=args.as_name,
+            bundle=args.bundle,
+            allow=args.allow or (),
+        )
     if args.print_stats:
         print_stats(result.details)
     if args.json:

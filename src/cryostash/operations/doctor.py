@@ -193,9 +193,12 @@ def check_private(settings: Settings) -> Check:
 
 def diagnose(settings: Settings) -> Report:
     """Run every check."""
+    from cryostash.operations.lazy_doctor import check_lazy
+
     return Report(
         (
             check_criu(settings),
+            check_lazy(settings),
             *check_engines(settings),
             check_store(settings),
             check_catalog(settings),

@@ -1,0 +1,322 @@
+"""Lazy restore (``cryostash restore --lazy``): the process runs before its memory arrives.
+
+:func:`restore_lazy` checks, before anything runs, that the engine can restore lazily
+(only ``criu``, with userfaultfd: :func:`~cryostash.engines.criu_lazy.lazy_support`),
+then starts a **detached helper** (a double fork: a new session, reparented to init)
+and waits only until the helper reports that the process runs (or why it could not).
+The helper, on its own repository (catalog connection and store clients of its own):
+
+1. takes a private locked scratch folder; loads the manifest (its digest checked against
+   the catalog) and fetches and verifies every file except the memory pages
+   (``pages-*.img``) into ``SCRATCH/eager``;
+2. mounts ``SCRATCH/mnt``: a read-only FUSE view of the whole image folder in which the
+   eager files are read from disk and the page files from
+   :class:`~cryostash.transfer.pageserve.PageSource` (chunks verified before a byte is
+   returned; chunk cache first, then store);
+3. starts ``criu lazy-pages`` and then ``criu restore --lazy-pages`` on that folder
+   (:mod:`cryostash.engines.criu_lazy`), starts streaming the chunks in file order, and
+   reports ``{"pid": ...}``; the command returns;
+4. waits for the daemon to deliver every page, then unmounts, removes the scratch folder
+   and records a ``restore`` event (``lazy: true``; time to running, time to complete,
+   pages faulted and streamed, chunks and bytes from cache and store) and exits.
+
+Failure: when a chunk fails verification, or the store stays unreachable past its
+retries, the restored tree is killed (SIGKILL, waited for) **before** the read that needed
+the chunk fails, so the process never runs on missing or wrong memory; the helper then
+records a ``restore-failed`` event (``error`` names the chunk and file) and cleans up. If
+the daemon fails for another reason the tree is killed too. No helper process, mount
+or scratch folder is left behind. Not covered: the helper itself killed by SIGKILL (or
+the machine's OOM killer) while pages are missing: nothing is left to kill the tree, the
+daemon loses its pages and the process may see zeros (docs/lazy-restore.md).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+import time
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from cryostash.config import Settings
+from cryostash.engines import criu_lazy
+from cryostash.engines.criu import CriuEngine
+from cryostash.errors import CryostashError, EngineError, UsageError, error_class
+from cryostash.manager.repository import Repository
+from cryostash.transfer import datapath
+from cryostash.transfer.fusefs import FuseMount
+from cryostash.transfer.pageserve import PageSource
+from cryostash.transfer.scratch import private_scratch
+from cryostash.types import FileEntry, RestoreResult
+
+#: The files served lazily: CRIU's memory pages. Everything else is fetched first.
+LAZY_FILE = re.compile(r"pages-\d+\.img")
+
+
+def split_files(files: Sequence[FileEntry]) -> tuple[list[FileEntry], list[FileEntry]]:
+    """(eager, lazy) files of a CRIU image.
+
+    Raises:
+        UsageError: a file in a sub-folder (a CRIU image folder is flat).
+    """
+    if any("/" in entry.path for entry in files):
+        raise UsageError("lazy restore needs a flat CRIU image folder (this one has sub-folders)")
+    lazy = [entry for entry in files if LAZY_FILE.fullmatch(entry.path)]
+    eager = [entry for entry in files if not LAZY_FILE.fullmatch(entry.path)]
+    return eager, lazy
+
+
+def restore_lazy(
+    repository: Repository,
+    target: str,
+    name: str,
+    *,
+    engine: str,
+    checkpoint_dir: str | None = None,
+    engine_args: Sequence[str] = (),
+) -> RestoreResult:
+    """Restore ``target``/``name`` lazily (see the module docstring); return once it runs.
+
+    ``engine`` is the engine to use (the recorded one unless overridden).
+    ``RestoreResult.details`` holds ``lazy``, ``helper_pid``, ``time_to_running_s``,
+    ``restore_s`` (CRIU's restore) and the download stats of the eager files.
+
+    Raises:
+        UsageError: an engine other than criu (``lazy restore is not supported by ENGINE``).
+        EngineError: no userfaultfd or CRIU, or the restore failed.
+        IntegrityError, StorageError, CheckpointNotFound: as a restore.
+    """
+    from cryostash.engines import get_engine
+
+    started = time.monotonic()
+    criu_lazy.require_lazy_support(get_engine(engine, criu_path=repository.settings.criu_path))
+    # No catalog connection may cross the fork (SQLite's locks and WAL index are per
+    # process; a PostgreSQL socket would be shared): the helper opens its own.
+    repository.close()
+    read_end, write_end = os.pipe()
+    first = os.fork()
+    if first == 0:  # pragma: no cover - the child leaves by os._exit
+        code = 70
+        try:
+            os.close(read_end)
+            os.setsid()
+            if os.fork() == 0:
+                code = _helper(
+                    repository, target, name, engine, checkpoint_dir, tuple(engine_args),
+                    started, write_end,
+                )
+            else:
+                code = 0
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    os.waitpid(first, 0)
+    with os.fdopen(read_end, "rb") as pipe:
+        raw = pipe.read()
+    try:
+        report: dict[str, Any] = json.loads(raw)
+    except ValueError:
+        raise EngineError("the lazy-restore helper ended before the process ran") from None
+    if not report.get("ok"):
+        raise error_class(int(report.get("exit_code", 1)))(str(report.get("message")))
+    details = dict(report["details"])
+    return RestoreResult(pid=int(report["pid"]), duration_s=report["duration_s"], details=details)
+
+
+class _Guard:
+    """Kills the restored tree on the first failure, whenever its PID becomes known."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.pid: int | None = None
+        self.failure: str | None = None
+        self.killed = False
+
+    def fail(self, reason: str) -> None:
+        with self._lock:
+            if self.failure is None:
+                self.failure = reason
+            self._kill()
+
+    def running(self, pid: int) -> None:
+        with self._lock:
+            self.pid = pid
+            if self.failure is not None:
+                self._kill()
+
+    def _kill(self) -> None:
+        if self.pid is not None and not self.killed:
+            criu_lazy.kill_tree(self.pid)
+            self.killed = True
+
+
+def _helper(
+    parent: Repository,
+    target: str,
+    name: str,
+    engine: str,
+    checkpoint_dir: str | None,
+    extra: tuple[str, ...],
+    started: float,
+    report_fd: int,
+) -> int:
+    """The detached helper's life (see the module docstring); its exit status."""
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 1)  # the caller's stdout must see EOF when the caller exits
+    repo = Repository(parent.settings, jobs=parent.jobs)
+    repo.ask_passphrase = parent.ask_passphrase
+    session = _Session(repo, target, name, engine, checkpoint_dir, extra, started)
+    reported = False
+
+    def report(data: dict[str, Any]) -> None:
+        nonlocal reported
+        os.write(report_fd, json.dumps(data).encode())
+        os.close(report_fd)
+        for fd in (0, 2):
+            os.dup2(devnull, fd)
+        reported = True
+
+    try:
+        session.run(report)
+        return 0
+    except BaseException as exc:
+        if not reported:
+            code = exc.exit_code if isinstance(exc, CryostashError) else 1
+            message = str(exc) if isinstance(exc, CryostashError) else traceback.format_exc()
+            report({"ok": False, "exit_code": code, "message": message})
+        else:
+            session.record_failure(f"lazy-restore helper failed: {exc!r}")
+        return 1
+    finally:
+        repo.close()
+
+
+class _Session:
+    """One lazy restore, run by the helper."""
+
+    def __init__(
+        self, repo: Repository, target: str, name: str, engine: str,
+        checkpoint_dir: str | None, extra: tuple[str, ...], started: float,
+    ) -> None:
+        self.repo, self.target, self.name = repo, target, name
+        self.engine, self.checkpoint_dir, self.extra = engine, checkpoint_dir, extra
+        self.started = started
+        self.guard = _Guard()
+        self.store_url: str | None = None
+        self.detail: dict[str, Any] = {"lazy": True}
+
+    def run(self, report: Any) -> None:
+        from cryostash.engines import get_engine
+        from cryostash.manager.manager import CheckpointManager
+
+        settings: Settings = self.repo.settings
+        criu = get_engine(self.engine, criu_path=settings.criu_path)
+        if not isinstance(criu, CriuEngine):  # checked by restore_lazy before the fork
+            raise UsageError(f"lazy restore is not supported by {self.engine}")
+        mgr = CheckpointManager.for_repository(self.repo)
+        info = mgr.get(self.target, self.name, self.checkpoint_dir)
+        store = self.repo.store(self.checkpoint_dir)
+        self.store_url = store.url
+        manifest = mgr._manifest(store, info)
+        eager, lazy = split_files(manifest.files)
+        with private_scratch(settings.scratch_dir, f"lazy-{self.target}-{self.name}") as tmp:
+            folders = {part: tmp / part for part in ("eager", "mnt", "work")}
+            for folder in folders.values():
+                folder.mkdir(mode=0o700)
+            down = datapath.unpack_image(
+                settings, store, eager, folders["eager"], jobs=self.repo.jobs
+            )
+            pages = PageSource(
+                datapath.cached(settings, store), lazy, jobs=max(self.repo.jobs, 4),
+                on_failure=self.guard.fail,
+            )
+            self._serve(criu, manifest.root_pid, eager, pages, folders, report, down.as_dict())
+
+    def _serve(
+        self, criu: CriuEngine, root_pid: int | None, eager: list[FileEntry], pages: PageSource,
+        folders: dict[str, Path], report: Any, down: dict[str, Any],
+    ) -> None:
+        eager_dir = folders["eager"]
+
+        def reader(name: str, offset: int, size: int) -> bytes:
+            if name in lazy_names:
+                return pages.read(name, offset, size)
+            with open(eager_dir / name, "rb") as fh:
+                fh.seek(offset)
+                return fh.read(size)
+
+        lazy_names = set(pages.names)
+        sizes = {entry.path: entry.size for entry in eager}
+        sizes.update({entry: pages.file_size(entry) for entry in lazy_names})
+        fs = FuseMount(folders["mnt"], sizes, reader, direct=sorted(lazy_names), threads=4)
+        fs.mount()
+        daemon = None
+        try:
+            daemon = criu_lazy.start_daemon(criu, folders["mnt"], folders["work"])
+            prepared = time.monotonic()
+            pid, restore_s = criu_lazy.restore(
+                criu, folders["mnt"], folders["work"], root_pid, self.extra
+            )
+            running = time.monotonic()
+            self.guard.running(pid)
+            if self.guard.failure is not None:
+                self.detail["pid"] = pid
+                self.record_failure(self.guard.failure)
+                raise EngineError(f"lazy restore failed, process killed: {self.guard.failure}")
+            pages.start_streaming()
+            self.detail.update(
+                pid=pid, time_to_running_s=round(running - self.started, 6),
+                prepare_s=round(prepared - self.started, 6), restore_s=round(restore_s, 6),
+                eager_bytes=down["bytes_restored"], eager_download_s=round(down["duration_s"], 6),
+            )
+            report({
+                "ok": True, "pid": pid, "duration_s": restore_s,
+                "details": {**self.detail, "helper_pid": os.getpid()},
+            })
+            code = daemon.wait()
+            complete = time.monotonic()
+            daemon = None
+            self._finish(code, complete, pages, folders["work"])
+        finally:
+            if daemon is not None:
+                if self.guard.pid is not None:
+                    self.guard.fail("lazy restore stopped before every page arrived")
+                criu_lazy.stop_daemon(daemon)
+            pages.stop()
+            fs.unmount()
+
+    def _finish(self, code: int, complete: float, pages: PageSource, work: Path) -> None:
+        faulted, copied, total = criu_lazy.daemon_pages(work)
+        stats = pages.stats()
+        self.detail.update(
+            time_to_complete_s=round(complete - self.started, 6),
+            pages_total=total, pages_faulted=faulted, pages_streamed=max(0, copied - faulted),
+            **stats,
+        )
+        if self.guard.failure is not None:
+            self.record_failure(self.guard.failure)
+        elif code != 0:
+            reason = criu_lazy.daemon_failure(code, work)
+            self.guard.fail(reason)
+            self.record_failure(reason)
+        elif copied < total:
+            self.record_failure(
+                f"the process ended before all its pages arrived ({copied} of {total})",
+                action="restore-incomplete",
+            )
+        else:
+            self._event("restore", self.detail)
+
+    def record_failure(self, reason: str, action: str = "restore-failed") -> None:
+        """Record why this lazy restore failed (and whether the tree was killed)."""
+        self._event(action, {**self.detail, "error": reason, "killed": self.guard.killed})
+
+    def _event(self, action: str, detail: dict[str, Any]) -> None:
+        self.repo.catalog.record_event(
+            host=self.repo.settings.host, action=action, target=self.target, name=self.name,
+            store_url=self.store_url, detail=detail,
+        )
