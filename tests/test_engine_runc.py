@@ -204,7 +204,7 @@ def test_runc_read_only_root_is_checkpointed_and_restored(
     floor = wait_count(data / "counter", 3)
     host_a.cli("create", cid, "cp1", "--engine", "runc")
     assert runc_ctrs.status(cid) is None
-    restored = host_a.json("restore", cid, "cp1")
+    restored = host_a.json("restore", cid, "cp1", "--bundle", str(bundle))
     assert isinstance(restored, dict) and restored["container"] == cid
     assert runc_ctrs.status(cid) == "running"
     assert_goes_on(data / "counter", floor)

@@ -42,8 +42,8 @@ def test_wheel_in_a_fresh_venv_migrates_and_lists(tmp_path: Path) -> None:
         assert done.returncode == 0, (args, done.stderr)
         return done.stdout
 
-    assert run("db", "upgrade").split() == ["0002"]
-    assert run("db", "current").split()[0] == "0002"
+    assert run("db", "upgrade").split() == ["0003"]
+    assert run("db", "current").split()[0] == "0003"
     assert run("ls").splitlines() == ["CONTAINER   CHECKPOINT NAME"]
     where = subprocess.run(
         [str(env_dir / "bin" / "python"), "-c", "import cryostash; print(cryostash.__file__)"],

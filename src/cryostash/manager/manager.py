@@ -174,8 +174,8 @@ class CheckpointManager:
         validate_host(self.settings.host)
         store = self.store(checkpoint_dir)
         eng = self.engine(engine) if isinstance(engine, str) else engine
+        store.check_writable()  # unwritable (named: bucket, credentials...): before the dump
         store.unlock()  # an encrypted store's key (KeyRequired, WrongKey) before anything
-        store.check_writable()  # unwritable: fail before the dump, not after
         lease_s = self.settings.lease_s
         info = creators.reserve(
             self.catalog, store, host=self.settings.host, lease_s=lease_s, target=target,
