@@ -4,6 +4,7 @@ checkpoints (those matching every filter)."""
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from cryostash.cli.context import Context, print_json
@@ -23,16 +24,16 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace, ctx: Context) -> int:
     """Print names sorted under a header (Docker's ``CHECKPOINT NAME``), or JSON."""
     chosen = filters(args)
-    infos = ctx.manager.list(args.target, checkpoint_dir=args.checkpoint_dir, filters=chosen)
     if args.json:
+        infos = ctx.manager.list(args.target, checkpoint_dir=args.checkpoint_dir, filters=chosen)
         print_json([i.summary() for i in infos])
-    elif args.target is not None:
-        print("CHECKPOINT NAME")
-        for info in infos:
-            print(info.name)
+        return 0
+    pairs = ctx.manager.names(args.target, checkpoint_dir=args.checkpoint_dir, filters=chosen)
+    if args.target is not None:
+        lines = ["CHECKPOINT NAME", *(name for _, name in pairs)]
     else:
-        width = max([len("CONTAINER"), *(len(i.target) for i in infos)])
-        print(f"{'CONTAINER':<{width}}   CHECKPOINT NAME")
-        for info in infos:
-            print(f"{info.target:<{width}}   {info.name}")
+        width = max([len("CONTAINER"), *(len(target) for target, _ in pairs)])
+        lines = [f"{'CONTAINER':<{width}}   CHECKPOINT NAME",
+                 *(f"{target:<{width}}   {name}" for target, name in pairs)]
+    sys.stdout.write("\n".join(lines) + "\n")  # one write: 100,000 names at once
     return 0
