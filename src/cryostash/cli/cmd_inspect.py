@@ -1,9 +1,10 @@
-"""``cryostash inspect TARGET (NAME | --latest [filters])``: everything known of one
-checkpoint."""
+"""``cryostash inspect TARGET (NAME | --latest [filters]) [--json | --log]``: everything known
+of one checkpoint, or its stored dump log."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from cryostash.cli.context import Context, print_json
@@ -16,6 +17,9 @@ def register(sub: Any) -> None:
     add_selection(p)
     p.add_argument("--checkpoint-dir", metavar="URL", help="the store holding it")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--log", action="store_true",
+                   help="print the engine's stored log of the dump (CRIU's dump.log: its first "
+                   "16 KiB and last 48 KiB) instead")
     p.set_defaults(func=run)
 
 
@@ -23,6 +27,12 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     """Print the catalog row and manifest summary."""
     name = selected_name(args, ctx)
     view = ctx.manager.inspect(args.target, name, checkpoint_dir=args.checkpoint_dir)
+    if args.log:
+        from cryostash.manager.inspection import stored_file
+
+        log = stored_file(ctx.manager.store(args.checkpoint_dir), view.manifest)
+        sys.stdout.buffer.write(log)
+        return 0
     data = view.as_dict()
     restores = [
         e for e in ctx.manager.events(args.target)

@@ -8,7 +8,7 @@ from typing import Any
 
 import blake3
 
-from cryostash.errors import IntegrityError
+from cryostash.errors import CheckpointNotFound, IntegrityError
 from cryostash.storage import Manifest, ManifestMismatch, Store
 from cryostash.storage.manifest import load_manifest
 from cryostash.types import CheckpointInfo
@@ -67,3 +67,29 @@ class Inspection:
             }
         )
         return out
+
+
+#: The engine's log of the dump, as the image folder holds it (CRIU, runc).
+DUMP_LOG = "dump.log"
+
+
+def stored_file(store: Store, manifest: Manifest, path: str = DUMP_LOG) -> bytes:
+    """The bytes of the file ``path`` of a checkpoint (``inspect --log``: the dump's log),
+    each chunk fetched and verified.
+
+    Raises:
+        CheckpointNotFound: the checkpoint has no such file (``checkpoint NAME of container
+            TARGET has no dump.log (engine ENGINE)``).
+        IntegrityError / StorageError: a chunk is missing or corrupt, or cannot be read.
+    """
+    for entry in manifest.files:
+        if entry.path == path:
+            sizes = entry.chunk_sizes or (entry.size,)
+            return b"".join(
+                store.read_chunk(digest, size)
+                for digest, size in zip(entry.blobs, sizes, strict=True)
+            )
+    raise CheckpointNotFound(
+        f"checkpoint {manifest.name} of container {manifest.target} has no {path} "
+        f"(engine {manifest.engine})"
+    )
