@@ -20,11 +20,22 @@ import json
 import sqlite3
 import sys
 from datetime import datetime, timedelta
+from pathlib import Path
 
 PER_TARGET = 100
 _COLUMNS = ("store_url", "target", "name", "status", "host", "engine", "engine_version",
             "created_at", "committed_at", "lease_expires_at", "size_bytes", "labels", "stats",
             "manifest_digest")
+
+
+def copy_catalog(source: Path, target: Path) -> None:
+    """Copy the SQLite catalog ``source`` (WAL included) to ``target`` (SQLite's backup)."""
+    src, dst = sqlite3.connect(source), sqlite3.connect(target)
+    try:
+        src.backup(dst)
+    finally:
+        src.close()
+        dst.close()
 
 
 def fill_catalog(path: str, count: int) -> int:
