@@ -327,6 +327,22 @@ class Catalog:
             return [to_info(row) for row in session.scalars(query)]
 
     @translated
+    def names(
+        self,
+        store_url: str | None,
+        target: str | None = None,
+        filters: CheckpointFilter | None = None,
+    ) -> builtins.list[tuple[str, str]]:
+        """The ``(target, name)`` of each row :meth:`list` returns, in its order (no row
+        is built: ``ls`` of a big catalog)."""
+        query = self._committed(store_url, target, filters).order_by(
+            CheckpointRow.target, CheckpointRow.name, CheckpointRow.store_url
+        )
+        pairs = query.with_only_columns(CheckpointRow.target, CheckpointRow.name)
+        with self._tx(write=False) as session:
+            return [(t, n) for t, n in session.execute(pairs)]
+
+    @translated
     def latest(
         self, store_url: str, target: str, filters: CheckpointFilter | None = None
     ) -> CheckpointInfo | None:

@@ -26,20 +26,18 @@ from sqlalchemy.exc import DBAPIError
 
 from cryostash.catalog.engine import WRITE, create_catalog_engine, translate_errors
 from cryostash.catalog.models import Base
+from cryostash.catalog.revisions import HEAD_REVISION as HEAD_REVISION
+from cryostash.catalog.revisions import KNOWN_REVISIONS as KNOWN_REVISIONS
+from cryostash.catalog.revisions import VERSION_TABLE as VERSION_TABLE
 from cryostash.errors import CatalogError, SchemaOutdated
 from cryostash.urls import redact_db_url
 
 if TYPE_CHECKING:
     from alembic.config import Config
 
-#: The revision this cryostash needs (the head of ``migrations/versions``).
-HEAD_REVISION = "0003"
-#: Every revision this cryostash knows, oldest first (must match the migrations).
-KNOWN_REVISIONS: tuple[str, ...] = ("0001", "0002", "0003")
 #: Shown for a database whose version table is empty (everything downgraded).
 BASE = "base"
 
-VERSION_TABLE = "alembic_version"
 _version_metadata = MetaData()
 #: The table Alembic keeps its revision in (same definition as Alembic's own).
 version_table = Table(

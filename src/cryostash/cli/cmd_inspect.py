@@ -1,10 +1,12 @@
-"""``cryostash inspect TARGET (NAME | --latest [filters]) [--tree] [--files] [--memory]``:
-everything known of one checkpoint; with ``--tree``/``--files``/``--memory``, what its
-CRIU images hold instead (:mod:`cryostash.operations.look`)."""
+"""``cryostash inspect TARGET (NAME | --latest [filters]) [--json | --log | --tree | --files |
+--memory]``: everything known of one checkpoint; with ``--log`` its stored dump log; with
+``--tree``/``--files``/``--memory``, what its CRIU images hold
+(:mod:`cryostash.operations.look`)."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from cryostash.cli.context import Context, print_json
@@ -24,6 +26,9 @@ def register(sub: Any) -> None:
         "--files", action="store_true", help="open files, sockets (addresses, states), pipes"
     )
     look.add_argument("--memory", action="store_true", help="memory mappings and sizes")
+    p.add_argument("--log", action="store_true",
+                   help="print the engine's stored log of the dump (CRIU's dump.log: its first "
+                   "16 KiB and last 48 KiB) instead")
     p.set_defaults(func=run)
 
 
@@ -33,6 +38,12 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     if args.tree or args.files or args.memory:
         return _look(args, ctx, name)
     view = ctx.manager.inspect(args.target, name, checkpoint_dir=args.checkpoint_dir)
+    if args.log:
+        from cryostash.manager.inspection import stored_file
+
+        log = stored_file(ctx.manager.store(args.checkpoint_dir), view.manifest)
+        sys.stdout.buffer.write(log)
+        return 0
     data = view.as_dict()
     restores = [
         e for e in ctx.manager.events(args.target)

@@ -1,11 +1,11 @@
 """What every verb needs: resolved settings and a lazily opened manager.
 
-Start-up: the manager's modules (SQLAlchemy above all, and the store's fsspec backend
-when it is not the local disk) load with the cyclic garbage collector paused, and what
-they created is then frozen (``gc.freeze``, once per process): those objects live as
-long as the process anyway, and neither the collections during the import nor the
-final one at exit walk them again. That takes about a third off a short command such
-as ``ls`` (see :func:`_loading`).
+Start-up: the manager's modules (SQLAlchemy above all, except for the read verbs of
+:data:`READ_VERBS`, and the store's fsspec backend when it is not the local disk) load
+with the cyclic garbage collector paused, and what they created is then frozen
+(``gc.freeze``, once per process): those objects live as long as the process anyway, and
+neither the collections during the import nor the final one at exit walk them again.
+That takes about a third off a short command such as ``ls`` (see :func:`_loading`).
 """
 
 from __future__ import annotations
@@ -23,6 +23,11 @@ from cryostash.cli.present import say
 if TYPE_CHECKING:
     from cryostash import CheckpointManager, Settings
     from cryostash.cli.progress import Bars
+
+
+#: Verbs that read a SQLite catalog with ``sqlite3`` alone (never loading SQLAlchemy);
+#: every other verb loads the catalog's modules in :func:`_loading` with the manager's.
+READ_VERBS = frozenset({"ls", "inspect", "events"})
 
 
 class Context:
@@ -65,6 +70,9 @@ class Context:
             with _loading():
                 from cryostash import CheckpointManager
                 from cryostash.cli import progress
+
+                if getattr(self.args, "verb", None) not in READ_VERBS:
+                    import cryostash.catalog.catalog  # noqa: F401 - SQLAlchemy, paused gc
 
                 _load_store_backend(
                     getattr(self.args, "checkpoint_dir", None) or self.settings.store_url

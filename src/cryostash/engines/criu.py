@@ -1,6 +1,9 @@
 """The ``criu`` engine: checkpoint and restore a process tree by PID with CRIU >= 4.2.
 
-Dump: ``criu dump -t PID -D DIR -o dump.log -v4 [--leave-running] [extra args]``.
+Dump: ``criu dump -t PID -D DIR -o dump.log -v4 [--leave-running] [extra args]``. The log
+of a successful dump is then cut to its first 16 KiB and last 48 KiB
+(:func:`~cryostash.engines.criu_images.trim_log`); a failed dump's log is not cut (its
+first error and tail go into the error).
 
 - No ``--shell-job``: the process must lead its own session (started with
   ``setsid``, stdio redirected). For a process that belongs to a terminal session
@@ -48,7 +51,12 @@ from cryostash.engines.criu_binary import (
     prefix_criu_path,
     too_old_reason,
 )
-from cryostash.engines.criu_images import read_dump_stats, read_restore_stats, read_root_pid
+from cryostash.engines.criu_images import (
+    read_dump_stats,
+    read_restore_stats,
+    read_root_pid,
+    trim_log,
+)
 from cryostash.errors import EngineError, UsageError
 from cryostash.redact import child_env
 from cryostash.types import Availability, DumpOptions, DumpStats, RestoreOptions, RestoreResult
@@ -284,6 +292,7 @@ class CriuEngine:
             "options": list(options.extra_args),
         }
         (image_dir / SIDECAR).write_text(json.dumps(sidecar, indent=2) + "\n")
+        trim_log(image_dir / "dump.log")  # head and tail only: not ~440 KB per checkpoint
         details: dict[str, Any] = dict(read_dump_stats(image_dir))
         details["criu_options"] = opts
         return DumpStats(duration_s=duration, root_pid=pid, engine_version=version, details=details)

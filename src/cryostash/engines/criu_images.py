@@ -153,3 +153,35 @@ def read_root_pid(image_dir: Path) -> int | None:
     except (OSError, ValueError):
         return None
     return pid if isinstance(pid, int) and pid > 0 else None
+
+
+#: What is kept of CRIU's log (``dump.log``) of a successful dump: its first and last bytes.
+LOG_HEAD = 16 << 10
+LOG_TAIL = 48 << 10
+
+
+def trim_log(path: Path, head: int = LOG_HEAD, tail: int = LOG_TAIL) -> int:
+    """Cut CRIU's log of a successful dump down to its first ``head`` and last ``tail``
+    bytes (whole lines), with one line in between saying how much was left out; a log no
+    longer than ``head + tail`` and a missing log are left alone. Returns the bytes left
+    out. The head has CRIU's version, options and kernel; the tail, the end of the dump.
+    A failed dump's log is never trimmed (its first error and tail are in the message).
+    """
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return 0
+    if len(data) <= head + tail:
+        return 0
+    first = data[:head]
+    first = first[: first.rfind(b"\n") + 1] or first
+    last = data[-tail:]
+    last = last[last.find(b"\n") + 1 :] if b"\n" in last[:-1] else last
+    omitted = len(data) - len(first) - len(last)
+    note = (f"(cryostash) ... {omitted} bytes of this log left out: cryostash keeps the "
+            f"first {head >> 10} KiB and the last {tail >> 10} KiB of a successful dump's "
+            "log ...\n").encode()
+    tmp = path.with_name(path.name + ".trimmed")
+    tmp.write_bytes(first + note + last)
+    tmp.replace(path)
+    return omitted

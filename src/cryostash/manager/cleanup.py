@@ -17,14 +17,16 @@ import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cryostash.catalog import Catalog
-from cryostash.catalog.maintenance import CatalogMaintenance
 from cryostash.engines.base import Engine
 from cryostash.errors import CatalogError, CheckpointNotFound, CryostashError
 from cryostash.storage import Store
 from cryostash.transfer.scratch import short_name
 from cryostash.types import CheckpointInfo, DumpStats, RestoreOptions, Status
+
+if TYPE_CHECKING:  # SQLAlchemy: loaded when a blob is deleted, not by the read verbs
+    from cryostash.catalog import Catalog
 
 #: Digests claimed per catalog transaction (other writers wait while one runs).
 BATCH = 200
@@ -52,6 +54,8 @@ def delete_unreferenced_blobs(
         strict: raise the first storage error instead of collecting it in ``errors``
             (the failing batch is then rolled back in the catalog).
     """
+    from cryostash.catalog.maintenance import CatalogMaintenance
+
     result = Deleted()
     todo = sorted(set(digests))
     maintenance = CatalogMaintenance(catalog)

@@ -23,25 +23,18 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from cryostash import hooks
-from cryostash.catalog import Catalog
 from cryostash.config import Settings
 from cryostash.engines import get_engine
 from cryostash.engines.base import Engine
-from cryostash.errors import (
-    CheckpointExists,
-    CheckpointNotFound,
-    CryostashError,
-    IntegrityError,
-)
+from cryostash.errors import CheckpointExists, CheckpointNotFound, CryostashError
 from cryostash.manager import cleanup, creators
-from cryostash.manager.inspection import Inspection
+from cryostash.manager.inspection import Inspection, verified_manifest
 from cryostash.manager.repository import Repository
 from cryostash.names import validate_host, validate_labels, validate_name, validate_target
-from cryostash.storage import Manifest, ManifestMismatch, Progress, Store
-from cryostash.storage.manifest import load_manifest
+from cryostash.storage import Manifest, Progress, Store
 from cryostash.transfer import datapath
 from cryostash.transfer.scratch import mark_stopped, private_scratch
 from cryostash.types import (
@@ -52,6 +45,9 @@ from cryostash.types import (
     RestoreOptions,
     RestoreResult,
 )
+
+if TYPE_CHECKING:
+    from cryostash.catalog import Catalog
 
 
 class CheckpointManager:
@@ -286,7 +282,18 @@ class CheckpointManager:
         then name."""
         if target is not None:
             validate_target(target)
-        return self.catalog.list(self.store(checkpoint_dir).url, target, filters)
+        return self.repository.reader.list(self.store(checkpoint_dir).url, target, filters)
+
+    def names(
+        self,
+        target: str | None = None,
+        checkpoint_dir: str | None = None,
+        filters: CheckpointFilter | None = None,
+    ) -> builtins.list[tuple[str, str]]:
+        """The ``(target, name)`` of each checkpoint :meth:`list` returns, in its order."""
+        if target is not None:
+            validate_target(target)
+        return self.repository.reader.names(self.store(checkpoint_dir).url, target, filters)
 
     def latest(
         self,
@@ -302,7 +309,7 @@ class CheckpointManager:
                 host H, since T)`` (``... exists`` without filters).
         """
         validate_target(target)
-        found = self.catalog.latest(self.store(checkpoint_dir).url, target, filters)
+        found = self.repository.reader.latest(self.store(checkpoint_dir).url, target, filters)
         if found is None:
             criteria = filters.describe() if filters else ""
             raise CheckpointNotFound(
@@ -316,7 +323,7 @@ class CheckpointManager:
         """The committed checkpoint ``target``/``name``, or CheckpointNotFound."""
         validate_target(target)
         validate_name(name)
-        return self.catalog.get(self.store(checkpoint_dir).url, target, name)
+        return self.repository.reader.get(self.store(checkpoint_dir).url, target, name)
 
     def inspect(self, target: str, name: str, checkpoint_dir: str | None = None) -> Inspection:
         """The catalog row and the verified manifest of ``target``/``name``."""
@@ -324,24 +331,8 @@ class CheckpointManager:
         return Inspection(info, self._manifest(self.store(checkpoint_dir), info))
 
     def _manifest(self, store: Store, info: CheckpointInfo) -> Manifest:
-        """The manifest of ``info``, checked against the catalog's digest (bytes that are
-        neither valid nor the recorded ones are reported as not matching the catalog)."""
-        t, n, expected = info.target, info.name, info.manifest_digest
-        data = store.read_manifest(t, n)
-        try:
-            digest_of = store.sealing.manifest_digest
-            loaded = load_manifest(data, target=t, name=n, expected=expected, digest_of=digest_of)
-            return loaded.manifest
-        except ManifestMismatch:
-            raise
-        except IntegrityError:
-            actual = store.sealing.manifest_digest(data)
-            if not expected or actual == expected:
-                raise
-            raise IntegrityError(
-                f"manifest of {t}/{n} does not match the catalog "
-                f"(expected BLAKE3 {expected}, got {actual})"
-            ) from None
+        """The manifest of ``info``, checked against the catalog's digest."""
+        return verified_manifest(store, info)
 
     def events(
         self, target: str | None = None, limit: int | None = None
@@ -349,7 +340,7 @@ class CheckpointManager:
         """The event log, oldest first."""
         if target is not None:
             validate_target(target)
-        return self.catalog.events(target, limit)
+        return self.repository.reader.events(target, limit)
 
     # -- restore ----------------------------------------------------------------
 

@@ -15,10 +15,14 @@ release the catalog connection.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from cryostash.catalog import Catalog
+from cryostash.catalog.reader import CatalogReader, SqliteReader, open_reader
 from cryostash.config import Settings, secrets
-from cryostash.storage import Progress, Store
+
+if TYPE_CHECKING:
+    from cryostash.catalog import Catalog
+    from cryostash.storage import Progress, Store
 
 
 class Repository:
@@ -45,6 +49,7 @@ class Repository:
         self.jobs = jobs
         self._progress = progress
         self._catalog = catalog
+        self._reader: SqliteReader | None = None
         self._stores: dict[str, Store] = {}
         self._secret: bytes | None = None
         #: May an encrypted store's passphrase be asked on the terminal (the CLI: yes).
@@ -59,14 +64,27 @@ class Repository:
     def catalog(self) -> Catalog:
         """The catalog, opened on first use (fails with SchemaOutdated if old)."""
         if self._catalog is None:
+            from cryostash.catalog import Catalog
+
             self._catalog = Catalog(self.settings.catalog_url)
         return self._catalog
+
+    @property
+    def reader(self) -> CatalogReader:
+        """What the read verbs query: for a SQLite catalog file at head, a
+        :class:`~cryostash.catalog.reader.SqliteReader` (``sqlite3``, no SQLAlchemy: a
+        fast start-up); otherwise, or when the catalog is already open, the catalog."""
+        if self._catalog is None and self._reader is None:
+            self._reader = open_reader(self.settings.catalog_url)
+        return self._reader if self._reader is not None else self.catalog
 
     def store(self, checkpoint_dir: str | None = None) -> Store:
         """The store for ``checkpoint_dir`` (a URL or path) or the default store; one
         :class:`Store` per URL, kept for the repository's life."""
         url = checkpoint_dir or self.settings.store_url
         if url not in self._stores:
+            from cryostash.storage import Store
+
             self._stores[url] = Store(
                 url,
                 self.settings.storage_options,
@@ -88,6 +106,9 @@ class Repository:
 
     def close(self) -> None:
         """Release the catalog connection (a later use opens it again)."""
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
         if self._catalog is not None:
             self._catalog.close()
             self._catalog = None
