@@ -118,7 +118,13 @@ def test_tampering_is_refused_by_verify_and_restore(
     kill_pid(proc.pid)
     raw = setup.raw
     one = raw.manifest("secret", "one")
-    blobs = [r for r in raw.files() if r.startswith("blobs/")]
+    # The chunks checkpoint "one" uses (the catalog's references; chunk names are keyed on
+    # an encrypted store, so they are the objects' names), biggest first: tampering with a
+    # chunk only "two" uses would prove nothing about "one".
+    rows = cli.catalog_rows(setup.catalog_url)
+    one_id = next(r["id"] for r in rows["checkpoints"] if r["name"] == "one")
+    used = {r["digest"] for r in rows["checkpoint_blobs"] if r["checkpoint_id"] == one_id}
+    blobs = [r for r in raw.files() if r.startswith("blobs/") and r.rpartition("/")[2] in used]
     blobs.sort(key=lambda r: -len(raw.get(r)))
     big, other = blobs[0], blobs[1]
 

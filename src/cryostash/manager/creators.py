@@ -30,12 +30,15 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cryostash.catalog import Catalog
 from cryostash.errors import CatalogError, CheckpointExists, CheckpointNotFound, CryostashError
 from cryostash.manager import cleanup
 from cryostash.storage import Store
 from cryostash.types import CheckpointInfo, Status
+
+if TYPE_CHECKING:  # the catalog (SQLAlchemy) loads only when a create or gc uses it
+    from cryostash.catalog import Catalog
 
 log = logging.getLogger(__name__)
 
