@@ -119,6 +119,14 @@ class WrongKey(CryostashError, PermissionError):
     exit_code = 11
 
 
+class RestoreKeyRequired(CryostashError, PermissionError):
+    """The host holds a *writer* key of a write-only store (see docs/security.md): it may
+    add checkpoints, but reading one (restore, inspect, verify, gc, rebuild, prefetch,
+    export, migrate) needs a restore passphrase. Raised before anything is written."""
+
+    exit_code = 12
+
+
 def error_class(code: int) -> type[CryostashError]:
     """The error class whose ``exit_code`` is ``code`` (:class:`UsageError` for 2, not
     :class:`InvalidName`); :class:`CryostashError` for a code no subclass has."""
@@ -139,5 +147,6 @@ _BY_EXIT_CODE: dict[int, type[CryostashError]] = {
         UsageError,
         KeyRequired,
         WrongKey,
+        RestoreKeyRequired,
     )
 }

@@ -3,7 +3,10 @@
 Every action first opens the store with a current passphrase (``CRYOSTASH_PASSWORD``...
 or the terminal). ``add`` wraps the master key with a new passphrase
 (``--new-password-file``, ``CRYOSTASH_NEW_PASSWORD[_FILE]`` or asked twice); ``remove ID``
-deletes a key other than the one in use (so the last key can never go). The data is
+deletes a key other than the one in use (so the last key can never go). ``add --writer``
+(a store made with ``store init --encrypt --write-only-keys``) adds a *writer* key: a host
+opened with it adds checkpoints and deduplicates, but reads none (docs/security.md); a
+writer key cannot add or remove keys. The data is
 not re-encrypted: a removed passphrase can no longer open the store, but whoever knew
 it and kept a copy of a key object or the master key still can (see docs/security.md).
 """
@@ -23,6 +26,10 @@ def register(sub: Any) -> None:
     ls = actions.add_parser("list", help="list the keys (the one in use marked *)")
     add = actions.add_parser("add", help="add a passphrase")
     add.add_argument("--new-password-file", metavar="FILE", help="read the new passphrase here")
+    add.add_argument(
+        "--writer", action="store_true",
+        help="a writer key: adds checkpoints, cannot read them (write-only-keys stores)",
+    )
     rm = actions.add_parser("remove", help="remove a key (not the one in use)")
     rm.add_argument("key_id", metavar="ID", help="the key's id (key list)")
     for action, func in ((ls, run_list), (add, run_add), (rm, run_remove)):
@@ -51,7 +58,7 @@ def run_list(args: argparse.Namespace, ctx: Context) -> int:
         return 0
     for k in keys:
         mark = "*" if k.id == current else " "
-        print(f"{mark} {k.id}  {k.created_at}  {k.host}  {k.user}")
+        print(f"{mark} {k.id}  {k.kind:<7}  {k.created_at}  {k.host}  {k.user}")
     return 0
 
 
@@ -60,12 +67,15 @@ def run_add(args: argparse.Namespace, ctx: Context) -> int:
     from cryostash.config import secrets
 
     store = _opened(args, ctx)
+    keyring, unlocked, config = store.keyring, store.keys.unlocked, store.keys.config
+    keyring.check_add(config, unlocked, writer=args.writer)  # before asking a passphrase
     new = secrets.new_passphrase(args.new_password_file)
-    key_id = store.keyring.add_key(store.keys.config, store.keys.unlocked, new, ctx.settings.host)
+    key_id = keyring.add_key(config, unlocked, new, ctx.settings.host, writer=args.writer)
+    kind = "writer" if args.writer else "restore"
     if args.json:
-        print_json({"id": key_id})
+        print_json({"id": key_id, "kind": kind})
     else:
-        print(f"added key {key_id}")
+        print(f"added {kind} key {key_id}")
     return 0
 
 

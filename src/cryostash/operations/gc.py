@@ -230,7 +230,7 @@ def collect_garbage(
     cutoff = now - timedelta(seconds=grace_s)
     repo = repository_of(repo)
     store, catalog = repo.store(checkpoint_dir), repo.catalog
-    store.unlock()  # an encrypted store's key before anything (KeyRequired, WrongKey)
+    store.unlock(restore=True)  # the key (KeyRequired, WrongKey, RestoreKeyRequired) first
     inv = store.inventory()
     _interlock(repo, store, inv)
     errors: list[str] = []

@@ -68,7 +68,7 @@ def rebuild_catalog(
     """
     repo = repository_of(repo)
     store, catalog = repo.store(checkpoint_dir), repo.catalog
-    store.unlock()  # an encrypted store's key before anything (KeyRequired, WrongKey)
+    store.unlock(restore=True)  # the key (KeyRequired, WrongKey, RestoreKeyRequired) first
     inv = store.inventory()
     stored = {d: obj.size for d, obj in inv.blobs.items()}
     committed = {(i.target, i.name): i for i in catalog.list(store.url)}

@@ -236,7 +236,7 @@ def verify_store(
         validate_name(name)
     repo = repository_of(repo)
     store = repo.store(checkpoint_dir)
-    store.unlock()  # an encrypted store's key before anything (KeyRequired, WrongKey)
+    store.unlock(restore=True)  # the key (KeyRequired, WrongKey, RestoreKeyRequired) first
     if target is not None and name is not None:
         infos = [repo.catalog.get(store.url, target, name)]
     else:

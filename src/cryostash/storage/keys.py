@@ -4,7 +4,9 @@ Objects, at the store root (outside ``checkpoints/`` and ``blobs/``: no gc, veri
 rebuild of any cryostash version looks at them)::
 
     cryostash-store.json     the configuration: format, store id, encryption (or null)
-    keys/<id>.json           one key: the master key wrapped by one passphrase
+    keys/<id>.json           one key: the master key wrapped by one passphrase (or, in a
+                             store with write-only hosts, a writer key: the writer secret
+                             and the manifest public key, see :mod:`.writeonly`)
 
 The configuration is written create-only, last (after the first key): it is the
 commit marker of ``store init``. A store without one is a plain store (every store made
@@ -38,9 +40,11 @@ from cryostash.errors import (
     CryostashError,
     IntegrityError,
     KeyRequired,
+    RestoreKeyRequired,
     UsageError,
     WrongKey,
 )
+from cryostash.storage import writeonly
 from cryostash.storage.backend import Backend
 from cryostash.storage.sealing import AEAD_NAME, NAMES, PLAIN, KeyedSealing, Sealing
 from cryostash.storage.translate import translating
@@ -61,19 +65,23 @@ class StoreConfig:
         id: random store id (hex), bound into every sealed object and key.
         encrypted: chunks and manifests are sealed (see :mod:`~cryostash.storage.sealing`).
         created_at: when ``store init`` ran (ISO 8601, UTC).
+        writers: encrypted with write-only hosts (:mod:`~cryostash.storage.writeonly`).
     """
 
     id: str
     encrypted: bool
     created_at: str
     version: int = CONFIG_VERSION
+    writers: bool = False
 
     def to_bytes(self) -> bytes:
-        encryption = (
+        encryption: dict[str, str] | None = (
             {"aead": AEAD_NAME, "names": NAMES, "kdf": "scrypt"}
             if self.encrypted
             else None
         )
+        if encryption is not None and self.writers:
+            encryption.update(names=writeonly.NAMES, manifests=writeonly.MANIFESTS)
         obj = {
             "format": "cryostash-store",
             "version": self.version,
@@ -104,13 +112,14 @@ class StoreConfig:
             enc = obj["encryption"]
             if enc is not None and (
                 not isinstance(enc, dict) or enc.get("aead") != AEAD_NAME
-                or enc.get("names") != NAMES
+                or enc.get("names") not in (NAMES, writeonly.NAMES)
             ):
                 raise ValueError(f"unknown encryption {enc!r}")
             store_id, created = obj["id"], obj["created_at"]
             if not isinstance(store_id, str) or not isinstance(created, str):
                 raise ValueError("id and created_at must be strings")
-            return cls(id=store_id, encrypted=enc is not None, created_at=created)
+            writers = enc is not None and enc["names"] == writeonly.NAMES
+            return cls(store_id, enc is not None, created, writers=writers)
         except IntegrityError:
             raise
         except (ValueError, KeyError, TypeError) as exc:
@@ -126,20 +135,23 @@ class KeyInfo:
     host: str
     user: str
     kdf: dict[str, Any] = field(default_factory=dict)
+    kind: str = "restore"  #: ``restore`` (the master key) or ``writer``
 
     def as_dict(self) -> dict[str, Any]:
         return {"id": self.id, "created_at": self.created_at, "host": self.host,
-                "user": self.user, "kdf": dict(self.kdf)}
+                "user": self.user, "kdf": dict(self.kdf), "kind": self.kind}
 
 
 @dataclass(frozen=True)
 class Unlocked:
     """An opened encrypted store: its sealing, the id of the key that opened it and the
-    master key (for ``key add``; never shown: ``repr`` hides it)."""
+    master key (for ``key add``; never shown: ``repr`` hides it). ``writer``: opened by a
+    writer key (``master`` is then empty: it cannot add or remove keys)."""
 
-    sealing: KeyedSealing
+    sealing: Sealing
     key_id: str
     master: bytes = field(repr=False)
+    writer: bool = False
 
 
 def _now() -> str:
@@ -150,8 +162,9 @@ def _key_path(key_id: str) -> str:
     return f"{KEYS}/{key_id}.json"
 
 
-def _key_ad(store_id: str, key_id: str) -> bytes:
-    return f"cryostash-key\0{store_id}\0{key_id}".encode()
+def _key_ad(store_id: str, key_id: str, kind: str = "restore") -> bytes:
+    label = "cryostash-writer-key" if kind == "writer" else "cryostash-key"
+    return f"{label}\0{store_id}\0{key_id}".encode()
 
 
 def _kek(passphrase: bytes, salt: bytes, n: int, r: int, p: int) -> bytes:
@@ -167,15 +180,17 @@ def _user() -> str:
         return ""
 
 
-def _wrap(config: StoreConfig, master: bytes, passphrase: bytes, host: str) -> tuple[str, bytes]:
+def _wrap(config: StoreConfig, master: bytes, passphrase: bytes, host: str,
+          kind: str = "restore") -> tuple[str, bytes]:
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
     key_id = secrets.token_hex(8)
     salt, nonce = os.urandom(16), os.urandom(12)
     kek = _kek(passphrase, salt, SCRYPT_N, SCRYPT_R, SCRYPT_P)
-    wrapped = AESGCM(kek).encrypt(nonce, master, _key_ad(config.id, key_id))
+    wrapped = AESGCM(kek).encrypt(nonce, master, _key_ad(config.id, key_id, kind))
     b64 = base64.b64encode
-    obj = {
+    obj: dict[str, Any] = {"kind": kind} if kind == "writer" else {}
+    obj |= {
         "version": 1,
         "id": key_id,
         "created_at": _now(),
@@ -230,14 +245,16 @@ class Keyring:
                 return None
         return StoreConfig.from_bytes(data, self.url)
 
-    def init(self, *, passphrase: bytes | None, host: str) -> StoreConfig:
+    def init(self, *, passphrase: bytes | None, host: str, writers: bool = False) -> StoreConfig:
         """Create the configuration (encrypted when ``passphrase`` is given: a random
-        master key, wrapped by it as the first key).
+        master key, wrapped by it as the first key; ``writers``: with write-only hosts).
 
         Raises:
             UsageError: the store has a configuration already, or (for encryption) holds
                 checkpoints or chunks already. StorageError: a write failed.
         """
+        if writers and passphrase is None:
+            raise UsageError("write-only keys need an encrypted store (--encrypt)")
         if self.read_config() is not None:
             raise UsageError(f"store {self.url} is initialised already ({CONFIG} exists)")
         if passphrase is not None:
@@ -249,7 +266,8 @@ class Keyring:
                     "only be set up on an empty store (migrate the checkpoints into a new "
                     "encrypted store instead)"
                 )
-        config = StoreConfig(secrets.token_hex(16), passphrase is not None, _now())
+        config = StoreConfig(secrets.token_hex(16), passphrase is not None, _now(),
+                             writers=writers)
         key_id = None
         if passphrase is not None:
             key_id, data = _wrap(config, os.urandom(32), passphrase, host)
@@ -286,7 +304,8 @@ class Keyring:
                 obj = _parse_key(data)
                 kdf = {k: v for k, v in obj["kdf"].items() if k != "salt"}
                 keys.append(KeyInfo(key_id, str(obj.get("created_at", "")),
-                                    str(obj.get("host", "")), str(obj.get("user", "")), kdf))
+                                    str(obj.get("host", "")), str(obj.get("user", "")), kdf,
+                                    "writer" if obj.get("kind") == "writer" else "restore"))
             except (ValueError, KeyError, TypeError):
                 keys.append(KeyInfo(key_id, "", "?", "?"))
         return keys
@@ -309,23 +328,48 @@ class Keyring:
                 kek = _kek(passphrase, salt, kdf["n"], kdf["r"], kdf["p"])
                 nonce = base64.b64decode(obj["nonce"], validate=True)
                 wrapped = base64.b64decode(obj["wrapped"], validate=True)
-                master = AESGCM(kek).decrypt(nonce, wrapped, _key_ad(config.id, key_id))
+                kind = "writer" if obj.get("kind") == "writer" else "restore"
+                master = AESGCM(kek).decrypt(nonce, wrapped, _key_ad(config.id, key_id, kind))
             except (InvalidTag, ValueError, KeyError, TypeError):
                 continue
-            if len(master) == 32:
-                return Unlocked(KeyedSealing(master, config.id), key_id, master)
+            sealing: Sealing
+            if kind == "writer" and config.writers and len(master) == 64:
+                sealing = writeonly.WriterSealing(master, config.id)
+                return Unlocked(sealing, key_id, b"", writer=True)
+            if kind == "restore" and len(master) == 32:
+                sealing = (writeonly.RestoreSealing if config.writers else KeyedSealing)(
+                    master, config.id)
+                return Unlocked(sealing, key_id, master)
         raise WrongKey(
             f"wrong passphrase for encrypted store {self.url}: none of its "
             f"{len(objects)} keys opens with it"
         )
 
     def add_key(self, config: StoreConfig, unlocked: Unlocked, passphrase: bytes,
-                host: str) -> str:
-        """Wrap the master key with one more ``passphrase``; its key id."""
-        key_id, data = _wrap(config, unlocked.master, passphrase, host)
+                host: str, *, writer: bool = False) -> str:
+        """Wrap the master key (``writer``: the writer secret) with one more
+        ``passphrase``; its key id.
+
+        Raises:
+            RestoreKeyRequired: opened by a writer key. UsageError: a writer key asked of
+                a store without write-only hosts.
+        """
+        self.check_add(config, unlocked, writer=writer)
+        secret = writeonly.writer_secret(unlocked.master) if writer else unlocked.master
+        key_id, data = _wrap(config, secret, passphrase, host, "writer" if writer else "restore")
         with self._guard("write", f"key {key_id}"):
             self._backend.create(_key_path(key_id), data)
         return key_id
+
+    def check_add(self, config: StoreConfig, unlocked: Unlocked, *, writer: bool) -> None:
+        """Raise as :meth:`add_key` would (before asking a new passphrase)."""
+        if unlocked.writer:
+            raise RestoreKeyRequired(
+                f"a writer key cannot add keys to {self.url}: use a restore passphrase")
+        if writer and not config.writers:
+            raise UsageError(
+                f"store {self.url} was not made with write-only keys (store init --encrypt "
+                "--write-only-keys): make such a store and migrate into it")
 
     def remove_key(self, key_id: str, unlocked: Unlocked) -> None:
         """Remove key ``key_id``.
@@ -334,6 +378,9 @@ class Keyring:
             UsageError: no such key, or it is the key in use (open with another
                 passphrase to remove it): the last key can never be removed.
         """
+        if unlocked.writer:
+            raise RestoreKeyRequired(
+                f"a writer key cannot remove keys of {self.url}: use a restore passphrase")
         ids = [k for k, _ in self._key_objects()]
         if key_id not in ids:
             raise UsageError(f"store {self.url} has no key {key_id!r}")
@@ -363,17 +410,25 @@ class KeyState:
         self._sealing: Sealing | None = None
         self._lock = threading.Lock()
 
-    def sealing(self, keyring: Keyring) -> Sealing:
+    def sealing(self, keyring: Keyring, *, restore: bool = False) -> Sealing:
         """The store's sealing, resolved on first call: read the configuration; if it is
-        encrypted ask the passphrase and unwrap the master key.
+        encrypted ask the passphrase and unwrap the master key. ``restore``: the caller
+        will read checkpoints (refused to a writer key).
 
         Raises:
             KeyRequired, WrongKey, IntegrityError, StorageError (see ``Store.sealing``).
+            RestoreKeyRequired: ``restore``, and the store was opened by a writer key.
         """
         with self._lock:
             if self._sealing is None:
                 self._sealing = self._resolve(keyring)
-            return self._sealing
+            sealing = self._sealing
+        if restore and not sealing.can_read:
+            raise RestoreKeyRequired(
+                f"store {keyring.url} is opened with a writer key: it can add checkpoints, "
+                "not read, verify, gc or rebuild them (give a restore passphrase)"
+            )
+        return sealing
 
     def _resolve(self, keyring: Keyring) -> Sealing:
         config = self.config = keyring.read_config()

@@ -62,6 +62,8 @@ class Sealing:
     """The plain store: BLAKE3 names and digests, objects stored as given."""
 
     encrypted = False
+    #: It opens what it seals (False: a write-only store's writer, which only seals).
+    can_read = True
     #: Bytes a stored object has beyond its encoding (verify's size bounds).
     overhead = 0
 

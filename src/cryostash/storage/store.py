@@ -165,10 +165,10 @@ class Store:
         seals its objects: plain, or keyed once unlocked. Raises as :meth:`unlock`."""
         return self._keys.sealing(self.keyring)
 
-    def unlock(self) -> bool:
-        """Read the configuration and open the key now; True if the store is encrypted.
-        Raises KeyRequired, WrongKey (see :meth:`~.keys.KeyState.sealing`)."""
-        return self.sealing.encrypted
+    def unlock(self, *, restore: bool = False) -> bool:
+        """Open the key now (``restore``: to read checkpoints); True if encrypted. Raises
+        KeyRequired, WrongKey, RestoreKeyRequired (:meth:`~.keys.KeyState.sealing`)."""
+        return self._keys.sealing(self.keyring, restore=restore).encrypted
 
     def encode_chunk(self, digest: str, plain: Buffer, level: int | None) -> Sequence[Buffer]:
         """The stored object of chunk ``digest`` (plain bytes ``plain``): encoded (zstd at
