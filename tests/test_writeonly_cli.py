@@ -74,6 +74,8 @@ def test_writer_hosts_add_and_dedup_but_only_the_restore_host_reads(
             ["restore", "secret", "one"], ["restore", "secret", "two"],
             ["inspect", "secret", "one"], ["verify", "--read-data"], ["verify"],
             ["gc"], ["catalog", "rebuild"],
+            ["export", "secret", "one", "-o", str(tmp_path / "out.tar")],
+            ["migrate", "secret", "--pid", str(proc.pid), "--name", "moved"],
             ["key", "add", "--new-password-file", "/dev/null"],
         ):
             done = cli.run(verb, env, check=False)
@@ -81,6 +83,7 @@ def test_writer_hosts_add_and_dedup_but_only_the_restore_host_reads(
             assert "writer key" in done.stderr and PASS_W not in done.stderr, done.stderr
             assert _state(setup) == before, verb  # nothing written, nothing removed
             assert not pid_exists(proc.pid), verb  # nothing restored
+    assert not (tmp_path / "out.tar").exists()
     # prefetch: a no-op on the local disk; on S3 it needs the manifest: refused.
     cached = {**writer_a, "CRYOSTASH_CACHE": str(tmp_path / "cache-a")}
     fetched = cli.run(["prefetch", "secret", "two"], cached, check=False)
