@@ -42,6 +42,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     if args.output is None and args.json:
         raise UsageError("export --json needs -o FILE (stdout carries the archive)")
     name = selected_name(args, ctx)
+    ctx.manager.store(args.checkpoint_dir).unlock(restore=True)  # a writer key: exit 12
     sys.stdout.flush()
     try:
         done = export_archive(

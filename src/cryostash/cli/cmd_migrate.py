@@ -101,6 +101,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     from cryostash.operations.destination import CommandDestination, Destination, LocalDestination
     from cryostash.operations.migrate import MigrateRequest, default_name, migrate
 
+    if args.receive or not args.to:  # restores here: a writer key is refused (exit 12)
+        ctx.manager.store(args.checkpoint_dir).unlock(restore=True)
     if args.receive:
         from cryostash.cli.receive import receive
 
