@@ -18,6 +18,7 @@ from cryostash.transfer.chunking import ChunkParams, zero_digest
 from cryostash.transfer.pack import pack
 from cryostash.transfer.unpack import unpack
 from tests.support.faults import FaultPlan, fail
+from tests.support.storage_helpers import trace_renames
 from tests.support.stores import Backend
 
 PARAMS = ChunkParams(1 << 14)  # 16 KiB average: many chunks from a few MiB
@@ -245,20 +246,7 @@ def test_local_blobs_are_named_only_once_their_bytes_are_on_disk(
 ) -> None:
     src = make_image(tmp_path / "img")
     store = Store(str(tmp_path / "store"))
-    synced: set[str] = set()
-    renamed: list[tuple[str, bool]] = []
-    real_sync, real_rename = os.fdatasync, os.rename
-
-    def fdatasync(fd: int) -> None:
-        real_sync(fd)
-        synced.add(os.readlink(f"/proc/self/fd/{fd}"))
-
-    def rename(old: str, new: str) -> None:
-        renamed.append((new, old in synced))
-        real_rename(old, new)
-
-    monkeypatch.setattr(os, "fdatasync", fdatasync)
-    monkeypatch.setattr(os, "rename", rename)
+    renamed = trace_renames(monkeypatch)
     packed = pack(store, src, params=PARAMS)
     named = [new for new, _ in renamed if "/blobs/" in new]
     assert len(named) == packed.stats.chunks_new > 10

@@ -28,7 +28,7 @@ from cryostash.storage.translate import (
 )
 from cryostash.urls import canonical_url, strip_credentials
 from tests.support.processes import free_port
-from tests.support.storage_helpers import ONCE, encoded, temp_files
+from tests.support.storage_helpers import ONCE, encoded, temp_files, trace_renames
 from tests.support.stores import MotoServer, RawStore
 
 # -- the local disk ---------------------------------------------------------------------------
@@ -135,20 +135,7 @@ def test_local_batch_names_each_object_only_after_its_sync(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     backend = LocalBackend(str(tmp_path / "s"))
-    synced: set[str] = set()
-    renamed: list[tuple[str, bool]] = []
-    real_sync, real_rename = os.fdatasync, os.rename
-
-    def fdatasync(fd: int) -> None:
-        real_sync(fd)
-        synced.add(os.readlink(f"/proc/self/fd/{fd}"))
-
-    def rename(old: str, new: str) -> None:
-        renamed.append((new, old in synced))
-        real_rename(old, new)
-
-    monkeypatch.setattr(os, "fdatasync", fdatasync)
-    monkeypatch.setattr(os, "rename", rename)
+    renamed = trace_renames(monkeypatch)
     batch = backend.batch(3)
     for i in range(6):
         batch.add(f"blobs/{i:02x}/obj", [bytes([i]) * 100])

@@ -8,6 +8,7 @@ of :mod:`tests.support.stores`, registered in ``tests/conftest.py``.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -15,6 +16,7 @@ from datetime import UTC, datetime
 from typing import TypeVar
 
 import blake3
+import pytest
 
 from cryostash.storage import Backend as StorageBackend
 from cryostash.storage import Buffer, Manifest, ObjectInfo, RetryPolicy, Store, WriteBatch, codec
@@ -144,3 +146,24 @@ class FakeFlakyBackend:
 
     def tidy(self, prefix: str, *, older_than: float, keep: Iterable[str] = ()) -> int:
         return self._do("tidy", lambda: self.inner.tidy(prefix, older_than=older_than, keep=keep))
+
+
+def trace_renames(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, bool]]:
+    """Patch ``os.fdatasync`` and ``os.rename`` (both still act): the returned list gets
+    ``(new name, whether the renamed file had been fdatasync-ed)`` for every rename, so a
+    test can prove that an object is named only once its bytes are on disk."""
+    synced: set[str] = set()
+    renamed: list[tuple[str, bool]] = []
+    real_sync, real_rename = os.fdatasync, os.rename
+
+    def fdatasync(fd: int) -> None:
+        real_sync(fd)
+        synced.add(os.readlink(f"/proc/self/fd/{fd}"))
+
+    def rename(old: str, new: str) -> None:
+        renamed.append((new, old in synced))
+        real_rename(old, new)
+
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    monkeypatch.setattr(os, "rename", rename)
+    return renamed
