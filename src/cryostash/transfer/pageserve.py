@@ -16,9 +16,13 @@ Contract:
   order ahead of CRIU, holding at most ``window`` bytes of fetched but unread chunks; a
   chunk is dropped once every byte of it has been read (CRIU reads each page once).
 - The first failure (corrupt or missing chunk, store unreachable after its retries) is
-  final: ``on_failure(reason)`` is called once, **before** the failing read returns
-  ``EIO`` (so the caller can kill the restored process while its missing pages are
-  still held back), and every later read fails with ``EIO`` too.
+  final: ``on_failure(reason)`` is called once, and **no read returns** ``EIO`` **before
+  it has returned** (neither the failing read nor any other, in any thread), so the
+  caller can kill the restored process while its missing pages are still held back;
+  every later read fails with ``EIO`` too. ``reason`` names the chunk and its file
+  (``blob DIGEST of file pages-1.img ...``) and, for a store failure, the store and why
+  (``... could not be fetched: cannot read blob DIGEST in store URL: cannot connect to
+  the endpoint: ...``).
 - Memory: at most ``window`` bytes of streamed chunks plus one chunk per reading thread.
 """
 
@@ -55,7 +59,8 @@ class PageSource:
         entries: the manifest entries served (flat names: ``pages-1.img``).
         jobs: streaming threads.
         window: bytes of streamed chunks held unread at most.
-        on_failure: called once with the reason of the first failure.
+        on_failure: called once with the reason of the first failure; every read that
+            fails waits until it has returned.
     """
 
     def __init__(
@@ -87,6 +92,7 @@ class PageSource:
         self._held = 0
         self._stopping = False
         self.failure: str | None = None
+        self._handled = threading.Event()  # set once on_failure has returned
         self._threads: list[threading.Thread] = []
         self._next = iter(self._order)
         self._counts = dict.fromkeys(
@@ -157,19 +163,24 @@ class PageSource:
     def _chunk(self, digest: str, *, streamed: bool = False) -> bytes | memoryview:
         """The verified plain bytes of ``digest``: fetched now unless already there."""
         with self._cond:
-            while True:
-                if self.failure is not None:
-                    raise OSError(errno.EIO, self.failure)
+            while (
+                self.failure is None and digest not in self._ready and digest in self._inflight
+            ):
+                self._cond.wait()
+            if self.failure is None:
                 if digest in self._ready:
                     return self._ready[digest]
-                if digest not in self._inflight:
-                    break
-                self._cond.wait()
-            self._inflight.add(digest)
+                self._inflight.add(digest)
+        if self.failure is not None:
+            self._handled.wait()  # on_failure first: see the module docstring
+            raise OSError(errno.EIO, self.failure)
+        what = self._what[digest]
         try:
-            chunk = fetch_verified(self._store, digest, self._sizes[digest], self._what[digest])
+            chunk = fetch_verified(self._store, digest, self._sizes[digest], what)
         except Exception as exc:
             reason = str(exc) or type(exc).__name__
+            if what not in reason:  # a store failure names the blob, not its file
+                reason = f"{what} could not be fetched: {reason}"
             self._fail(reason)
             raise OSError(errno.EIO, reason) from exc
         with self._cond:
@@ -193,13 +204,18 @@ class PageSource:
                 self._cond.notify_all()
 
     def _fail(self, reason: str) -> None:
+        """Record the first failure, run ``on_failure`` once; return once it has run."""
         with self._cond:
             first = self.failure is None
             if first:
                 self.failure = reason
             self._cond.notify_all()
         if first:
-            self._on_failure(reason)
+            try:
+                self._on_failure(reason)
+            finally:
+                self._handled.set()
+        self._handled.wait()
 
     # -- streaming -------------------------------------------------------------
 
