@@ -29,6 +29,7 @@ import re
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from cryostash.engines.base import Engine
@@ -115,12 +116,20 @@ def stop_daemon(proc: subprocess.Popen[bytes], timeout: float = 5.0) -> None:
 
 
 def restore(
-    engine: CriuEngine, images: Path, work: Path, root_pid: int | None, extra: tuple[str, ...]
+    engine: CriuEngine,
+    images: Path,
+    work: Path,
+    root_pid: int | None,
+    extra: tuple[str, ...],
+    started: Callable[[int], None] = lambda pid: None,
 ) -> tuple[int, float]:
     """``criu restore --lazy-pages -D IMAGES -W WORK -d``: ``(root PID, seconds)``.
 
     Waits up to 10 s for ``root_pid`` to be free, as :meth:`CriuEngine.restore` does; the
     dump options recorded in the images that restore needs again are passed.
+    ``started(pid)`` is called with the PID of ``criu restore`` as soon as it runs (the
+    tree being restored is its descendants until it exits: killing that tree stops the
+    restore).
 
     Raises:
         EngineError: the PID stays in use, or the restore failed (reason and log tail).
@@ -141,16 +150,23 @@ def restore(
         criu, "restore", "--lazy-pages", "-D", str(images), "-W", str(work), "-d",
         "--pidfile", str(pidfile), "-o", RESTORE_LOG, "-v4", *opts,
     ]
-    started = time.monotonic()
-    proc = subprocess.run(
-        cmd, stdin=subprocess.DEVNULL, capture_output=True, env=child_env(), check=False
-    )
-    duration = time.monotonic() - started
+    begun = time.monotonic()
+    try:
+        proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env=child_env(),
+        )
+    except OSError as exc:
+        raise EngineError(f"cannot run {criu}: {exc}") from exc
+    with proc:
+        started(proc.pid)
+        out, err = proc.communicate()
+    duration = time.monotonic() - begun
     if proc.returncode != 0:
         raise EngineError(
             failure_message(
                 "restore", proc.returncode, work / RESTORE_LOG,
-                proc.stderr.decode(errors="replace"), proc.stdout.decode(errors="replace"),
+                err.decode(errors="replace"), out.decode(errors="replace"),
             )
         )
     try:

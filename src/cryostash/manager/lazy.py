@@ -21,13 +21,15 @@ The helper, on its own repository (catalog connection and store clients of its o
    pages faulted and streamed, chunks and bytes from cache and store) and exits.
 
 Failure: when a chunk fails verification, or the store stays unreachable past its
-retries, the restored tree is killed (SIGKILL, waited for) **before** the read that needed
-the chunk fails, so the process never runs on missing or wrong memory; the helper then
-records a ``restore-failed`` event (``error`` names the chunk and file) and cleans up. If
-the daemon fails for another reason the tree is killed too. No helper process, mount
-or scratch folder is left behind. Not covered: the helper itself killed by SIGKILL (or
-the machine's OOM killer) while pages are missing: nothing is left to kill the tree, the
-daemon loses its pages and the process may see zeros (docs/lazy-restore.md).
+retries, the restored tree is killed (SIGKILL, waited for) **before** any read fails
+(PageSource holds every failing read back until :class:`_Guard` has acted), so the process
+never runs on missing or wrong memory; during CRIU's restore, ``criu restore`` is killed
+with the tree it was restoring instead. The helper then records a ``restore-failed`` event
+(``error`` names the chunk, the file and, for a store failure, the store and why) and
+cleans up. If the daemon fails for another reason the tree is killed too. No helper
+process, mount or scratch folder is left behind. Not covered: the helper itself killed by
+SIGKILL (or the machine's OOM killer) while pages are missing: nothing is left to kill the
+tree, the daemon loses its pages and the process may see zeros (docs/lazy-restore.md).
 """
 
 from __future__ import annotations
@@ -55,6 +57,8 @@ from cryostash.types import FileEntry, RestoreResult
 
 #: The files served lazily: CRIU's memory pages. Everything else is fetched first.
 LAZY_FILE = re.compile(r"pages-\d+\.img")
+#: How long a failure waits for a running ``criu restore`` (killed) to return.
+SETTLE_TIMEOUT_S = 30.0
 
 
 def split_files(files: Sequence[FileEntry]) -> tuple[list[FileEntry], list[FileEntry]]:
@@ -128,11 +132,21 @@ def restore_lazy(
 
 
 class _Guard:
-    """Kills the restored tree on the first failure, whenever its PID becomes known."""
+    """Kills the restored tree on the first failure, whenever its PID becomes known.
+
+    :meth:`fail` returns only once the failure can no longer reach a running process:
+    the tree is killed (its PID known, waited for), or ``criu restore`` and the tree it
+    was restoring got SIGKILL and ``criu restore`` has returned (or
+    :data:`SETTLE_TIMEOUT_S` passed), or it failed by itself (:meth:`settle`). PageSource
+    holds back every failing read until then, so CRIU's daemon cannot fail (and let the
+    kernel hand the missing pages zeros) while the process could still run.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._settled = threading.Event()
         self.pid: int | None = None
+        self.restorer: int | None = None
         self.failure: str | None = None
         self.killed = False
 
@@ -141,17 +155,36 @@ class _Guard:
             if self.failure is None:
                 self.failure = reason
             self._kill()
+        # Bounded, in case CRIU never returns: whatever it restored was SIGKILLed above.
+        self._settled.wait(SETTLE_TIMEOUT_S)
+
+    def restoring(self, criu_pid: int) -> None:
+        """``criu restore`` runs as ``criu_pid``."""
+        with self._lock:
+            self.restorer = criu_pid
+            self._kill()
 
     def running(self, pid: int) -> None:
+        """The restore returned: the tree runs as ``pid`` (killed if a failure came)."""
         with self._lock:
             self.pid = pid
-            if self.failure is not None:
-                self._kill()
+            self._kill()
+        self.settle()
+
+    def settle(self) -> None:
+        """No tree can start any more (the restore returned, or never ran)."""
+        self._settled.set()
 
     def _kill(self) -> None:
-        if self.pid is not None and not self.killed:
+        if self.failure is None or self.killed:
+            return
+        if self.pid is not None:
             criu_lazy.kill_tree(self.pid)
             self.killed = True
+        elif self.restorer is not None and not self._settled.is_set():
+            # The restore fails and the tree dies with it. Not waited for: its tasks may be
+            # waiting for reads of the view that are answered once this failure is handled.
+            criu_lazy.kill_tree(self.restorer, timeout=0)
 
 
 def _helper(
@@ -256,11 +289,19 @@ class _Session:
         fs.mount()
         daemon = None
         try:
-            daemon = criu_lazy.start_daemon(criu, folders["mnt"], folders["work"])
-            prepared = time.monotonic()
-            pid, restore_s = criu_lazy.restore(
-                criu, folders["mnt"], folders["work"], root_pid, self.extra
-            )
+            try:
+                daemon = criu_lazy.start_daemon(criu, folders["mnt"], folders["work"])
+                prepared = time.monotonic()
+                pid, restore_s = criu_lazy.restore(
+                    criu, folders["mnt"], folders["work"], root_pid, self.extra,
+                    started=self.guard.restoring,
+                )
+            except BaseException:
+                self.guard.settle()
+                if self.guard.failure is None:
+                    raise
+                self.record_failure(self.guard.failure)
+                raise EngineError(f"lazy restore failed: {self.guard.failure}") from None
             running = time.monotonic()
             self.guard.running(pid)
             if self.guard.failure is not None:
