@@ -8,10 +8,12 @@ that no helper process, FUSE mount or scratch folder is left."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +26,7 @@ from tests.support import cli
 from tests.support.processes import ProcessTracker, is_dead, start_detached, wait_until
 from tests.support.requirements import missing
 from tests.support.stores import MotoServer, RawStore
+from tests.support.tcp_pattern_server import fill
 
 PATTERN_PROG = Path(__file__).resolve().parent / "support" / "pattern_prog.py"
 pytestmark = pytest.mark.criu
@@ -222,3 +225,76 @@ def test_doctor_reports_lazy_restore(tmp_path: Path, lazy_criu: str) -> None:
     lazy = checks["lazy-restore"]
     assert lazy["ok"] is True and lazy["userfaultfd"] is True and lazy["fuse"] is True
     assert not [m for m in fuse_mounts() if "cryostash-fuse-" in m]
+
+
+TCP_PATTERN_SERVER = Path(__file__).resolve().parent / "support" / "tcp_pattern_server.py"
+
+
+def start_pattern_server(procs: ProcessTracker, workdir: Path, size_mib: int) -> tuple[int, int]:
+    """A ``tcp_pattern_server.py`` holding ``size_mib`` MiB (seed 11): (PID, port)."""
+    port_file = workdir / "port"
+    proc = start_detached(
+        [sys.executable, str(TCP_PATTERN_SERVER), str(size_mib), "11", str(port_file)],
+        workdir, "tcp-pattern",
+    )
+    procs.track(proc.pid)
+    text = wait_until(
+        lambda: port_file.read_text() if port_file.exists() else "", 120, "the server to listen"
+    )
+    return proc.pid, int(text)
+
+
+def ask(conn: socket.socket, line: str, timeout: float) -> str:
+    """Send one request line on ``conn``; its reply line (AssertionError after ``timeout``)."""
+    conn.settimeout(timeout)
+    conn.sendall(line.encode() + b"\n")
+    buf = b""
+    while not buf.endswith(b"\n"):
+        try:
+            chunk = conn.recv(4096)
+        except TimeoutError:
+            raise AssertionError(f"no reply to {line} within {timeout:g} s") from None
+        if not chunk:
+            raise AssertionError(f"connection closed before the reply to {line}: {buf!r}")
+        buf += chunk
+    return buf.decode().rstrip("\n")
+
+
+@pytest.mark.slow
+def test_tcp_server_answers_the_same_connection_across_a_lazy_restore(
+    procs: ProcessTracker, tmp_path: Path, lazy_criu: str
+) -> None:
+    """A server holding 128 MiB answers each ``HASH`` with the SHA-256 of all its memory.
+    A client connects and gets the hash; the server is dumped with ``--tcp-established``
+    (CRIU locks the connection in the network and closes the server's end silently),
+    restored lazily with an empty chunk cache, and the **same** connection gets the same
+    hash back: the restored socket carries on the connection, and computing the answer
+    faults every page of the process in through the lazy-pages daemon. The restore then
+    completes (``restore`` event, ``lazy: true``) and nothing is left behind."""
+    if shutil.which("iptables-restore") is None:
+        missing("iptables", "CRIU locks established connections with iptables-restore")
+    env = host_env(tmp_path, lazy_criu)
+    size_mib = 128
+    expected = "HASH " + hashlib.sha256(fill(size_mib << 20, 11)).hexdigest()
+    pid, port = start_pattern_server(procs, tmp_path / "srv", size_mib)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        assert ask(conn, "HASH", 60) == expected
+        cli.run(["create", "srv", "one", "--pid", str(pid), "--tcp-established"], env)
+        assert is_dead(pid)
+        shutil.rmtree(tmp_path / "cache", ignore_errors=True)
+        out = json.loads(cli.run(["restore", "srv", "one", "--lazy", "--json"], env).stdout)
+        restored = procs.track(int(out["pid"]))
+        assert restored == pid and out["lazy"] is True
+        assert ask(conn, "HASH", 60) == expected, "the restored server's memory differs"
+        assert ask(conn, "PING", 10) == "PONG"
+    done = wait_until(
+        lambda: [e for e in lazy_events(env) if e["action"] == "restore"], 120,
+        "the lazy restore to complete",
+    )
+    detail = done[0]["detail"]
+    assert detail["pid"] == pid and detail["pages_total"] > 0
+    assert detail["pages_faulted"] + detail["pages_streamed"] == detail["pages_total"]
+    assert detail["bytes_from_store"] > 0
+    assert not is_dead(restored)
+    assert_nothing_left(tmp_path, int(out["helper_pid"]))
+
