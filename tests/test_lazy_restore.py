@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -18,11 +19,13 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
 from cryostash import CheckpointManager, Settings
 from tests.support import cli
+from tests.support.cutoff_proxy import CutoffProxy
 from tests.support.processes import ProcessTracker, is_dead, start_detached, wait_until
 from tests.support.requirements import missing
 from tests.support.stores import MotoServer, RawStore
@@ -298,3 +301,71 @@ def test_tcp_server_answers_the_same_connection_across_a_lazy_restore(
     assert not is_dead(restored)
     assert_nothing_left(tmp_path, int(out["helper_pid"]))
 
+
+def eager_bytes(env: dict[str, str]) -> int:
+    """Plain size of every file of checkpoint pat/one but the memory pages."""
+    shown = json.loads(cli.run(["inspect", "pat", "one", "--json"], env).stdout)
+    return sum(f["size"] for f in shown["files"] if not f["path"].startswith("pages-"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "extra", [pytest.param(8 << 20, id="mid-stream"), pytest.param(128 << 10, id="early")]
+)
+def test_store_unreachable_while_pages_are_missing_kills_the_process_and_says_why(
+    procs: ProcessTracker, tmp_path: Path, lazy_criu: str, moto_server: MotoServer, extra: int
+) -> None:
+    """The S3 store goes away while pages are missing. The restore reaches moto through a
+    :class:`CutoffProxy` that, once it has forwarded the eager files plus ``extra`` bytes
+    (8 MiB; 128 KiB: less than one chunk of pages) to cryostash, stops listening and drops
+    every connection (the endpoint refuses connections from then on): the pattern's 64 MiB
+    of random memory cannot all have arrived, whatever the timing. After the store's
+    retries (the defaults: a few seconds) the restored process is killed,
+    ``restore-failed`` says the store could not be reached and which blob of which file,
+    and nothing is left behind.
+
+    Both outcomes of the race between the cut and the command's return are accepted (with
+    8 MiB the command usually returns first, with 128 KiB CRIU's own restore usually needs
+    the missing chunk): the command returned a PID (that process is then killed), or it
+    failed with the same reason, exit 5, and nothing runs."""
+    bucket = moto_server.make_bucket()
+    store_url = f"s3://{bucket}/cs"
+    env = host_env(tmp_path, lazy_criu, CRYOSTASH_STORE=store_url, **moto_server.env())
+    pid, _status, _digest = start_pattern(procs, tmp_path / "p", 128)
+    cli.run(["create", "pat", "one", "--pid", str(pid)], env)
+    budget = eager_bytes(env) + extra
+    shutil.rmtree(tmp_path / "cache", ignore_errors=True)
+    upstream = urlsplit(moto_server.endpoint)
+    assert upstream.hostname is not None and upstream.port is not None
+    with CutoffProxy((upstream.hostname, upstream.port), budget) as proxy:
+        via_proxy = {**env, "AWS_ENDPOINT_URL": proxy.endpoint}
+        done = cli.run(["restore", "pat", "one", "--lazy", "--json"], via_proxy, check=False)
+        if done.returncode == 0:  # it ran; the store went away while pages were missing
+            out = json.loads(done.stdout)
+            assert procs.track(int(out["pid"])) == pid
+            wait_until(lambda: is_dead(pid), 120, "the restored process to be killed")
+            helper = int(out["helper_pid"])
+        else:  # the store went away during CRIU's restore: it failed, nothing runs
+            assert done.returncode == 5, done.stderr
+            assert "cannot connect to the endpoint" in done.stderr, done.stderr
+            assert store_url in done.stderr, done.stderr
+            helper = 0
+        failed = wait_until(
+            lambda: [e for e in lazy_events(env) if e["action"] == "restore-failed"], 120,
+            "the restore-failed event",
+        )
+        assert proxy.cut_done.is_set()
+        assert proxy.forwarded == budget
+    error = failed[0]["detail"]["error"]
+    assert re.search(r"blob [0-9a-f]{64} of file pages-\d+\.img could not be fetched", error)
+    assert f"in store {store_url}: cannot connect to the endpoint" in error, error
+    if helper:
+        assert failed[0]["detail"]["killed"] is True and failed[0]["detail"]["pid"] == pid
+    assert not [e for e in lazy_events(env) if e["action"] == "restore"]
+    assert "restore-failed  pat  one" in cli.run(["events"], env).stdout
+    assert is_dead(pid)
+    if helper:
+        assert_nothing_left(tmp_path, helper)
+    else:
+        wait_until(lambda: not list((tmp_path / "scratch").iterdir()), 30, "scratch removed")
+        assert not [m for m in fuse_mounts() if str(tmp_path) in m]
