@@ -209,7 +209,7 @@ class CriuEngine:
             self._located = locate_criu(self._explicit, prefix_criu_path(default_prefix()))
         return self._located
 
-    def _binary(self) -> tuple[str, str]:
+    def binary(self) -> tuple[str, str]:
         """(path, version) of a usable CRIU, or EngineError saying why there is none."""
         found = self.locate()
         if found.path is None:
@@ -219,6 +219,8 @@ class CriuEngine:
         if not is_recent(found.version):
             raise EngineError(too_old_reason(found.version, found.path))
         return found.path, found.version
+
+    _binary = binary  # the old private name, for callers on other branches
 
     @staticmethod
     def _not_found() -> str:
@@ -275,7 +277,7 @@ class CriuEngine:
         """
         _refuse_podman_only(options.extra_args)
         pid = validate_pid(locator)
-        criu, version = self._binary()
+        criu, version = self.binary()
         opts = [*(["--leave-running"] if options.leave_running else []), *options.extra_args]
         cmd = [criu, "dump", "-t", str(pid), "-D", str(image_dir), "-o", "dump.log", "-v4", *opts]
         started = time.monotonic()
@@ -316,7 +318,7 @@ class CriuEngine:
                 "not to a criu checkpoint of a process tree"
             )
         _refuse_podman_only(options.extra_args)
-        criu, _version = self._binary()
+        criu, _version = self.binary()
         root_pid = options.root_pid or read_root_pid(image_dir)
         if root_pid is not None and not _wait(
             lambda: not Path(f"/proc/{root_pid}").exists(), options.wait_for_pid_s
@@ -326,7 +328,7 @@ class CriuEngine:
                 f"{options.wait_for_pid_s:g} s: CRIU restores the original PIDs; stop that "
                 "process (and have it reaped) first"
             )
-        opts = [*self._mirrored(image_dir, options.extra_args), *options.extra_args]
+        opts = [*self.mirrored_options(image_dir, options.extra_args), *options.extra_args]
         pidfile = image_dir / "restore.pid"
         pidfile.unlink(missing_ok=True)
         cmd = [
@@ -357,13 +359,17 @@ class CriuEngine:
         return RestoreResult(pid=pid, duration_s=duration, details=details)
 
     @staticmethod
-    def _mirrored(image_dir: Path, extra: tuple[str, ...]) -> list[str]:
-        """Dump options recorded in the sidecar that restore needs too (not already given)."""
+    def mirrored_options(image_dir: Path, extra: tuple[str, ...]) -> list[str]:
+        """The dump options recorded in ``image_dir``'s sidecar that restore needs too
+        (:data:`MIRRORED_OPTIONS`), except those already in ``extra``; none when the
+        sidecar is missing or unreadable."""
         try:
             recorded = json.loads((image_dir / SIDECAR).read_text()).get("options", [])
         except (OSError, ValueError, AttributeError):
             return []
         return [o for o in recorded if o in MIRRORED_OPTIONS and o not in extra]
+
+    _mirrored = mirrored_options  # the old private name, for callers on other branches
 
 
 def _refuse_podman_only(extra: tuple[str, ...]) -> None:

@@ -86,7 +86,7 @@ def start_daemon(
         EngineError: it exited or did not create its socket within ``timeout`` s (then it
             is killed).
     """
-    criu, _ = engine._binary()
+    criu, _ = engine.binary()
     cmd = [criu, "lazy-pages", "-D", str(images), "-W", str(work), "-o", DAEMON_LOG, "-v4"]
     try:
         proc = subprocess.Popen(
@@ -134,7 +134,7 @@ def restore(
     Raises:
         EngineError: the PID stays in use, or the restore failed (reason and log tail).
     """
-    criu, _ = engine._binary()
+    criu, _ = engine.binary()
     if root_pid is not None:
         deadline = time.monotonic() + 10.0
         while Path(f"/proc/{root_pid}").exists():
@@ -145,7 +145,7 @@ def restore(
                 )
             time.sleep(0.01)
     pidfile = work / "restore.pid"
-    opts = [*CriuEngine._mirrored(images, extra), *extra]
+    opts = [*CriuEngine.mirrored_options(images, extra), *extra]
     cmd = [
         criu, "restore", "--lazy-pages", "-D", str(images), "-W", str(work), "-d",
         "--pidfile", str(pidfile), "-o", RESTORE_LOG, "-v4", *opts,

@@ -254,7 +254,7 @@ class _Session:
         info = mgr.get(self.target, self.name, self.checkpoint_dir)
         store = self.repo.store(self.checkpoint_dir)
         self.store_url = store.url
-        manifest = mgr._manifest(store, info)
+        manifest = mgr.manifest(store, info)
         eager, lazy = split_files(manifest.files)
         with private_scratch(settings.scratch_dir, f"lazy-{self.target}-{self.name}") as tmp:
             folders = {part: tmp / part for part in ("eager", "mnt", "work")}

@@ -328,11 +328,14 @@ class CheckpointManager:
     def inspect(self, target: str, name: str, checkpoint_dir: str | None = None) -> Inspection:
         """The catalog row and the verified manifest of ``target``/``name``."""
         info = self.get(target, name, checkpoint_dir)
-        return Inspection(info, self._manifest(self.store(checkpoint_dir), info))
+        return Inspection(info, self.manifest(self.store(checkpoint_dir), info))
 
-    def _manifest(self, store: Store, info: CheckpointInfo) -> Manifest:
-        """The manifest of ``info``, checked against the catalog's digest."""
+    def manifest(self, store: Store, info: CheckpointInfo) -> Manifest:
+        """The manifest of ``info`` read from ``store``, checked against the catalog's
+        digest (:func:`~cryostash.manager.inspection.verified_manifest`: raises as it does)."""
         return verified_manifest(store, info)
+
+    _manifest = manifest  # the old private name, for callers on other branches
 
     def events(
         self, target: str | None = None, limit: int | None = None
@@ -370,7 +373,7 @@ class CheckpointManager:
         """
         info = self.get(target, name, checkpoint_dir)
         store = self.store(checkpoint_dir)
-        manifest = self._manifest(store, info)
+        manifest = self.manifest(store, info)
         eng = self.engine(engine or info.engine)
         t0 = time.monotonic()
         with self._scratch(f"restore-{target}-{name}") as image_dir:
@@ -426,7 +429,7 @@ class CheckpointManager:
         if not store.remote:
             return datapath.prefetch_skipped("local store")
         datapath.require_cache(self.settings, store)  # before anything is read
-        manifest = self._manifest(store, info)
+        manifest = self.manifest(store, info)
         stats = datapath.prefetch_image(
             self.settings, store, manifest.files, jobs=self.jobs,
             callback=self._progress_for("download"),
