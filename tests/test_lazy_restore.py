@@ -2,9 +2,12 @@
 of a real process holding a known pattern (``tests/support/pattern_prog.py``), its pages
 served from the chunk store through cryostash's FUSE view; from a local store and from S3
 (moto). After completion the process hashes its memory on SIGUSR1: the hash must be the
-one it had before the dump. Fault case: a chunk of the memory pages corrupted in the store
--> the process is killed, a ``restore-failed`` event names the chunk. Every case checks
-that no helper process, FUSE mount or scratch folder is left."""
+one it had before the dump. A TCP server (``tests/support/tcp_pattern_server.py``) keeps
+answering an established connection across a lazy restore. Fault cases: a chunk of the
+memory pages corrupted in the store, or the S3 store gone (``tests/support/cutoff_proxy.py``)
+while pages are missing -> the process is killed, a ``restore-failed`` event names the
+chunk (and the unreachable store). Every case checks that no helper process, FUSE mount or
+scratch folder is left."""
 
 from __future__ import annotations
 
