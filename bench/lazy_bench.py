@@ -15,7 +15,12 @@ by a kill of the restored process (by PID):
 - ``cryostash restore --lazy`` from the local store: wall time of the command (until
   the process runs) and, from its completion event, time until every page is in;
 - ``cryostash restore`` (full) from the local store: wall time;
-- ``cryostash restore --lazy`` from S3 with an empty chunk cache: wall time.
+- ``cryostash restore --lazy`` from S3 with an empty chunk cache: wall time;
+- live migration on loopback of a fresh ``--size-mib`` process to a second "host" (a
+  command destination with its own host name, chunk cache and scratch, same store and
+  catalog), one pre-copy with prefetch: the downtime of ``cryostash migrate`` (the
+  baseline) and of ``cryostash migrate --lazy``, with their parts (``--no-migrate``
+  leaves these out).
 
 Prints the table with the ratios and the goals of issue 11 and writes the figures to
 ``bench/results/lazy-<time>.json`` (git-ignored). Every process and server it started is
@@ -43,6 +48,9 @@ from tests.support.processes import kill_pid, start_detached, wait_until  # noqa
 PATTERN_PROG = ROOT / "tests" / "support" / "pattern_prog.py"
 CLI = [sys.executable, "-m", "cryostash"]
 GOALS = {"lazy_local": 0.5, "lazy_s3": 1.0, "complete_local": 1.0, "full_local": 1.5}
+#: Downtime of ``migrate --lazy`` (seconds, absolute).
+MIGRATE_GOAL_S = 0.350
+PARTS = ("dump_s", "upload_s", "commit_s", "handoff_s", "download_s", "pid_wait_s", "restore_s")
 
 
 def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, str]:
@@ -94,6 +102,7 @@ def main() -> None:
     parser.add_argument("--size-mib", type=int, default=512)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--criu", default=None)
+    parser.add_argument("--no-migrate", action="store_true", help="skip the migration rows")
     args = parser.parse_args()
     from cryostash.engines.criu import CriuEngine
 
@@ -163,11 +172,43 @@ def main() -> None:
             results["lazy_local_inside_s"] = inside
             results["full_local_s"] = best(full)
             results["lazy_s3_s"] = best(lambda: lazy(s3, work / "cache-s3"))
+            if not args.no_migrate:
+                for flag in ("", "--lazy"):
+                    key = "migrate_lazy" if flag else "migrate"
+                    results[key] = best(lambda f=flag: migration(work, local, args.size_mib, f))
     finally:
         if pid:
             kill_pid(pid, 30)
         shutil.rmtree(work, ignore_errors=True)
     report(results)
+
+
+def migration(work: Path, env: dict[str, str], size_mib: int, flag: str) -> dict[str, Any]:
+    """Migrate a fresh pattern process to host-b (pre-copy 1, prefetch); its report's
+    downtime and parts. With ``--lazy``, waits for the completion event too. The process
+    is killed by PID at the end."""
+    status = work / "mstatus"
+    status.unlink(missing_ok=True)
+    proc = start_detached([sys.executable, str(PATTERN_PROG), str(size_mib), "7", str(status)],
+                          work, "mpattern")
+    pid = proc.pid
+    try:
+        wait_until(lambda: status.exists(), 300, "the pattern in memory")
+        dest_env = (f"env CRYOSTASH_HOST=host-b CRYOSTASH_CACHE={work / 'cache-b'} "
+                    f"CRYOSTASH_SCRATCH={work / 'scratch-b'} {sys.executable} -m cryostash")
+        seen = count_events(env)
+        name = f"m{int(time.time() * 1000)}"
+        _took, out = timed([*CLI, "migrate", "pat", "--pid", str(pid), "--name", name,
+                            "--precopy", "1", "--to", dest_env, "--json",
+                            *([flag] if flag else [])], env)
+        report = json.loads(out)
+        if flag:
+            completion(env, seen)
+        final = report["final"]
+        return {"downtime_s": report["downtime_s"], **{k: final.get(k) for k in PARTS},
+                "bytes_uploaded": final.get("bytes_uploaded")}
+    finally:
+        kill_pid(pid, 30)
 
 
 def _fresh(folder: Path) -> Path:
@@ -194,6 +235,15 @@ def report(results: dict[str, Any]) -> None:
         met = "yes" if ratio <= GOALS[key] else "no"
         print(f"{label:<55}{value:>8.3f}{ratio:>8.2f}{GOALS[key]:>7.2f}  {met}")
         results[f"ratio_{key}"] = round(ratio, 3)
+    if "migrate" in results:
+        base = min(results["migrate"], key=lambda r: r["downtime_s"])
+        fast = min(results["migrate_lazy"], key=lambda r: r["downtime_s"])
+        met = "yes" if fast["downtime_s"] <= MIGRATE_GOAL_S else "no"
+        print(f"{'migrate --lazy downtime / migrate downtime':<55}{fast['downtime_s']:>8.3f}"
+              f"{fast['downtime_s'] / base['downtime_s']:>8.2f}{MIGRATE_GOAL_S:>6.3f}s  {met}")
+        for label, row in (("migrate", base), ("migrate --lazy", fast)):
+            parts = ", ".join(f"{k[:-2]} {row[k]:.3f}" for k in PARTS if row.get(k) is not None)
+            print(f"  {label}: downtime {row['downtime_s']:.3f} s = {parts}")
     inside = min(results["lazy_local_inside_s"])
     print(f"(inside the lazy command: running {inside:.3f} s after it began)")
     out = ROOT / "bench" / "results"

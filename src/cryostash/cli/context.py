@@ -26,7 +26,9 @@ if TYPE_CHECKING:
 
 
 #: Verbs that read a SQLite catalog with ``sqlite3`` alone (never loading SQLAlchemy);
-#: every other verb loads the catalog's modules in :func:`_loading` with the manager's.
+#: every other verb loads the catalog's modules in :func:`_loading` with the manager's,
+#: except ``restore --lazy``, which only reads before the process runs (its detached
+#: helper loads the catalog to record the restore's event once the process runs).
 READ_VERBS = frozenset({"ls", "inspect", "events"})
 
 
@@ -71,7 +73,9 @@ class Context:
                 from cryostash import CheckpointManager
                 from cryostash.cli import progress
 
-                if getattr(self.args, "verb", None) not in READ_VERBS:
+                if getattr(self.args, "verb", None) not in READ_VERBS and not getattr(
+                    self.args, "lazy", False
+                ):
                     import cryostash.catalog.catalog  # noqa: F401 - SQLAlchemy, paused gc
 
                 _load_store_backend(

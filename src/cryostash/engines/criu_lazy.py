@@ -11,8 +11,10 @@ cryostash serves (:mod:`cryostash.transfer.fusefs`), logs and sockets go to ``-W
 
 Contract:
 
-- :func:`lazy_support` says, running only ``criu --version`` and ``criu check --feature
-  uffd-noncoop`` (about 0.05 s), why lazy restore cannot run (an engine other than
+- :func:`lazy_support` says, running only ``criu --version`` and asking the kernel for
+  the userfaultfd features of CRIU's ``uffd-noncoop`` check
+  (:mod:`cryostash.engines.userfaultfd`; ``criu check --feature uffd-noncoop`` where that
+  probe does not know the machine), why lazy restore cannot run (an engine other than
   ``criu``; no CRIU >= 4.2; no userfaultfd), or None.
 - :func:`start_daemon` starts the daemon and returns once its socket exists (or raises
   with the tail of its log); :func:`restore` runs the restore, detached, and returns
@@ -35,6 +37,7 @@ from pathlib import Path
 from cryostash.engines.base import Engine
 from cryostash.engines.criu import CriuEngine, failure_message
 from cryostash.engines.criu_binary import criu_features, is_recent
+from cryostash.engines.userfaultfd import noncoop_support
 from cryostash.errors import EngineError, UsageError
 from cryostash.redact import child_env
 
@@ -53,7 +56,10 @@ def lazy_support(engine: Engine) -> str | None:
     found = engine.locate()
     if found.path is None or not is_recent(found.version):
         return f"lazy restore needs CRIU >= 4.2: {engine.available().reason}"
-    if not criu_features(found.path, [FEATURE]).get(FEATURE, False):
+    supported = noncoop_support()
+    if supported is None:  # an architecture the probe does not know: ask CRIU
+        supported = criu_features(found.path, [FEATURE]).get(FEATURE, False)
+    if not supported:
         return (
             f"lazy restore needs userfaultfd: `criu check --feature {FEATURE}` fails on this "
             "machine (kernel without userfaultfd, or vm.unprivileged_userfaultfd and no "
