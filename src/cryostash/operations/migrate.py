@@ -8,17 +8,23 @@ checkpoints are made, removed and, on rollback, restored; the destination a
 a command) that sees the same store and catalog.
 
 1. Every name is checked before anything is dumped: NAME and the pre-copy names
-   NAME-pre1 .. NAME-preN must be valid and must not exist.
+   NAME-pre1 .. NAME-preN must be valid and must not exist. With ``lazy``, the
+   destination refuses a lazy restore it can tell will not work
+   (:meth:`Destination.check_lazy`: this host probes the engine, CRIU, userfaultfd and
+   FUSE; a command destination only the engine here, the rest in step 3).
 2. Pre-copy, for k in 1..N: create NAME-preK with ``leave_running`` (the process keeps
    running), then, unless ``prefetch`` is off, the destination prefetches it (its chunk
    cache gets its chunks).
 3. The destination gets ready to restore (:meth:`Destination.prepare_restore`: a command
    destination is started, loads its modules, connects to the catalog and the store), so
-   that its start-up is not part of the downtime.
+   that its start-up is not part of the downtime. With ``lazy`` a command destination
+   checks there, before it says it is ready, that it can restore lazily.
 4. Final: create NAME without ``leave_running`` (CRIU stops the process). Deduplication
    makes its upload carry only the chunks the pre-copies lack (the catalog knows
    theirs), and the destination's cache makes its download carry only those. Then the
-   destination restores NAME.
+   destination restores NAME; with ``lazy``, lazily: the restore returns once the process
+   runs, and its memory pages follow from the store, through a detached helper at the
+   destination (:mod:`cryostash.manager.lazy`), after the migration has returned.
 5. The pre-copy checkpoints are removed unless ``keep_precopy`` (chunks the final one
    uses survive: ``rm`` frees only chunks no other checkpoint uses). A removal that fails
    becomes a warning of the report: the process has moved by then.
@@ -32,6 +38,16 @@ catalog and manifest reads, event, clean-up; and the messages to and from it),
 the dumped PID to be free, which happens when source and destination are one machine and
 the stopped process has not been reaped yet, plus finding CRIU, a few ms) and
 ``restore_s`` (CRIU's restore).
+
+Lazy (``lazy``): the same parts, of a restore that ends when the process runs:
+``download_s`` is the download of the eager files only (everything but ``pages-*.img``),
+``pid_wait_s`` the time from the end of the helper's preparation (eager files, FUSE view,
+``criu lazy-pages`` started) until CRIU's restore started, ``restore_s`` CRIU's lazy
+restore until the process runs; the helper's start and preparation other than the
+download are in ``handoff_s``. The memory pages (the bulk of the image) are not in the
+downtime: they arrive while the process runs (faulted in on demand, the rest streamed);
+the helper records a ``restore`` event (``lazy: true``, ``time_to_complete_s``, ...) when
+every page is in.
 
 Failures:
 
@@ -48,6 +64,12 @@ Failures:
   not rolled back: two copies of the process must never run. Either way the error (the
   class of the destination's error) says where the process is and how to restore it by
   hand.
+- lazy: a lazy restore that fails before the process runs is the restore failing above
+  (rolled back the same way; the rollback restores eagerly). One that fails after it ran
+  (a chunk of the pages fails verification, the store stays unreachable, CRIU's daemon
+  fails) happens after the migration returned: the helper kills the restored process
+  (before it can read a missing page) and records a ``restore-failed`` event; the final
+  checkpoint is kept, to be restored by hand (``cryostash restore TARGET NAME``).
 """
 
 from __future__ import annotations
@@ -101,6 +123,7 @@ class MigrateRequest:
         labels: labels of every checkpoint made.
         dump_args: engine arguments of each dump (``--criu-opt``, common flags).
         restore_args: ``restore`` flags, at the destination and on rollback.
+        lazy: the destination restores lazily (criu engine; see the module docstring).
     """
 
     target: str
@@ -115,6 +138,7 @@ class MigrateRequest:
     labels: Mapping[str, str] = field(default_factory=dict)
     dump_args: tuple[str, ...] = ()
     restore_args: tuple[str, ...] = ()
+    lazy: bool = False
 
     def precopy_names(self) -> list[str]:
         """``NAME-pre1`` .. ``NAME-preN``."""
@@ -155,12 +179,22 @@ def migrate(
     one, which then makes the checkpoints) to ``destination`` (see the module docstring).
 
     Raises:
-        UsageError, InvalidName, CheckpointExists: before anything is dumped.
+        UsageError, InvalidName, CheckpointExists: before anything is dumped; with
+            ``lazy``, also EngineError (no CRIU, userfaultfd or FUSE at this host).
         CryostashError (the class of the failure): a step failed; the message says where
         the process is.
     """
     source = manager_of(source)
     check_names(source, request)
+    if request.lazy:
+        try:
+            destination.check_lazy(request.engine)
+        except CryostashError as exc:
+            raise _same_kind(
+                exc,
+                f"migration of {request.target} refused: {exc}\n"
+                f"{_source_state(request)}; nothing was dumped",
+            ) from exc
     steps: list[PrecopyStep] = []
     made: list[str] = []
     doing = ""
@@ -185,7 +219,8 @@ def migrate(
             steps.append(precopy_step(name, info.stats, fetched))
         doing = f"getting the destination ({destination.describe()}) ready to restore"
         pending = destination.prepare_restore(
-            request.target, request.name, request.checkpoint_dir, request.restore_args
+            request.target, request.name, request.checkpoint_dir, request.restore_args,
+            lazy_engine=request.engine if request.lazy else None,
         )
     except BaseException as exc:
         warnings = _remove(source, request, made)

@@ -2,6 +2,15 @@
 final step's figures and the downtime are computed from the final create's statistics and
 the destination's ``restore --json`` object (the parts are described in
 :mod:`cryostash.operations.migrate`). Pure: no I/O.
+
+A lazy migration's restore object (``restore --lazy --json``: ``lazy``,
+``time_to_running_s``, ``prepare_s``, ``restore_s``, ``eager_bytes``,
+``eager_download_s``, ``helper_pid``) gives the same parts: ``download_s`` is the eager
+files' download, ``pid_wait_s`` the time between the end of the helper's preparation and
+CRIU's start, ``restore_s`` CRIU's lazy restore until the process runs. The byte counts of
+the download are then None (the pages arrive after the process runs; the ``restore``
+event records them), and the report says ``lazy: true``. A report of a migration that was
+not lazy has none of the lazy keys.
 """
 
 from __future__ import annotations
@@ -33,8 +42,12 @@ class PrecopyStep:
 class FinalStep:
     """The final checkpoint (the process stopped) and its restore at the destination.
 
-    Times in seconds, sizes in bytes; the parts of the downtime are described in the
-    module docstring. ``pid`` is the restored root PID at the destination.
+    Times in seconds, sizes in bytes; the parts of the downtime are described in
+    :mod:`cryostash.operations.migrate`. ``pid`` is the restored root PID at the
+    destination. A lazy restore (``lazy``): the ``bytes_*`` / ``chunks_*`` of the download
+    are None (the pages come after the process runs), ``eager_bytes`` is the size of the
+    files restored before it ran and ``helper_pid`` the PID of the helper serving its
+    pages at the destination; both are None otherwise.
     """
 
     name: str
@@ -49,11 +62,14 @@ class FinalStep:
     download_s: float
     pid_wait_s: float
     restore_s: float
-    bytes_downloaded: int
-    bytes_from_cache: int
-    chunks_downloaded: int
-    chunks_from_cache: int
+    bytes_downloaded: int | None
+    bytes_from_cache: int | None
+    chunks_downloaded: int | None
+    chunks_from_cache: int | None
     pid: int
+    lazy: bool = False
+    eager_bytes: int | None = None
+    helper_pid: int | None = None
 
 
 @dataclass(frozen=True)
@@ -77,28 +93,42 @@ class MigrationReport:
     @property
     def first_bytes_downloaded(self) -> int | None:
         """Bytes the destination downloaded in the first step (its prefetch, or the final
-        restore without pre-copy); None when the first pre-copy was not prefetched."""
+        restore without pre-copy); None when the first pre-copy was not prefetched, or
+        without pre-copy when the restore was lazy."""
         if not self.precopy:
             return self.final.bytes_downloaded
         fetched = self.precopy[0].prefetch
         return None if fetched is None else int(fetched.get("bytes_downloaded", 0))
 
+    @property
+    def lazy(self) -> bool:
+        """Whether the destination restored lazily (its pages follow after the downtime)."""
+        return self.final.lazy
+
     def as_dict(self) -> dict[str, Any]:
-        """JSON-ready view."""
+        """JSON-ready view; ``lazy`` (true) and the lazy keys of ``final`` only when lazy."""
+        final = asdict(self.final)
+        if not self.lazy:
+            for key in _LAZY_KEYS:
+                del final[key]
         return {
             "target": self.target,
             "name": self.name,
             "destination": self.destination,
             "pid": self.final.pid,
             "downtime_s": self.downtime_s,
+            **({"lazy": True} if self.lazy else {}),
             "precopy": [asdict(step) for step in self.precopy],
-            "final": asdict(self.final),
+            "final": final,
             "first_bytes_uploaded": self.first_bytes_uploaded,
             "first_bytes_downloaded": self.first_bytes_downloaded,
             "removed": list(self.removed),
             "warnings": list(self.warnings),
         }
 
+
+#: The keys of ``final`` that only a lazy migration's report has.
+_LAZY_KEYS = ("lazy", "eager_bytes", "helper_pid")
 
 
 def precopy_step(
@@ -125,17 +155,26 @@ def final_step(
     t_created: float,
     t_done: float,
 ) -> tuple[FinalStep, float]:
-    """The final step's figures and the downtime (their sum; see the module docstring)."""
+    """The final step's figures and the downtime (their sum; see the module docstring).
+
+    ``restored`` is the destination's ``restore --json`` object (lazy or not)."""
     dump_s = float(stats.get("dump_s", 0.0))
     upload_s = float(stats.get("upload_s", 0.0))
     total_s = float(stats.get("total_s", dump_s + upload_s))
     after_upload = float(stats.get("commit_s", 0.0))
     # The dump started total_s + commit_s before create returned (never before the call).
     started = max(t_create, t_created - total_s - after_upload)
-    engine_total = float(restored.get("restore_s", 0.0))
+    lazy = restored.get("lazy") is True
     criu_run = _opt_float(restored.get("duration_s"))
+    if lazy:  # the engine's part: from the helper's end of preparation to running
+        engine_total = float(restored.get("time_to_running_s", 0.0)) - float(
+            restored.get("prepare_s", 0.0)
+        )
+        download_s = float(restored.get("eager_download_s", 0.0))
+    else:
+        engine_total = float(restored.get("restore_s", 0.0))
+        download_s = float(restored.get("download_s", 0.0))
     restore_s = engine_total if criu_run is None else min(criu_run, engine_total)
-    download_s = float(restored.get("download_s", 0.0))
     final = FinalStep(
         name=name,
         frozen_s=_opt_float(stats.get("frozen_s")),
@@ -149,18 +188,24 @@ def final_step(
         download_s=_r(download_s),
         pid_wait_s=_r(engine_total - restore_s),
         restore_s=_r(restore_s),
-        bytes_downloaded=int(restored.get("bytes_downloaded", 0)),
-        bytes_from_cache=int(restored.get("bytes_from_cache", 0)),
-        chunks_downloaded=int(restored.get("chunks_downloaded", 0)),
-        chunks_from_cache=int(restored.get("chunks_from_cache", 0)),
+        bytes_downloaded=None if lazy else int(restored.get("bytes_downloaded", 0)),
+        bytes_from_cache=None if lazy else int(restored.get("bytes_from_cache", 0)),
+        chunks_downloaded=None if lazy else int(restored.get("chunks_downloaded", 0)),
+        chunks_from_cache=None if lazy else int(restored.get("chunks_from_cache", 0)),
         pid=int(restored["pid"]),
+        lazy=lazy,
+        eager_bytes=_opt_int(restored.get("eager_bytes")) if lazy else None,
+        helper_pid=_opt_int(restored.get("helper_pid")) if lazy else None,
     )
     return final, _r(t_done - started)
 
 
-
 def _opt_float(value: object) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _opt_int(value: object) -> int | None:
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def _r(value: float) -> float:
