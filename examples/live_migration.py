@@ -11,13 +11,19 @@ counter holding 64 MiB of random bytes that never change (the bulk of a real ser
 2. host-b -> host-c, without prefetch (``--no-prefetch``): the pre-copy still saves the
    upload (the store already holds every unchanged chunk), but host-c, whose cache is
    empty, downloads the whole image while the process is stopped.
+3. With ``--lazy``: host-c -> host-a, without prefetch, restored lazily (``migrate
+   --lazy``): host-a's cache is empty too, but the process runs as soon as CRIU's metadata
+   is in; its 64 MiB follow while it runs, and the script waits for the ``restore`` event
+   saying every page arrived.
 
-Run as root: ``.venv/bin/python examples/live_migration.py`` (or ``make examples``). Set
+Run as root: ``.venv/bin/python examples/live_migration.py [--lazy]`` (or ``make
+examples``; ``--lazy`` needs userfaultfd and /dev/fuse: ``cryostash doctor``). Set
 ``CRYOSTASH_EXAMPLE_S3_ENDPOINT`` / ``CRYOSTASH_EXAMPLE_PG_URL`` to use your own services.
 """
 
 from __future__ import annotations
 
+import argparse
 import shutil
 import sys
 import tempfile
@@ -65,8 +71,8 @@ def table(runs: dict[str, dict[str, Any]]) -> None:
     def ms(key: str) -> list[str]:
         return [f"{1000 * (r['final'].get(key) or 0):.0f} ms" for r in runs.values()]
 
-    def mib(values: list[float]) -> list[str]:
-        return [f"{v / MiB:.2f} MiB" for v in values]
+    def mib(values: list[float | None]) -> list[str]:
+        return ["lazy" if v is None else f"{v / MiB:.2f} MiB" for v in values]
 
     row("downtime (freeze -> running)", [f"{1000 * r['downtime_s']:.0f} ms"
                                          for r in runs.values()])
@@ -86,10 +92,47 @@ def table(runs: dict[str, dict[str, Any]]) -> None:
                                        for r in runs.values()]))
     row("final step: taken from cache", mib([r["final"]["bytes_from_cache"]
                                              for r in runs.values()]))
+    if any(r.get("lazy") for r in runs.values()):
+        row("final step: eager files (lazy)", mib([r["final"].get("eager_bytes") or 0
+                                                    for r in runs.values()]))
+        print("(lazy: the download in the downtime is the eager files, CRIU's metadata; "
+              "the pages came after the process ran)")
     print()
 
 
+def lazy_completion(host: Host, report: dict[str, Any], reaper: Reaper) -> dict[str, Any]:
+    """Wait for the lazy restore's ``restore`` event at ``host`` (every page in); its detail."""
+    reaper.watch(int(report["final"]["helper_pid"]))  # reaped when it exits
+
+    def completed() -> dict[str, Any] | None:
+        found: Any = host.json("events", TARGET)
+        for event in found:
+            if event["name"] == report["name"] and event["host"] == host.name:
+                if event["action"] in ("restore-failed", "restore-incomplete"):
+                    sys.exit(f"the lazy restore failed: {event['detail'].get('error')}")
+                if event["action"] == "restore":
+                    return dict(event["detail"])
+        return None
+
+    detail: dict[str, Any] = {}
+
+    def arrived() -> bool:
+        detail.update(completed() or {})
+        return bool(detail)
+
+    wait_for(arrived, 120, "the lazy restore's pages to arrive")
+    print(f"[{host.name}] lazy restore: running after {detail['time_to_running_s']:.3f} s, "
+          f"every page in after {detail['time_to_complete_s']:.3f} s "
+          f"({detail['pages_faulted']} pages faulted, {detail['pages_streamed']} streamed)",
+          flush=True)
+    return detail
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lazy", action="store_true",
+                        help="then migrate host-c -> host-a lazily (migrate --lazy)")
+    lazy = parser.parse_args().lazy
     require_root()
     work = Path(tempfile.mkdtemp(prefix="cryostash-migration-"))
     try:
@@ -103,7 +146,15 @@ def main() -> None:
             with_prefetch = migrate(a, b, pid, "move-1", reaper, counter)
             without = migrate(b, c, int(with_prefetch["pid"]), "move-2", reaper, counter,
                               "--no-prefetch")
-            table({"a->b with prefetch": with_prefetch, "b->c without prefetch": without})
+            runs = {"a->b with prefetch": with_prefetch, "b->c without prefetch": without}
+            if lazy:
+                moved = migrate(c, a, int(without["pid"]), "move-3", reaper, counter,
+                                "--no-prefetch", "--lazy")
+                runs["c->a lazy"] = moved
+                lazy_completion(a, moved, reaper)
+                if moved["final"]["eager_bytes"] * 20 > BALLAST_MIB * MiB:
+                    sys.exit("a lazy restore should fetch only CRIU's metadata before it runs")
+            table(runs)
             final = with_prefetch["final"]
             if final["bytes_uploaded"] * 4 > with_prefetch["first_bytes_uploaded"]:
                 sys.exit("the final step uploaded more than a quarter of the first step")
@@ -111,7 +162,7 @@ def main() -> None:
                 sys.exit("after a prefetch the final step downloaded more than a quarter")
             if without["final"]["bytes_downloaded"] < BALLAST_MIB * MiB // 2:
                 sys.exit("without prefetch the destination should download the whole image")
-            c.run("events", TARGET)
+            (a if lazy else c).run("events", TARGET)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print("live-migration: OK")

@@ -38,8 +38,10 @@ def _leftovers(marker: str) -> list[str]:
     return found
 
 
-def run_example(name: str, tmp_path: Path, criu_path: str, timeout: float = 300) -> str:
-    """Run ``examples/NAME.py`` with its temporary files under ``tmp_path``; its output."""
+def run_example(
+    name: str, tmp_path: Path, criu_path: str, *args: str, timeout: float = 300
+) -> str:
+    """Run ``examples/NAME.py ARGS`` with its temporary files under ``tmp_path``; its output."""
     if importlib.util.find_spec("moto") is None:
         missing("S3 (moto)", "moto[server] is not installed")
     if not (postgres.PG_BIN / "initdb").is_file():
@@ -47,7 +49,7 @@ def run_example(name: str, tmp_path: Path, criu_path: str, timeout: float = 300)
     env = {k: v for k, v in os.environ.items() if not k.startswith("CRYOSTASH_")}
     env.update({"TMPDIR": str(tmp_path), "CRYOSTASH_CRIU": criu_path})
     done = subprocess.run(
-        [sys.executable, str(EXAMPLES / f"{name}.py")],
+        [sys.executable, str(EXAMPLES / f"{name}.py"), *args],
         env=env, capture_output=True, text=True, timeout=timeout,
     )
     output = done.stdout + done.stderr
@@ -84,3 +86,17 @@ def test_live_migration_example(tmp_path: Path, criu_path: str) -> None:
     downloaded = [float(v) for v in rows["final step: downloaded"][::2]]
     assert len(downtime) == 2 and all(d > 0 for d in downtime)
     assert downloaded[0] * 4 < downloaded[1]  # prefetch spared most of the final download
+
+
+@pytest.mark.usefixtures("procs")
+def test_live_migration_example_lazy(tmp_path: Path, criu_path: str) -> None:
+    done = subprocess.run([criu_path, "check", "--feature", "uffd-noncoop"],
+                          capture_output=True, text=True, check=False, timeout=60)
+    if done.returncode != 0 or not Path("/dev/fuse").exists():
+        missing("userfaultfd and FUSE", done.stdout + done.stderr)
+    out = run_example("live_migration", tmp_path, criu_path, "--lazy")
+    assert "[host-a] PID" in out and "[host-a] lazy restore: running after" in out
+    rows = {line[:34].strip(): line[34:].split() for line in out.splitlines()
+            if line.startswith(("downtime", "final step"))}
+    assert len(rows["downtime (freeze -> running)"]) == 6  # three migrations, "N ms" each
+    assert rows["final step: downloaded"][-1] == "lazy"  # the pages came after

@@ -7,7 +7,8 @@ TARGET --receive NAME`` (started and ready before the final dump), or on this ho
 ``--to`` is not given. See :mod:`cryostash.operations.migrate` for the steps, the downtime
 and its parts, and what a failure leaves, :mod:`cryostash.operations.destination` for the
 destination's side and :mod:`cryostash.cli.receive` for ``--receive``. Prints a table of
-the steps (``--json``: the report).
+the steps (``--json``: the report). ``--lazy``: the destination restores lazily (``restore
+--lazy``): the downtime ends when the process runs, its memory pages follow.
 """
 
 from __future__ import annotations
@@ -72,6 +73,13 @@ def register(sub: Any) -> None:
         help="when the destination's restore fails, do not restore the process here",
     )
     p.add_argument(
+        "--lazy",
+        action="store_true",
+        help="criu engine: the destination restores lazily: the downtime ends when the "
+        "process runs; its memory pages follow from the store (verified) through a detached "
+        "helper there, which records a `restore` event when every page is in",
+    )
+    p.add_argument(
         "--engine",
         default="criu",
         metavar="ENGINE",
@@ -108,7 +116,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
 
         args.json = True  # stdout carries the protocol: no progress bars
         receive(ctx.manager, args.target, args.receive, args.checkpoint_dir,
-                common_opts(args), sys.stdin, sys.stdout)
+                common_opts(args), sys.stdin, sys.stdout,
+                lazy_engine=args.engine if args.lazy else None)
         return 0
     request = MigrateRequest(
         target=args.target,
@@ -123,6 +132,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         labels=parse_labels(args.label),
         dump_args=(*common_opts(args), *engine_opts(args.criu_opt)),
         restore_args=tuple(common_opts(args)),
+        lazy=args.lazy,
     )
     destination: Destination = (
         CommandDestination.parse(args.to) if args.to else LocalDestination(ctx.manager)
@@ -160,8 +170,8 @@ def format_report(report: MigrationReport) -> list[str]:
         ))
     rows.append((
         f.name, "stopped", _s(f.dump_s), _s(f.upload_s), format_size(f.bytes_uploaded),
-        str(f.chunks_new), _s(f.download_s), format_size(f.bytes_downloaded),
-        format_size(f.bytes_from_cache),
+        str(f.chunks_new), _s(f.download_s), _size(f.bytes_downloaded, f.lazy),
+        _size(f.bytes_from_cache, f.lazy),
     ))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = [
@@ -170,9 +180,11 @@ def format_report(report: MigrationReport) -> list[str]:
         *("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
           for row in rows),
     ]
+    lazy = " (lazy)" if f.lazy else ""
     parts = (("dump", f.dump_s), ("upload", f.upload_s), ("commit", f.commit_s),
-             ("handoff", f.handoff_s), ("download", f.download_s),
-             ("pid wait", f.pid_wait_s), ("restore", f.restore_s))
+             ("handoff", f.handoff_s), (f"download{' (eager files)' if f.lazy else ''}",
+                                        f.download_s),
+             ("pid wait", f.pid_wait_s), (f"restore{lazy}", f.restore_s))
     lines.append(
         f"downtime: {_ms(report.downtime_s)} ms = "
         + " + ".join(f"{label} {_ms(value)}" for label, value in parts)
@@ -180,15 +192,35 @@ def format_report(report: MigrationReport) -> list[str]:
         + (f"; CRIU kept it frozen {_ms(f.frozen_s)} ms of the dump" if f.frozen_s else "")
     )
     first_down = report.first_bytes_downloaded
+    if f.bytes_downloaded is not None:
+        down = f"{format_size(f.bytes_downloaded)} down"
+    else:
+        down = f"{format_size(f.eager_bytes or 0)} of eager files down, the pages after"
+    if first_down is not None:
+        first = f"{format_size(first_down)} down"
+    else:
+        first = "not prefetched" if report.precopy else "the pages after"
     lines.append(
-        f"final step moved {format_size(f.bytes_uploaded)} up, "
-        f"{format_size(f.bytes_downloaded)} down; the first step "
-        f"{format_size(report.first_bytes_uploaded)} up, "
-        + (f"{format_size(first_down)} down" if first_down is not None else "not prefetched")
+        f"final step moved {format_size(f.bytes_uploaded)} up, {down}; the first step "
+        f"{format_size(report.first_bytes_uploaded)} up, {first}"
     )
+    if f.lazy:
+        lines.append(
+            f"lazy restore: the memory pages arrive while PID {f.pid} runs, served by the "
+            f"helper (PID {f.helper_pid}) there; `cryostash events {report.target}` shows "
+            "`restore` (lazy) when every page is in, or `restore-failed` (the process killed; "
+            f"restore {report.name} by hand)"
+        )
     if report.removed:
         lines.append("removed pre-copy checkpoints: " + ", ".join(report.removed))
     return lines
+
+
+def _size(value: int | None, lazy: bool) -> str:
+    """A byte count of the final download: ``lazy`` when the pages come after."""
+    from cryostash.units import format_size
+
+    return "lazy" if value is None and lazy else "-" if value is None else format_size(value)
 
 
 def _s(value: float) -> str:

@@ -10,7 +10,7 @@ import json
 from collections.abc import Sequence
 from typing import IO, TYPE_CHECKING
 
-from cryostash.operations.destination import GO, READY, restore_object
+from cryostash.operations.destination import GO, READY, require_lazy, restore_object
 
 if TYPE_CHECKING:
     from cryostash.manager import CheckpointManager
@@ -24,6 +24,8 @@ def receive(
     args: Sequence[str],
     stdin: IO[str],
     stdout: IO[str],
+    *,
+    lazy_engine: str | None = None,
 ) -> bool:
     """The receiving end of :class:`~cryostash.operations.destination.CommandDestination`.
 
@@ -31,16 +33,27 @@ def receive(
     waits for a line on ``stdin``: ``go`` restores ``target``/``name`` and prints the
     ``restore --json`` object (True); anything else or end of input returns False.
 
+    With ``lazy_engine`` (``--lazy --engine ENGINE``) it first checks that this host can
+    restore lazily with that engine (:func:`~cryostash.operations.destination.require_lazy`:
+    CRIU, userfaultfd, FUSE), failing before it says it is ready (so the source never
+    stops the process for nothing); ``go`` then restores lazily and prints the ``restore
+    --lazy --json`` object once the process runs; a detached helper serves its pages.
+
     Raises:
-        whatever :meth:`CheckpointManager.restore` (or opening the catalog) raises.
+        whatever :meth:`CheckpointManager.restore` (or opening the catalog) raises;
+        UsageError / EngineError: a lazy restore cannot run here.
     """
     manager.catalog  # noqa: B018 (connects now, not in the downtime)
     manager.store(checkpoint_dir).manifest_exists(target, name)  # loads and reaches the store
+    if lazy_engine is not None:
+        require_lazy(manager, lazy_engine)
     stdout.write(json.dumps({READY: True, "host": manager.settings.host}) + "\n")
     stdout.flush()
     if stdin.readline().strip() != GO:
         return False
-    restored = restore_object(manager, target, name, checkpoint_dir, args)
+    restored = restore_object(
+        manager, target, name, checkpoint_dir, args, lazy_engine=lazy_engine
+    )
     stdout.write(json.dumps(restored, default=str) + "\n")
     stdout.flush()
     return True

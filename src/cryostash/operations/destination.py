@@ -14,6 +14,17 @@ A :class:`Destination` does two things to a committed checkpoint:
   ``total_s``, ``bytes_downloaded``, ``bytes_from_cache``, ...; see
   :func:`cryostash.transfer.datapath.restore_stats`). :meth:`PendingRestore.cancel` gives up.
 
+Lazy (``lazy_engine``, ``migrate --lazy``): :meth:`Destination.check_lazy`, before
+anything is dumped, refuses what can be known not to work there; ``prepare_restore`` with
+``lazy_engine`` gets ready for a lazy restore (a command destination checks there, before
+it says it is ready, that the engine, CRIU, userfaultfd and a FUSE mount work:
+:func:`require_lazy`); ``go`` then restores with
+:func:`cryostash.manager.lazy.restore_lazy` and returns once the process runs, with the
+``restore --lazy --json`` object (``lazy``, ``time_to_running_s``, ``prepare_s``,
+``restore_s``, ``eager_bytes``, ``eager_download_s``, ``helper_pid``); the pages follow
+from a detached helper at the destination, which records a ``restore`` event when every
+page is in (or ``restore-failed``, the process killed).
+
 :class:`LocalDestination` uses a :class:`~cryostash.manager.CheckpointManager` of this
 process. :class:`CommandDestination` runs ``COMMAND prefetch TARGET NAME --json`` for a
 prefetch and ``COMMAND migrate TARGET --receive NAME`` for the restore, where COMMAND runs
@@ -51,7 +62,9 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
-from cryostash.errors import CryostashError, UsageError, error_class
+from cryostash.engines.criu import CriuEngine
+from cryostash.engines.criu_lazy import lazy_support, require_lazy_support
+from cryostash.errors import CryostashError, EngineError, UsageError, error_class
 from cryostash.redact import child_env, redact_text
 from cryostash.urls import strip_credentials
 
@@ -93,11 +106,28 @@ class Destination(Protocol):
         """Fill the destination's chunk cache with ``target``/``name``'s chunks."""
         ...
 
+    def check_lazy(self, engine: str) -> None:
+        """Refuse, before anything is dumped, a lazy restore by ``engine`` that cannot
+        work there, as far as it can be known from here.
+
+        Raises:
+            UsageError: not an engine that restores lazily. EngineError: no CRIU >= 4.2,
+                userfaultfd or FUSE (for a destination this process can probe).
+        """
+        ...
+
     def prepare_restore(
-        self, target: str, name: str, checkpoint_dir: str | None, args: Sequence[str]
+        self,
+        target: str,
+        name: str,
+        checkpoint_dir: str | None,
+        args: Sequence[str],
+        *,
+        lazy_engine: str | None = None,
     ) -> PendingRestore:
         """Get ready to restore ``target``/``name`` (which need not exist yet); ``args``
-        are ``restore`` flags (``--tcp-established``, ``--file-locks``, ``--ignore-rootfs``)."""
+        are ``restore`` flags (``--tcp-established``, ``--file-locks``, ``--ignore-rootfs``);
+        with ``lazy_engine`` (the engine that dumps it), restore lazily with it."""
         ...
 
 
@@ -115,11 +145,25 @@ class LocalDestination:
         """:meth:`CheckpointManager.prefetch`."""
         return dict(self.manager.prefetch(target, name, checkpoint_dir=checkpoint_dir))
 
+    def check_lazy(self, engine: str) -> None:
+        """:func:`require_lazy` here."""
+        require_lazy(self.manager, engine)
+
     def prepare_restore(
-        self, target: str, name: str, checkpoint_dir: str | None, args: Sequence[str]
+        self,
+        target: str,
+        name: str,
+        checkpoint_dir: str | None,
+        args: Sequence[str],
+        *,
+        lazy_engine: str | None = None,
     ) -> PendingRestore:
-        """Nothing to start: :meth:`CheckpointManager.restore` when told to go."""
-        return _LocalRestore(self.manager, target, name, checkpoint_dir, tuple(args))
+        """Nothing to start: :meth:`CheckpointManager.restore` when told to go (with
+        ``lazy_engine``: :func:`~cryostash.manager.lazy.restore_lazy`, which closes the
+        manager's catalog connection before it forks; the next use opens it again)."""
+        return _LocalRestore(
+            self.manager, target, name, checkpoint_dir, tuple(args), lazy_engine
+        )
 
 
 class _LocalRestore:
@@ -130,12 +174,13 @@ class _LocalRestore:
         name: str,
         checkpoint_dir: str | None,
         args: tuple[str, ...],
+        lazy_engine: str | None,
     ) -> None:
         self._call = (manager, target, name, checkpoint_dir, args)
+        self._lazy_engine = lazy_engine
 
     def go(self) -> dict[str, Any]:
-        manager, target, name, checkpoint_dir, args = self._call
-        return restore_object(manager, target, name, checkpoint_dir, args)
+        return restore_object(*self._call, lazy_engine=self._lazy_engine)
 
     def cancel(self) -> None:
         pass
@@ -147,9 +192,23 @@ def restore_object(
     name: str,
     checkpoint_dir: str | None,
     args: Sequence[str],
+    *,
+    lazy_engine: str | None = None,
 ) -> dict[str, Any]:
-    """:meth:`CheckpointManager.restore`, as the object ``restore --json`` prints."""
-    result = manager.restore(target, name, checkpoint_dir=checkpoint_dir, engine_args=list(args))
+    """:meth:`CheckpointManager.restore`, as the object ``restore --json`` prints; with
+    ``lazy_engine``, :func:`~cryostash.manager.lazy.restore_lazy` with that engine (the
+    object ``restore --lazy --json`` prints; it returns once the process runs)."""
+    if lazy_engine is not None:
+        from cryostash.manager.lazy import restore_lazy
+
+        result = restore_lazy(
+            manager.repository, target, name, engine=lazy_engine,
+            checkpoint_dir=checkpoint_dir, engine_args=list(args),
+        )
+    else:
+        result = manager.restore(
+            target, name, checkpoint_dir=checkpoint_dir, engine_args=list(args)
+        )
     return {
         "pid": result.pid,
         "target": target,
@@ -157,6 +216,24 @@ def restore_object(
         "duration_s": result.duration_s,
         **dict(result.details),
     }
+
+
+def require_lazy(manager: CheckpointManager, engine: str) -> None:
+    """Raise unless ``engine`` can restore lazily on this host: the criu engine, CRIU >=
+    4.2 with userfaultfd (:func:`~cryostash.engines.criu_lazy.lazy_support`) and a FUSE
+    mount of cryostash's own (probed, as ``doctor`` does:
+    :func:`cryostash.operations.lazy_doctor.check_lazy`). Runs nothing else.
+
+    Raises:
+        UsageError: ``lazy restore is not supported by ENGINE`` (not criu).
+        EngineError: no CRIU >= 4.2, no userfaultfd, or no FUSE mount.
+    """
+    from cryostash.operations.lazy_doctor import check_lazy
+
+    require_lazy_support(manager.engine(engine))
+    probed = check_lazy(manager.settings)
+    if not probed.ok:
+        raise EngineError(probed.error or "lazy restore cannot run on this host")
 
 
 class CommandDestination:
@@ -208,6 +285,20 @@ class CommandDestination:
         """The command, quoted as a shell would need it (redacted)."""
         return _shown(self.command)
 
+    def check_lazy(self, engine: str) -> None:
+        """Only whether ``engine`` restores lazily at all (the criu engine); what the
+        destination host has (CRIU, userfaultfd, FUSE) its receiver checks before it says
+        it is ready (:meth:`prepare_restore`).
+
+        Raises:
+            UsageError: ``lazy restore is not supported by ENGINE``.
+        """
+        from cryostash.engines import get_engine
+
+        found = get_engine(engine)
+        if not isinstance(found, CriuEngine):
+            raise UsageError(lazy_support(found) or f"lazy restore is not supported by {engine}")
+
     def prefetch(self, target: str, name: str, checkpoint_dir: str | None) -> dict[str, Any]:
         """``COMMAND prefetch TARGET NAME --json [--checkpoint-dir URL]``."""
         argv = self._argv("prefetch", target, name, "--json", *_dir_flag(checkpoint_dir))
@@ -224,16 +315,24 @@ class CommandDestination:
         return _json_object(argv, done.stdout.decode(errors="replace"))
 
     def prepare_restore(
-        self, target: str, name: str, checkpoint_dir: str | None, args: Sequence[str]
+        self,
+        target: str,
+        name: str,
+        checkpoint_dir: str | None,
+        args: Sequence[str],
+        *,
+        lazy_engine: str | None = None,
     ) -> PendingRestore:
-        """Start ``COMMAND migrate TARGET --receive NAME [--checkpoint-dir URL] [ARGS]`` and
-        wait until it says it is ready.
+        """Start ``COMMAND migrate TARGET --receive NAME [--checkpoint-dir URL] [--lazy
+        --engine ENGINE] [ARGS]`` and wait until it says it is ready (with ``--lazy``, it
+        checks first that it can restore lazily: :func:`require_lazy`).
 
         Raises:
             CryostashError (the class of its exit code): it exited instead.
         """
+        lazy = ["--lazy", "--engine", lazy_engine] if lazy_engine is not None else []
         argv = self._argv(
-            "migrate", target, "--receive", name, *_dir_flag(checkpoint_dir), *args
+            "migrate", target, "--receive", name, *_dir_flag(checkpoint_dir), *lazy, *args
         )
         return _CommandRestore(argv, self.env)
 

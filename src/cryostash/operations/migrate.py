@@ -8,17 +8,23 @@ checkpoints are made, removed and, on rollback, restored; the destination a
 a command) that sees the same store and catalog.
 
 1. Every name is checked before anything is dumped: NAME and the pre-copy names
-   NAME-pre1 .. NAME-preN must be valid and must not exist.
+   NAME-pre1 .. NAME-preN must be valid and must not exist. With ``lazy``, the
+   destination refuses a lazy restore it can tell will not work
+   (:meth:`Destination.check_lazy`: this host probes the engine, CRIU, userfaultfd and
+   FUSE; a command destination only the engine here, the rest in step 3).
 2. Pre-copy, for k in 1..N: create NAME-preK with ``leave_running`` (the process keeps
    running), then, unless ``prefetch`` is off, the destination prefetches it (its chunk
    cache gets its chunks).
 3. The destination gets ready to restore (:meth:`Destination.prepare_restore`: a command
    destination is started, loads its modules, connects to the catalog and the store), so
-   that its start-up is not part of the downtime.
+   that its start-up is not part of the downtime. With ``lazy`` a command destination
+   checks there, before it says it is ready, that it can restore lazily.
 4. Final: create NAME without ``leave_running`` (CRIU stops the process). Deduplication
    makes its upload carry only the chunks the pre-copies lack (the catalog knows
    theirs), and the destination's cache makes its download carry only those. Then the
-   destination restores NAME.
+   destination restores NAME; with ``lazy``, lazily: the restore returns once the process
+   runs, and its memory pages follow from the store, through a detached helper at the
+   destination (:mod:`cryostash.manager.lazy`), after the migration has returned.
 5. The pre-copy checkpoints are removed unless ``keep_precopy`` (chunks the final one
    uses survive: ``rm`` frees only chunks no other checkpoint uses). A removal that fails
    becomes a warning of the report: the process has moved by then.
@@ -32,6 +38,16 @@ catalog and manifest reads, event, clean-up; and the messages to and from it),
 the dumped PID to be free, which happens when source and destination are one machine and
 the stopped process has not been reaped yet, plus finding CRIU, a few ms) and
 ``restore_s`` (CRIU's restore).
+
+Lazy (``lazy``): the same parts, of a restore that ends when the process runs:
+``download_s`` is the download of the eager files only (everything but ``pages-*.img``),
+``pid_wait_s`` the time from the end of the helper's preparation (eager files, FUSE view,
+``criu lazy-pages`` started) until CRIU's restore started, ``restore_s`` CRIU's lazy
+restore until the process runs; the helper's start and preparation other than the
+download are in ``handoff_s``. The memory pages (the bulk of the image) are not in the
+downtime: they arrive while the process runs (faulted in on demand, the rest streamed);
+the helper records a ``restore`` event (``lazy: true``, ``time_to_complete_s``, ...) when
+every page is in.
 
 Failures:
 
@@ -48,16 +64,21 @@ Failures:
   not rolled back: two copies of the process must never run. Either way the error (the
   class of the destination's error) says where the process is and how to restore it by
   hand.
+- lazy: a lazy restore that fails before the process runs is the restore failing above
+  (rolled back the same way; the rollback restores eagerly). One that fails after it ran
+  (a chunk of the pages fails verification, the store stays unreachable, CRIU's daemon
+  fails) happens after the migration returned: the helper kills the restored process
+  (before it can read a missing page) and records a ``restore-failed`` event; the final
+  checkpoint is kept, to be restored by hand (``cryostash restore TARGET NAME``).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from cryostash.errors import (
     CheckpointExists,
@@ -71,6 +92,13 @@ from cryostash.errors import (
 from cryostash.manager import CheckpointManager, Repository, manager_of
 from cryostash.names import validate_name, validate_target
 from cryostash.operations.destination import Destination, dir_option
+from cryostash.operations.migrate_report import (
+    FinalStep,
+    MigrationReport,
+    PrecopyStep,
+    final_step,
+    precopy_step,
+)
 
 
 def default_name(now: datetime | None = None) -> str:
@@ -95,6 +123,7 @@ class MigrateRequest:
         labels: labels of every checkpoint made.
         dump_args: engine arguments of each dump (``--criu-opt``, common flags).
         restore_args: ``restore`` flags, at the destination and on rollback.
+        lazy: the destination restores lazily (criu engine; see the module docstring).
     """
 
     target: str
@@ -109,99 +138,11 @@ class MigrateRequest:
     labels: Mapping[str, str] = field(default_factory=dict)
     dump_args: tuple[str, ...] = ()
     restore_args: tuple[str, ...] = ()
+    lazy: bool = False
 
     def precopy_names(self) -> list[str]:
         """``NAME-pre1`` .. ``NAME-preN``."""
         return [f"{self.name}-pre{k}" for k in range(1, self.precopy + 1)]
-
-
-@dataclass(frozen=True)
-class PrecopyStep:
-    """One pre-copy checkpoint (the process kept running) and its prefetch.
-
-    ``prefetch`` is the destination's ``prefetch --json`` object (``duration_s``,
-    ``bytes_downloaded``, ``chunks_downloaded``), None when prefetch is off.
-    """
-
-    name: str
-    frozen_s: float | None
-    dump_s: float
-    upload_s: float
-    bytes_scanned: int
-    bytes_uploaded: int
-    chunks_new: int
-    prefetch: dict[str, Any] | None
-
-
-@dataclass(frozen=True)
-class FinalStep:
-    """The final checkpoint (the process stopped) and its restore at the destination.
-
-    Times in seconds, sizes in bytes; the parts of the downtime are described in the
-    module docstring. ``pid`` is the restored root PID at the destination.
-    """
-
-    name: str
-    frozen_s: float | None
-    dump_s: float
-    upload_s: float
-    commit_s: float
-    bytes_scanned: int
-    bytes_uploaded: int
-    chunks_new: int
-    handoff_s: float
-    download_s: float
-    pid_wait_s: float
-    restore_s: float
-    bytes_downloaded: int
-    bytes_from_cache: int
-    chunks_downloaded: int
-    chunks_from_cache: int
-    pid: int
-
-
-@dataclass(frozen=True)
-class MigrationReport:
-    """What a migration did and measured (``migrate --json`` prints :meth:`as_dict`)."""
-
-    target: str
-    name: str
-    destination: str
-    precopy: tuple[PrecopyStep, ...]
-    final: FinalStep
-    downtime_s: float
-    removed: tuple[str, ...] = ()
-    warnings: tuple[str, ...] = ()
-
-    @property
-    def first_bytes_uploaded(self) -> int:
-        """Bytes the first step uploaded (the first pre-copy, else the final)."""
-        return self.precopy[0].bytes_uploaded if self.precopy else self.final.bytes_uploaded
-
-    @property
-    def first_bytes_downloaded(self) -> int | None:
-        """Bytes the destination downloaded in the first step (its prefetch, or the final
-        restore without pre-copy); None when the first pre-copy was not prefetched."""
-        if not self.precopy:
-            return self.final.bytes_downloaded
-        fetched = self.precopy[0].prefetch
-        return None if fetched is None else int(fetched.get("bytes_downloaded", 0))
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-ready view."""
-        return {
-            "target": self.target,
-            "name": self.name,
-            "destination": self.destination,
-            "pid": self.final.pid,
-            "downtime_s": self.downtime_s,
-            "precopy": [asdict(step) for step in self.precopy],
-            "final": asdict(self.final),
-            "first_bytes_uploaded": self.first_bytes_uploaded,
-            "first_bytes_downloaded": self.first_bytes_downloaded,
-            "removed": list(self.removed),
-            "warnings": list(self.warnings),
-        }
 
 
 def check_names(source: Repository | CheckpointManager, request: MigrateRequest) -> list[str]:
@@ -238,12 +179,22 @@ def migrate(
     one, which then makes the checkpoints) to ``destination`` (see the module docstring).
 
     Raises:
-        UsageError, InvalidName, CheckpointExists: before anything is dumped.
+        UsageError, InvalidName, CheckpointExists: before anything is dumped; with
+            ``lazy``, also EngineError (no CRIU, userfaultfd or FUSE at this host).
         CryostashError (the class of the failure): a step failed; the message says where
         the process is.
     """
     source = manager_of(source)
     check_names(source, request)
+    if request.lazy:
+        try:
+            destination.check_lazy(request.engine)
+        except CryostashError as exc:
+            raise _same_kind(
+                exc,
+                f"migration of {request.target} refused: {exc}\n"
+                f"{_source_state(request)}; nothing was dumped",
+            ) from exc
     steps: list[PrecopyStep] = []
     made: list[str] = []
     doing = ""
@@ -265,10 +216,11 @@ def migrate(
             if request.prefetch:
                 doing = f"the prefetch of {name} at the destination ({destination.describe()})"
                 fetched = destination.prefetch(request.target, name, request.checkpoint_dir)
-            steps.append(_precopy_step(name, info.stats, fetched))
+            steps.append(precopy_step(name, info.stats, fetched))
         doing = f"getting the destination ({destination.describe()}) ready to restore"
         pending = destination.prepare_restore(
-            request.target, request.name, request.checkpoint_dir, request.restore_args
+            request.target, request.name, request.checkpoint_dir, request.restore_args,
+            lazy_engine=request.engine if request.lazy else None,
         )
     except BaseException as exc:
         warnings = _remove(source, request, made)
@@ -326,7 +278,7 @@ def migrate(
             f"the destination ({destination.describe()}) restored {request.target}/"
             f"{request.name} but reported no PID: {restored!r}"
         )
-    final, downtime = _final_step(request.name, stats, restored, t_create, t_created, t_done)
+    final, downtime = final_step(request.name, stats, restored, t_create, t_created, t_done)
     return MigrationReport(
         target=request.target,
         name=request.name,
@@ -337,63 +289,6 @@ def migrate(
         removed=tuple(n for n in made if not request.keep_precopy),
         warnings=tuple(warnings),
     )
-
-
-def _precopy_step(
-    name: str, s: Mapping[str, Any], fetched: dict[str, Any] | None
-) -> PrecopyStep:
-    """A pre-copy's figures from its create stats and its prefetch's result."""
-    return PrecopyStep(
-        name=name,
-        frozen_s=_opt_float(s.get("frozen_s")),
-        dump_s=float(s.get("dump_s", 0.0)),
-        upload_s=float(s.get("upload_s", 0.0)),
-        bytes_scanned=int(s.get("bytes_scanned", 0)),
-        bytes_uploaded=int(s.get("bytes_uploaded", 0)),
-        chunks_new=int(s.get("chunks_new", 0)),
-        prefetch=fetched,
-    )
-
-
-def _final_step(
-    name: str,
-    stats: Mapping[str, Any],
-    restored: Mapping[str, Any],
-    t_create: float,
-    t_created: float,
-    t_done: float,
-) -> tuple[FinalStep, float]:
-    """The final step's figures and the downtime (their sum; see the module docstring)."""
-    dump_s = float(stats.get("dump_s", 0.0))
-    upload_s = float(stats.get("upload_s", 0.0))
-    total_s = float(stats.get("total_s", dump_s + upload_s))
-    after_upload = float(stats.get("commit_s", 0.0))
-    # The dump started total_s + commit_s before create returned (never before the call).
-    started = max(t_create, t_created - total_s - after_upload)
-    engine_total = float(restored.get("restore_s", 0.0))
-    criu_run = _opt_float(restored.get("duration_s"))
-    restore_s = engine_total if criu_run is None else min(criu_run, engine_total)
-    download_s = float(restored.get("download_s", 0.0))
-    final = FinalStep(
-        name=name,
-        frozen_s=_opt_float(stats.get("frozen_s")),
-        dump_s=_r(dump_s),
-        upload_s=_r(upload_s),
-        commit_s=_r(t_created - started - dump_s - upload_s),
-        bytes_scanned=int(stats.get("bytes_scanned", 0)),
-        bytes_uploaded=int(stats.get("bytes_uploaded", 0)),
-        chunks_new=int(stats.get("chunks_new", 0)),
-        handoff_s=_r(t_done - t_created - download_s - engine_total),
-        download_s=_r(download_s),
-        pid_wait_s=_r(engine_total - restore_s),
-        restore_s=_r(restore_s),
-        bytes_downloaded=int(restored.get("bytes_downloaded", 0)),
-        bytes_from_cache=int(restored.get("bytes_from_cache", 0)),
-        chunks_downloaded=int(restored.get("chunks_downloaded", 0)),
-        chunks_from_cache=int(restored.get("chunks_from_cache", 0)),
-        pid=int(restored["pid"]),
-    )
-    return final, _r(t_done - started)
 
 
 def _restore_failed(
@@ -477,14 +372,6 @@ def _same_kind(exc: BaseException, message: str) -> CryostashError:
         except TypeError:
             pass
     return CryostashError(message)
-
-
-def _opt_float(value: object) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-
-def _r(value: float) -> float:
-    return round(value, 6)
 
 
 __all__ = [
