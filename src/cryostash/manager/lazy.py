@@ -93,6 +93,7 @@ def restore_lazy(
         UsageError: an engine other than criu (``lazy restore is not supported by ENGINE``).
         EngineError: no userfaultfd or CRIU, or the restore failed.
         IntegrityError, StorageError, CheckpointNotFound: as a restore.
+        CryostashError: the helper ended without a report (the process may run).
     """
     from cryostash.engines import get_engine
 
@@ -124,7 +125,12 @@ def restore_lazy(
     try:
         report: dict[str, Any] = json.loads(raw)
     except ValueError:
-        raise EngineError("the lazy-restore helper ended before the process ran") from None
+        # Not an EngineError: the helper may have died after CRIU's restore, so nothing
+        # says the process is not running (``migrate`` must not roll back on this).
+        raise CryostashError(
+            "the lazy-restore helper ended without reporting: the restored process may be "
+            "running or not; check the checkpoint's PID before restoring it again"
+        ) from None
     if not report.get("ok"):
         raise error_class(int(report.get("exit_code", 1)))(str(report.get("message")))
     details = dict(report["details"])
