@@ -11,11 +11,10 @@ cryostash serves (:mod:`cryostash.transfer.fusefs`), logs and sockets go to ``-W
 
 Contract:
 
-- :func:`lazy_support` says, running only ``criu --version`` and asking the kernel for
-  the userfaultfd features of CRIU's ``uffd-noncoop`` check
-  (:mod:`cryostash.engines.userfaultfd`; ``criu check --feature uffd-noncoop`` where that
-  probe does not know the machine), why lazy restore cannot run (an engine other than
-  ``criu``; no CRIU >= 4.2; no userfaultfd), or None.
+- :func:`lazy_support` says, running only ``criu --version`` and ``criu check --feature
+  uffd-noncoop`` (about 0.05 s; or, on the restore's own path, asking the kernel for the
+  same userfaultfd features: :mod:`cryostash.engines.userfaultfd`), why lazy restore
+  cannot run (an engine other than ``criu``; no CRIU >= 4.2; no userfaultfd), or None.
 - :func:`start_daemon` starts the daemon and returns once its socket exists (or raises
   with the tail of its log); :func:`restore` runs the restore, detached, and returns
   ``(pid, seconds)``. The caller stops the daemon by its PID.
@@ -49,15 +48,22 @@ _FAULT_RE = re.compile(r"#PF at ")
 _TOTAL_RE = re.compile(r"UFFD transferred pages: \((\d+)/(\d+)\)")
 
 
-def lazy_support(engine: Engine) -> str | None:
-    """Why ``engine`` cannot restore lazily on this machine, or None when it can."""
+def lazy_support(engine: Engine, *, ask_criu: bool = True) -> str | None:
+    """Why ``engine`` cannot restore lazily on this machine, or None when it can.
+
+    ``ask_criu``: run ``criu check --feature uffd-noncoop`` (about 50 ms: the authority,
+    for ``doctor`` and the checks made before a migration dumps anything); when False,
+    ask the kernel directly (:mod:`cryostash.engines.userfaultfd`, well under 1 ms: the
+    same features, for ``restore --lazy`` whose start-up is its time to running, or a
+    migration's downtime; ``criu check`` still where the probe does not know the machine).
+    """
     if not isinstance(engine, CriuEngine):
         return f"lazy restore is not supported by {engine.name} (only by the criu engine)"
     found = engine.locate()
     if found.path is None or not is_recent(found.version):
         return f"lazy restore needs CRIU >= 4.2: {engine.available().reason}"
-    supported = noncoop_support()
-    if supported is None:  # an architecture the probe does not know: ask CRIU
+    supported = None if ask_criu else noncoop_support()
+    if supported is None:
         supported = criu_features(found.path, [FEATURE]).get(FEATURE, False)
     if not supported:
         return (
@@ -68,13 +74,14 @@ def lazy_support(engine: Engine) -> str | None:
     return None
 
 
-def require_lazy_support(engine: Engine) -> CriuEngine:
-    """``engine`` as a :class:`CriuEngine` that can restore lazily.
+def require_lazy_support(engine: Engine, *, ask_criu: bool = True) -> CriuEngine:
+    """``engine`` as a :class:`CriuEngine` that can restore lazily (``ask_criu``: as
+    :func:`lazy_support`).
 
     Raises:
         UsageError: not the criu engine. EngineError: CRIU or userfaultfd missing.
     """
-    reason = lazy_support(engine)
+    reason = lazy_support(engine, ask_criu=ask_criu)
     if reason is not None:
         if not isinstance(engine, CriuEngine):
             raise UsageError(reason)

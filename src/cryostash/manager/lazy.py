@@ -98,7 +98,9 @@ def restore_lazy(
     from cryostash.engines import get_engine
 
     started = time.monotonic()
-    criu_lazy.require_lazy_support(get_engine(engine, criu_path=repository.settings.criu_path))
+    criu_lazy.require_lazy_support(
+        get_engine(engine, criu_path=repository.settings.criu_path), ask_criu=False
+    )
     # No catalog connection may cross the fork (SQLite's locks and WAL index are per
     # process; a PostgreSQL socket would be shared): the helper opens its own.
     repository.close()
