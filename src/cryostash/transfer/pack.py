@@ -6,7 +6,12 @@ Stages, overlapping, with bounded queues (memory stays bounded whatever the file
    no file is ever read whole into RAM) and cut it with FastCDC; two hashers hash each
    chunk (BLAKE3; runs of zeros are recognised with a memcmp and take a cached digest),
    and a thread per large file hashes the whole file; they feed a queue of at most
-   ``4 * jobs`` chunks;
+   ``4 * jobs`` chunks. Given a kept image (``baseline``: live migration's last
+   pre-copy, :mod:`cryostash.transfer.baseline`), a file also kept under its path is
+   chunked against the kept one (:func:`~cryostash.transfer.resync.rechunk`): a chunk
+   proven equal to a kept chunk by memcmp takes its name without being cut or hashed,
+   and a file equal to the kept one, byte for byte, takes its whole-file digest too
+   (the whole file is hashed, alongside, only from its first difference on);
 2. the coordinator (the calling thread, the only one that calls ``reserve``): collects
    distinct chunks in batches and asks ``reserve`` (the catalog) which are new to it;
    chunks the catalog already knew are not uploaded (nor is the store asked);
@@ -37,14 +42,18 @@ from collections.abc import Callable, Mapping, Set
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryostash.errors import StorageError
 from cryostash.storage import ChunkBatch, Progress, Store, codec
 from cryostash.storage.manifest import validate_relpath
-from cryostash.transfer.chunking import ChunkParams, cut, is_zero, map_file
+from cryostash.transfer.chunking import ChunkParams, is_zero, map_file
+from cryostash.transfer.resync import Reference, Tally, rechunk
 from cryostash.transfer.workers import Shared, walk
 from cryostash.types import FileEntry
+
+if TYPE_CHECKING:
+    from cryostash.transfer.baseline import KeptImage
 
 #: Reserve chunks with the catalog in batches of at most this many distinct digests. The
 #: first batch holds 4 and each next one twice as many (so uploads start at once), and a
@@ -72,7 +81,11 @@ class PackStats:
             catalog knew (neither checked nor uploaded). bytes_new: plain size of the new
             chunks. bytes_stored: their encoded size (what the store grew by).
             bytes_uploaded: encoded bytes sent, failed attempts included. chunks_cached:
-            objects copied into the local cache.
+            objects copied into the local cache. bytes_hashed: plain bytes cut (FastCDC)
+            and hashed (BLAKE3) as chunks (zero chunks are recognised by a memcmp and not
+            hashed). bytes_compared: bytes compared with a kept image (memcmp, failed
+            comparisons included). chunks_reused: chunks named from the kept image
+            without being cut or hashed. (The whole-file digests are not counted.)
     """
 
     files: int
@@ -89,6 +102,9 @@ class PackStats:
     chunks_cached: int
     retries: int
     duration_s: float
+    bytes_hashed: int = 0
+    bytes_compared: int = 0
+    chunks_reused: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -97,10 +113,11 @@ class PackStats:
 
 @dataclass(frozen=True)
 class PackResult:
-    """The manifest's file entries (sorted by path) and the stats."""
+    """The manifest's file entries (sorted by path), the stats and the chunk parameters."""
 
     entries: tuple[FileEntry, ...]
     stats: PackStats
+    params: ChunkParams
 
 
 class _Stopped(Exception):
@@ -120,6 +137,8 @@ class _Run:
         self.counts = dict.fromkeys(
             ("new", "present", "bytes_new", "stored", "uploaded", "cached"), 0
         )
+        self.tally = Tally()  #: what the readers compared with a kept image, summed
+        self.hashed = 0  #: plain bytes the readers had hashed as chunks
         #: One durability barrier for all new chunks (see storage.store.ChunkBatch).
         self.batch: ChunkBatch = store.write_batch(jobs)
 
@@ -159,11 +178,18 @@ class _Run:
 
 
 def _read(
-    run: _Run, index: int, path: Path, params: ChunkParams, digests: list[str], sizes: list[int]
+    run: _Run,
+    index: int,
+    path: Path,
+    params: ChunkParams,
+    digests: list[str],
+    sizes: list[int],
+    kept: Reference | None,
 ) -> None:
     """Reader stage for one file: queue its chunks in order, then an end marker; put the
     whole file's digest in ``digests[index]`` and its size in ``sizes[index]``. Digests
-    are the store's names (BLAKE3, keyed in an encrypted store)."""
+    are the store's names (BLAKE3, keyed in an encrypted store). ``kept``: the same file
+    in a kept image, whose chunks are reused where proven equal."""
     names = run.store.sealing
     try:
         view, size = map_file(path)
@@ -171,27 +197,53 @@ def _read(
         raise StorageError(f"cannot read {path}: {exc}") from exc
     sizes[index] = size
     whole: list[str] = []
-    hasher = None
-    if size > params.min:  # may be several chunks: hash the whole file alongside
-        hasher = threading.Thread(target=lambda: whole.append(names.chunk_name(view)))
-        hasher.start()
-    count = 0
+    hasher: threading.Thread | None = None
+    same = kept is not None and kept.size == size  # so far, byte for byte the kept file
+
+    def differs() -> None:
+        """From here the file may differ from the kept one: hash it whole, alongside."""
+        nonlocal hasher, same
+        same = False
+        if hasher is None and size > params.min:  # may be several chunks
+            hasher = threading.Thread(target=lambda: whole.append(names.chunk_name(view)))
+            hasher.start()
+
+    if not same:
+        differs()
+    tally = Tally()
+    hashed = count = 0
     digest: Digest = ""
     try:
-        for _, chunk in cut(view, params):
+        for piece in rechunk(view, kept, params, tally):
             if run.stop.is_set():
                 raise _Stopped
+            chunk = view[piece.offset : piece.offset + piece.length]
             zero = is_zero(chunk)
-            digest = (
-                names.zero_name(len(chunk)) if zero else run.hashers.submit(names.chunk_name, chunk)
-            )
+            if piece.digest is not None:
+                digest = piece.digest
+                if piece.source != piece.offset and same:
+                    differs()
+            else:
+                if same:
+                    differs()
+                hashed += 0 if zero else len(chunk)
+                digest = (
+                    names.zero_name(len(chunk))
+                    if zero
+                    else run.hashers.submit(names.chunk_name, chunk)
+                )
             run.put((index, digest, chunk, zero))
             count += 1
     finally:
         if hasher is not None:
             hasher.join()
+    with run.shared.lock:
+        run.hashed += hashed
+        run.tally.add(tally)
     if count == 1:
         digests[index] = digest if isinstance(digest, str) else digest.result()
+    elif same and kept is not None:
+        digests[index] = kept.digest  # every byte proven equal to the kept file's
     else:
         digests[index] = whole[0] if whole else names.chunk_name(b"")
     run.put((index, "", None, False))
@@ -206,6 +258,7 @@ def pack(
     level: int | None = codec.DEFAULT_LEVEL,
     jobs: int = 4,
     callback: Progress | None = None,
+    baseline: KeptImage | None = None,
 ) -> PackResult:
     """Chunk, hash, compress and store every regular file under ``image_dir``.
 
@@ -217,6 +270,10 @@ def pack(
         level: zstd level, or None to store chunks raw.
         jobs: upload threads (at least 1); readers use at most 2 threads.
         callback: fsspec-style progress over the bytes scanned.
+        baseline: a kept image: its files' chunks are reused where their bytes are
+            proven unchanged (see the module docstring), when it serves this store and
+            these parameters (:meth:`~cryostash.transfer.baseline.KeptImage.serves`).
+            The entries are the same as without it.
 
     Every chunk stored is durable when this returns (one barrier, see the module
     docstring); a store that reads through a chunk cache also caches each.
@@ -235,6 +292,7 @@ def pack(
         raise UsageError(f"jobs must be at least 1, not {jobs}")
     started = time.monotonic()
     params = params or ChunkParams()
+    kept = baseline if baseline is not None and baseline.serves(store, params) else None
     files = walk(Path(image_dir))
     for rel, _, _ in files:
         validate_relpath(rel)
@@ -285,7 +343,8 @@ def pack(
 
     try:
         for i in order:
-            reader = readers.submit(_read, run, i, files[i][1], params, digests, sizes)
+            ref = None if kept is None else kept.reference(files[i][0])
+            reader = readers.submit(_read, run, i, files[i][1], params, digests, sizes, ref)
             reader.add_done_callback(watch)
         ended = 0
         while ended < len(files) and not run.stop.is_set():
@@ -354,5 +413,8 @@ def pack(
         chunks_cached=c["cached"],
         retries=store.retries - retries,
         duration_s=time.monotonic() - started,
+        bytes_hashed=run.hashed,
+        bytes_compared=run.tally.compared,
+        chunks_reused=run.tally.reused,
     )
-    return PackResult(entries, stats)
+    return PackResult(entries, stats, params)

@@ -60,6 +60,12 @@ class Tally:
     reused: int = 0
     reused_bytes: int = 0
 
+    def add(self, other: Tally) -> None:
+        """Add ``other``'s counts to these."""
+        self.compared += other.compared
+        self.reused += other.reused
+        self.reused_bytes += other.reused_bytes
+
 
 @dataclass(frozen=True)
 class Piece:
