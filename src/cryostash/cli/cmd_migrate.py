@@ -186,6 +186,12 @@ def format_report(report: MigrationReport) -> list[str]:
         f"{format_size(report.first_bytes_uploaded)} up, "
         + (f"{format_size(first_down)} down" if first_down is not None else "not prefetched")
     )
+    if f.chunks_reused:
+        lines.append(
+            f"final step hashed {format_size(f.bytes_hashed)} of the "
+            f"{format_size(f.bytes_scanned)} it scanned: {f.chunks_reused} unchanged chunks "
+            f"proven by comparing {format_size(f.bytes_compared)} with the last pre-copy"
+        )
     if report.removed:
         lines.append("removed pre-copy checkpoints: " + ", ".join(report.removed))
     return lines

@@ -17,8 +17,10 @@ a command) that sees the same store and catalog.
    that its start-up is not part of the downtime.
 4. Final: create NAME without ``leave_running`` (CRIU stops the process). Deduplication
    makes its upload carry only the chunks the pre-copies lack (the catalog knows
-   theirs), and the destination's cache makes its download carry only those. Then the
-   destination restores NAME.
+   theirs), and the destination's cache makes its download carry only those. Chunks
+   unchanged since the last pre-copy, whose image is kept in scratch until the
+   migration ends (:mod:`~cryostash.transfer.baseline`), are compared, not re-hashed.
+   Then the destination restores NAME.
 5. The pre-copy checkpoints are removed unless ``keep_precopy`` (chunks the final one
    uses survive: ``rm`` frees only chunks no other checkpoint uses). A removal that fails
    becomes a warning of the report: the process has moved by then.
@@ -71,6 +73,7 @@ from cryostash.errors import (
 from cryostash.manager import CheckpointManager, Repository, manager_of
 from cryostash.names import validate_name, validate_target
 from cryostash.operations.destination import Destination, dir_option
+from cryostash.transfer.baseline import Baseline
 
 
 def default_name(now: datetime | None = None) -> str:
@@ -149,6 +152,9 @@ class FinalStep:
     bytes_scanned: int
     bytes_uploaded: int
     chunks_new: int
+    bytes_hashed: int
+    bytes_compared: int
+    chunks_reused: int
     handoff_s: float
     download_s: float
     pid_wait_s: float
@@ -247,18 +253,14 @@ def migrate(
     steps: list[PrecopyStep] = []
     made: list[str] = []
     doing = ""
+    baseline = Baseline(source.settings.scratch_dir, f"{request.target}-{request.name}")
     try:
         for name in request.precopy_names():
             doing = f"pre-copy checkpoint {name}"
             info = source.create(
-                request.target,
-                name,
-                locator=request.locator,
-                engine=request.engine,
-                leave_running=True,
-                checkpoint_dir=request.checkpoint_dir,
-                labels=request.labels,
-                engine_args=request.dump_args,
+                request.target, name, locator=request.locator, engine=request.engine,
+                leave_running=True, checkpoint_dir=request.checkpoint_dir,
+                labels=request.labels, engine_args=request.dump_args, baseline=baseline,
             )
             made.append(name)
             fetched = None
@@ -271,6 +273,7 @@ def migrate(
             request.target, request.name, request.checkpoint_dir, request.restore_args
         )
     except BaseException as exc:
+        baseline.close()
         warnings = _remove(source, request, made)
         if not isinstance(exc, Exception):
             raise
@@ -284,14 +287,9 @@ def migrate(
         t_create = time.monotonic()
         try:
             info = source.create(
-                request.target,
-                request.name,
-                locator=request.locator,
-                engine=request.engine,
-                leave_running=False,
-                checkpoint_dir=request.checkpoint_dir,
-                labels=request.labels,
-                engine_args=request.dump_args,
+                request.target, request.name, locator=request.locator, engine=request.engine,
+                leave_running=False, checkpoint_dir=request.checkpoint_dir,
+                labels=request.labels, engine_args=request.dump_args, baseline=baseline,
             )
         except BaseException as exc:
             pending.cancel()
@@ -314,6 +312,7 @@ def migrate(
             raise _same_kind(exc, message) from exc
     finally:
         pending.cancel()
+        baseline.close()
     stats = info.stats
     warnings = [
         f"prefetch of {step.name}: {step.prefetch['warning']}"
@@ -383,6 +382,9 @@ def _final_step(
         bytes_scanned=int(stats.get("bytes_scanned", 0)),
         bytes_uploaded=int(stats.get("bytes_uploaded", 0)),
         chunks_new=int(stats.get("chunks_new", 0)),
+        bytes_hashed=int(stats.get("bytes_hashed", 0)),
+        bytes_compared=int(stats.get("bytes_compared", 0)),
+        chunks_reused=int(stats.get("chunks_reused", 0)),
         handoff_s=_r(t_done - t_created - download_s - engine_total),
         download_s=_r(download_s),
         pid_wait_s=_r(engine_total - restore_s),
