@@ -10,14 +10,21 @@ import random
 import shutil
 import stat
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from cryostash.storage import Store
+from cryostash.storage.manifest import Manifest
+from cryostash.storage.sealing import PLAIN, KeyedSealing
+from cryostash.storage.writeonly import WriterSealing
+from cryostash.transfer import wholehash
 from cryostash.transfer.baseline import Baseline
 from cryostash.transfer.chunking import ChunkParams
 from cryostash.transfer.pack import PackResult, pack
+from cryostash.transfer.unpack import unpack
+from cryostash.transfer.wholehash import WholeHash
 from tests.test_pipeline import FakeCatalog
 
 PARAMS = ChunkParams(1 << 14)  # 16 KiB average: many chunks from a few MiB
@@ -61,7 +68,7 @@ def changed_copy(kept: Path, dest: Path) -> Path:
 
 def first_pack(tmp_path: Path, store: Store) -> tuple[Baseline, PackResult]:
     image = write_image(tmp_path / "create-1")
-    packed = pack(store, image, reserve=FakeCatalog().reserve, params=PARAMS)
+    packed = pack(store, image, reserve=FakeCatalog().reserve, params=PARAMS, record_states=True)
     baseline = Baseline(tmp_path / "scratch", "t-n")
     baseline.keep(image, packed, store)
     assert baseline.image is not None and not list(image.iterdir())  # moved, not copied
@@ -161,3 +168,88 @@ def test_an_image_that_cannot_be_kept_leaves_the_baseline_empty(
     baseline.close()
     assert list((tmp_path / "scratch").iterdir()) == []
     assert not os.listdir(tmp_path / "create-1")
+
+
+SEALINGS = {
+    "plain": lambda: PLAIN,
+    "keyed": lambda: KeyedSealing(bytes(range(32)), "store-id"),
+    "writer": lambda: WriterSealing(bytes(range(64)), "store-id"),
+}
+
+
+@pytest.mark.parametrize("kind", list(SEALINGS))
+def test_the_whole_file_digest_resumes_from_a_kept_state(
+    kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(wholehash, "STEP", 1 << 16)
+    sealing = SEALINGS[kind]()
+    old = random.Random(1).randbytes(1_000_000)
+    first = WholeHash(sealing, memoryview(old), record=True)
+    first.start()
+    assert first.result() == sealing.chunk_name(old) and first.hashed == len(old)
+    assert [offset for offset, _ in first.states] == list(range(1 << 16, len(old), 1 << 16))
+    for at, new in [
+        (900_000, old[:900_000] + b"changed" + old[900_007:]),  # a change near the end
+        (500_000, old[:500_000] + b"inserted" + old[500_000:]),  # a longer file
+        (700_000, old[:700_000]),  # a prefix
+        (0, b"x" + old[1:]),
+    ]:
+        again = WholeHash(sealing, memoryview(new), first.states, record=True)
+        again.start(at)
+        assert again.result() == sealing.chunk_name(new)
+        assert again.hashed == len(new) - at // (1 << 16) * (1 << 16)
+        assert [o for o, _ in again.states] == list(range(1 << 16, len(new), 1 << 16))
+    assert first.result() == sealing.chunk_name(old)  # its states were copied, not used
+
+
+def test_a_file_changed_near_its_end_is_hashed_whole_from_there_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(wholehash, "STEP", 1 << 16)
+    store = make_store(tmp_path / "store", False)
+    baseline, packed = first_pack(tmp_path, store)
+    assert baseline.image is not None and set(packed.states) == {"pages-1.img", "sub/mm.img"}
+    image = tmp_path / "create-2"
+    shutil.copytree(baseline.image.folder, image)
+    with open(image / "pages-1.img", "r+b") as fh:
+        fh.seek(-10_000, os.SEEK_END)
+        fh.write(b"late change")
+    full = pack(store, image, params=PARAMS)
+    again = pack(store, image, params=PARAMS, baseline=baseline.image, record_states=True)
+    assert again.entries == full.entries
+    assert full.stats.bytes_hashed_whole == full.stats.bytes_scanned - 400  # but core-1.img
+    assert again.stats.bytes_hashed_whole < 2 * (1 << 16)  # from the state before the change
+    assert set(again.states) == {"pages-1.img", "sub/mm.img"}
+    assert again.states["sub/mm.img"] == packed.states["sub/mm.img"]  # the same file
+    baseline.close()
+
+
+def test_a_writer_host_packs_against_its_kept_image_and_the_restore_host_reads_it(
+    tmp_path: Path,
+) -> None:
+    """A write-only store's writer seals a manifest with the key of every chunk it
+    names: it learned those of the reused chunks when it named them for the kept image."""
+    root = str(tmp_path / "store")
+    Store(root).keyring.init(passphrase=b"restore", host="h", writers=True)
+    restore = Store(root, passphrase=lambda: b"restore")
+    restore.unlock(restore=True)
+    keys = restore.keys
+    assert keys.config is not None and keys.unlocked is not None
+    restore.keyring.add_key(keys.config, keys.unlocked, b"writer", "w", writer=True)
+    writer = Store(root, passphrase=lambda: b"writer")
+    assert type(writer.sealing) is WriterSealing
+    baseline, _ = first_pack(tmp_path, writer)
+    assert baseline.image is not None
+    image = changed_copy(baseline.image.folder, tmp_path / "create-2")
+    packed = pack(writer, image, params=PARAMS, baseline=baseline.image)
+    assert packed.stats.chunks_reused > 0
+    data = Manifest("web", "mv", "criu", "4.0", "h", "6.1", datetime.now(UTC),
+                    files=packed.entries).to_bytes()
+    writer.write_manifest("web", "mv", data)
+    loaded = restore.load_manifest("web", "mv")
+    unpack(restore, loaded.manifest.files, tmp_path / "restored", jobs=2)
+    for entry in packed.entries:
+        assert (tmp_path / "restored" / entry.path).read_bytes() == (
+            image / entry.path
+        ).read_bytes()
+    baseline.close()

@@ -125,6 +125,7 @@ def test_the_final_step_compares_what_did_not_change_and_moves_the_memory_exactl
     assert run <= final.bytes_hashed < final.bytes_scanned / 4, final
     assert final.bytes_compared >= final.bytes_scanned - final.bytes_hashed - (1 << 20)
     assert final.chunks_reused > 0 and final.chunks_new > 0
+    assert final.bytes_hashed_whole <= final.bytes_scanned  # from its first change on
     assert stats["chunks_reused"] == final.chunks_reused  # recorded in the catalog too
     assert report.as_dict()["final"]["bytes_hashed"] == final.bytes_hashed
     # The process moved with its memory, byte for byte (the restore also verified every

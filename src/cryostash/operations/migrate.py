@@ -153,6 +153,7 @@ class FinalStep:
     bytes_uploaded: int
     chunks_new: int
     bytes_hashed: int
+    bytes_hashed_whole: int
     bytes_compared: int
     chunks_reused: int
     handoff_s: float
@@ -382,9 +383,8 @@ def _final_step(
         bytes_scanned=int(stats.get("bytes_scanned", 0)),
         bytes_uploaded=int(stats.get("bytes_uploaded", 0)),
         chunks_new=int(stats.get("chunks_new", 0)),
-        bytes_hashed=int(stats.get("bytes_hashed", 0)),
-        bytes_compared=int(stats.get("bytes_compared", 0)),
-        chunks_reused=int(stats.get("chunks_reused", 0)),
+        **{k: int(stats.get(k, 0)) for k in ("bytes_hashed", "bytes_hashed_whole",
+                                             "bytes_compared", "chunks_reused")},
         handoff_s=_r(t_done - t_created - download_s - engine_total),
         download_s=_r(download_s),
         pid_wait_s=_r(engine_total - restore_s),

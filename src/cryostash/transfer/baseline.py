@@ -39,8 +39,8 @@ import mmap
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -49,6 +49,7 @@ from cryostash.storage.sealing import Sealing
 from cryostash.transfer.chunking import ChunkParams
 from cryostash.transfer.resync import Reference
 from cryostash.transfer.scratch import private_scratch
+from cryostash.transfer.wholehash import State
 from cryostash.types import FileEntry
 
 if TYPE_CHECKING:
@@ -60,13 +61,15 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class KeptImage:
     """An image folder as a pack chunked it: ``files`` by relative path, named by the
-    store ``store_url`` with ``sealing``, cut with ``params``."""
+    store ``store_url`` with ``sealing``, cut with ``params``; ``states``: the whole-file
+    hash states the pack recorded, by path (:mod:`~cryostash.transfer.wholehash`)."""
 
     folder: Path
     files: Mapping[str, FileEntry]
     store_url: str
     sealing: Sealing
     params: ChunkParams
+    states: Mapping[str, Sequence[State]] = field(default_factory=dict)
 
     def serves(self, store: Store, params: ChunkParams) -> bool:
         """True if its chunk names are names in ``store`` for chunks cut with ``params``."""
@@ -82,8 +85,9 @@ class KeptImage:
             return None
         sizes = entry.chunk_sizes or ((entry.size,) if entry.blobs else ())
         try:
-            return Reference(_map(self.folder / rel), list(zip(sizes, entry.blobs, strict=True)),
-                             entry.digest)
+            chunks = list(zip(sizes, entry.blobs, strict=True))
+            states = self.states.get(rel, ())
+            return Reference(_map(self.folder / rel), chunks, entry.digest, states)
         except (OSError, ValueError) as exc:
             log.warning("kept file %s not used, packed in full: %s", rel, exc)
             return None
@@ -133,7 +137,9 @@ class Baseline:
                 for name in names:
                     os.chmod(os.path.join(folder, name), 0o600)
             files = {entry.path: entry for entry in packed.entries}
-            self.image = KeptImage(slot, files, store.url, store.sealing, packed.params)
+            self.image = KeptImage(
+                slot, files, store.url, store.sealing, packed.params, packed.states
+            )
         except OSError as exc:
             log.warning("the image in %s is not kept (the next checkpoint of this process "
                         "is chunked and hashed in full): %s", image_dir, exc)

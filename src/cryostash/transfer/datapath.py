@@ -20,9 +20,10 @@ was frozen, CRIU's ``frozen_time``; null when the engine does not say), ``dump_s
 chunks: what the store grew by), ``chunks_total``, ``chunks_unique``, ``chunks_new``,
 ``chunks_zero``, ``chunks_known``, ``chunks_present``, ``retries``, ``chunking``,
 ``compression``, and the engine's own under ``engine``; ``bytes_hashed`` (plain bytes cut
-and hashed as chunks), ``bytes_compared`` (compared with a kept image: live migration's
-baseline, :mod:`cryostash.transfer.baseline`) and ``chunks_reused`` (named from it
-without being cut or hashed).
+and hashed as chunks), ``bytes_hashed_whole`` (hashed for the whole-file digests),
+``bytes_compared`` (compared with a kept image: live migration's baseline,
+:mod:`cryostash.transfer.baseline`) and ``chunks_reused`` (named from it without being
+cut or hashed).
 
 Stats of a restore: ``download_s`` (fetch, verify, write), ``restore_s`` (the engine),
 ``total_s``, ``bytes_restored``, ``bytes_downloaded`` (encoded, from the store),
@@ -94,6 +95,7 @@ def pack_image(
         jobs=_connections(store, jobs),
         callback=callback,
         baseline=None if baseline is None else baseline.image,
+        record_states=baseline is not None,  # the image may be kept for the next pack
     )
 
 
@@ -232,6 +234,7 @@ def create_stats(
         "chunks_cached": s.chunks_cached,
         "retries": s.retries,
         "bytes_hashed": s.bytes_hashed,
+        "bytes_hashed_whole": s.bytes_hashed_whole,
         "bytes_compared": s.bytes_compared,
         "chunks_reused": s.chunks_reused,
         "chunking": ChunkParams(settings.transfer.chunk_size).as_dict(),

@@ -38,9 +38,9 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable, Mapping, Set
+from collections.abc import Callable, Mapping, Sequence, Set
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +49,7 @@ from cryostash.storage import ChunkBatch, Progress, Store, codec
 from cryostash.storage.manifest import validate_relpath
 from cryostash.transfer.chunking import ChunkParams, is_zero, map_file
 from cryostash.transfer.resync import Reference, Tally, rechunk
+from cryostash.transfer.wholehash import State, WholeHash
 from cryostash.transfer.workers import Shared, walk
 from cryostash.types import FileEntry
 
@@ -83,9 +84,11 @@ class PackStats:
             bytes_uploaded: encoded bytes sent, failed attempts included. chunks_cached:
             objects copied into the local cache. bytes_hashed: plain bytes cut (FastCDC)
             and hashed (BLAKE3) as chunks (zero chunks are recognised by a memcmp and not
-            hashed). bytes_compared: bytes compared with a kept image (memcmp, failed
+            hashed). bytes_hashed_whole: bytes hashed for the whole-file digests (a file
+            of several chunks is hashed whole; against a kept image, only from its first
+            change on). bytes_compared: bytes compared with a kept image (memcmp, failed
             comparisons included). chunks_reused: chunks named from the kept image
-            without being cut or hashed. (The whole-file digests are not counted.)
+            without being cut or hashed.
     """
 
     files: int
@@ -103,6 +106,7 @@ class PackStats:
     retries: int
     duration_s: float
     bytes_hashed: int = 0
+    bytes_hashed_whole: int = 0
     bytes_compared: int = 0
     chunks_reused: int = 0
 
@@ -113,11 +117,13 @@ class PackStats:
 
 @dataclass(frozen=True)
 class PackResult:
-    """The manifest's file entries (sorted by path), the stats and the chunk parameters."""
+    """The manifest's file entries (sorted by path), the stats, the chunk parameters and,
+    if recorded, the whole-file hash states by path (:mod:`~cryostash.transfer.wholehash`)."""
 
     entries: tuple[FileEntry, ...]
     stats: PackStats
     params: ChunkParams
+    states: Mapping[str, Sequence[State]] = field(default_factory=dict)
 
 
 class _Stopped(Exception):
@@ -127,8 +133,10 @@ class _Stopped(Exception):
 class _Run:
     """State of one :func:`pack` call (see the module docstring for the threads)."""
 
-    def __init__(self, store: Store, level: int | None, jobs: int, shared: Shared) -> None:
-        self.store, self.level, self.shared = store, level, shared
+    def __init__(
+        self, store: Store, level: int | None, jobs: int, shared: Shared, record: bool
+    ) -> None:
+        self.store, self.level, self.shared, self.record = store, level, shared, record
         self.queue: queue.Queue[_Item] = queue.Queue(4 * jobs)
         self.hashers = ThreadPoolExecutor(max_workers=2)
         self.stop = threading.Event()
@@ -139,6 +147,8 @@ class _Run:
         )
         self.tally = Tally()  #: what the readers compared with a kept image, summed
         self.hashed = 0  #: plain bytes the readers had hashed as chunks
+        self.hashed_whole = 0  #: bytes hashed for whole-file digests
+        self.states: dict[int, list[State]] = {}  #: whole-file hash states, by file index
         #: One durability barrier for all new chunks (see storage.store.ChunkBatch).
         self.batch: ChunkBatch = store.write_batch(jobs)
 
@@ -196,20 +206,12 @@ def _read(
     except OSError as exc:
         raise StorageError(f"cannot read {path}: {exc}") from exc
     sizes[index] = size
-    whole: list[str] = []
-    hasher: threading.Thread | None = None
-    same = kept is not None and kept.size == size  # so far, byte for byte the kept file
-
-    def differs() -> None:
-        """From here the file may differ from the kept one: hash it whole, alongside."""
-        nonlocal hasher, same
-        same = False
-        if hasher is None and size > params.min:  # may be several chunks
-            hasher = threading.Thread(target=lambda: whole.append(names.chunk_name(view)))
-            hasher.start()
-
-    if not same:
-        differs()
+    whole = None
+    if size > params.min:  # may be several chunks: hashed whole, alongside
+        whole = WholeHash(names, view, () if kept is None else kept.states, run.record)
+        if kept is None:
+            whole.start()
+    proven = 0  # the first bytes, proven equal to the kept file's
     tally = Tally()
     hashed = count = 0
     digest: Digest = ""
@@ -219,13 +221,13 @@ def _read(
                 raise _Stopped
             chunk = view[piece.offset : piece.offset + piece.length]
             zero = is_zero(chunk)
+            if piece.source == piece.offset == proven:
+                proven += piece.length
+            elif whole is not None:
+                whole.start(proven)  # may differ from here on
             if piece.digest is not None:
                 digest = piece.digest
-                if piece.source != piece.offset and same:
-                    differs()
             else:
-                if same:
-                    differs()
                 hashed += 0 if zero else len(chunk)
                 digest = (
                     names.zero_name(len(chunk))
@@ -235,17 +237,25 @@ def _read(
             run.put((index, digest, chunk, zero))
             count += 1
     finally:
-        if hasher is not None:
-            hasher.join()
-    with run.shared.lock:
-        run.hashed += hashed
-        run.tally.add(tally)
+        if whole is not None:
+            whole.join()
     if count == 1:
         digests[index] = digest if isinstance(digest, str) else digest.result()
-    elif same and kept is not None:
+    elif kept is not None and proven == size == kept.size:
         digests[index] = kept.digest  # every byte proven equal to the kept file's
+        if whole is not None:
+            whole.states = list(kept.states)  # and so are its hash states
+    elif whole is None:
+        digests[index] = names.chunk_name(b"")
     else:
-        digests[index] = whole[0] if whole else names.chunk_name(b"")
+        whole.start(proven)
+        digests[index] = whole.result()
+    with run.shared.lock:
+        run.hashed += hashed
+        run.hashed_whole += 0 if whole is None else whole.hashed
+        run.tally.add(tally)
+        if whole is not None and run.record:
+            run.states[index] = whole.states
     run.put((index, "", None, False))
 
 
@@ -259,6 +269,7 @@ def pack(
     jobs: int = 4,
     callback: Progress | None = None,
     baseline: KeptImage | None = None,
+    record_states: bool = False,
 ) -> PackResult:
     """Chunk, hash, compress and store every regular file under ``image_dir``.
 
@@ -274,6 +285,8 @@ def pack(
             proven unchanged (see the module docstring), when it serves this store and
             these parameters (:meth:`~cryostash.transfer.baseline.KeptImage.serves`).
             The entries are the same as without it.
+        record_states: keep the whole-file hash states of the files hashed whole
+            (:attr:`PackResult.states`), for a later pack against this image.
 
     Every chunk stored is durable when this returns (one barrier, see the module
     docstring); a store that reads through a chunk cache also caches each.
@@ -300,7 +313,7 @@ def pack(
     shared = Shared(callback)
     shared.set_size(sum(sizes))
     retries, failed = store.retries, store.bytes_failed
-    run = _Run(store, level, jobs, shared)
+    run = _Run(store, level, jobs, shared, record_states)
     chunks: list[list[tuple[str, int]]] = [[] for _ in files]
     digests = [""] * len(files)
     seen: set[str] = set()
@@ -414,7 +427,9 @@ def pack(
         retries=store.retries - retries,
         duration_s=time.monotonic() - started,
         bytes_hashed=run.hashed,
+        bytes_hashed_whole=run.hashed_whole,
         bytes_compared=run.tally.compared,
         chunks_reused=run.tally.reused,
     )
-    return PackResult(entries, stats, params)
+    states = {files[i][0]: tuple(kept_states) for i, kept_states in run.states.items()}
+    return PackResult(entries, stats, params, states)

@@ -43,6 +43,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from cryostash.transfer.chunking import ChunkParams, cut_length, deciding_bytes
+from cryostash.transfer.wholehash import State
 
 #: Bytes of a chunk's start that index it for re-synchronisation (at most the smallest
 #: chunk but the last: 64 bytes).
@@ -81,16 +82,21 @@ class Piece:
 class Reference:
     """An earlier version of a file: its bytes (``data``: ``bytes`` or a read-only
     ``mmap``) and its chunks in order (``(length, digest)``), as cryostash chunked and
-    named them, with ``digest``, the whole file's name.
+    named them, with ``digest``, the whole file's name, and ``states``, hash states of
+    its bytes (:mod:`~cryostash.transfer.wholehash`), if kept.
 
     Raises:
         ValueError: the chunks do not cover ``data`` exactly.
     """
 
     def __init__(
-        self, data: bytes | mmap.mmap, chunks: Sequence[tuple[int, str]], digest: str = ""
+        self,
+        data: bytes | mmap.mmap,
+        chunks: Sequence[tuple[int, str]],
+        digest: str = "",
+        states: Sequence[State] = (),
     ) -> None:
-        self.data, self.size, self.digest = data, len(data), digest
+        self.data, self.size, self.digest, self.states = data, len(data), digest, states
         self.lengths = [length for length, _ in chunks]
         self.digests = [name for _, name in chunks]
         self.offsets = [0, *itertools.accumulate(self.lengths)]
