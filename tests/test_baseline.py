@@ -153,6 +153,26 @@ def test_the_kept_image_is_private_replaced_and_removed_on_close(tmp_path: Path)
     assert baseline.image is None and list((tmp_path / "scratch").iterdir()) == []
 
 
+def test_making_room_for_the_next_dump_leaves_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = make_store(tmp_path / "store", False)
+    empty = Baseline(tmp_path / "scratch", "none")
+    empty.make_room()  # nothing kept: nothing to do
+    assert not (tmp_path / "scratch").exists()
+    baseline, _ = first_pack(tmp_path, store)
+    assert baseline.image is not None
+    folder = baseline.image.folder.parent
+    baseline.make_room()
+    assert [p.name for p in folder.iterdir()] == [baseline.image.folder.name]
+    (folder / "room.tmp").mkdir()  # the file cannot be written
+    with caplog.at_level(logging.WARNING):
+        baseline.make_room()  # never raises
+    assert "could not make room" in caplog.text
+    baseline.close()
+    assert list((tmp_path / "scratch").iterdir()) == []
+
+
 def test_an_image_that_cannot_be_kept_leaves_the_baseline_empty(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -190,6 +190,8 @@ class CheckpointManager:
                 raise CheckpointExists(
                     f"checkpoint with name {name} already exists for container {target}"
                 )
+            if baseline is not None and not leave_running:  # before the dump: not downtime
+                baseline.make_room()
             give_back: list[Callable[[BaseException], None]] = []
             with self._scratch(f"create-{target}-{name}", give_back) as image_dir:
                 beat.renew(lock=image_dir)  # from here its lock says the creator lives

@@ -149,6 +149,36 @@ class Baseline:
             if old is not None:
                 shutil.rmtree(old.folder, ignore_errors=True)
 
+    def make_room(self) -> None:
+        """Before a dump that will be compared with the kept image: write a scratch file
+        as large as that image, then remove it. Never raises (a failure is logged).
+
+        The kept image holds page cache that a dump would otherwise have reused: without
+        it kept, the last pre-copy's image was removed just before, and the kernel hands
+        its just-freed pages to the next dump. Kept, the dump takes other free pages,
+        which on a VM with free page reporting (virtio-balloon, Firecracker) the host
+        has taken back and must provide again on first touch: measured on this
+        project's CI VM, a 512 MiB final dump took 1.1-3.9 s instead of 0.3-0.4 s. The
+        file written and removed here leaves that many just-freed pages for the dump, at
+        the cost of writing them before it (while the process still runs: 0.1-0.2 s on
+        a host, 2-2.5 s for 512 MiB on that VM)."""
+        image = self.image
+        if image is None:
+            return
+        size = sum(entry.size for entry in image.files.values())
+        path = image.folder.parent / "room.tmp"
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            try:
+                block = bytes(1 << 20)
+                for _ in range(0, size, len(block)):
+                    os.write(fd, block)
+            finally:
+                os.close(fd)
+                path.unlink(missing_ok=True)
+        except OSError as exc:
+            log.warning("could not make room for the next dump: %s", exc)
+
     def close(self) -> None:
         """Remove the folder and what it holds (nothing if none was made). Idempotent."""
         self.image = None
