@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from cryostash import CheckpointManager, Settings, hooks
+from cryostash.cli.cmd_migrate import format_report
 from cryostash.config.transfer import TransferSettings
 from cryostash.errors import StorageError, UsageError
 from cryostash.operations.destination import LocalDestination
@@ -128,6 +129,8 @@ def test_the_final_step_compares_what_did_not_change_and_moves_the_memory_exactl
     assert final.bytes_hashed_whole <= final.bytes_scanned  # from its first change on
     assert stats["chunks_reused"] == final.chunks_reused  # recorded in the catalog too
     assert report.as_dict()["final"]["bytes_hashed"] == final.bytes_hashed
+    text = "\n".join(format_report(report))
+    assert f"{final.chunks_reused} unchanged chunks proven by comparing" in text
     # The process moved with its memory, byte for byte (the restore also verified every
     # chunk against its name).
     process.check(report.final.pid)

@@ -188,9 +188,10 @@ def format_report(report: MigrationReport) -> list[str]:
     )
     if f.chunks_reused:
         lines.append(
-            f"final step hashed {format_size(f.bytes_hashed)} of the "
-            f"{format_size(f.bytes_scanned)} it scanned: {f.chunks_reused} unchanged chunks "
-            f"proven by comparing {format_size(f.bytes_compared)} with the last pre-copy"
+            f"final step cut and hashed {format_size(f.bytes_hashed)} of the "
+            f"{format_size(f.bytes_scanned)} it scanned ({format_size(f.bytes_hashed_whole)} "
+            f"hashed for whole-file digests): {f.chunks_reused} unchanged chunks proven by "
+            f"comparing {format_size(f.bytes_compared)} with the last pre-copy"
         )
     if report.removed:
         lines.append("removed pre-copy checkpoints: " + ", ".join(report.removed))
