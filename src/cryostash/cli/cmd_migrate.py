@@ -204,6 +204,13 @@ def format_report(report: MigrationReport) -> list[str]:
         f"final step moved {format_size(f.bytes_uploaded)} up, {down}; the first step "
         f"{format_size(report.first_bytes_uploaded)} up, {first}"
     )
+    if f.chunks_reused:
+        lines.append(
+            f"final step cut and hashed {format_size(f.bytes_hashed)} of the "
+            f"{format_size(f.bytes_scanned)} it scanned ({format_size(f.bytes_hashed_whole)} "
+            f"hashed for whole-file digests): {f.chunks_reused} unchanged chunks proven by "
+            f"comparing {format_size(f.bytes_compared)} with the last pre-copy"
+        )
     if f.lazy:
         lines.append(
             f"lazy restore: the memory pages arrive while PID {f.pid} runs, served by the "

@@ -48,6 +48,7 @@ from cryostash.types import (
 
 if TYPE_CHECKING:
     from cryostash.catalog import Catalog
+    from cryostash.transfer.baseline import Baseline
 
 
 class CheckpointManager:
@@ -151,9 +152,13 @@ class CheckpointManager:
         checkpoint_dir: str | None = None,
         labels: Mapping[str, str] | None = None,
         engine_args: Sequence[str] = (),
+        baseline: Baseline | None = None,
     ) -> CheckpointInfo:
         """Checkpoint ``locator`` (a PID for CRIU) as ``target``/``name`` with the engine
-        named ``engine`` (or that engine object: ``import`` brings its own).
+        named ``engine`` (or that engine object: ``import`` brings its own). ``baseline``
+        (live migration): chunks proven unchanged since the image it holds are not cut
+        or hashed again; a ``leave_running`` create that commits then leaves its own image
+        there, for the next (:mod:`cryostash.transfer.baseline`).
 
         Raises:
             InvalidName: bad target or name (nothing is written).
@@ -185,6 +190,8 @@ class CheckpointManager:
                 raise CheckpointExists(
                     f"checkpoint with name {name} already exists for container {target}"
                 )
+            if baseline is not None and not leave_running:  # before the dump: not downtime
+                baseline.make_room()
             give_back: list[Callable[[BaseException], None]] = []
             with self._scratch(f"create-{target}-{name}", give_back) as image_dir:
                 beat.renew(lock=image_dir)  # from here its lock says the creator lives
@@ -218,6 +225,7 @@ class CheckpointManager:
                     reserve=lambda sizes: self.catalog.add_blob_refs(info.id, sizes),
                     jobs=self.jobs,
                     callback=self._progress_for("upload"),
+                    baseline=baseline,
                 )
                 hooks.reached("after-upload")
                 entries = packed.entries
@@ -251,6 +259,8 @@ class CheckpointManager:
                     manifest_digest=store.sealing.manifest_digest(data),
                 )
                 hooks.reached("after-commit")
+                if baseline is not None and leave_running:  # never raises
+                    baseline.keep(image_dir, packed, store)
         except BaseException:
             beat.stop()
             cleanup.undo_create(self.catalog, store, info, written)

@@ -21,10 +21,13 @@ a command) that sees the same store and catalog.
    checks there, before it says it is ready, that it can restore lazily.
 4. Final: create NAME without ``leave_running`` (CRIU stops the process). Deduplication
    makes its upload carry only the chunks the pre-copies lack (the catalog knows
-   theirs), and the destination's cache makes its download carry only those. Then the
-   destination restores NAME; with ``lazy``, lazily: the restore returns once the process
-   runs, and its memory pages follow from the store, through a detached helper at the
-   destination (:mod:`cryostash.manager.lazy`), after the migration has returned.
+   theirs), and the destination's cache makes its download carry only those. Chunks
+   unchanged since the last pre-copy, whose image is kept in scratch until the
+   migration ends (:mod:`~cryostash.transfer.baseline`), are compared, not re-hashed.
+   Then the destination restores NAME; with ``lazy``, lazily: the restore returns once
+   the process runs, and its memory pages follow from the store, through a detached
+   helper at the destination (:mod:`cryostash.manager.lazy`), after the migration has
+   returned.
 5. The pre-copy checkpoints are removed unless ``keep_precopy`` (chunks the final one
    uses survive: ``rm`` frees only chunks no other checkpoint uses). A removal that fails
    becomes a warning of the report: the process has moved by then.
@@ -99,6 +102,7 @@ from cryostash.operations.migrate_report import (
     final_step,
     precopy_step,
 )
+from cryostash.transfer.baseline import Baseline
 
 
 def default_name(now: datetime | None = None) -> str:
@@ -198,18 +202,14 @@ def migrate(
     steps: list[PrecopyStep] = []
     made: list[str] = []
     doing = ""
+    baseline = Baseline(source.settings.scratch_dir, f"{request.target}-{request.name}")
     try:
         for name in request.precopy_names():
             doing = f"pre-copy checkpoint {name}"
             info = source.create(
-                request.target,
-                name,
-                locator=request.locator,
-                engine=request.engine,
-                leave_running=True,
-                checkpoint_dir=request.checkpoint_dir,
-                labels=request.labels,
-                engine_args=request.dump_args,
+                request.target, name, locator=request.locator, engine=request.engine,
+                leave_running=True, checkpoint_dir=request.checkpoint_dir,
+                labels=request.labels, engine_args=request.dump_args, baseline=baseline,
             )
             made.append(name)
             fetched = None
@@ -223,6 +223,7 @@ def migrate(
             lazy_engine=request.engine if request.lazy else None,
         )
     except BaseException as exc:
+        baseline.close()
         warnings = _remove(source, request, made)
         if not isinstance(exc, Exception):
             raise
@@ -236,14 +237,9 @@ def migrate(
         t_create = time.monotonic()
         try:
             info = source.create(
-                request.target,
-                request.name,
-                locator=request.locator,
-                engine=request.engine,
-                leave_running=False,
-                checkpoint_dir=request.checkpoint_dir,
-                labels=request.labels,
-                engine_args=request.dump_args,
+                request.target, request.name, locator=request.locator, engine=request.engine,
+                leave_running=False, checkpoint_dir=request.checkpoint_dir,
+                labels=request.labels, engine_args=request.dump_args, baseline=baseline,
             )
         except BaseException as exc:
             pending.cancel()
@@ -266,6 +262,7 @@ def migrate(
             raise _same_kind(exc, message) from exc
     finally:
         pending.cancel()
+        baseline.close()
     stats = info.stats
     warnings = [
         f"prefetch of {step.name}: {step.prefetch['warning']}"

@@ -47,7 +47,9 @@ class FinalStep:
     destination. A lazy restore (``lazy``): the ``bytes_*`` / ``chunks_*`` of the download
     are None (the pages come after the process runs), ``eager_bytes`` is the size of the
     files restored before it ran and ``helper_pid`` the PID of the helper serving its
-    pages at the destination; both are None otherwise.
+    pages at the destination; both are None otherwise. ``bytes_hashed``,
+    ``bytes_hashed_whole``, ``bytes_compared`` and ``chunks_reused`` are the final
+    create's comparison with the last pre-copy's kept image (create's stats).
     """
 
     name: str
@@ -58,6 +60,10 @@ class FinalStep:
     bytes_scanned: int
     bytes_uploaded: int
     chunks_new: int
+    bytes_hashed: int
+    bytes_hashed_whole: int
+    bytes_compared: int
+    chunks_reused: int
     handoff_s: float
     download_s: float
     pid_wait_s: float
@@ -184,6 +190,8 @@ def final_step(
         bytes_scanned=int(stats.get("bytes_scanned", 0)),
         bytes_uploaded=int(stats.get("bytes_uploaded", 0)),
         chunks_new=int(stats.get("chunks_new", 0)),
+        **{k: int(stats.get(k, 0)) for k in ("bytes_hashed", "bytes_hashed_whole",
+                                             "bytes_compared", "chunks_reused")},
         handoff_s=_r(t_done - t_created - download_s - engine_total),
         download_s=_r(download_s),
         pid_wait_s=_r(engine_total - restore_s),

@@ -71,10 +71,22 @@ class Sealing:
         self._zeros: dict[int, str] = {}
         self._lock = threading.Lock()
 
-    def _hash(self, data: Buffer) -> str:
+    def hasher(self) -> Any:
+        """A fresh BLAKE3 hasher of this store's names: fed a chunk's plain bytes (in any
+        pieces), :meth:`name_from` gives its :meth:`chunk_name`. A stream hash: a copy
+        (``hasher.copy()``) taken after ``n`` bytes goes on as if fed them again."""
         import blake3
 
-        return str(blake3.blake3(data).hexdigest())
+        return blake3.blake3()
+
+    def name_from(self, hasher: Any) -> str:
+        """The name of the bytes fed to ``hasher`` (from :meth:`hasher`)."""
+        return str(hasher.hexdigest())
+
+    def _hash(self, data: Buffer) -> str:
+        hasher = self.hasher()
+        hasher.update(data)
+        return self.name_from(hasher)
 
     def chunk_name(self, data: Buffer) -> str:
         """The name (digest) of a chunk whose plain bytes are ``data``."""
@@ -148,10 +160,10 @@ class KeyedSealing(Sealing):
     def __repr__(self) -> str:
         return "KeyedSealing(<key>)"
 
-    def _hash(self, data: Buffer) -> str:
+    def hasher(self) -> Any:
         import blake3
 
-        return str(blake3.blake3(data, key=self._name_key).hexdigest())
+        return blake3.blake3(key=self._name_key)
 
     def manifest_digest(self, data: bytes) -> str:
         import blake3

@@ -111,10 +111,15 @@ class WriterSealing(Sealing):
     def __repr__(self) -> str:
         return f"{type(self).__name__}(<key>)"
 
-    def _hash(self, data: Buffer) -> str:
+    def hasher(self) -> Any:
         import blake3
 
-        out = blake3.blake3(data, key=self._chunk_key).digest(length=64)
+        return blake3.blake3(key=self._chunk_key)
+
+    def name_from(self, hasher: Any) -> str:
+        """The name (first half of a 64-byte output); the second half, the chunk's
+        convergent key, is remembered for sealing it and the manifest naming it."""
+        out: bytes = hasher.digest(length=64)
         name = out[:32].hex()
         with self._keys_lock:
             self._keys[name] = out[32:]

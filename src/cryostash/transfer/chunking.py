@@ -11,6 +11,9 @@ Contract:
   last is at least ``min`` and at most ``max`` bytes long (the last one may be shorter).
   The boundaries depend only on the content and the parameters (same bytes, same
   chunks), so an insertion or a rewrite of a region moves only the chunks around it.
+  Precisely (:func:`deciding_bytes`): the chunk cut at a chunk start is decided by at
+  most one byte more than the chunk and by how far the buffer goes on (only when less
+  than ``max``); :func:`cut_length` cuts one chunk, exactly as :func:`cut` does.
 - :func:`map_file` maps a file read-only (no copy in RAM: chunks are views of the page
   cache); :func:`is_zero` and :func:`zero_digest` let callers skip hashing, compressing
   and writing runs of zero bytes (CRIU writes every zero page).
@@ -102,16 +105,41 @@ def cut(buf: Any, params: ChunkParams) -> Iterator[tuple[int, memoryview]]:
     (a FastCDC object is only read while cutting).
     """
     view = memoryview(buf).cast("B")
-    size, top, pos = len(view), params.max, 0
-    chunker = _chunker(params)
-    skip_zeros = _zeros_cut_at_max(params)
+    size, pos = len(view), 0
     while pos < size:
-        if skip_zeros and size - pos >= top and is_zero(view[pos : pos + top]):
-            length = top
-        else:
-            length = int(next(iter(chunker.cut_buf(view[pos:]))).length)
+        length = cut_length(view, pos, params)
         yield pos, view[pos : pos + length]
         pos += length
+
+
+def cut_length(view: memoryview, pos: int, params: ChunkParams) -> int:
+    """The length of the chunk :func:`cut` cuts at ``pos`` (< ``len(view)``) of the byte
+    view ``view`` when a chunk starts there (see :func:`deciding_bytes` for what it reads)."""
+    top = params.max
+    if _zeros_cut_at_max(params) and len(view) - pos >= top and is_zero(view[pos : pos + top]):
+        return top
+    return int(next(iter(_chunker(params).cut_buf(view[pos:]))).length)
+
+
+def deciding_bytes(length: int, left: int, other_left: int, params: ChunkParams) -> int | None:
+    """What decided a chunk of ``length`` bytes that :func:`cut` cut with ``left`` bytes
+    from its start to the end of its buffer: the number of bytes from its start that
+    FastCDC read; or None when another buffer with ``other_left`` bytes from a chunk
+    start could be cut differently even if it starts with those same bytes.
+
+    FastCDC (pyfastcdc, both implementations) decides a cut from the bytes from the
+    chunk's start and from ``min(max, left)``: a cut found by content at ``length``
+    (< ``min(max, left)``) read the byte at ``length`` too (the first byte of the next
+    chunk: ``length + 1`` bytes); a chunk cut at ``max`` or at the buffer's end read at
+    most ``length`` bytes. So a chunk starting on the same ``deciding_bytes`` bytes in a
+    buffer whose ``other_left`` is ``left``, or where both are at least ``max``, is cut
+    at the same ``length`` (:mod:`cryostash.transfer.resync` relies on this; its property
+    test checks it against :func:`cut`).
+    """
+    top = params.max
+    if other_left != left and (left < top or other_left < top):
+        return None
+    return length if length in (top, left) else length + 1
 
 
 def map_file(path: Path | str) -> tuple[memoryview, int]:

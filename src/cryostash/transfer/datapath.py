@@ -19,7 +19,11 @@ was frozen, CRIU's ``frozen_time``; null when the engine does not say), ``dump_s
 ``bytes_uploaded`` (encoded bytes sent), ``bytes_stored`` (encoded size of the new
 chunks: what the store grew by), ``chunks_total``, ``chunks_unique``, ``chunks_new``,
 ``chunks_zero``, ``chunks_known``, ``chunks_present``, ``retries``, ``chunking``,
-``compression``, and the engine's own under ``engine``.
+``compression``, and the engine's own under ``engine``; ``bytes_hashed`` (plain bytes cut
+and hashed as chunks), ``bytes_hashed_whole`` (hashed for the whole-file digests),
+``bytes_compared`` (compared with a kept image: live migration's baseline,
+:mod:`cryostash.transfer.baseline`) and ``chunks_reused`` (named from it without being
+cut or hashed).
 
 Stats of a restore: ``download_s`` (fetch, verify, write), ``restore_s`` (the engine),
 ``total_s``, ``bytes_restored``, ``bytes_downloaded`` (encoded, from the store),
@@ -42,6 +46,7 @@ from cryostash.types import DumpStats, FileEntry
 from cryostash.units import format_size
 
 if TYPE_CHECKING:  # the pipeline loads when chunks move (not for ls, inspect, rm...)
+    from cryostash.transfer.baseline import Baseline
     from cryostash.transfer.pack import PackResult, Reserve
     from cryostash.transfer.unpack import UnpackStats
 
@@ -69,8 +74,10 @@ def pack_image(
     reserve: Reserve,
     jobs: int,
     callback: Progress | None = None,
+    baseline: Baseline | None = None,
 ) -> PackResult:
-    """:func:`cryostash.transfer.pack` with the settings' chunking, compression and cache.
+    """:func:`cryostash.transfer.pack` with the settings' chunking, compression and cache,
+    against the image ``baseline`` holds, if any.
 
     Raises:
         UsageError: a chunk size that is not a power of two in [256 B, 4 MiB].
@@ -87,6 +94,8 @@ def pack_image(
         level=t.compression,
         jobs=_connections(store, jobs),
         callback=callback,
+        baseline=None if baseline is None else baseline.image,
+        record_states=baseline is not None,  # the image may be kept for the next pack
     )
 
 
@@ -224,6 +233,10 @@ def create_stats(
         "chunks_present": s.chunks_present,
         "chunks_cached": s.chunks_cached,
         "retries": s.retries,
+        "bytes_hashed": s.bytes_hashed,
+        "bytes_hashed_whole": s.bytes_hashed_whole,
+        "bytes_compared": s.bytes_compared,
+        "chunks_reused": s.chunks_reused,
         "chunking": ChunkParams(settings.transfer.chunk_size).as_dict(),
         "compression": (
             "none" if settings.transfer.compression is None

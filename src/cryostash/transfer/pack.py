@@ -6,7 +6,12 @@ Stages, overlapping, with bounded queues (memory stays bounded whatever the file
    no file is ever read whole into RAM) and cut it with FastCDC; two hashers hash each
    chunk (BLAKE3; runs of zeros are recognised with a memcmp and take a cached digest),
    and a thread per large file hashes the whole file; they feed a queue of at most
-   ``4 * jobs`` chunks;
+   ``4 * jobs`` chunks. Given a kept image (``baseline``: live migration's last
+   pre-copy, :mod:`cryostash.transfer.baseline`), a file also kept under its path is
+   chunked against the kept one (:func:`~cryostash.transfer.resync.rechunk`): a chunk
+   proven equal to a kept chunk by memcmp takes its name without being cut or hashed,
+   and a file equal to the kept one, byte for byte, takes its whole-file digest too
+   (the whole file is hashed, alongside, only from its first difference on);
 2. the coordinator (the calling thread, the only one that calls ``reserve``): collects
    distinct chunks in batches and asks ``reserve`` (the catalog) which are new to it;
    chunks the catalog already knew are not uploaded (nor is the store asked);
@@ -33,18 +38,23 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable, Mapping, Set
+from collections.abc import Callable, Mapping, Sequence, Set
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryostash.errors import StorageError
 from cryostash.storage import ChunkBatch, Progress, Store, codec
 from cryostash.storage.manifest import validate_relpath
-from cryostash.transfer.chunking import ChunkParams, cut, is_zero, map_file
+from cryostash.transfer.chunking import ChunkParams, is_zero, map_file
+from cryostash.transfer.resync import Reference, Tally, rechunk
+from cryostash.transfer.wholehash import State, WholeHash
 from cryostash.transfer.workers import Shared, walk
 from cryostash.types import FileEntry
+
+if TYPE_CHECKING:
+    from cryostash.transfer.baseline import KeptImage
 
 #: Reserve chunks with the catalog in batches of at most this many distinct digests. The
 #: first batch holds 4 and each next one twice as many (so uploads start at once), and a
@@ -72,7 +82,13 @@ class PackStats:
             catalog knew (neither checked nor uploaded). bytes_new: plain size of the new
             chunks. bytes_stored: their encoded size (what the store grew by).
             bytes_uploaded: encoded bytes sent, failed attempts included. chunks_cached:
-            objects copied into the local cache.
+            objects copied into the local cache. bytes_hashed: plain bytes cut (FastCDC)
+            and hashed (BLAKE3) as chunks (zero chunks are recognised by a memcmp and not
+            hashed). bytes_hashed_whole: bytes hashed for the whole-file digests (a file
+            of several chunks is hashed whole; against a kept image, only from its first
+            change on). bytes_compared: bytes compared with a kept image (memcmp, failed
+            comparisons included). chunks_reused: chunks named from the kept image
+            without being cut or hashed.
     """
 
     files: int
@@ -89,6 +105,10 @@ class PackStats:
     chunks_cached: int
     retries: int
     duration_s: float
+    bytes_hashed: int = 0
+    bytes_hashed_whole: int = 0
+    bytes_compared: int = 0
+    chunks_reused: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -97,10 +117,13 @@ class PackStats:
 
 @dataclass(frozen=True)
 class PackResult:
-    """The manifest's file entries (sorted by path) and the stats."""
+    """The manifest's file entries (sorted by path), the stats, the chunk parameters and,
+    if recorded, the whole-file hash states by path (:mod:`~cryostash.transfer.wholehash`)."""
 
     entries: tuple[FileEntry, ...]
     stats: PackStats
+    params: ChunkParams
+    states: Mapping[str, Sequence[State]] = field(default_factory=dict)
 
 
 class _Stopped(Exception):
@@ -110,8 +133,10 @@ class _Stopped(Exception):
 class _Run:
     """State of one :func:`pack` call (see the module docstring for the threads)."""
 
-    def __init__(self, store: Store, level: int | None, jobs: int, shared: Shared) -> None:
-        self.store, self.level, self.shared = store, level, shared
+    def __init__(
+        self, store: Store, level: int | None, jobs: int, shared: Shared, record: bool
+    ) -> None:
+        self.store, self.level, self.shared, self.record = store, level, shared, record
         self.queue: queue.Queue[_Item] = queue.Queue(4 * jobs)
         self.hashers = ThreadPoolExecutor(max_workers=2)
         self.stop = threading.Event()
@@ -120,6 +145,10 @@ class _Run:
         self.counts = dict.fromkeys(
             ("new", "present", "bytes_new", "stored", "uploaded", "cached"), 0
         )
+        self.tally = Tally()  #: what the readers compared with a kept image, summed
+        self.hashed = 0  #: plain bytes the readers had hashed as chunks
+        self.hashed_whole = 0  #: bytes hashed for whole-file digests
+        self.states: dict[int, list[State]] = {}  #: whole-file hash states, by file index
         #: One durability barrier for all new chunks (see storage.store.ChunkBatch).
         self.batch: ChunkBatch = store.write_batch(jobs)
 
@@ -159,41 +188,74 @@ class _Run:
 
 
 def _read(
-    run: _Run, index: int, path: Path, params: ChunkParams, digests: list[str], sizes: list[int]
+    run: _Run,
+    index: int,
+    path: Path,
+    params: ChunkParams,
+    digests: list[str],
+    sizes: list[int],
+    kept: Reference | None,
 ) -> None:
     """Reader stage for one file: queue its chunks in order, then an end marker; put the
     whole file's digest in ``digests[index]`` and its size in ``sizes[index]``. Digests
-    are the store's names (BLAKE3, keyed in an encrypted store)."""
+    are the store's names (BLAKE3, keyed in an encrypted store). ``kept``: the same file
+    in a kept image, whose chunks are reused where proven equal."""
     names = run.store.sealing
     try:
         view, size = map_file(path)
     except OSError as exc:
         raise StorageError(f"cannot read {path}: {exc}") from exc
     sizes[index] = size
-    whole: list[str] = []
-    hasher = None
-    if size > params.min:  # may be several chunks: hash the whole file alongside
-        hasher = threading.Thread(target=lambda: whole.append(names.chunk_name(view)))
-        hasher.start()
-    count = 0
+    whole = None
+    if size > params.min:  # may be several chunks: hashed whole, alongside
+        whole = WholeHash(names, view, () if kept is None else kept.states, run.record)
+        if kept is None:
+            whole.start()
+    proven = 0  # the first bytes, proven equal to the kept file's
+    tally = Tally()
+    hashed = count = 0
     digest: Digest = ""
     try:
-        for _, chunk in cut(view, params):
+        for piece in rechunk(view, kept, params, tally):
             if run.stop.is_set():
                 raise _Stopped
+            chunk = view[piece.offset : piece.offset + piece.length]
             zero = is_zero(chunk)
-            digest = (
-                names.zero_name(len(chunk)) if zero else run.hashers.submit(names.chunk_name, chunk)
-            )
+            if piece.source == piece.offset == proven:
+                proven += piece.length
+            elif whole is not None:
+                whole.start(proven)  # may differ from here on
+            if piece.digest is not None:
+                digest = piece.digest
+            else:
+                hashed += 0 if zero else len(chunk)
+                digest = (
+                    names.zero_name(len(chunk))
+                    if zero
+                    else run.hashers.submit(names.chunk_name, chunk)
+                )
             run.put((index, digest, chunk, zero))
             count += 1
     finally:
-        if hasher is not None:
-            hasher.join()
+        if whole is not None:
+            whole.join()
     if count == 1:
         digests[index] = digest if isinstance(digest, str) else digest.result()
+    elif kept is not None and proven == size == kept.size:
+        digests[index] = kept.digest  # every byte proven equal to the kept file's
+        if whole is not None:
+            whole.states = list(kept.states)  # and so are its hash states
+    elif whole is None:
+        digests[index] = names.chunk_name(b"")
     else:
-        digests[index] = whole[0] if whole else names.chunk_name(b"")
+        whole.start(proven)
+        digests[index] = whole.result()
+    with run.shared.lock:
+        run.hashed += hashed
+        run.hashed_whole += 0 if whole is None else whole.hashed
+        run.tally.add(tally)
+        if whole is not None and run.record:
+            run.states[index] = whole.states
     run.put((index, "", None, False))
 
 
@@ -206,6 +268,8 @@ def pack(
     level: int | None = codec.DEFAULT_LEVEL,
     jobs: int = 4,
     callback: Progress | None = None,
+    baseline: KeptImage | None = None,
+    record_states: bool = False,
 ) -> PackResult:
     """Chunk, hash, compress and store every regular file under ``image_dir``.
 
@@ -217,6 +281,12 @@ def pack(
         level: zstd level, or None to store chunks raw.
         jobs: upload threads (at least 1); readers use at most 2 threads.
         callback: fsspec-style progress over the bytes scanned.
+        baseline: a kept image: its files' chunks are reused where their bytes are
+            proven unchanged (see the module docstring), when it serves this store and
+            these parameters (:meth:`~cryostash.transfer.baseline.KeptImage.serves`).
+            The entries are the same as without it.
+        record_states: keep the whole-file hash states of the files hashed whole
+            (:attr:`PackResult.states`), for a later pack against this image.
 
     Every chunk stored is durable when this returns (one barrier, see the module
     docstring); a store that reads through a chunk cache also caches each.
@@ -235,6 +305,7 @@ def pack(
         raise UsageError(f"jobs must be at least 1, not {jobs}")
     started = time.monotonic()
     params = params or ChunkParams()
+    kept = baseline if baseline is not None and baseline.serves(store, params) else None
     files = walk(Path(image_dir))
     for rel, _, _ in files:
         validate_relpath(rel)
@@ -242,7 +313,7 @@ def pack(
     shared = Shared(callback)
     shared.set_size(sum(sizes))
     retries, failed = store.retries, store.bytes_failed
-    run = _Run(store, level, jobs, shared)
+    run = _Run(store, level, jobs, shared, record_states)
     chunks: list[list[tuple[str, int]]] = [[] for _ in files]
     digests = [""] * len(files)
     seen: set[str] = set()
@@ -285,7 +356,8 @@ def pack(
 
     try:
         for i in order:
-            reader = readers.submit(_read, run, i, files[i][1], params, digests, sizes)
+            ref = None if kept is None else kept.reference(files[i][0])
+            reader = readers.submit(_read, run, i, files[i][1], params, digests, sizes, ref)
             reader.add_done_callback(watch)
         ended = 0
         while ended < len(files) and not run.stop.is_set():
@@ -354,5 +426,10 @@ def pack(
         chunks_cached=c["cached"],
         retries=store.retries - retries,
         duration_s=time.monotonic() - started,
+        bytes_hashed=run.hashed,
+        bytes_hashed_whole=run.hashed_whole,
+        bytes_compared=run.tally.compared,
+        chunks_reused=run.tally.reused,
     )
-    return PackResult(entries, stats)
+    states = {files[i][0]: tuple(kept_states) for i, kept_states in run.states.items()}
+    return PackResult(entries, stats, params, states)
