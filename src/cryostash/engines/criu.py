@@ -220,7 +220,6 @@ class CriuEngine:
             raise EngineError(too_old_reason(found.version, found.path))
         return found.path, found.version
 
-    _binary = binary  # the old private name, for callers on other branches
 
     @staticmethod
     def _not_found() -> str:
@@ -369,7 +368,6 @@ class CriuEngine:
             return []
         return [o for o in recorded if o in MIRRORED_OPTIONS and o not in extra]
 
-    _mirrored = mirrored_options  # the old private name, for callers on other branches
 
 
 def _refuse_podman_only(extra: tuple[str, ...]) -> None:

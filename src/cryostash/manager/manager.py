@@ -341,11 +341,8 @@ class CheckpointManager:
         return Inspection(info, self.manifest(self.store(checkpoint_dir), info))
 
     def manifest(self, store: Store, info: CheckpointInfo) -> Manifest:
-        """The manifest of ``info`` read from ``store``, checked against the catalog's
-        digest (:func:`~cryostash.manager.inspection.verified_manifest`: raises as it does)."""
+        """The manifest of ``info`` in ``store``, checked against the catalog's digest."""
         return verified_manifest(store, info)
-
-    _manifest = manifest  # the old private name, for callers on other branches
 
     def events(
         self, target: str | None = None, limit: int | None = None
