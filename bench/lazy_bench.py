@@ -17,8 +17,8 @@ by a kill of the restored process (by PID):
 - ``cryostash restore`` (full) from the local store: wall time;
 - ``cryostash restore --lazy`` from S3 with an empty chunk cache: wall time;
 - live migration on loopback of a fresh ``--size-mib`` process to a second "host" (a
-  command destination with its own host name, chunk cache and scratch, same store and
-  catalog), one pre-copy with prefetch: the downtime of ``cryostash migrate`` (the
+  command destination with its own host name, chunk cache and scratch, same S3 store
+  (moto) and catalog), one pre-copy with prefetch: the downtime of ``cryostash migrate`` (the
   baseline) and of ``cryostash migrate --lazy``, with their parts (``--no-migrate``
   leaves these out).
 
@@ -179,7 +179,7 @@ def main() -> None:
                 adopt_orphans()
                 for flag in ("", "--lazy"):
                     key = "migrate_lazy" if flag else "migrate"
-                    results[key] = best(lambda f=flag: migration(work, local, args.size_mib, f))
+                    results[key] = best(lambda f=flag: migration(work, s3, args.size_mib, f))
     finally:
         if pid:
             kill_pid(pid, 30)
