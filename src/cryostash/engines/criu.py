@@ -220,7 +220,6 @@ class CriuEngine:
             raise EngineError(too_old_reason(found.version, found.path))
         return found.path, found.version
 
-
     @staticmethod
     def _not_found() -> str:
         return (
@@ -359,9 +358,8 @@ class CriuEngine:
 
     @staticmethod
     def mirrored_options(image_dir: Path, extra: tuple[str, ...]) -> list[str]:
-        """The dump options recorded in ``image_dir``'s sidecar that restore needs too
-        (:data:`MIRRORED_OPTIONS`), except those already in ``extra``; none when the
-        sidecar is missing or unreadable."""
+        """Dump options recorded in ``image_dir``'s sidecar that restore needs too
+        (:data:`MIRRORED_OPTIONS`) and ``extra`` lacks; none if the sidecar is unreadable."""
         try:
             recorded = json.loads((image_dir / SIDECAR).read_text()).get("options", [])
         except (OSError, ValueError, AttributeError):
