@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -37,6 +39,21 @@ def criu_path() -> str:
     if not availability.ok or availability.path is None:
         missing("CRIU", availability.reason or "not available")
     return availability.path
+
+
+@pytest.fixture(scope="session")
+def lazy_criu(criu_path: str) -> str:
+    """CRIU that can restore lazily here: userfaultfd (``criu check --feature
+    uffd-noncoop``) and /dev/fuse; else skipped locally, failed in CI."""
+    done = subprocess.run(
+        [criu_path, "check", "--feature", "uffd-noncoop"], capture_output=True, text=True,
+        check=False, timeout=60,
+    )
+    if done.returncode != 0:
+        missing("userfaultfd", done.stdout + done.stderr)
+    if not Path("/dev/fuse").exists():
+        missing("FUSE", "/dev/fuse does not exist")
+    return criu_path
 
 
 @pytest.fixture

@@ -18,7 +18,6 @@ import re
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -29,27 +28,13 @@ import pytest
 from cryostash import CheckpointManager, Settings
 from tests.support import cli
 from tests.support.cutoff_proxy import CutoffProxy
+from tests.support.pattern_prog import fill
 from tests.support.processes import ProcessTracker, is_dead, start_detached, wait_until
 from tests.support.requirements import missing
 from tests.support.stores import MotoServer, RawStore
-from tests.support.tcp_pattern_server import fill
 
 PATTERN_PROG = Path(__file__).resolve().parent / "support" / "pattern_prog.py"
 pytestmark = pytest.mark.criu
-
-
-@pytest.fixture(scope="module")
-def lazy_criu(criu_path: str) -> str:
-    """CRIU with userfaultfd (``criu check --feature uffd-noncoop``) and /dev/fuse."""
-    done = subprocess.run(
-        [criu_path, "check", "--feature", "uffd-noncoop"], capture_output=True, text=True,
-        check=False, timeout=60,
-    )
-    if done.returncode != 0:
-        missing("userfaultfd", done.stdout + done.stderr)
-    if not Path("/dev/fuse").exists():
-        missing("FUSE", "/dev/fuse does not exist")
-    return criu_path
 
 
 def host_env(tmp_path: Path, criu: str, **extra: str) -> dict[str, str]:

@@ -19,7 +19,6 @@ The migrated process is a child of this test reaped at once (see ``tests/test_mi
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -39,7 +38,6 @@ from tests.support.processes import (
     read_counter,
     wait_until,
 )
-from tests.support.requirements import missing
 from tests.support.stores import MotoServer
 from tests.test_migrate import Hosts, T, counts_on, downtime_parts, running, start_child
 
@@ -48,20 +46,6 @@ pytestmark = pytest.mark.criu
 BALLAST_PROG = SUPPORT_DIR / "ballast_counter_prog.py"
 BALLAST_MIB = 64
 MiB = 1 << 20
-
-
-@pytest.fixture(scope="module")
-def lazy_criu(criu_path: str) -> str:
-    """CRIU with userfaultfd (``criu check --feature uffd-noncoop``) and /dev/fuse."""
-    done = subprocess.run(
-        [criu_path, "check", "--feature", "uffd-noncoop"], capture_output=True, text=True,
-        check=False, timeout=60,
-    )
-    if done.returncode != 0:
-        missing("userfaultfd", done.stdout + done.stderr)
-    if not Path("/dev/fuse").exists():
-        missing("FUSE", "/dev/fuse does not exist")
-    return criu_path
 
 
 @pytest.fixture

@@ -25,18 +25,19 @@ import time
 BLOCK = 1 << 20
 
 
-def _write_status(path: str, text: str) -> None:
+def write_status(path: str, text: str) -> None:
+    """Replace the status file ``path`` with ``text`` atomically (readers never see half)."""
     tmp = f"{path}.tmp"
     with open(tmp, "w") as fh:
         fh.write(text)
     os.replace(tmp, path)
 
 
-def main() -> None:
-    size, seed, status = int(sys.argv[1]) << 20, int(sys.argv[2]), sys.argv[3]
-    half = size // 2
+def fill(size: int, seed: int) -> bytearray:
+    """The pattern: ``size`` bytes, the first half random from ``seed``, the rest zeros."""
     memory = bytearray(size)
     view = memoryview(memory)
+    half = size // 2
     rng = random.Random(seed)
     for start in range(0, half, BLOCK):
         end = min(start + BLOCK, half)
@@ -45,14 +46,21 @@ def main() -> None:
     for start in range(half, size, BLOCK):
         end = min(start + BLOCK, size)
         view[start:end] = zeros[: end - start]
+    return memory
+
+
+def main() -> None:
+    size, seed, status = int(sys.argv[1]) << 20, int(sys.argv[2]), sys.argv[3]
+    memory = fill(size, seed)
+    view = memoryview(memory)
     wanted = [0]
     signal.signal(signal.SIGUSR1, lambda *_: wanted.__setitem__(0, wanted[0] + 1))
     done = 0
-    _write_status(status, f"0 {hashlib.sha256(view).hexdigest()}")
+    write_status(status, f"0 {hashlib.sha256(view).hexdigest()}")
     while True:
         if wanted[0] > done:
             done = wanted[0]
-            _write_status(status, f"{done} {hashlib.sha256(view).hexdigest()}")
+            write_status(status, f"{done} {hashlib.sha256(view).hexdigest()}")
         time.sleep(0.01)
 
 

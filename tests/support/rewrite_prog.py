@@ -16,20 +16,12 @@ Used by the live-migration baseline tests (tests/test_migrate_baseline.py).
 from __future__ import annotations
 
 import hashlib
-import os
 import signal
 import sys
 import time
 from typing import BinaryIO
 
-BLOCK = 1 << 20
-
-
-def _write_status(path: str, text: str) -> None:
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
+from pattern_prog import BLOCK, write_status  # a sibling: run as a script
 
 
 def fill(urandom: BinaryIO, view: memoryview) -> None:
@@ -52,16 +44,16 @@ def main() -> None:
     signal.signal(signal.SIGUSR2, lambda *_: signals.__setitem__("check", signals["check"] + 1))
     done = checked = 0
     run = size // 20
-    _write_status(status, f"0 {hashlib.sha256(view).hexdigest()}")
+    write_status(status, f"0 {hashlib.sha256(view).hexdigest()}")
     while True:
         if done < signals["rewrite"]:
             start = (size // 8 + done * run) % (size - run)
             fill(urandom, view[start : start + run])
             done += 1
-            _write_status(status, f"{done} {hashlib.sha256(view).hexdigest()}")
+            write_status(status, f"{done} {hashlib.sha256(view).hexdigest()}")
         elif checked < signals["check"]:
             checked = signals["check"]
-            _write_status(status, f"{done} {hashlib.sha256(view).hexdigest()}")
+            write_status(status, f"{done} {hashlib.sha256(view).hexdigest()}")
         time.sleep(0.01)
 
 

@@ -21,28 +21,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-import random
 import selectors
 import socket
 import sys
 
-BLOCK = 1 << 20
-
-
-def fill(size: int, seed: int) -> bytearray:
-    """The pattern: ``size`` bytes, the first half random from ``seed``, the rest zeros."""
-    memory = bytearray(size)
-    view = memoryview(memory)
-    half = size // 2
-    rng = random.Random(seed)
-    for start in range(0, half, BLOCK):
-        end = min(start + BLOCK, half)
-        view[start:end] = rng.randbytes(end - start)
-    zeros = bytes(BLOCK)
-    for start in range(half, size, BLOCK):
-        end = min(start + BLOCK, size)
-        view[start:end] = zeros[: end - start]
-    return memory
+from pattern_prog import fill  # a sibling: this runs as a script from its folder
 
 
 def answer(line: bytes, memory: bytearray) -> bytes:
