@@ -45,14 +45,23 @@ def receive(
     """
     manager.catalog  # noqa: B018 (connects now, not in the downtime)
     manager.store(checkpoint_dir).manifest_exists(target, name)  # loads and reaches the store
+    launch = None
     if lazy_engine is not None:
+        from cryostash.manager.lazy import prepare_lazy
+
         require_lazy(manager, lazy_engine)
+        launch = prepare_lazy(  # the helper's start-up is not downtime either
+            manager.repository, target, name, engine=lazy_engine,
+            checkpoint_dir=checkpoint_dir, engine_args=list(args),
+        )
     stdout.write(json.dumps({READY: True, "host": manager.settings.host}) + "\n")
     stdout.flush()
     if stdin.readline().strip() != GO:
+        if launch is not None:
+            launch.cancel()
         return False
     restored = restore_object(
-        manager, target, name, checkpoint_dir, args, lazy_engine=lazy_engine
+        manager, target, name, checkpoint_dir, args, lazy_engine=lazy_engine, launch=launch
     )
     stdout.write(json.dumps(restored, default=str) + "\n")
     stdout.flush()

@@ -4,7 +4,10 @@
 (only ``criu``, with userfaultfd: :func:`~cryostash.engines.criu_lazy.lazy_support`),
 then starts a **detached helper** (a double fork: a new session, reparented to init)
 and waits only until the helper reports that the process runs (or why it could not).
-The helper, on its own repository (catalog connection and store clients of its own):
+:func:`prepare_lazy` and :class:`LazyLaunch` split that in two for ``migrate --lazy``:
+the helper is started and gets ready (catalog connected, store client made, CRIU located)
+before the checkpoint exists, and restores when told to go. The helper, on its own
+repository (catalog connection and store clients of its own):
 
 1. takes a private locked scratch folder; loads the manifest (its digest checked against
    the catalog) and fetches and verifies every file except the memory pages
@@ -34,6 +37,7 @@ tree, the daemon loses its pages and the process may see zeros (docs/lazy-restor
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -95,9 +99,34 @@ def restore_lazy(
         IntegrityError, StorageError, CheckpointNotFound: as a restore.
         CryostashError: the helper ended without a report (the process may run).
     """
+    started = time.monotonic()
+    return prepare_lazy(
+        repository, target, name, engine=engine, checkpoint_dir=checkpoint_dir,
+        engine_args=engine_args,
+    ).go(started)
+
+
+def prepare_lazy(
+    repository: Repository,
+    target: str,
+    name: str,
+    *,
+    engine: str,
+    checkpoint_dir: str | None = None,
+    engine_args: Sequence[str] = (),
+) -> LazyLaunch:
+    """Start the helper of a lazy restore of ``target``/``name`` now, and have it wait.
+
+    The helper gets ready (its catalog connection, the store and its client, CRIU
+    located) and waits for :meth:`LazyLaunch.go`; the checkpoint itself need not exist
+    yet (``migrate --lazy`` prepares before its final dump, so that the helper's start is
+    not downtime). :meth:`LazyLaunch.cancel` makes it exit without restoring anything.
+
+    Raises:
+        UsageError, EngineError: as :func:`restore_lazy`, before anything is started.
+    """
     from cryostash.engines import get_engine
 
-    started = time.monotonic()
     criu_lazy.require_lazy_support(
         get_engine(engine, criu_path=repository.settings.criu_path), ask_criu=False
     )
@@ -105,38 +134,88 @@ def restore_lazy(
     # process; a PostgreSQL socket would be shared): the helper opens its own.
     repository.close()
     read_end, write_end = os.pipe()
+    go_read, go_write = os.pipe()
     first = os.fork()
     if first == 0:  # pragma: no cover - the child leaves by os._exit
         code = 70
         try:
             os.close(read_end)
+            os.close(go_write)
             os.setsid()
             if os.fork() == 0:
                 code = _helper(
                     repository, target, name, engine, checkpoint_dir, tuple(engine_args),
-                    started, write_end,
+                    write_end, go_read,
                 )
             else:
                 code = 0
         finally:
             os._exit(code)
     os.close(write_end)
+    os.close(go_read)
     os.waitpid(first, 0)
-    with os.fdopen(read_end, "rb") as pipe:
-        raw = pipe.read()
-    try:
-        report: dict[str, Any] = json.loads(raw)
-    except ValueError:
-        # Not an EngineError: the helper may have died after CRIU's restore, so nothing
-        # says the process is not running (``migrate`` must not roll back on this).
-        raise CryostashError(
-            "the lazy-restore helper ended without reporting: the restored process may be "
-            "running or not; check the checkpoint's PID before restoring it again"
-        ) from None
-    if not report.get("ok"):
-        raise error_class(int(report.get("exit_code", 1)))(str(report.get("message")))
-    details = dict(report["details"])
-    return RestoreResult(pid=int(report["pid"]), duration_s=report["duration_s"], details=details)
+    return LazyLaunch(read_end, go_write)
+
+
+class LazyLaunch:
+    """A prepared lazy restore (:func:`prepare_lazy`): :meth:`go` once, or :meth:`cancel`.
+
+    ``helper_pid`` is the helper's PID (None if it died before saying it).
+    """
+
+    def __init__(self, report_fd: int, go_fd: int) -> None:
+        self._report: int | None = report_fd
+        self._go: int | None = go_fd
+        line = b""
+        while not line.endswith(b"\n"):
+            byte = os.read(report_fd, 1)
+            if not byte:
+                break
+            line += byte
+        self.helper_pid = int(line) if line.strip().isdigit() else None
+
+    def go(self, started: float | None = None) -> RestoreResult:
+        """Restore now; return once the process runs (as :func:`restore_lazy`).
+        ``started``: the monotonic time the restore counts from (default: now).
+
+        Raises:
+            as :func:`restore_lazy`; UsageError: already used or cancelled.
+        """
+        if self._go is None or self._report is None:
+            raise UsageError("this lazy restore was already started or cancelled")
+        when = time.monotonic() if started is None else started
+        try:
+            os.write(self._go, f"{when!r}\n".encode())
+        except BrokenPipeError:
+            pass  # the helper failed while getting ready: its report says why
+        finally:
+            os.close(self._go)
+            self._go = None
+        with os.fdopen(self._report, "rb") as pipe:
+            self._report = None
+            raw = pipe.read()
+        try:
+            report: dict[str, Any] = json.loads(raw)
+        except ValueError:
+            # Not an EngineError: the helper may have died after CRIU's restore, so nothing
+            # says the process is not running (``migrate`` must not roll back on this).
+            raise CryostashError(
+                "the lazy-restore helper ended without reporting: the restored process may "
+                "be running or not; check the checkpoint's PID before restoring it again"
+            ) from None
+        if not report.get("ok"):
+            raise error_class(int(report.get("exit_code", 1)))(str(report.get("message")))
+        details = dict(report["details"])
+        return RestoreResult(
+            pid=int(report["pid"]), duration_s=report["duration_s"], details=details
+        )
+
+    def cancel(self) -> None:
+        """Tell the helper to exit without restoring (nothing once :meth:`go` ran)."""
+        for fd in (self._go, self._report):
+            if fd is not None:
+                os.close(fd)
+        self._go = self._report = None
 
 
 class _Guard:
@@ -202,26 +281,35 @@ def _helper(
     engine: str,
     checkpoint_dir: str | None,
     extra: tuple[str, ...],
-    started: float,
     report_fd: int,
+    go_fd: int,
 ) -> int:
     """The detached helper's life (see the module docstring); its exit status."""
+    os.write(report_fd, f"{os.getpid()}\n".encode())
     devnull = os.open(os.devnull, os.O_RDWR)
     os.dup2(devnull, 1)  # the caller's stdout must see EOF when the caller exits
     repo = Repository(parent.settings, jobs=parent.jobs)
     repo.ask_passphrase = parent.ask_passphrase
-    session = _Session(repo, target, name, engine, checkpoint_dir, extra, started)
+    session = _Session(repo, target, name, engine, checkpoint_dir, extra)
     reported = False
 
     def report(data: dict[str, Any]) -> None:
         nonlocal reported
-        os.write(report_fd, json.dumps(data).encode())
+        with contextlib.suppress(BrokenPipeError):  # the caller may be gone
+            os.write(report_fd, json.dumps(data).encode())
         os.close(report_fd)
         for fd in (0, 2):
             os.dup2(devnull, fd)
         reported = True
 
     try:
+        session.prepare()
+        with os.fdopen(go_fd, "rb") as told:
+            line = told.readline()
+        if not line.strip():  # cancelled (or the caller died): nothing was restored
+            os.close(report_fd)
+            return 0
+        session.started = float(line)
         session.run(report)
         return 0
     except BaseException as exc:
@@ -241,23 +329,37 @@ class _Session:
 
     def __init__(
         self, repo: Repository, target: str, name: str, engine: str,
-        checkpoint_dir: str | None, extra: tuple[str, ...], started: float,
+        checkpoint_dir: str | None, extra: tuple[str, ...],
     ) -> None:
         self.repo, self.target, self.name = repo, target, name
         self.engine, self.checkpoint_dir, self.extra = engine, checkpoint_dir, extra
-        self.started = started
+        self.started = time.monotonic()
         self.guard = _Guard()
         self.store_url: str | None = None
         self.detail: dict[str, Any] = {"lazy": True}
+        self.criu: CriuEngine | None = None
+
+    def prepare(self) -> None:
+        """What needs no checkpoint yet: CRIU located, the catalog connected, the store
+        opened and its client used once (its session and connection made)."""
+        from cryostash.engines import get_engine
+
+        criu = get_engine(self.engine, criu_path=self.repo.settings.criu_path)
+        if not isinstance(criu, CriuEngine):  # checked by prepare_lazy before the fork
+            raise UsageError(f"lazy restore is not supported by {self.engine}")
+        criu.binary()
+        self.criu = criu
+        self.repo.reader  # noqa: B018 - opens the catalog connection
+        store = self.repo.store(self.checkpoint_dir)
+        store.exists()
+        self.store_url = store.url
 
     def run(self, report: Any) -> None:
-        from cryostash.engines import get_engine
         from cryostash.manager.manager import CheckpointManager
 
         settings: Settings = self.repo.settings
-        criu = get_engine(self.engine, criu_path=settings.criu_path)
-        if not isinstance(criu, CriuEngine):  # checked by restore_lazy before the fork
-            raise UsageError(f"lazy restore is not supported by {self.engine}")
+        criu = self.criu
+        assert criu is not None, "prepare() first"
         mgr = CheckpointManager.for_repository(self.repo)
         info = mgr.get(self.target, self.name, self.checkpoint_dir)
         store = self.repo.store(self.checkpoint_dir)

@@ -70,6 +70,7 @@ from cryostash.urls import strip_credentials
 
 if TYPE_CHECKING:
     from cryostash.manager import CheckpointManager
+    from cryostash.manager.lazy import LazyLaunch
 
 #: The key of the receiver's first line, ``{"ready": true, "host": H}``.
 READY = "ready"
@@ -158,9 +159,10 @@ class LocalDestination:
         *,
         lazy_engine: str | None = None,
     ) -> PendingRestore:
-        """Nothing to start: :meth:`CheckpointManager.restore` when told to go (with
-        ``lazy_engine``: :func:`~cryostash.manager.lazy.restore_lazy`, which closes the
-        manager's catalog connection before it forks; the next use opens it again)."""
+        """Nothing to start: :meth:`CheckpointManager.restore` when told to go. With
+        ``lazy_engine``, the lazy restore's helper is started now and restores when told
+        to go (:func:`~cryostash.manager.lazy.prepare_lazy`, which closes the manager's
+        catalog connection before it forks; the next use opens it again)."""
         return _LocalRestore(
             self.manager, target, name, checkpoint_dir, tuple(args), lazy_engine
         )
@@ -178,12 +180,23 @@ class _LocalRestore:
     ) -> None:
         self._call = (manager, target, name, checkpoint_dir, args)
         self._lazy_engine = lazy_engine
+        self._launch: LazyLaunch | None = None
+        if lazy_engine is not None:
+            from cryostash.manager.lazy import prepare_lazy
+
+            self._launch = prepare_lazy(
+                manager.repository, target, name, engine=lazy_engine,
+                checkpoint_dir=checkpoint_dir, engine_args=list(args),
+            )
 
     def go(self) -> dict[str, Any]:
-        return restore_object(*self._call, lazy_engine=self._lazy_engine)
+        launch, self._launch = self._launch, None
+        return restore_object(*self._call, lazy_engine=self._lazy_engine, launch=launch)
 
     def cancel(self) -> None:
-        pass
+        if self._launch is not None:
+            self._launch.cancel()
+            self._launch = None
 
 
 def restore_object(
@@ -194,11 +207,15 @@ def restore_object(
     args: Sequence[str],
     *,
     lazy_engine: str | None = None,
+    launch: LazyLaunch | None = None,
 ) -> dict[str, Any]:
     """:meth:`CheckpointManager.restore`, as the object ``restore --json`` prints; with
     ``lazy_engine``, :func:`~cryostash.manager.lazy.restore_lazy` with that engine (the
-    object ``restore --lazy --json`` prints; it returns once the process runs)."""
-    if lazy_engine is not None:
+    object ``restore --lazy --json`` prints; it returns once the process runs), or with a
+    prepared ``launch`` (:func:`~cryostash.manager.lazy.prepare_lazy`), its ``go``."""
+    if launch is not None:
+        result = launch.go()
+    elif lazy_engine is not None:
         from cryostash.manager.lazy import restore_lazy
 
         result = restore_lazy(
