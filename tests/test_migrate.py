@@ -86,9 +86,8 @@ class Hosts:
         return [c["name"] for c in json.loads(self.cryostash("ls", T, "--json").stdout)]
 
 
-@pytest.fixture
-def hosts(
-    moto_server: MotoServer, pg_server: PostgresServer, tmp_path: Path, criu_path: str
+def s3_pg_hosts(
+    moto_server: MotoServer, pg_server: PostgresServer, tmp_path: Path, criu: str
 ) -> Hosts:
     """One bucket, one fresh database; host A works in ``a/``, host B in ``b/``."""
     env = cli.base_env(
@@ -97,11 +96,19 @@ def hosts(
         CRYOSTASH_SCRATCH=str(tmp_path / "a" / "scratch"),
         CRYOSTASH_CACHE=str(tmp_path / "a" / "cache"),
         CRYOSTASH_HOST="host-a",
-        CRYOSTASH_CRIU=criu_path,
+        CRYOSTASH_CRIU=criu,
         CRYOSTASH_CHUNK_SIZE="256k",
         **moto_server.env(),
     )
     return Hosts(env, tmp_path)
+
+
+@pytest.fixture
+def hosts(
+    moto_server: MotoServer, pg_server: PostgresServer, tmp_path: Path, criu_path: str
+) -> Hosts:
+    """:func:`s3_pg_hosts` with the CRIU of the tests."""
+    return s3_pg_hosts(moto_server, pg_server, tmp_path, criu_path)
 
 
 def start_child(procs: ProcessTracker, argv: list[str], workdir: Path) -> int:

@@ -39,7 +39,15 @@ from tests.support.processes import (
     wait_until,
 )
 from tests.support.stores import MotoServer
-from tests.test_migrate import Hosts, T, counts_on, downtime_parts, running, start_child
+from tests.test_migrate import (
+    Hosts,
+    T,
+    counts_on,
+    downtime_parts,
+    running,
+    s3_pg_hosts,
+    start_child,
+)
 
 pytestmark = pytest.mark.criu
 
@@ -52,18 +60,8 @@ MiB = 1 << 20
 def hosts(
     moto_server: MotoServer, pg_server: PostgresServer, tmp_path: Path, lazy_criu: str
 ) -> Hosts:
-    """One bucket, one fresh database; host A works in ``a/``, host B in ``b/``."""
-    env = cli.base_env(
-        CRYOSTASH_STORE=f"s3://{moto_server.make_bucket()}/cs",
-        CRYOSTASH_CATALOG=pg_server.create_database(),
-        CRYOSTASH_SCRATCH=str(tmp_path / "a" / "scratch"),
-        CRYOSTASH_CACHE=str(tmp_path / "a" / "cache"),
-        CRYOSTASH_HOST="host-a",
-        CRYOSTASH_CRIU=lazy_criu,
-        CRYOSTASH_CHUNK_SIZE="256k",
-        **moto_server.env(),
-    )
-    return Hosts(env, tmp_path)
+    """:func:`~tests.test_migrate.s3_pg_hosts` with a CRIU that restores lazily."""
+    return s3_pg_hosts(moto_server, pg_server, tmp_path, lazy_criu)
 
 
 @pytest.fixture

@@ -73,9 +73,9 @@ class Context:
                 from cryostash import CheckpointManager
                 from cryostash.cli import progress
 
-                if getattr(self.args, "verb", None) not in READ_VERBS and not getattr(
-                    self.args, "lazy", False
-                ):
+                verb = getattr(self.args, "verb", None)
+                lazy_restore = verb == "restore" and getattr(self.args, "lazy", False)
+                if verb not in READ_VERBS and not lazy_restore:
                     import cryostash.catalog.catalog  # noqa: F401 - SQLAlchemy, paused gc
 
                 _load_store_backend(

@@ -127,7 +127,7 @@ def prepare_lazy(
     """
     from cryostash.engines import get_engine
 
-    criu_lazy.require_lazy_support(
+    criu = criu_lazy.require_lazy_support(
         get_engine(engine, criu_path=repository.settings.criu_path), ask_criu=False
     )
     # No catalog connection may cross the fork (SQLite's locks and WAL index are per
@@ -144,7 +144,7 @@ def prepare_lazy(
             os.setsid()
             if os.fork() == 0:
                 code = _helper(
-                    repository, target, name, engine, checkpoint_dir, tuple(engine_args),
+                    repository, target, name, criu, checkpoint_dir, tuple(engine_args),
                     write_end, go_read,
                 )
             else:
@@ -278,7 +278,7 @@ def _helper(
     parent: Repository,
     target: str,
     name: str,
-    engine: str,
+    criu: CriuEngine,
     checkpoint_dir: str | None,
     extra: tuple[str, ...],
     report_fd: int,
@@ -290,7 +290,7 @@ def _helper(
     os.dup2(devnull, 1)  # the caller's stdout must see EOF when the caller exits
     repo = Repository(parent.settings, jobs=parent.jobs)
     repo.ask_passphrase = parent.ask_passphrase
-    session = _Session(repo, target, name, engine, checkpoint_dir, extra)
+    session = _Session(repo, target, name, criu, checkpoint_dir, extra)
     reported = False
 
     def report(data: dict[str, Any]) -> None:
@@ -328,27 +328,19 @@ class _Session:
     """One lazy restore, run by the helper."""
 
     def __init__(
-        self, repo: Repository, target: str, name: str, engine: str,
+        self, repo: Repository, target: str, name: str, criu: CriuEngine,
         checkpoint_dir: str | None, extra: tuple[str, ...],
     ) -> None:
         self.repo, self.target, self.name = repo, target, name
-        self.engine, self.checkpoint_dir, self.extra = engine, checkpoint_dir, extra
+        self.criu, self.checkpoint_dir, self.extra = criu, checkpoint_dir, extra
         self.started = time.monotonic()
         self.guard = _Guard()
         self.store_url: str | None = None
         self.detail: dict[str, Any] = {"lazy": True}
-        self.criu: CriuEngine | None = None
 
     def prepare(self) -> None:
-        """What needs no checkpoint yet: CRIU located, the catalog connected, the store
-        opened and its client used once (its session and connection made)."""
-        from cryostash.engines import get_engine
-
-        criu = get_engine(self.engine, criu_path=self.repo.settings.criu_path)
-        if not isinstance(criu, CriuEngine):  # checked by prepare_lazy before the fork
-            raise UsageError(f"lazy restore is not supported by {self.engine}")
-        criu.binary()
-        self.criu = criu
+        """What needs no checkpoint yet (CRIU was located before the fork): the catalog
+        connected, the store opened and its client used once (session and connection)."""
         self.repo.reader  # noqa: B018 - opens the catalog connection
         store = self.repo.store(self.checkpoint_dir)
         store.exists()
@@ -359,7 +351,6 @@ class _Session:
 
         settings: Settings = self.repo.settings
         criu = self.criu
-        assert criu is not None, "prepare() first"
         mgr = CheckpointManager.for_repository(self.repo)
         info = mgr.get(self.target, self.name, self.checkpoint_dir)
         store = self.repo.store(self.checkpoint_dir)
