@@ -134,7 +134,7 @@ class Bench:
     def warm_up(self) -> None:
         """Compile (untimed) what the measured commands import, into the private prefix."""
         env = self.env("warm")
-        code = ("import cryostash.cli.app, cryostash.manager, cryostash.transfer, "
+        code = ("import cryostash.cli.app, cryostash.repository, cryostash.transfer, "
                 "cryostash.engines.criu, cryostash.storage.s3")
         timed([sys.executable, "-c", code], env)
         timed([*CLI, "ls"], env)

@@ -43,7 +43,7 @@ def crash_create(
             raise SimulatedCrash(at)
 
     with monkeypatch.context() as m, hooks.observe(crash_point):
-        m.setattr("cryostash.manager.cleanup.undo_create", lambda *args: None)
+        m.setattr("cryostash.repository.cleanup.undo_create", lambda *args: None)
         with pytest.raises(SimulatedCrash):
             mgr.create("app", name, locator=str(image))
 

@@ -2,12 +2,12 @@
 parsing every module with :mod:`ast` (nothing of cryostash is imported).
 
 Layers, top to bottom; a module imports only from its own layer or the layers below, and
-the siblings of one line (``operations | install``, ``engines | storage | catalog``) do
-not import each other::
+the siblings of one line (``cli | manager``, ``operations | install``, ``engines |
+storage | catalog``) do not import each other::
 
-    cli (and __main__)
+    cli (and __main__) | manager      (the front ends: command line, library facade)
     operations | install
-    manager
+    repository
     transfer
     engines | storage | catalog
     config
@@ -40,9 +40,10 @@ PACKAGE = SRC / "cryostash"
 #: Layer of each folder of the package, and its rank (higher imports lower).
 LAYERS: dict[str, int] = {
     "cli": 7,
+    "manager": 7,
     "operations": 6,
     "install": 6,
-    "manager": 5,
+    "repository": 5,
     "transfer": 4,
     "engines": 3,
     "storage": 3,

@@ -11,8 +11,8 @@ import pytest
 
 from cryostash import Settings
 from cryostash.errors import CheckpointNotFound, UsageError
-from cryostash.manager import Repository
-from cryostash.manager.lazy import prepare_lazy
+from cryostash.repository import Repository
+from cryostash.repository.lazy_helper import prepare_lazy
 from tests.support.processes import is_dead, wait_until
 
 pytestmark = pytest.mark.criu

@@ -19,7 +19,7 @@ import pytest
 
 from cryostash.engines.criu_contents import read_contents
 from cryostash.errors import IntegrityError
-from cryostash.operations.look import look_inside
+from cryostash.operations.inspect_contents import ContentsRequest, inspect_contents
 from tests.support.fake_engine import FakeManager, write_tree
 from tests.support.processes import ProcessTracker, free_port, read_counter, wait_until
 from tests.support.setups import Setup, setup_fixture  # noqa: F401
@@ -182,7 +182,7 @@ def test_a_stored_malformed_image_is_reported_by_the_cli(
     with setup.manager(FakeManager) as mgr:
         mgr.create("app", "bad", locator=str(tmp_path / "img"))
         with pytest.raises(IntegrityError, match=r"CRIU image pstree\.img is malformed"):
-            look_inside(mgr, "app", "bad")
+            inspect_contents(mgr.repository, ContentsRequest("app", "bad", tree=True))
     env = setup.cli_env()
     done = subprocess.run(
         [sys.executable, "-m", "cryostash", "inspect", "app", "bad", "--tree"],

@@ -30,7 +30,8 @@ import pytest
 from cryostash import CheckpointManager, Settings
 from cryostash.cli.cmd_migrate import format_report
 from cryostash.errors import UsageError
-from cryostash.operations.destination import CommandDestination, LocalDestination
+from cryostash.operations.destination import CommandDestination
+from cryostash.operations.destination_local import LocalDestination
 from cryostash.operations.migrate import MigrateRequest, migrate
 from tests.support import cli
 from tests.support.postgres import PostgresServer
@@ -293,9 +294,10 @@ def test_library_migration_to_this_host(
     with CheckpointManager(settings) as mgr:
         with pytest.raises(UsageError, match="--precopy -1: expected 0 or more"):
             request = MigrateRequest(T, "here", str(pid), precopy=-1)
-            migrate(mgr.repository, LocalDestination(mgr), request)
+            migrate(mgr.repository, request, destination=LocalDestination(mgr.repository))
         report = migrate(
-            mgr.repository, LocalDestination(mgr), MigrateRequest(T, "here", str(pid), precopy=2)
+            mgr.repository, MigrateRequest(T, "here", str(pid), precopy=2),
+            destination=LocalDestination(mgr.repository),
         )
         assert [c.name for c in mgr.list(T)] == ["here"]
     procs.track(report.final.pid)

@@ -24,7 +24,7 @@ from cryostash import CheckpointManager, Settings, hooks
 from cryostash.cli.cmd_migrate import format_report
 from cryostash.config.transfer import TransferSettings
 from cryostash.errors import StorageError, UsageError
-from cryostash.operations.destination import LocalDestination
+from cryostash.operations.destination_local import LocalDestination
 from cryostash.operations.migrate import MigrateRequest, migrate
 from tests.support.processes import ProcessTracker, pid_exists, wait_until
 
@@ -113,7 +113,8 @@ def test_the_final_step_compares_what_did_not_change_and_moves_the_memory_exactl
     after_precopy.append(process.rewrite)
     with CheckpointManager(settings) as mgr:
         report = migrate(
-            mgr.repository, LocalDestination(mgr), MigrateRequest(T, "mv", str(process.pid))
+            mgr.repository, MigrateRequest(T, "mv", str(process.pid)),
+            destination=LocalDestination(mgr.repository),
         )
         assert [c.name for c in mgr.list(T)] == ["mv"]
         stats = mgr.get(T, "mv").stats
@@ -155,7 +156,8 @@ def test_nothing_is_kept_when_the_final_create_fails(
     with CheckpointManager(settings) as mgr, hooks.observe(fail_final_upload):
         with pytest.raises(StorageError, match="failed at the final checkpoint mv") as err:
             migrate(
-                mgr.repository, LocalDestination(mgr), MigrateRequest(T, "mv", str(process.pid))
+                mgr.repository, MigrateRequest(T, "mv", str(process.pid)),
+                destination=LocalDestination(mgr.repository),
             )
         assert mgr.list(T) == []
     assert "restarted from the local image" in str(err.value)
@@ -176,6 +178,6 @@ def test_nothing_is_kept_when_the_migration_stops_before_the_final_dump(
 
     request = MigrateRequest(T, "mv", str(process.pid))
     with CheckpointManager(settings) as mgr, pytest.raises(UsageError, match="stopped at getting"):
-        migrate(mgr.repository, NotReady(mgr), request)
+        migrate(mgr.repository, request, destination=NotReady(mgr.repository))
     assert leftovers(settings) == []
     process.check(process.pid)  # never stopped

@@ -27,7 +27,7 @@ import pytest
 
 from cryostash import CheckpointManager, Settings
 from cryostash.cli.cmd_migrate import format_report
-from cryostash.operations.destination import LocalDestination
+from cryostash.operations.destination_local import LocalDestination
 from cryostash.operations.migrate import MigrateRequest, migrate
 from tests.support import cli
 from tests.support.postgres import PostgresServer
@@ -182,7 +182,7 @@ def test_lazy_migration_to_this_host_keeps_the_source_manager_working(
     before = read_counter(counter)
     with CheckpointManager(settings) as mgr:
         request = MigrateRequest(T, "here", str(pid), precopy=2, lazy=True)
-        report = migrate(mgr.repository, LocalDestination(mgr), request)
+        report = migrate(mgr.repository, request, destination=LocalDestination(mgr.repository))
         procs.track(report.final.pid)
         # restore_lazy closed this manager's catalog before it forked the helper; the
         # migration went on with it (pre-copies removed) and so can its caller.

@@ -21,7 +21,7 @@ import pytest
 from cryostash import CheckpointManager, UsageError, verify_store
 from cryostash.catalog.policies import RetentionCatalog
 from cryostash.cli.app import run
-from cryostash.operations.prune import prune_checkpoints
+from cryostash.manager.maintenance import prune_checkpoints
 from cryostash.retention import KeepLabel, KeepLast, KeepWithin, Policy
 from tests.support import cli
 from tests.support.fake_engine import FakeEngine, FakeManager, make_image, read_tree

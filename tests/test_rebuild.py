@@ -14,7 +14,7 @@ import pytest
 
 from cryostash import collect_garbage, rebuild_catalog, verify_store
 from cryostash.cli.app import run
-from cryostash.operations.prune import prune_checkpoints
+from cryostash.manager.maintenance import prune_checkpoints
 from cryostash.retention import Policy
 from cryostash.storage import Manifest
 from tests.support.fake_engine import FakeManager, make_image, read_tree
@@ -53,9 +53,10 @@ def test_a_lost_catalog_comes_back_from_the_manifests(setup: Setup, tmp_path: Pa
             out = tmp_path / f"out-{target}-{name}"
             mgr.restore(target, name, engine_args=[str(out)])
             assert read_tree(out) == images[image]
-        again = rebuild_catalog(mgr)  # a manager is accepted too: its repository
+        again = rebuild_catalog(mgr.repository)
         assert again.ok and again.imported == () and len(again.present) == 3
-        assert not collect_garbage(mgr, grace_s=0).changed  # every blob is referenced again
+        # every blob is referenced again
+        assert not collect_garbage(mgr.repository, grace_s=0).changed
         assert [e.action for e in mgr.events()][:3] == ["rebuild"] * 3
 
 
@@ -127,7 +128,7 @@ def test_prune_after_a_rebuild_keeps_what_it_kept_before(setup: Setup, tmp_path:
     assert [k.checkpoint.name for k in before.targets[0].kept] == ["a-newest", "b-newer"]
     setup.lose_catalog()
     with setup.manager(FakeManager) as mgr:
-        assert rebuild_catalog(mgr).imported == tuple(f"web/{n}" for n in sorted(order))
+        assert rebuild_catalog(mgr.repository).imported == tuple(f"web/{n}" for n in sorted(order))
         assert mgr.latest("web").name == latest_before == "a-newest"
         after = prune_checkpoints(mgr.repository, "web", Policy.of(keep_last=2))
         assert [k.checkpoint.name for k in after.targets[0].kept] == ["a-newest", "b-newer"]

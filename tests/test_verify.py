@@ -16,7 +16,7 @@ import pytest
 from cryostash import CheckpointNotFound, IntegrityError, verify_store
 from cryostash.cli.app import run
 from cryostash.config.transfer import TransferSettings
-from cryostash.operations.scrub import parse_subset
+from cryostash.operations.verify_subset import parse_subset
 from tests.support.fake_engine import FakeManager, make_image, write_tree
 from tests.support.setups import Setup, setup_fixture  # noqa: F401
 from tests.support.stores import RawStore

@@ -31,11 +31,13 @@ from cryostash.names import validate_name, validate_target
 from cryostash.types import CheckpointInfo, Event, RestoreResult, Status
 
 if TYPE_CHECKING:
-    from cryostash.manager import CheckpointManager, Repository
-    from cryostash.manager.inspection import Inspection
-    from cryostash.operations.gc import GcReport, collect_garbage
-    from cryostash.operations.rebuild import RebuildReport, rebuild_catalog
-    from cryostash.operations.verify import VerifyReport, verify_store
+    from cryostash.manager import CheckpointManager
+    from cryostash.manager.maintenance import collect_garbage, rebuild_catalog, verify_store
+    from cryostash.operations.gc import GcReport
+    from cryostash.operations.inspect import Inspection
+    from cryostash.operations.rebuild import RebuildReport
+    from cryostash.operations.verify import VerifyReport
+    from cryostash.repository import Repository
 
 __version__ = "0.1.0"
 
@@ -74,13 +76,13 @@ __all__ = [
 
 _LAZY = {
     "CheckpointManager": "cryostash.manager",
-    "Repository": "cryostash.manager",
-    "Inspection": "cryostash.manager.inspection",
-    "verify_store": "cryostash.operations.verify",
+    "Repository": "cryostash.repository",
+    "Inspection": "cryostash.operations.inspect",
+    "verify_store": "cryostash.manager.maintenance",
     "VerifyReport": "cryostash.operations.verify",
-    "collect_garbage": "cryostash.operations.gc",
+    "collect_garbage": "cryostash.manager.maintenance",
     "GcReport": "cryostash.operations.gc",
-    "rebuild_catalog": "cryostash.operations.rebuild",
+    "rebuild_catalog": "cryostash.manager.maintenance",
     "RebuildReport": "cryostash.operations.rebuild",
 }
 

@@ -19,7 +19,7 @@ import time
 def main() -> None:
     ready, go, args = sys.argv[1], sys.argv[2], sys.argv[3:]
     import cryostash.cli.app  # the parser and every verb
-    import cryostash.manager  # noqa: F401  (SQLAlchemy, fsspec, the catalog)
+    import cryostash.repository  # noqa: F401  (SQLAlchemy, fsspec, the catalog)
 
     for optional in ("s3fs", "psycopg"):
         with contextlib.suppress(ImportError):

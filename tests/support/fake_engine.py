@@ -14,8 +14,9 @@ import random
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
-from cryostash import CheckpointManager
+from cryostash import CheckpointManager, Repository, Settings
 from cryostash.engines.base import Engine
 from cryostash.types import Availability, DumpOptions, DumpStats, RestoreOptions, RestoreResult
 
@@ -43,11 +44,18 @@ class FakeEngine:
         return RestoreResult(pid=os.getpid(), duration_s=0.0)
 
 
-class FakeManager(CheckpointManager):
-    """A manager whose every engine is :class:`FakeEngine`."""
+class FakeRepository(Repository):
+    """A repository whose every engine is :class:`FakeEngine`."""
 
     def engine(self, name: str) -> Engine:
         return FakeEngine()
+
+
+class FakeManager(CheckpointManager):
+    """A manager working on a :class:`FakeRepository`."""
+
+    def __init__(self, settings: Settings, **options: Any) -> None:
+        self.repository = FakeRepository(settings, **options)
 
 
 def make_image(folder: Path, seed: int = 0, shared: bytes = b"shared by every image") -> dict[

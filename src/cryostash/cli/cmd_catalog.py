@@ -23,9 +23,10 @@ def register(sub: Any) -> None:
 
 def run_rebuild(args: argparse.Namespace, ctx: Context) -> int:
     """Print what was imported and skipped; exit 7 when a manifest had to be skipped."""
-    from cryostash import IntegrityError, rebuild_catalog
+    from cryostash import IntegrityError
+    from cryostash.operations.rebuild import RebuildRequest, rebuild
 
-    report = rebuild_catalog(ctx.manager.repository, checkpoint_dir=args.checkpoint_dir)
+    report = rebuild(ctx.repository, RebuildRequest(args.checkpoint_dir))
     if args.json:
         print_json(report.as_dict())
     else:

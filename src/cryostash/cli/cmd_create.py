@@ -13,7 +13,7 @@ import argparse
 import sys
 from typing import Any
 
-from cryostash.cli.cmd_prune import add_policy_flags, policy_from_args
+from cryostash.cli.cmd_prune import add_policy_flags, policy_from_args, prune_saving_default
 from cryostash.cli.context import Context, engine_opts, parse_labels, print_json, print_stats
 from cryostash.cli.present import say
 
@@ -108,7 +108,9 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
             "create: --keep-label needs --keep-last N or --keep-within DURATION too "
             "(otherwise the new checkpoint itself could be pruned)"
         )
-    info = ctx.manager.create(
+    from cryostash.operations.create import CreateRequest, create
+
+    request = CreateRequest(
         args.target,
         args.name,
         locator=locator(args),
@@ -116,8 +118,9 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         leave_running=args.leave_running,
         checkpoint_dir=args.checkpoint_dir,
         labels=parse_labels(args.label),
-        engine_args=[*common_opts(args), *engine_opts(args.criu_opt)],
+        engine_args=(*common_opts(args), *engine_opts(args.criu_opt)),
     )
+    info = create(ctx.repository, request)
     if args.print_stats:
         print_stats(info.stats)
     if args.json:
@@ -125,13 +128,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     else:
         say(info.name)
     if policy is not None:
-        from cryostash.operations.prune import prune_checkpoints  # only when pruning
-
         sys.stdout.flush()
-        report = prune_checkpoints(
-            ctx.manager.repository, args.target, policy,
-            checkpoint_dir=args.checkpoint_dir, save_default=True,
-        )  # fmt: skip
-        for removed in (r for plan in report.targets for r in plan.removed):
+        for removed in prune_saving_default(ctx, args.target, policy, args.checkpoint_dir):
             say(f"pruned {removed.target} {removed.name}", err=True)
     return 0

@@ -1,6 +1,6 @@
 """``cryostash diff TARGET NAME1 NAME2 [--json]``: what changed between two checkpoints of
 one target: processes, open files, sockets, and the bytes of memory that differ (see
-:func:`cryostash.operations.look.diff_checkpoints`). Exits 0 whether or not they differ."""
+:func:`cryostash.operations.diff.diff`). Exits 0 whether or not they differ."""
 
 from __future__ import annotations
 
@@ -26,13 +26,12 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace, ctx: Context) -> int:
     """Compare the two checkpoints and print the differences."""
     from cryostash.cli.show_contents import show_diff
-    from cryostash.operations.look import diff_checkpoints
+    from cryostash.operations.diff import DiffRequest, diff
 
-    diff = diff_checkpoints(
-        ctx.manager, args.target, args.name_a, args.name_b, args.checkpoint_dir
-    )
+    request = DiffRequest(args.target, args.name_a, args.name_b, args.checkpoint_dir)
+    found = diff(ctx.repository, request).as_dict()
     if args.json:
-        print_json(diff)
+        print_json(found)
     else:
-        show_diff(diff)
+        show_diff(found)
     return 0

@@ -25,7 +25,7 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
     """Run the checks; exit 1 when any fails."""
-    from cryostash.operations.doctor import diagnose
+    from cryostash.operations.doctor import DoctorRequest, doctor
 
     if args.install:
         from cryostash.install.criu import provision
@@ -33,7 +33,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         result = provision()
         if not args.json:
             say(f"CRIU {result.version} at {result.path} ({result.source})")
-    report = diagnose(ctx.settings)
+    report = doctor(ctx.repository, DoctorRequest())
     if args.json:
         print_json(report.as_dict())
     else:

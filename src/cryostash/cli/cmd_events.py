@@ -20,7 +20,10 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
     """One line per event, oldest first: time, host, action, target, name."""
-    events = ctx.manager.events(args.target, args.limit)
+    from cryostash.operations.events import EventsRequest
+    from cryostash.operations.events import events as read_events
+
+    events = read_events(ctx.repository, EventsRequest(args.target, args.limit))
     if args.json:
         print_json([e.as_dict() for e in events])
         return 0

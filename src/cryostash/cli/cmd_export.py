@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
 from cryostash.cli.context import Context, print_json
@@ -35,21 +34,21 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace, ctx: Context) -> int:
     """Export the checkpoint."""
     from cryostash import UsageError
-    from cryostash.operations.archive_export import export_archive
+    from cryostash.operations.export_archive import ExportRequest, export_archive
 
     if args.output is None and sys.stdout.isatty():
         raise UsageError("export: stdout is a terminal; write to a file with -o FILE")
     if args.output is None and args.json:
         raise UsageError("export --json needs -o FILE (stdout carries the archive)")
     name = selected_name(args, ctx)
-    ctx.manager.store(args.checkpoint_dir).unlock(restore=True)  # a writer key: exit 12
+    request = ExportRequest(
+        args.target, name, output=args.output or None, compress=args.compress,
+        checkpoint_dir=args.checkpoint_dir,
+    )
     sys.stdout.flush()
     try:
         done = export_archive(
-            ctx.manager, args.target, name,
-            output=Path(args.output) if args.output else None,
-            stream=None if args.output else sys.stdout.buffer,
-            compress=args.compress, checkpoint_dir=args.checkpoint_dir,
+            ctx.repository, request, None if args.output else sys.stdout.buffer
         )
         if args.output is None:
             sys.stdout.buffer.flush()

@@ -29,15 +29,10 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
     """Run gc; print what was done (or would be); exit 1 when some removal failed."""
-    from cryostash import collect_garbage
+    from cryostash.operations.gc import GcRequest, gc
 
     grace = parse_duration(args.grace)
-    report = collect_garbage(
-        ctx.manager.repository,
-        grace_s=grace,
-        dry_run=args.dry_run,
-        checkpoint_dir=args.checkpoint_dir,
-    )
+    report = gc(ctx.repository, GcRequest(grace, args.dry_run, args.checkpoint_dir))
     if args.json:
         print_json(report.as_dict())
         return 0 if report.ok else 1

@@ -1,6 +1,6 @@
 """``cryostash import TARGET NAME ARCHIVE|-``: a Podman / CRI-O checkpoint archive
 (``podman container checkpoint --export``, the kubelet's checkpoint API) into the store,
-catalogued with the labels it carries (see :mod:`cryostash.operations.archive_import`).
+catalogued with the labels it carries (see :mod:`cryostash.operations.import_archive`).
 Prints NAME, or the checkpoint as JSON with ``--json``. ``--keep-*`` act as for
 ``create``: the policy becomes TARGET's default and TARGET is pruned with it afterwards."""
 
@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
-from cryostash.cli.cmd_prune import add_policy_flags, policy_from_args
+from cryostash.cli.cmd_prune import add_policy_flags, policy_from_args, prune_saving_default
 from cryostash.cli.context import Context, parse_labels, print_json, print_stats
 
 
@@ -43,31 +42,24 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace, ctx: Context) -> int:
     """Import the archive and print its name (or JSON)."""
     from cryostash import UsageError
-    from cryostash.names import validate_name, validate_target
-    from cryostash.operations.archive_import import import_archive
+    from cryostash.operations.import_archive import ImportRequest, import_archive
     from cryostash.units import parse_size
 
-    validate_target(args.target)
-    validate_name(args.name)
     max_member = parse_size(args.max_member_size, "--max-member-size")
     policy = policy_from_args(args)
     if policy is not None and not policy.keeps_newest:
         raise UsageError("import: --keep-label needs --keep-last N or --keep-within DURATION")
-    labels = parse_labels(args.label)
+    request = ImportRequest(
+        args.target, args.name, filename=None if args.archive == "-" else args.archive,
+        labels=parse_labels(args.label), checkpoint_dir=args.checkpoint_dir,
+        max_member=max_member,
+    )
+    source = None
     if args.archive == "-":
         if sys.stdin.isatty():
             raise UsageError("import -: stdin is a terminal, not an archive")
-        source, filename = sys.stdin.buffer, None
-    else:
-        try:
-            source, filename = Path(args.archive).open("rb"), args.archive  # noqa: SIM115
-        except OSError as exc:
-            raise UsageError(f"cannot read {args.archive}: {exc.strerror or exc}") from None
-    with source:
-        info = import_archive(
-            ctx.manager, args.target, args.name, source, filename=filename, labels=labels,
-            checkpoint_dir=args.checkpoint_dir, max_member=max_member,
-        )
+        source = sys.stdin.buffer
+    info = import_archive(ctx.repository, request, source)
     if args.print_stats:
         print_stats(info.stats)
     if args.json:
@@ -75,13 +67,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     else:
         print(info.name)
     if policy is not None:
-        from cryostash.operations.prune import prune_checkpoints
-
         sys.stdout.flush()
-        report = prune_checkpoints(
-            ctx.manager.repository, args.target, policy,
-            checkpoint_dir=args.checkpoint_dir, save_default=True,
-        )
-        for removed in (r for plan in report.targets for r in plan.removed):
+        for removed in prune_saving_default(ctx, args.target, policy, args.checkpoint_dir):
             print(f"pruned {removed.target} {removed.name}", file=sys.stderr)
     return 0

@@ -37,19 +37,17 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     name = selected_name(args, ctx)
     if args.tree or args.files or args.memory:
         return _look(args, ctx, name)
-    view = ctx.manager.inspect(args.target, name, checkpoint_dir=args.checkpoint_dir)
-    if args.log:
-        from cryostash.manager.inspection import stored_file
+    from cryostash.operations.inspect import InspectRequest, inspect
 
-        log = stored_file(ctx.manager.store(args.checkpoint_dir), view.manifest)
-        sys.stdout.buffer.write(log)
+    request = InspectRequest(
+        args.target, name, args.checkpoint_dir, history=not args.log, log=args.log
+    )
+    view = inspect(ctx.repository, request)
+    if view.log is not None:
+        sys.stdout.buffer.write(view.log)
         return 0
     data = view.as_dict()
-    restores = [
-        e for e in ctx.manager.events(args.target)
-        if e.action == "restore" and e.name == name and e.store_url == view.info.store_url
-    ]
-    data["last_restore"] = restores[-1].as_dict() if restores else None
+    data["last_restore"] = view.last_restore.as_dict() if view.last_restore else None
     if args.json:
         print_json(data)
         return 0
@@ -75,16 +73,12 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
 def _look(args: argparse.Namespace, ctx: Context, name: str) -> int:
     """``--tree``/``--files``/``--memory``: the sections asked for, text or JSON."""
     from cryostash.cli import show_contents
-    from cryostash.operations.look import look_inside
+    from cryostash.operations.inspect_contents import ContentsRequest, inspect_contents
 
-    contents = look_inside(ctx.manager, args.target, name, args.checkpoint_dir).contents
-    data: dict[str, Any] = {"target": args.target, "name": name}
-    if args.tree:
-        data["tree"] = contents.tree_dict()
-    if args.files:
-        data["files"] = contents.files_dict()
-    if args.memory:
-        data["memory"] = contents.memory_dict()
+    request = ContentsRequest(
+        args.target, name, args.checkpoint_dir, args.tree, args.files, args.memory
+    )
+    data = inspect_contents(ctx.repository, request).as_dict()
     if args.json:
         print_json(data)
         return 0

@@ -41,7 +41,7 @@ def register(sub: Any) -> None:
 def _opened(args: argparse.Namespace, ctx: Context) -> Any:
     from cryostash.errors import KeyRequired
 
-    store = ctx.manager.store(args.checkpoint_dir)
+    store = ctx.repository.store(args.checkpoint_dir)
     store.unlock()
     if store.keys.unlocked is None:
         raise KeyRequired(f"store {store.url} is not encrypted: it has no keys")

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryostash.cli.context import Context, print_json
 from cryostash.cli.filters import add_filter_flags, filters
 from cryostash.cli.present import say
 from cryostash.types import CheckpointInfo
+
+if TYPE_CHECKING:
+    from cryostash.operations.ls import Listing
 
 
 def register(sub: Any) -> None:
@@ -35,48 +38,34 @@ def _owner(info: CheckpointInfo) -> str:
     return f"{info.host}{pid} since {info.created_at.isoformat(timespec='seconds')}"
 
 
-def _reservations(args: argparse.Namespace, ctx: Context) -> list[CheckpointInfo]:
-    mgr = ctx.manager
-    chosen = filters(args)
-    rows = mgr.catalog.pending(mgr.store(args.checkpoint_dir).url)
-    return [
-        i for i in rows
-        if (args.target is None or i.target == args.target)
-        and (chosen.host is None or i.host == chosen.host)
-        and (chosen.since is None or i.created_at >= chosen.since)
-        and all(i.labels.get(k) == v for k, v in chosen.labels.items())
-    ]
-
-
 def run(args: argparse.Namespace, ctx: Context) -> int:
     """Print names sorted under a header (Docker's ``CHECKPOINT NAME``), or JSON. With
     ``--all``/``--pending``: ``STATUS`` (``committed``, ``pending``: its creator is alive
     or may be, ``abandoned``: dead or past its lease, the next create or gc undoes it) and
     ``OWNER`` (host, PID, since when) columns."""
-    chosen = filters(args)
-    if not (args.all or args.pending):
-        return _committed(args, ctx)
-    infos: list[CheckpointInfo] = []
-    if not args.pending:
-        infos = ctx.manager.list(args.target, checkpoint_dir=args.checkpoint_dir, filters=chosen)
-    from cryostash.manager import creators  # only --all/--pending need it
+    from cryostash.operations.ls import LsRequest, Show, ls
 
-    infos = sorted([*infos, *_reservations(args, ctx)], key=lambda i: (i.target, i.name, i.id))
-    host = ctx.settings.host
+    show = Show.ALL if args.all else Show.PENDING if args.pending else Show.COMMITTED
+    names_only = show is Show.COMMITTED and not args.json
+    request = LsRequest(args.target, args.checkpoint_dir, filters(args), show, names_only)
+    listing = ls(ctx.repository, request)
+    if show is Show.COMMITTED:
+        return _committed(args, listing)
     if args.json:
         print_json([
-            {**i.summary(), "status": creators.state(i, host)}
+            {**row.info.summary(), "status": row.state}
             | ({"owner": {"host": i.host, "pid": i.owner_pid,
                           "lease_expires_at": i.lease_expires_at.isoformat()
                           if i.lease_expires_at else None}}
                if i.status.value == "pending" else {})
-            for i in infos
+            for row in listing.rows
+            for i in (row.info,)
         ])
         return 0
     rows = [
-        (i.target, i.name, creators.state(i, host),
-         _owner(i) if i.status.value == "pending" else "")
-        for i in infos
+        (i.target, i.name, row.state, _owner(i) if i.status.value == "pending" else "")
+        for row in listing.rows
+        for i in (row.info,)
     ]
     heads = ("CONTAINER", "CHECKPOINT NAME", "STATUS", "OWNER")
     widths = [max([len(h), *(len(r[k]) for r in rows)]) for k, h in enumerate(heads)]
@@ -85,16 +74,14 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
-def _committed(args: argparse.Namespace, ctx: Context) -> int:
+def _committed(args: argparse.Namespace, listing: Listing) -> int:
     """Committed checkpoints only (the common case, kept fast: names only, one write).
     Targets and names need no escaping: both match Docker's name rule wherever they
     come from."""
-    chosen = filters(args)
     if args.json:
-        infos = ctx.manager.list(args.target, checkpoint_dir=args.checkpoint_dir, filters=chosen)
-        print_json([i.summary() for i in infos])
+        print_json([i.summary() for i in listing.checkpoints])
         return 0
-    pairs = ctx.manager.names(args.target, checkpoint_dir=args.checkpoint_dir, filters=chosen)
+    pairs = listing.names
     if args.target is not None:
         lines = ["CHECKPOINT NAME", *(name for _, name in pairs)]
     else:

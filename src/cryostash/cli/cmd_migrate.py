@@ -6,9 +6,10 @@ checkpoint ``NAME`` (the process stops), restored at the destination by ``COMMAN
 TARGET --receive NAME`` (started and ready before the final dump), or on this host when
 ``--to`` is not given. See :mod:`cryostash.operations.migrate` for the steps, the downtime
 and its parts, and what a failure leaves, :mod:`cryostash.operations.destination` for the
-destination's side and :mod:`cryostash.cli.receive` for ``--receive``. Prints a table of
-the steps (``--json``: the report). ``--lazy``: the destination restores lazily (``restore
---lazy``): the downtime ends when the process runs, its memory pages follow.
+destination's side and :mod:`cryostash.operations.migrate_receive` for ``--receive``.
+Prints a table of the steps (``--json``: the report). ``--lazy``: the destination restores
+lazily (``restore --lazy``): the downtime ends when the process runs, its memory pages
+follow.
 """
 
 from __future__ import annotations
@@ -105,19 +106,19 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
     """Migrate and print the report (a table, or JSON); warnings on stderr. With
-    ``--receive``: the destination's side (:func:`cryostash.cli.receive.receive`)."""
-    from cryostash.operations.destination import CommandDestination, Destination, LocalDestination
+    ``--receive``: the destination's side
+    (:func:`cryostash.operations.migrate_receive.receive`)."""
     from cryostash.operations.migrate import MigrateRequest, default_name, migrate
 
-    if args.receive or not args.to:  # restores here: a writer key is refused (exit 12)
-        ctx.manager.store(args.checkpoint_dir).unlock(restore=True)
     if args.receive:
-        from cryostash.cli.receive import receive
+        from cryostash.operations.migrate_receive import ReceiveRequest, receive
 
         args.json = True  # stdout carries the protocol: no progress bars
-        receive(ctx.manager, args.target, args.receive, args.checkpoint_dir,
-                common_opts(args), sys.stdin, sys.stdout,
-                lazy_engine=args.engine if args.lazy else None)
+        receiving = ReceiveRequest(
+            args.target, args.receive, args.checkpoint_dir, tuple(common_opts(args)),
+            lazy_engine=args.engine if args.lazy else None,
+        )
+        receive(ctx.repository, receiving, sys.stdin, sys.stdout)
         return 0
     request = MigrateRequest(
         target=args.target,
@@ -133,11 +134,9 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         dump_args=(*common_opts(args), *engine_opts(args.criu_opt)),
         restore_args=tuple(common_opts(args)),
         lazy=args.lazy,
+        to=args.to or None,
     )
-    destination: Destination = (
-        CommandDestination.parse(args.to) if args.to else LocalDestination(ctx.manager)
-    )
-    report = migrate(ctx.manager, destination, request)
+    report = migrate(ctx.repository, request)
     for warning in report.warnings:
         say(f"warning: {warning}", err=True)
     if args.json:

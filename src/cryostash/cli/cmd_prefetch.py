@@ -31,10 +31,11 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace, ctx: Context) -> int:
     """Prefetch and print one summary line (or JSON); a warning on stderr when the cache
     bound is too small to keep the whole checkpoint."""
+    from cryostash.operations.prefetch import PrefetchRequest, prefetch
     from cryostash.units import format_size
 
     name = selected_name(args, ctx)
-    stats = ctx.manager.prefetch(args.target, name, checkpoint_dir=args.checkpoint_dir)
+    stats = prefetch(ctx.repository, PrefetchRequest(args.target, name, args.checkpoint_dir))
     if stats["warning"]:
         say(f"warning: {stats['warning']}", err=True)
     if args.json:

@@ -18,6 +18,7 @@ from cryostash.cli.present import say
 if TYPE_CHECKING:
     from cryostash.operations.prune import PruneReport
     from cryostash.retention import Policy
+    from cryostash.types import CheckpointInfo
 
 
 def add_policy_flags(p: argparse.ArgumentParser) -> None:
@@ -68,6 +69,18 @@ def policy_from_args(args: argparse.Namespace) -> Policy | None:
     return Policy(tuple(rules)) if rules else None
 
 
+def prune_saving_default(
+    ctx: Context, target: str, policy: Policy, checkpoint_dir: str | None
+) -> list[CheckpointInfo]:
+    """``create``/``import --keep-*``: store ``policy`` as ``target``'s default and prune
+    ``target`` with it; the checkpoints removed."""
+    from cryostash.operations.prune import PruneRequest, prune  # only when pruning
+
+    request = PruneRequest(target, policy, checkpoint_dir, save_default=True)
+    report = prune(ctx.repository, request)
+    return [removed for plan in report.targets for removed in plan.removed]
+
+
 def register(sub: Any) -> None:
     """Add the ``prune`` sub-parser."""
     p: argparse.ArgumentParser = sub.add_parser(
@@ -85,13 +98,11 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
     """Prune; print a line per checkpoint and a summary (or JSON)."""
-    from cryostash.operations.prune import prune_checkpoints
+    from cryostash.operations.prune import PruneRequest, prune
 
     policy = policy_from_args(args)
-    report = prune_checkpoints(
-        ctx.manager.repository, args.target, policy,
-        checkpoint_dir=args.checkpoint_dir, dry_run=args.dry_run,
-    )  # fmt: skip
+    request = PruneRequest(args.target, policy, args.checkpoint_dir, dry_run=args.dry_run)
+    report = prune(ctx.repository, request)
     if args.json:
         print_json(report.as_dict())
     else:

@@ -68,29 +68,20 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     name = selected_name(args, ctx)
     if args.latest:
         say(f"restoring {args.target}/{name}", err=True, flush=True)
+    engine_args = (*common_opts(args), *engine_opts(args.criu_opt))
     if args.lazy:
-        from cryostash.manager.lazy import restore_lazy
+        from cryostash.operations.restore_lazy import LazyRestoreRequest, restore_lazy
 
-        info = ctx.manager.get(args.target, name, args.checkpoint_dir)
-        result = restore_lazy(
-            ctx.manager.repository,
-            args.target,
-            name,
-            engine=args.engine or info.engine,
-            checkpoint_dir=args.checkpoint_dir,
-            engine_args=[*common_opts(args), *engine_opts(args.criu_opt)],
-        )
+        lazy = LazyRestoreRequest(args.target, name, args.checkpoint_dir, args.engine, engine_args)
+        result = restore_lazy(ctx.repository, lazy)
     else:
-        result = ctx.manager.restore(
-            args.target,
-            name,
-            checkpoint_dir=args.checkpoint_dir,
-            engine_args=[*common_opts(args), *engine_opts(args.criu_opt)],
-            engine=args.engine,
-            container=args.as_name,
-            bundle=args.bundle,
-            allow=args.allow or (),
+        from cryostash.operations.restore import RestoreRequest, restore
+
+        request = RestoreRequest(
+            args.target, name, args.checkpoint_dir, engine_args, engine=args.engine,
+            container=args.as_name, bundle=args.bundle, allow=tuple(args.allow or ()),
         )
+        result = restore(ctx.repository, request)
     if args.print_stats:
         print_stats(result.details)
     if args.json:

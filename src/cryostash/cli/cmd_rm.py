@@ -19,5 +19,7 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
     """Remove it; print nothing on success (like ``docker checkpoint rm``)."""
-    ctx.manager.remove(args.target, args.name, checkpoint_dir=args.checkpoint_dir)
+    from cryostash.operations.rm import RmRequest, rm
+
+    rm(ctx.repository, RmRequest(args.target, args.name, args.checkpoint_dir))
     return 0

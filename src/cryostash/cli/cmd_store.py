@@ -43,7 +43,7 @@ def run_init(args: argparse.Namespace, ctx: Context) -> int:
 
     if args.write_only_keys and not args.encrypt:
         raise UsageError("--write-only-keys needs --encrypt")
-    store = ctx.manager.store(args.checkpoint_dir)
+    store = ctx.repository.store(args.checkpoint_dir)
     passphrase = None
     if args.encrypt:
         passphrase = secrets.passphrase(ask=True, confirm=True)

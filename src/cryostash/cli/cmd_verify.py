@@ -43,21 +43,14 @@ def _seed(text: str) -> int:
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
     """Print one line per problem and a summary; exit 7 when any problem is found."""
-    from cryostash import IntegrityError, UsageError, verify_store
-    from cryostash.operations.scrub import parse_subset
+    from cryostash import IntegrityError
+    from cryostash.operations.verify import VerifyRequest, verify
 
-    subset = parse_subset(args.read_data_subset) if args.read_data_subset else None
-    if args.seed is not None and (subset is None or subset.percent is None):
-        raise UsageError("--seed goes with --read-data-subset N%")
-    report = verify_store(
-        ctx.manager.repository,
-        args.target,
-        args.name,
-        read_data=args.read_data,
-        checkpoint_dir=args.checkpoint_dir,
-        subset=subset,
-        seed=args.seed,
+    request = VerifyRequest(
+        args.target, args.name, args.read_data, args.checkpoint_dir,
+        subset=args.read_data_subset, seed=args.seed,
     )
+    report = verify(ctx.repository, request)
     if args.json:
         print_json(report.as_dict())
     else:

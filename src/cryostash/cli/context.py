@@ -1,6 +1,6 @@
-"""What every verb needs: resolved settings and a lazily opened manager.
+"""What every verb needs: resolved settings and a lazily opened repository.
 
-Start-up: the manager's modules (SQLAlchemy above all, except for the read verbs of
+Start-up: the repository's modules (SQLAlchemy above all, except for the read verbs of
 :data:`READ_VERBS`, and the store's fsspec backend when it is not the local disk) load
 with the cyclic garbage collector paused, and what they created is then frozen
 (``gc.freeze``, once per process): those objects live as long as the process anyway, and
@@ -21,24 +21,25 @@ from typing import TYPE_CHECKING, Any
 from cryostash.cli.present import say
 
 if TYPE_CHECKING:
-    from cryostash import CheckpointManager, Settings
+    from cryostash import Settings
     from cryostash.cli.progress import Bars
+    from cryostash.repository import Repository
 
 
 #: Verbs that read a SQLite catalog with ``sqlite3`` alone (never loading SQLAlchemy);
-#: every other verb loads the catalog's modules in :func:`_loading` with the manager's,
+#: every other verb loads the catalog's modules in :func:`_loading` with the repository's,
 #: except ``restore --lazy``, which only reads before the process runs (its detached
 #: helper loads the catalog to record the restore's event once the process runs).
 READ_VERBS = frozenset({"ls", "inspect", "events"})
 
 
 class Context:
-    """Settings from the global flags, and a manager opened on first use."""
+    """Settings from the global flags, and a repository opened on first use."""
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self._settings: Settings | None = None
-        self._manager: CheckpointManager | None = None
+        self._repository: Repository | None = None
         self._bars: Bars | None = None
 
     @property
@@ -66,12 +67,12 @@ class Context:
         return self._settings
 
     @property
-    def manager(self) -> CheckpointManager:
-        """The manager (opens the catalog on first use)."""
-        if self._manager is None:
+    def repository(self) -> Repository:
+        """The repository every operation works on (its catalog opens on first use)."""
+        if self._repository is None:
             with _loading():
-                from cryostash import CheckpointManager
                 from cryostash.cli import progress
+                from cryostash.repository import Repository
 
                 verb = getattr(self.args, "verb", None)
                 lazy_restore = verb == "restore" and getattr(self.args, "lazy", False)
@@ -83,18 +84,18 @@ class Context:
                 )
 
             self._bars = progress.bars(progress.wanted(bool(getattr(self.args, "json", False))))
-            self._manager = CheckpointManager(
+            self._repository = Repository(
                 self.settings, jobs=self.args.jobs, progress=self._bars
             )
-            self._manager.repository.ask_passphrase = True  # a terminal may be asked
-        return self._manager
+            self._repository.ask_passphrase = True  # a terminal may be asked
+        return self._repository
 
     def close(self) -> None:
-        """Close the manager if one was opened (and remove any progress bar left)."""
+        """Close the repository if one was opened (and remove any progress bar left)."""
         if self._bars is not None:
             self._bars.close()
-        if self._manager is not None:
-            self._manager.close()
+        if self._repository is not None:
+            self._repository.close()
 
 
 _frozen = False

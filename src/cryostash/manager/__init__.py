@@ -1,10 +1,10 @@
-"""The manager layer: :class:`CheckpointManager`, the one orchestrator of create, restore,
-rm, list and inspect (:mod:`~cryostash.manager.manager`), the :class:`Repository` every
-verb works on (:mod:`~cryostash.manager.repository`), what a failed create undoes
-(:mod:`~cryostash.manager.cleanup`) and what ``inspect`` shows
-(:mod:`~cryostash.manager.inspection`)."""
+"""The library's front door (a sibling of the command line, :mod:`cryostash.cli`):
+:class:`CheckpointManager` (``create``, ``restore``, ``rm``, ``list``, ``inspect``...) and
+the maintenance functions (:mod:`~cryostash.manager.maintenance`: ``collect_garbage``,
+``verify_store``, ``rebuild_catalog``, ``prune_checkpoints``), each a thin facade over one
+operation (:mod:`cryostash.operations`) run on a
+:class:`~cryostash.repository.Repository`."""
 
-from cryostash.manager.manager import CheckpointManager, manager_of, repository_of
-from cryostash.manager.repository import Repository
+from cryostash.manager.manager import CheckpointManager
 
-__all__ = ["CheckpointManager", "Repository", "manager_of", "repository_of"]
+__all__ = ["CheckpointManager"]

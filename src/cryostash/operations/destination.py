@@ -18,20 +18,21 @@ Lazy (``lazy_engine``, ``migrate --lazy``): :meth:`Destination.check_lazy`, befo
 anything is dumped, refuses what can be known not to work there; ``prepare_restore`` with
 ``lazy_engine`` gets ready for a lazy restore (a command destination checks there, before
 it says it is ready, that the engine, CRIU, userfaultfd and a FUSE mount work:
-:func:`require_lazy`); ``go`` then restores with
-:func:`cryostash.manager.lazy.restore_lazy` and returns once the process runs, with the
+:func:`~cryostash.operations.destination_local.require_lazy`); ``go`` then restores with
+:func:`cryostash.operations.restore_lazy.restore_lazy` and returns once the process runs, with the
 ``restore --lazy --json`` object (``lazy``, ``time_to_running_s``, ``prepare_s``,
 ``restore_s``, ``eager_bytes``, ``eager_download_s``, ``helper_pid``); the pages follow
 from a detached helper at the destination, which records a ``restore`` event when every
 page is in (or ``restore-failed``, the process killed).
 
-:class:`LocalDestination` uses a :class:`~cryostash.manager.CheckpointManager` of this
-process. :class:`CommandDestination` runs ``COMMAND prefetch TARGET NAME --json`` for a
-prefetch and ``COMMAND migrate TARGET --receive NAME`` for the restore, where COMMAND runs
-cryostash on the destination host (``ssh host-b cryostash``, or for a host simulated on
-this machine ``env CRYOSTASH_HOST=b CRYOSTASH_SCRATCH=... python -m cryostash``). That
-cryostash resolves its own settings: it must see the same store and catalog as this host
-(the operator's business: its config file, environment, or global options in COMMAND).
+:class:`~cryostash.operations.destination_local.LocalDestination` restores with the
+:class:`~cryostash.repository.Repository` of this process. :class:`CommandDestination`
+runs ``COMMAND prefetch TARGET NAME --json`` for a prefetch and ``COMMAND migrate TARGET
+--receive NAME`` for the restore, where COMMAND runs cryostash on the destination host
+(``ssh host-b cryostash``, or for a host simulated on this machine ``env CRYOSTASH_HOST=b
+CRYOSTASH_SCRATCH=... python -m cryostash``). That cryostash resolves its own settings:
+it must see the same store and catalog as this host (the operator's business: its config
+file, environment, or global options in COMMAND).
 
 Trust: the arguments cryostash appends to COMMAND are quoted for a shell
 (:func:`shlex.quote`) when COMMAND's program hands them to one (``ssh``, ``autossh``:
@@ -41,13 +42,14 @@ credentials (the destination takes them from its own environment or config file)
 ``ssh`` gets this process's environment without cryostash's secrets
 (:func:`cryostash.redact.child_env`). Every message names the command redacted.
 
-The receiving end (``migrate --receive``, :func:`cryostash.cli.receive.receive`) speaks
-JSON lines (:data:`READY`, :data:`GO`): once ready it prints ``{"ready": true, "host": H}``;
-it then reads one line from its standard input: ``go`` restores and prints the restore
-object; anything else (or end of input) exits without restoring. A failure is reported as
-every verb reports one (``Error: ...`` on standard error, the exit code of its class); this
-side raises the error class of that exit code (:func:`cryostash.errors.error_class`), with
-the command, its exit code and its standard error in the message.
+The receiving end (``migrate --receive``,
+:func:`cryostash.operations.migrate_receive.receive`) speaks JSON lines (:data:`READY`,
+:data:`GO`): once ready it prints ``{"ready": true, "host": H}``; it then reads one line
+from its standard input: ``go`` restores and prints the restore object; anything else (or
+end of input) exits without restoring. A failure is reported as every verb reports one
+(``Error: ...`` on standard error, the exit code of its class); this side raises the
+error class of that exit code (:func:`cryostash.errors.error_class`), with the command,
+its exit code and its standard error in the message.
 """
 
 from __future__ import annotations
@@ -60,17 +62,13 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Mapping, Sequence
-from typing import IO, TYPE_CHECKING, Any, Protocol
+from typing import IO, Any, Protocol
 
 from cryostash.engines.criu import CriuEngine
-from cryostash.engines.criu_lazy import lazy_support, require_lazy_support
-from cryostash.errors import CryostashError, EngineError, UsageError, error_class
+from cryostash.engines.criu_lazy import lazy_support
+from cryostash.errors import CryostashError, UsageError, error_class
 from cryostash.redact import child_env, redact_text
 from cryostash.urls import strip_credentials
-
-if TYPE_CHECKING:
-    from cryostash.manager import CheckpointManager
-    from cryostash.manager.lazy import LazyLaunch
 
 #: The key of the receiver's first line, ``{"ready": true, "host": H}``.
 READY = "ready"
@@ -130,127 +128,6 @@ class Destination(Protocol):
         are ``restore`` flags (``--tcp-established``, ``--file-locks``, ``--ignore-rootfs``);
         with ``lazy_engine`` (the engine that dumps it), restore lazily with it."""
         ...
-
-
-class LocalDestination:
-    """This host, in this process, through ``manager`` (its settings: cache, scratch)."""
-
-    def __init__(self, manager: CheckpointManager) -> None:
-        self.manager = manager
-
-    def describe(self) -> str:
-        """``this host``."""
-        return "this host"
-
-    def prefetch(self, target: str, name: str, checkpoint_dir: str | None) -> dict[str, Any]:
-        """:meth:`CheckpointManager.prefetch`."""
-        return dict(self.manager.prefetch(target, name, checkpoint_dir=checkpoint_dir))
-
-    def check_lazy(self, engine: str) -> None:
-        """:func:`require_lazy` here."""
-        require_lazy(self.manager, engine)
-
-    def prepare_restore(
-        self,
-        target: str,
-        name: str,
-        checkpoint_dir: str | None,
-        args: Sequence[str],
-        *,
-        lazy_engine: str | None = None,
-    ) -> PendingRestore:
-        """Nothing to start: :meth:`CheckpointManager.restore` when told to go. With
-        ``lazy_engine``, the lazy restore's helper is started now and restores when told
-        to go (:func:`~cryostash.manager.lazy.prepare_lazy`, which closes the manager's
-        catalog connection before it forks; the next use opens it again)."""
-        return _LocalRestore(
-            self.manager, target, name, checkpoint_dir, tuple(args), lazy_engine
-        )
-
-
-class _LocalRestore:
-    def __init__(
-        self,
-        manager: CheckpointManager,
-        target: str,
-        name: str,
-        checkpoint_dir: str | None,
-        args: tuple[str, ...],
-        lazy_engine: str | None,
-    ) -> None:
-        self._call = (manager, target, name, checkpoint_dir, args)
-        self._lazy_engine = lazy_engine
-        self._launch: LazyLaunch | None = None
-        if lazy_engine is not None:
-            from cryostash.manager.lazy import prepare_lazy
-
-            self._launch = prepare_lazy(
-                manager.repository, target, name, engine=lazy_engine,
-                checkpoint_dir=checkpoint_dir, engine_args=list(args),
-            )
-
-    def go(self) -> dict[str, Any]:
-        launch, self._launch = self._launch, None
-        return restore_object(*self._call, lazy_engine=self._lazy_engine, launch=launch)
-
-    def cancel(self) -> None:
-        if self._launch is not None:
-            self._launch.cancel()
-            self._launch = None
-
-
-def restore_object(
-    manager: CheckpointManager,
-    target: str,
-    name: str,
-    checkpoint_dir: str | None,
-    args: Sequence[str],
-    *,
-    lazy_engine: str | None = None,
-    launch: LazyLaunch | None = None,
-) -> dict[str, Any]:
-    """:meth:`CheckpointManager.restore`, as the object ``restore --json`` prints; with
-    ``lazy_engine``, :func:`~cryostash.manager.lazy.restore_lazy` with that engine (the
-    object ``restore --lazy --json`` prints; it returns once the process runs), or with a
-    prepared ``launch`` (:func:`~cryostash.manager.lazy.prepare_lazy`), its ``go``."""
-    if launch is not None:
-        result = launch.go()
-    elif lazy_engine is not None:
-        from cryostash.manager.lazy import restore_lazy
-
-        result = restore_lazy(
-            manager.repository, target, name, engine=lazy_engine,
-            checkpoint_dir=checkpoint_dir, engine_args=list(args),
-        )
-    else:
-        result = manager.restore(
-            target, name, checkpoint_dir=checkpoint_dir, engine_args=list(args)
-        )
-    return {
-        "pid": result.pid,
-        "target": target,
-        "name": name,
-        "duration_s": result.duration_s,
-        **dict(result.details),
-    }
-
-
-def require_lazy(manager: CheckpointManager, engine: str) -> None:
-    """Raise unless ``engine`` can restore lazily on this host: the criu engine, CRIU >=
-    4.2 with userfaultfd (:func:`~cryostash.engines.criu_lazy.lazy_support`) and a FUSE
-    mount of cryostash's own (probed, as ``doctor`` does:
-    :func:`cryostash.operations.lazy_doctor.check_lazy`). Runs nothing else.
-
-    Raises:
-        UsageError: ``lazy restore is not supported by ENGINE`` (not criu).
-        EngineError: no CRIU >= 4.2, no userfaultfd, or no FUSE mount.
-    """
-    from cryostash.operations.lazy_doctor import check_lazy
-
-    require_lazy_support(manager.engine(engine))
-    probed = check_lazy(manager.settings)
-    if not probed.ok:
-        raise EngineError(probed.error or "lazy restore cannot run on this host")
 
 
 class CommandDestination:
@@ -342,7 +219,8 @@ class CommandDestination:
     ) -> PendingRestore:
         """Start ``COMMAND migrate TARGET --receive NAME [--checkpoint-dir URL] [--lazy
         --engine ENGINE] [ARGS]`` and wait until it says it is ready (with ``--lazy``, it
-        checks first that it can restore lazily: :func:`require_lazy`).
+        checks first that it can restore lazily:
+        :func:`~cryostash.operations.destination_local.require_lazy`).
 
         Raises:
             CryostashError (the class of its exit code): it exited instead.

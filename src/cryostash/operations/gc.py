@@ -1,9 +1,9 @@
 """``gc``: finish or undo abandoned creates, remove what nothing refers to.
 
-:func:`collect_garbage` works on one store (and this host's scratch folder):
+:func:`gc` works on one store (and this host's scratch folder):
 
 1. Every abandoned PENDING row (its lease has expired, or its creator ran on this host
-   and is provably dead: :mod:`cryostash.manager.creators`) is finished or undone.
+   and is provably dead: :mod:`cryostash.repository.reservations`) is finished or undone.
    Complete (its manifest is present and valid, and every blob it names is stored, with
    a plausible size): the row is committed, as its creator would have done
    (event ``gc-commit``). Otherwise the row is aborted, then its manifest, if any, is
@@ -16,7 +16,7 @@
    period, are removed.
 3. Blobs that no catalog row (pending ones included) and no remaining manifest refers
    to, and that are older than the grace period, are removed. Each is claimed in the
-   catalog first (:func:`cryostash.manager.cleanup.delete_unreferenced_blobs`), so a blob that
+   catalog first (:func:`cryostash.repository.cleanup.delete_unreferenced_blobs`), so a blob that
    a create on another host starts using meanwhile is kept, or uploaded again by it.
 4. Strays older than the grace period (temporary files of interrupted writes, files of
    checkpoint folders without a manifest, see :mod:`cryostash.storage.inventory`) are
@@ -50,11 +50,11 @@ from cryostash.errors import (
     CryostashError,
     IntegrityError,
 )
-from cryostash.manager import CheckpointManager, Repository, repository_of
-from cryostash.manager.cleanup import delete_unreferenced_blobs
-from cryostash.manager.creators import abandoned
 from cryostash.operations.rebuild import adopt
 from cryostash.operations.verify import presence_problem
+from cryostash.repository import Repository
+from cryostash.repository.cleanup import delete_unreferenced_blobs
+from cryostash.repository.reservations import abandoned
 from cryostash.storage import Manifest, Store, StoredManifest
 from cryostash.storage.inventory import Inventory, StoredObject
 from cryostash.storage.manifest import load_manifest
@@ -68,8 +68,19 @@ CLOCK_SKEW = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
+class GcRequest:
+    """How to collect: objects younger than ``grace_s`` seconds are kept; ``dry_run``
+    decides everything and changes nothing; ``checkpoint_dir``: the store (default: the
+    repository's default store)."""
+
+    grace_s: float = DEFAULT_GRACE_S
+    dry_run: bool = False
+    checkpoint_dir: str | None = None
+
+
+@dataclass(frozen=True)
 class GcReport:
-    """What :func:`collect_garbage` did (or, with ``dry_run``, would do)."""
+    """What :func:`gc` did (or, with ``dry_run``, would do)."""
 
     store_url: str
     dry_run: bool
@@ -202,23 +213,9 @@ def _is_old(obj: StoredObject, fallback: datetime | None, cutoff: datetime, grac
     return when <= cutoff
 
 
-def collect_garbage(
-    repo: Repository | CheckpointManager,
-    *,
-    grace_s: float = DEFAULT_GRACE_S,
-    dry_run: bool = False,
-    checkpoint_dir: str | None = None,
-    now: datetime | None = None,
-) -> GcReport:
-    """Run gc on one store (see the module docstring) and report what it did.
-
-    Args:
-        repo: the repository (a :class:`CheckpointManager` is accepted too: its
-            repository is used).
-        grace_s: unreferenced objects younger than this many seconds are kept.
-        dry_run: decide everything, change nothing.
-        checkpoint_dir: the store (default: the repository's default store).
-        now: the current time (tests); default: the clock.
+def gc(repo: Repository, request: GcRequest, *, now: datetime | None = None) -> GcReport:
+    """Run gc on one store (see the module docstring) and report what it did. ``now``:
+    the current time (tests); default: the clock.
 
     Raises:
         CatalogError: the safety interlock (see the module docstring), or the catalog
@@ -226,10 +223,10 @@ def collect_garbage(
         StorageError: the store could not be listed. Failures to delete single
             objects are collected in ``errors`` instead.
     """
+    grace_s, dry_run = request.grace_s, request.dry_run
     now = now or datetime.now(UTC)
     cutoff = now - timedelta(seconds=grace_s)
-    repo = repository_of(repo)
-    store, catalog = repo.store(checkpoint_dir), repo.catalog
+    store, catalog = repo.store(request.checkpoint_dir), repo.catalog
     store.unlock(restore=True)  # the key (KeyRequired, WrongKey, RestoreKeyRequired) first
     inv = store.inventory()
     _interlock(repo, store, inv)

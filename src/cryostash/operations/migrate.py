@@ -1,11 +1,12 @@
 """Pre-copy live migration (``cryostash migrate``): move a running process to a destination
 with a short downtime, without kernel dirty-page tracking.
 
-The source is this process's :class:`~cryostash.manager.Repository` (or a
-:class:`~cryostash.manager.CheckpointManager` working on one), through which the
-checkpoints are made, removed and, on rollback, restored; the destination a
+The source is this process's :class:`~cryostash.repository.Repository`, on which the
+checkpoints are made, removed and, on rollback, restored (the ``create``, ``rm`` and
+``restore`` operations); the destination a
 :class:`~cryostash.operations.destination.Destination` (this host, or a host reached by
-a command) that sees the same store and catalog.
+a command: ``MigrateRequest.to``) that sees the same store and catalog. Its receiving
+end: :mod:`cryostash.operations.migrate_receive`.
 
 1. Every name is checked before anything is dumped: NAME and the pre-copy names
    NAME-pre1 .. NAME-preN must be valid and must not exist. With ``lazy``, the
@@ -26,7 +27,7 @@ a command) that sees the same store and catalog.
    migration ends (:mod:`~cryostash.transfer.baseline`), are compared, not re-hashed.
    Then the destination restores NAME; with ``lazy``, lazily: the restore returns once
    the process runs, and its memory pages follow from the store, through a detached
-   helper at the destination (:mod:`cryostash.manager.lazy`), after the migration has
+   helper at the destination (:mod:`cryostash.repository.lazy_helper`), after the migration has
    returned.
 5. The pre-copy checkpoints are removed unless ``keep_precopy`` (chunks the final one
    uses survive: ``rm`` frees only chunks no other checkpoint uses). A removal that fails
@@ -57,7 +58,7 @@ Failures:
 - before the final dump (a pre-copy create or prefetch fails, the destination does not
   get ready): the pre-copies made so far are removed (unless kept) and the error says the
   process still runs at the source;
-- the final create fails: the manager has undone it; the error says whether the process
+- the final create fails: ``create`` has undone it; the error says whether the process
   still runs (CRIU resumes it when the dump itself fails);
 - the destination's restore fails: the final checkpoint is committed. With ``rollback``
   (the default) it is restored here, at the source, when the failure shows the process
@@ -78,7 +79,6 @@ Failures:
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -92,9 +92,10 @@ from cryostash.errors import (
     StorageError,
     UsageError,
 )
-from cryostash.manager import CheckpointManager, Repository, manager_of
 from cryostash.names import validate_name, validate_target
-from cryostash.operations.destination import Destination, dir_option
+from cryostash.operations.create import CreateRequest, create
+from cryostash.operations.destination import CommandDestination, Destination, dir_option
+from cryostash.operations.destination_local import LocalDestination
 from cryostash.operations.migrate_report import (
     FinalStep,
     MigrationReport,
@@ -102,7 +103,11 @@ from cryostash.operations.migrate_report import (
     final_step,
     precopy_step,
 )
+from cryostash.operations.restore import RestoreRequest, restore
+from cryostash.operations.rm import RmRequest, rm
+from cryostash.repository import Repository
 from cryostash.transfer.baseline import Baseline
+from cryostash.types import CheckpointInfo
 
 
 def default_name(now: datetime | None = None) -> str:
@@ -128,6 +133,8 @@ class MigrateRequest:
         dump_args: engine arguments of each dump (``--criu-opt``, common flags).
         restore_args: ``restore`` flags, at the destination and on rollback.
         lazy: the destination restores lazily (criu engine; see the module docstring).
+        to: the command that runs cryostash at the destination, split like a shell (e.g.
+            ``ssh host-b cryostash``); None: this host.
     """
 
     target: str
@@ -139,19 +146,20 @@ class MigrateRequest:
     keep_precopy: bool = False
     rollback: bool = True
     checkpoint_dir: str | None = None
-    labels: Mapping[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
     dump_args: tuple[str, ...] = ()
     restore_args: tuple[str, ...] = ()
     lazy: bool = False
+    to: str | None = None
 
     def precopy_names(self) -> list[str]:
         """``NAME-pre1`` .. ``NAME-preN``."""
         return [f"{self.name}-pre{k}" for k in range(1, self.precopy + 1)]
 
 
-def check_names(source: Repository | CheckpointManager, request: MigrateRequest) -> list[str]:
+def check_names(source: Repository, request: MigrateRequest) -> list[str]:
     """Every name the migration will create (pre-copies, then the final one), none of
-    which may exist in ``source`` (a repository, or a manager: its repository).
+    which may exist in ``source``.
 
     Raises:
         UsageError: a negative ``precopy``.
@@ -164,10 +172,9 @@ def check_names(source: Repository | CheckpointManager, request: MigrateRequest)
     names = [*request.precopy_names(), request.name]
     for name in names:
         validate_name(name)
-    mgr = manager_of(source)
     for name in names:
         try:
-            mgr.get(request.target, name, request.checkpoint_dir)
+            source.checkpoint(request.target, name, request.checkpoint_dir)
         except CheckpointNotFound:
             continue
         raise CheckpointExists(
@@ -177,18 +184,26 @@ def check_names(source: Repository | CheckpointManager, request: MigrateRequest)
 
 
 def migrate(
-    source: Repository | CheckpointManager, destination: Destination, request: MigrateRequest
+    source: Repository, request: MigrateRequest, *, destination: Destination | None = None
 ) -> MigrationReport:
-    """Migrate ``request.locator`` from ``source`` (a repository, or a manager working on
-    one, which then makes the checkpoints) to ``destination`` (see the module docstring).
+    """Migrate ``request.locator`` from ``source`` to the destination (see the module
+    docstring): ``request.to``'s, or, in process, ``destination`` (any
+    :class:`~cryostash.operations.destination.Destination`).
 
     Raises:
-        UsageError, InvalidName, CheckpointExists: before anything is dumped; with
-            ``lazy``, also EngineError (no CRIU, userfaultfd or FUSE at this host).
+        UsageError, InvalidName, CheckpointExists: before anything is dumped (``--to``'s
+            program not found too); with ``lazy``, also EngineError (no CRIU, userfaultfd
+            or FUSE at this host). RestoreKeyRequired: the destination is this host and
+            the store's key a writer key (it restores nothing).
         CryostashError (the class of the failure): a step failed; the message says where
         the process is.
     """
-    source = manager_of(source)
+    if destination is None:
+        destination = (
+            CommandDestination.parse(request.to) if request.to else LocalDestination(source)
+        )
+    if isinstance(destination, LocalDestination):  # restores here: a writer key is refused
+        source.store(request.checkpoint_dir).unlock(restore=True)
     check_names(source, request)
     if request.lazy:
         try:
@@ -203,14 +218,22 @@ def migrate(
     made: list[str] = []
     doing = ""
     baseline = Baseline(source.settings.scratch_dir, f"{request.target}-{request.name}")
+
+    def dump(name: str, leave_running: bool) -> CheckpointInfo:
+        return create(
+            source,
+            CreateRequest(
+                request.target, name, locator=request.locator, engine=request.engine,
+                leave_running=leave_running, checkpoint_dir=request.checkpoint_dir,
+                labels=dict(request.labels), engine_args=request.dump_args,
+            ),
+            baseline=baseline,
+        )
+
     try:
         for name in request.precopy_names():
             doing = f"pre-copy checkpoint {name}"
-            info = source.create(
-                request.target, name, locator=request.locator, engine=request.engine,
-                leave_running=True, checkpoint_dir=request.checkpoint_dir,
-                labels=request.labels, engine_args=request.dump_args, baseline=baseline,
-            )
+            info = dump(name, leave_running=True)
             made.append(name)
             fetched = None
             if request.prefetch:
@@ -236,11 +259,7 @@ def migrate(
     try:
         t_create = time.monotonic()
         try:
-            info = source.create(
-                request.target, request.name, locator=request.locator, engine=request.engine,
-                leave_running=False, checkpoint_dir=request.checkpoint_dir,
-                labels=request.labels, engine_args=request.dump_args, baseline=baseline,
-            )
+            info = dump(request.name, leave_running=False)
         except BaseException as exc:
             pending.cancel()
             warnings = _remove(source, request, made)
@@ -289,7 +308,7 @@ def migrate(
 
 
 def _restore_failed(
-    source: CheckpointManager,
+    source: Repository,
     destination: Destination,
     request: MigrateRequest,
     exc: Exception,
@@ -316,8 +335,8 @@ def _restore_failed(
         )
     else:
         try:
-            back = source.restore(
-                t, n, checkpoint_dir=request.checkpoint_dir, engine_args=request.restore_args
+            back = restore(
+                source, RestoreRequest(t, n, request.checkpoint_dir, request.restore_args)
             )
         except Exception as again:
             tail = f"Rolling back at the source failed too: {again}\n{by_hand}"
@@ -333,14 +352,14 @@ def _restore_failed(
 _NOT_RESTORED = (EngineError, StorageError, IntegrityError, CheckpointNotFound, UsageError)
 
 
-def _remove(source: CheckpointManager, request: MigrateRequest, made: list[str]) -> list[str]:
+def _remove(source: Repository, request: MigrateRequest, made: list[str]) -> list[str]:
     """Remove the pre-copy checkpoints ``made`` (unless kept); the failures, as warnings."""
     if request.keep_precopy:
         return []
     warnings = []
     for name in made:
         try:
-            source.remove(request.target, name, request.checkpoint_dir)
+            rm(source, RmRequest(request.target, name, request.checkpoint_dir))
         except Exception as exc:
             warnings.append(f"pre-copy checkpoint {request.target}/{name} not removed: {exc}")
     return warnings

@@ -1,7 +1,7 @@
 """``prune``: apply retention policies to the checkpoints of a store.
 
-:func:`prune_checkpoints` works on one store of a repository, target by target (a policy never looks
-across targets; see :mod:`cryostash.retention` for the rules):
+:func:`prune` works on one store of a repository, target by target (a policy never
+looks across targets; see :mod:`cryostash.retention` for the rules):
 
 1. The policy of a target is the one given, else the target's default policy stored in
    the catalog (:mod:`cryostash.catalog.policies`); a target with neither is left alone.
@@ -10,9 +10,9 @@ across targets; see :mod:`cryostash.retention` for the rules):
 2. The policy decides on the target's COMMITTED checkpoints (PENDING ones are never
    touched): kept (with reasons) and removed.
 3. Each removed checkpoint is removed exactly as ``rm`` removes one
-   (:meth:`CheckpointManager.remove_checkpoint`): catalog row first, then its manifest,
-   then the blobs no other checkpoint (committed or pending) refers to; a blob shared
-   with a kept checkpoint stays. Event ``delete`` with ``{"by": "prune"}``.
+   (:func:`cryostash.repository.cleanup.remove_checkpoint`): catalog row first, then its
+   manifest, then the blobs no other checkpoint (committed or pending) refers to; a blob
+   shared with a kept checkpoint stays. Event ``delete`` with ``{"by": "prune"}``.
 
 ``dry_run`` changes nothing (no row, no object, no default): the report says what would
 be removed and freed.
@@ -33,8 +33,9 @@ from typing import Any
 
 from cryostash.catalog.policies import RetentionCatalog
 from cryostash.errors import CheckpointNotFound, UsageError
-from cryostash.manager import CheckpointManager, Repository, manager_of
 from cryostash.names import validate_target
+from cryostash.repository import Repository
+from cryostash.repository.cleanup import remove_checkpoint
 from cryostash.retention import Kept, Policy, checkpoint_time
 from cryostash.types import CheckpointInfo
 
@@ -77,8 +78,29 @@ class TargetPrune:
 
 
 @dataclass(frozen=True)
+class PruneRequest:
+    """What to prune, and how.
+
+    Attributes:
+        target: only this target (default: every target with committed checkpoints).
+        policy: the rules (default: each target's stored default).
+        checkpoint_dir: the store (default: the repository's default store).
+        dry_run: say what would be removed, change nothing.
+        save_default: first store ``policy`` as ``target``'s default (needs both, and a
+            policy that always keeps the newest checkpoint: a keep-last or keep-within
+            rule). Not in a dry run.
+    """
+
+    target: str | None = None
+    policy: Policy | None = None
+    checkpoint_dir: str | None = None
+    dry_run: bool = False
+    save_default: bool = False
+
+
+@dataclass(frozen=True)
 class PruneReport:
-    """The result of :func:`prune_checkpoints`.
+    """The result of :func:`prune`.
 
     ``blobs_deleted``: blobs deleted from the store (dry run: that would be, as the
     catalog stands); ``bytes_freed``: their plain (uncompressed) size.
@@ -113,48 +135,31 @@ class PruneReport:
         }
 
 
-def prune_checkpoints(
-    repo: Repository | CheckpointManager,
-    target: str | None = None,
-    policy: Policy | None = None,
-    *,
-    checkpoint_dir: str | None = None,
-    dry_run: bool = False,
-    save_default: bool = False,
-) -> PruneReport:
-    """Apply ``policy`` (else each target's default) to ``target`` (else every target
-    with committed checkpoints) of the store ``checkpoint_dir`` (else the default store)
-    of ``repo``.
-
-    Args:
-        repo: the repository; a :class:`CheckpointManager` is accepted too (its
-            repository is used, and its :meth:`~CheckpointManager.remove_checkpoint`
-            removes). Given a repository, a manager over it removes.
-        save_default: first store ``policy`` as ``target``'s default (needs both, and a
-            policy that always keeps the newest checkpoint: a keep-last or keep-within
-            rule). Not in a dry run.
+def prune(repo: Repository, request: PruneRequest) -> PruneReport:
+    """Apply the request's policy (else each target's default) to its target (else every
+    target with committed checkpoints) of its store (see the module docstring).
 
     Raises:
         InvalidName: bad target.
-        UsageError: ``target`` given without a policy and it has no default (the message
+        UsageError: a target given without a policy and it has no default (the message
             names the flags); ``save_default`` without target and policy, or with a
             policy that could remove the newest checkpoint.
         StorageError, CatalogError: a removal failed (see the module docstring).
     """
+    target, policy, dry_run = request.target, request.policy, request.dry_run
+    checkpoint_dir, save_default = request.checkpoint_dir, request.save_default
     if target is not None:
         validate_target(target)
     if save_default:
         _check_saveable(target, policy)
-    mgr = manager_of(repo)
-    repository = mgr.repository
-    store = repository.store(checkpoint_dir)
+    store = repo.store(checkpoint_dir)
     store.unlock()  # an encrypted store's key before anything (KeyRequired, WrongKey)
-    retention = RetentionCatalog(repository.catalog)
+    retention = RetentionCatalog(repo.catalog)
     if save_default and not dry_run and target is not None and policy is not None:
         retention.set_default(
-            store_url=store.url, target=target, policy=policy, host=repository.host
+            store_url=store.url, target=target, policy=policy, host=repo.host
         )
-    checkpoints = repository.catalog.list(store.url, target)
+    checkpoints = repo.catalog.list(store.url, target)
     by_target: dict[str, list[CheckpointInfo]] = {}
     for info in checkpoints:
         by_target.setdefault(info.target, []).append(info)
@@ -176,7 +181,7 @@ def prune_checkpoints(
     if dry_run:
         deleted: Iterable[str] = freed
     else:
-        deleted = _remove(mgr, doomed, checkpoint_dir)
+        deleted = _remove(repo, doomed, checkpoint_dir)
     digests = set(deleted)
     return PruneReport(
         store_url=store.url,
@@ -199,13 +204,13 @@ def _check_saveable(target: str | None, policy: Policy | None) -> None:
 
 
 def _remove(
-    mgr: CheckpointManager, doomed: list[CheckpointInfo], checkpoint_dir: str | None
+    repo: Repository, doomed: list[CheckpointInfo], checkpoint_dir: str | None
 ) -> list[str]:
     """Remove ``doomed`` oldest first, as ``rm`` does; the digests of the blobs deleted."""
     deleted: list[str] = []
     for info in sorted(doomed, key=lambda i: (checkpoint_time(i), i.id)):
         try:
-            deleted.extend(mgr.remove_checkpoint(info, checkpoint_dir, by="prune"))
+            deleted.extend(remove_checkpoint(repo, info, checkpoint_dir, by="prune"))
         except CheckpointNotFound:
             continue  # removed meanwhile by someone else
     return deleted

@@ -1,7 +1,7 @@
 """``catalog rebuild``: recreate the catalog rows of a store from its manifests alone.
 
 For disaster recovery when the catalog database is lost (or to adopt a store that
-another catalog wrote): the store is self-describing. :func:`rebuild_catalog` reads
+another catalog wrote): the store is self-describing. :func:`rebuild` reads
 every manifest of one store and, for each checkpoint the catalog does not know,
 inserts a COMMITTED row with everything the manifest records (host, engine and
 version, created_at, labels, stats, size, the manifest's BLAKE3 digest) and its blob
@@ -23,14 +23,21 @@ from typing import Any
 
 from cryostash.catalog.maintenance import CatalogMaintenance
 from cryostash.errors import CheckpointNotFound, IntegrityError
-from cryostash.manager import CheckpointManager, Repository, repository_of
 from cryostash.operations.verify import presence_problem
+from cryostash.repository import Repository
 from cryostash.storage import Store, StoredManifest
 
 
 @dataclass(frozen=True)
+class RebuildRequest:
+    """The store to rebuild from (default: the repository's default store)."""
+
+    checkpoint_dir: str | None = None
+
+
+@dataclass(frozen=True)
 class RebuildReport:
-    """What :func:`rebuild_catalog` did; ``ok`` when nothing was skipped."""
+    """What :func:`rebuild` did; ``ok`` when nothing was skipped."""
 
     store_url: str
     imported: tuple[str, ...]
@@ -53,21 +60,13 @@ class RebuildReport:
         }
 
 
-def rebuild_catalog(
-    repo: Repository | CheckpointManager, *, checkpoint_dir: str | None = None
-) -> RebuildReport:
+def rebuild(repo: Repository, request: RebuildRequest) -> RebuildReport:
     """Import every restorable checkpoint of a store that the catalog lacks.
-
-    Args:
-        repo: the repository (a :class:`CheckpointManager` is accepted too: its
-            repository is used).
-        checkpoint_dir: the store (default: the repository's default store).
 
     Raises:
         StorageError / CatalogError: the store could not be listed, or the catalog failed.
     """
-    repo = repository_of(repo)
-    store, catalog = repo.store(checkpoint_dir), repo.catalog
+    store, catalog = repo.store(request.checkpoint_dir), repo.catalog
     store.unlock(restore=True)  # the key (KeyRequired, WrongKey, RestoreKeyRequired) first
     inv = store.inventory()
     stored = {d: obj.size for d, obj in inv.blobs.items()}

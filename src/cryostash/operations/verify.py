@@ -1,7 +1,7 @@
 """``verify``: check catalog <-> manifest <-> blobs of committed checkpoints.
 
 For every committed checkpoint selected (all of a store, one target, or one
-checkpoint), :func:`verify_store` checks that:
+checkpoint), :func:`verify` checks that:
 
 - its manifest exists, hashes to the digest the catalog recorded, and is valid
   (parses, names this checkpoint, safe paths, chunk sizes adding up to file sizes);
@@ -14,7 +14,7 @@ checkpoint), :func:`verify_store` checks that:
   and hash (BLAKE3) to its name. Each distinct blob is read once, in parallel. (A
   file's own digest is checked at restore; here it follows from the verified chunks
   and the verified manifest.) With ``subset`` only the blobs of that share are read
-  (:mod:`cryostash.operations.scrub`: repeated runs cover the whole store).
+  (:mod:`cryostash.operations.verify_subset`: repeated runs cover the whole store).
 
 Each problem names the target, the checkpoint, and where known the file and blob.
 Manifests in the store that no catalog row (committed or pending) knows are listed as
@@ -32,9 +32,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from cryostash.errors import CheckpointNotFound, IntegrityError, ObjectNotFound, UsageError
-from cryostash.manager import CheckpointManager, Repository, repository_of
 from cryostash.names import validate_name, validate_target
-from cryostash.operations.scrub import Subset, today
+from cryostash.operations.verify_subset import parse_subset, today
+from cryostash.repository import Repository
 from cryostash.storage import Manifest, ManifestMismatch, Store
 from cryostash.types import CheckpointInfo
 
@@ -71,8 +71,30 @@ class Problem:
 
 
 @dataclass(frozen=True)
+class VerifyRequest:
+    """What to verify, and how.
+
+    Attributes:
+        target: only this target; with ``name``, only that checkpoint.
+        name: only this checkpoint (needs ``target``).
+        read_data: re-hash every blob (reads every byte; ``repo.jobs`` in parallel).
+        checkpoint_dir: the store (default: the repository's default store).
+        subset: re-hash only this share of the blobs, ``N%`` or ``K/M`` (implies
+            ``read_data``; see :mod:`cryostash.operations.verify_subset`).
+        seed: which ``N%`` window (default: today's day number).
+    """
+
+    target: str | None = None
+    name: str | None = None
+    read_data: bool = False
+    checkpoint_dir: str | None = None
+    subset: str | None = None
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
 class VerifyReport:
-    """The result of :func:`verify_store`; ``ok`` when ``problems`` is empty."""
+    """The result of :func:`verify`; ``ok`` when ``problems`` is empty."""
 
     store_url: str
     read_data: bool
@@ -201,41 +223,27 @@ def _dedupe(problems: Iterable[Problem]) -> tuple[Problem, ...]:
     return tuple(sorted(seen.values(), key=lambda p: (p.target, p.name, p.file or "", p.kind)))
 
 
-def verify_store(
-    repo: Repository | CheckpointManager,
-    target: str | None = None,
-    name: str | None = None,
-    *,
-    read_data: bool = False,
-    checkpoint_dir: str | None = None,
-    subset: Subset | None = None,
-    seed: int | None = None,
-) -> VerifyReport:
+def verify(repo: Repository, request: VerifyRequest) -> VerifyReport:
     """Verify the committed checkpoints of a store (see the module docstring).
 
-    Args:
-        repo: the repository (a :class:`CheckpointManager` is accepted too: its
-            repository is used).
-        target: only this target; with ``name``, only that checkpoint.
-        read_data: re-hash every blob (reads every byte; ``repo.jobs`` in parallel).
-        checkpoint_dir: the store (default: the repository's default store).
-        subset: re-hash only this share of the blobs (implies ``read_data``; see
-            :mod:`cryostash.operations.scrub`).
-        seed: which ``N%`` window (default: today's day number).
-
     Raises:
+        UsageError: a name without its target; a malformed ``subset``; a ``seed`` without
+            an ``N%`` subset.
         InvalidName: bad target or name.
         CheckpointNotFound: ``name`` given and no such committed checkpoint.
         StorageError / CatalogError: the store or catalog could not be read.
     """
+    target, name, read_data, seed = request.target, request.name, request.read_data, request.seed
+    subset = parse_subset(request.subset) if request.subset else None
+    if seed is not None and (subset is None or subset.percent is None):
+        raise UsageError("--seed goes with --read-data-subset N%")
     if name is not None and target is None:
         raise UsageError("a checkpoint name needs its target")
     if target is not None:
         validate_target(target)
     if name is not None:
         validate_name(name)
-    repo = repository_of(repo)
-    store = repo.store(checkpoint_dir)
+    store = repo.store(request.checkpoint_dir)
     store.unlock(restore=True)  # the key (KeyRequired, WrongKey, RestoreKeyRequired) first
     if target is not None and name is not None:
         infos = [repo.catalog.get(store.url, target, name)]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from cryostash.config import Settings
 from cryostash.engines.criu_lazy import lazy_support
-from cryostash.operations.doctor import Check
+from cryostash.operations.host_checks import Check
 from cryostash.transfer.fusefs import FuseMount
 
 

@@ -1,31 +1,24 @@
-"""Lazy restore (``cryostash restore --lazy``): the process runs before its memory arrives.
+"""One lazy restore, as its detached helper (:mod:`cryostash.repository.lazy_helper`) runs it.
 
-:func:`restore_lazy` checks, before anything runs, that the engine can restore lazily
-(only ``criu``, with userfaultfd: :func:`~cryostash.engines.criu_lazy.lazy_support`),
-then starts a **detached helper** (a double fork: a new session, reparented to init)
-and waits only until the helper reports that the process runs (or why it could not).
-:func:`prepare_lazy` and :class:`LazyLaunch` split that in two for ``migrate --lazy``:
-the helper is started and gets ready (catalog connected, store client made, CRIU located)
-before the checkpoint exists, and restores when told to go. The helper, on its own
-repository (catalog connection and store clients of its own):
-
-1. takes a private locked scratch folder; loads the manifest (its digest checked against
+1. :meth:`Session.prepare`, before the checkpoint need exist: the catalog connected, the
+   store opened and its client used once. Then, told to go, :meth:`Session.run`:
+2. takes a private locked scratch folder; loads the manifest (its digest checked against
    the catalog) and fetches and verifies every file except the memory pages
    (``pages-*.img``) into ``SCRATCH/eager``;
-2. mounts ``SCRATCH/mnt``: a read-only FUSE view of the whole image folder in which the
+3. mounts ``SCRATCH/mnt``: a read-only FUSE view of the whole image folder in which the
    eager files are read from disk and the page files from
    :class:`~cryostash.transfer.pageserve.PageSource` (chunks verified before a byte is
    returned; chunk cache first, then store);
-3. starts ``criu lazy-pages`` and then ``criu restore --lazy-pages`` on that folder
+4. starts ``criu lazy-pages`` and then ``criu restore --lazy-pages`` on that folder
    (:mod:`cryostash.engines.criu_lazy`), starts streaming the chunks in file order, and
    reports ``{"pid": ...}``; the command returns;
-4. waits for the daemon to deliver every page, then unmounts, removes the scratch folder
+5. waits for the daemon to deliver every page, then unmounts, removes the scratch folder
    and records a ``restore`` event (``lazy: true``; time to running, time to complete,
    pages faulted and streamed, chunks and bytes from cache and store) and exits.
 
 Failure: when a chunk fails verification, or the store stays unreachable past its
 retries, the restored tree is killed (SIGKILL, waited for) **before** any read fails
-(PageSource holds every failing read back until :class:`_Guard` has acted), so the process
+(PageSource holds every failing read back until :class:`Guard` has acted), so the process
 never runs on missing or wrong memory; during CRIU's restore, ``criu restore`` is killed
 with the tree it was restoring instead. The helper then records a ``restore-failed`` event
 (``error`` names the chunk, the file and, for a store failure, the store and why) and
@@ -37,27 +30,22 @@ tree, the daemon loses its pages and the process may see zeros (docs/lazy-restor
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import re
 import threading
 import time
-import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from cryostash.config import Settings
 from cryostash.engines import criu_lazy
 from cryostash.engines.criu import CriuEngine
-from cryostash.errors import CryostashError, EngineError, UsageError, error_class
-from cryostash.manager.repository import Repository
+from cryostash.errors import EngineError, UsageError
+from cryostash.repository.repository import Repository
 from cryostash.transfer import datapath
 from cryostash.transfer.fusefs import FuseMount
 from cryostash.transfer.pageserve import PageSource
-from cryostash.transfer.scratch import private_scratch
-from cryostash.types import FileEntry, RestoreResult
+from cryostash.types import FileEntry
 
 #: The files served lazily: CRIU's memory pages. Everything else is fetched first.
 LAZY_FILE = re.compile(r"pages-\d+\.img")
@@ -78,147 +66,7 @@ def split_files(files: Sequence[FileEntry]) -> tuple[list[FileEntry], list[FileE
     return eager, lazy
 
 
-def restore_lazy(
-    repository: Repository,
-    target: str,
-    name: str,
-    *,
-    engine: str,
-    checkpoint_dir: str | None = None,
-    engine_args: Sequence[str] = (),
-) -> RestoreResult:
-    """Restore ``target``/``name`` lazily (see the module docstring); return once it runs.
-
-    ``engine`` is the engine to use (the recorded one unless overridden).
-    ``RestoreResult.details`` holds ``lazy``, ``helper_pid``, ``time_to_running_s``,
-    ``restore_s`` (CRIU's restore) and the download stats of the eager files.
-
-    Raises:
-        UsageError: an engine other than criu (``lazy restore is not supported by ENGINE``).
-        EngineError: no userfaultfd or CRIU, or the restore failed.
-        IntegrityError, StorageError, CheckpointNotFound: as a restore.
-        CryostashError: the helper ended without a report (the process may run).
-    """
-    started = time.monotonic()
-    return prepare_lazy(
-        repository, target, name, engine=engine, checkpoint_dir=checkpoint_dir,
-        engine_args=engine_args,
-    ).go(started)
-
-
-def prepare_lazy(
-    repository: Repository,
-    target: str,
-    name: str,
-    *,
-    engine: str,
-    checkpoint_dir: str | None = None,
-    engine_args: Sequence[str] = (),
-) -> LazyLaunch:
-    """Start the helper of a lazy restore of ``target``/``name`` now, and have it wait.
-
-    The helper gets ready (its catalog connection, the store and its client, CRIU
-    located) and waits for :meth:`LazyLaunch.go`; the checkpoint itself need not exist
-    yet (``migrate --lazy`` prepares before its final dump, so that the helper's start is
-    not downtime). :meth:`LazyLaunch.cancel` makes it exit without restoring anything.
-
-    Raises:
-        UsageError, EngineError: as :func:`restore_lazy`, before anything is started.
-    """
-    from cryostash.engines import get_engine
-
-    criu = criu_lazy.require_lazy_support(
-        get_engine(engine, criu_path=repository.settings.criu_path), ask_criu=False
-    )
-    # No catalog connection may cross the fork (SQLite's locks and WAL index are per
-    # process; a PostgreSQL socket would be shared): the helper opens its own.
-    repository.close()
-    read_end, write_end = os.pipe()
-    go_read, go_write = os.pipe()
-    first = os.fork()
-    if first == 0:  # pragma: no cover - the child leaves by os._exit
-        code = 70
-        try:
-            os.close(read_end)
-            os.close(go_write)
-            os.setsid()
-            if os.fork() == 0:
-                code = _helper(
-                    repository, target, name, criu, checkpoint_dir, tuple(engine_args),
-                    write_end, go_read,
-                )
-            else:
-                code = 0
-        finally:
-            os._exit(code)
-    os.close(write_end)
-    os.close(go_read)
-    os.waitpid(first, 0)
-    return LazyLaunch(read_end, go_write)
-
-
-class LazyLaunch:
-    """A prepared lazy restore (:func:`prepare_lazy`): :meth:`go` once, or :meth:`cancel`.
-
-    ``helper_pid`` is the helper's PID (None if it died before saying it).
-    """
-
-    def __init__(self, report_fd: int, go_fd: int) -> None:
-        self._report: int | None = report_fd
-        self._go: int | None = go_fd
-        line = b""
-        while not line.endswith(b"\n"):
-            byte = os.read(report_fd, 1)
-            if not byte:
-                break
-            line += byte
-        self.helper_pid = int(line) if line.strip().isdigit() else None
-
-    def go(self, started: float | None = None) -> RestoreResult:
-        """Restore now; return once the process runs (as :func:`restore_lazy`).
-        ``started``: the monotonic time the restore counts from (default: now).
-
-        Raises:
-            as :func:`restore_lazy`; UsageError: already used or cancelled.
-        """
-        if self._go is None or self._report is None:
-            raise UsageError("this lazy restore was already started or cancelled")
-        when = time.monotonic() if started is None else started
-        try:
-            os.write(self._go, f"{when!r}\n".encode())
-        except BrokenPipeError:
-            pass  # the helper failed while getting ready: its report says why
-        finally:
-            os.close(self._go)
-            self._go = None
-        with os.fdopen(self._report, "rb") as pipe:
-            self._report = None
-            raw = pipe.read()
-        try:
-            report: dict[str, Any] = json.loads(raw)
-        except ValueError:
-            # Not an EngineError: the helper may have died after CRIU's restore, so nothing
-            # says the process is not running (``migrate`` must not roll back on this).
-            raise CryostashError(
-                "the lazy-restore helper ended without reporting: the restored process may "
-                "be running or not; check the checkpoint's PID before restoring it again"
-            ) from None
-        if not report.get("ok"):
-            raise error_class(int(report.get("exit_code", 1)))(str(report.get("message")))
-        details = dict(report["details"])
-        return RestoreResult(
-            pid=int(report["pid"]), duration_s=report["duration_s"], details=details
-        )
-
-    def cancel(self) -> None:
-        """Tell the helper to exit without restoring (nothing once :meth:`go` ran)."""
-        for fd in (self._go, self._report):
-            if fd is not None:
-                os.close(fd)
-        self._go = self._report = None
-
-
-class _Guard:
+class Guard:
     """Kills the restored tree on the first failure, whenever its PID becomes known.
 
     :meth:`fail` returns only once the failure can no longer reach a running process:
@@ -274,58 +122,8 @@ class _Guard:
             criu_lazy.kill_tree(self.restorer, timeout=0)
 
 
-def _helper(
-    parent: Repository,
-    target: str,
-    name: str,
-    criu: CriuEngine,
-    checkpoint_dir: str | None,
-    extra: tuple[str, ...],
-    report_fd: int,
-    go_fd: int,
-) -> int:
-    """The detached helper's life (see the module docstring); its exit status."""
-    os.write(report_fd, f"{os.getpid()}\n".encode())
-    devnull = os.open(os.devnull, os.O_RDWR)
-    os.dup2(devnull, 1)  # the caller's stdout must see EOF when the caller exits
-    repo = Repository(parent.settings, jobs=parent.jobs)
-    repo.ask_passphrase = parent.ask_passphrase
-    session = _Session(repo, target, name, criu, checkpoint_dir, extra)
-    reported = False
-
-    def report(data: dict[str, Any]) -> None:
-        nonlocal reported
-        with contextlib.suppress(BrokenPipeError):  # the caller may be gone
-            os.write(report_fd, json.dumps(data).encode())
-        os.close(report_fd)
-        for fd in (0, 2):
-            os.dup2(devnull, fd)
-        reported = True
-
-    try:
-        session.prepare()
-        with os.fdopen(go_fd, "rb") as told:
-            line = told.readline()
-        if not line.strip():  # cancelled (or the caller died): nothing was restored
-            os.close(report_fd)
-            return 0
-        session.started = float(line)
-        session.run(report)
-        return 0
-    except BaseException as exc:
-        if not reported:
-            code = exc.exit_code if isinstance(exc, CryostashError) else 1
-            message = str(exc) if isinstance(exc, CryostashError) else traceback.format_exc()
-            report({"ok": False, "exit_code": code, "message": message})
-        else:
-            session.record_failure(f"lazy-restore helper failed: {exc!r}")
-        return 1
-    finally:
-        repo.close()
-
-
-class _Session:
-    """One lazy restore, run by the helper."""
+class Session:
+    """One lazy restore, run by the helper (see the module docstring)."""
 
     def __init__(
         self, repo: Repository, target: str, name: str, criu: CriuEngine,
@@ -334,7 +132,7 @@ class _Session:
         self.repo, self.target, self.name = repo, target, name
         self.criu, self.checkpoint_dir, self.extra = criu, checkpoint_dir, extra
         self.started = time.monotonic()
-        self.guard = _Guard()
+        self.guard = Guard()
         self.store_url: str | None = None
         self.detail: dict[str, Any] = {"lazy": True}
 
@@ -347,17 +145,16 @@ class _Session:
         self.store_url = store.url
 
     def run(self, report: Any) -> None:
-        from cryostash.manager.manager import CheckpointManager
-
-        settings: Settings = self.repo.settings
+        """Restore (steps 2-5 of the module docstring); ``report`` gets the result once
+        the process runs."""
+        settings = self.repo.settings
         criu = self.criu
-        mgr = CheckpointManager.for_repository(self.repo)
-        info = mgr.get(self.target, self.name, self.checkpoint_dir)
+        info = self.repo.checkpoint(self.target, self.name, self.checkpoint_dir)
         store = self.repo.store(self.checkpoint_dir)
         self.store_url = store.url
-        manifest = mgr.manifest(store, info)
+        manifest = self.repo.manifest(store, info)
         eager, lazy = split_files(manifest.files)
-        with private_scratch(settings.scratch_dir, f"lazy-{self.target}-{self.name}") as tmp:
+        with self.repo.scratch(f"lazy-{self.target}-{self.name}") as tmp:
             folders = {part: tmp / part for part in ("eager", "mnt", "work")}
             for folder in folders.values():
                 folder.mkdir(mode=0o700)

@@ -1,5 +1,6 @@
-"""Removing what nobody needs any more, safely against other hosts (manager level).
+"""Removing what nobody needs any more, safely against other hosts.
 
+- :func:`remove_checkpoint`: a committed checkpoint, as ``rm`` and ``prune`` remove one.
 - :func:`delete_unreferenced_blobs`: delete blobs from a store, each only if no
   catalog row refers to it at the moment it is deleted (``rm``, a failed create, gc).
 - :func:`undo_create`: best-effort removal of what a failed create wrote.
@@ -27,6 +28,7 @@ from cryostash.types import CheckpointInfo, DumpStats, RestoreOptions, Status
 
 if TYPE_CHECKING:  # SQLAlchemy: loaded when a blob is deleted, not by the read verbs
     from cryostash.catalog import Catalog
+    from cryostash.repository.repository import Repository
 
 #: Digests claimed per catalog transaction (other writers wait while one runs).
 BATCH = 200
@@ -75,6 +77,38 @@ def delete_unreferenced_blobs(
     return result
 
 
+def remove_checkpoint(
+    repository: Repository,
+    info: CheckpointInfo,
+    checkpoint_dir: str | None = None,
+    *,
+    by: str | None = None,
+) -> list[str]:
+    """Remove the checkpoint ``info`` by its id: its catalog row, its manifest and every
+    blob no other checkpoint (committed or pending) refers to; returns the digests of the
+    blobs deleted. ``by`` (e.g. ``"prune"``) is recorded in the ``delete`` event.
+
+    The catalog row goes first (readers stop seeing it at once); a crash after that
+    leaves objects that ``gc`` removes.
+
+    Raises:
+        CheckpointNotFound: that row is gone (nothing else is touched).
+    """
+    store, catalog = repository.store(checkpoint_dir), repository.catalog
+    orphans = catalog.remove(info.id)
+    store.delete_manifest(info.target, info.name)
+    done = delete_unreferenced_blobs(catalog, store, orphans, strict=True)
+    catalog.record_event(
+        host=repository.host,
+        action="delete",
+        target=info.target,
+        name=info.name,
+        store_url=store.url,
+        detail={"blobs_deleted": len(orphans), **({"by": by} if by else {})},
+    )
+    return done.deleted
+
+
 def undo_create(
     catalog: Catalog, store: Store, info: CheckpointInfo, manifest: bytes | None
 ) -> None:
@@ -121,7 +155,7 @@ def undo_create(
 
 def undo_abandoned(catalog: Catalog, store: Store, info: CheckpointInfo) -> bool:
     """Undo the abandoned reservation ``info`` (its creator is dead or its lease expired,
-    see :mod:`cryostash.manager.creators`): abort its row, then remove the manifest it
+    see :mod:`cryostash.repository.reservations`): abort its row, then remove the manifest it
     may have written and the blobs nobody else refers to. True when the row is gone
     (aborted now or by someone else meanwhile); False if it was committed meanwhile.
 

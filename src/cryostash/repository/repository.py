@@ -3,10 +3,12 @@
 A repository is the context of one set of settings: the catalog (opened on first use,
 or given), the stores by checkpoint-folder URL (the default one and any
 ``--checkpoint-dir``), the host recorded in events, the number of parallel transfers
-and the progress factory. :class:`~cryostash.manager.CheckpointManager` (``create``,
-``restore``, ``rm``...) works on one (``mgr.repository``); the operations (``gc``,
-``verify``, ``catalog rebuild``, ``prune``, ``migrate``) take one as their first
-argument. It holds no policy: it only opens and caches what the verbs share.
+and the progress factory. Every operation (:mod:`cryostash.operations`) takes one as its
+first argument; :class:`~cryostash.manager.CheckpointManager` wraps one
+(``mgr.repository``). Besides opening and caching what the verbs share, it answers the
+lookups they share (:meth:`Repository.checkpoint`, :meth:`~Repository.latest`,
+:meth:`~Repository.manifest`, :meth:`~Repository.engine`, :meth:`~Repository.scratch`).
+It holds no verb policy.
 
 Not thread-safe; use one per thread. Close it (or use it as a context manager) to
 release the catalog connection.
@@ -14,15 +16,23 @@ release the catalog connection.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cryostash.catalog.reader import CatalogReader, SqliteReader, open_reader
 from cryostash.config import Settings, secrets
+from cryostash.errors import CheckpointNotFound
+from cryostash.names import validate_name, validate_target
+from cryostash.repository.manifests import verified_manifest
+from cryostash.transfer.scratch import private_scratch
 
 if TYPE_CHECKING:
     from cryostash.catalog import Catalog
-    from cryostash.storage import Progress, Store
+    from cryostash.engines.base import Engine
+    from cryostash.storage import Manifest, Progress, Store
+    from cryostash.types import CheckpointFilter, CheckpointInfo
 
 
 class Repository:
@@ -103,6 +113,72 @@ class Repository:
     def progress_for(self, phase: str) -> Progress | None:
         """The progress callback for ``phase`` (``upload``, ``download``), if any."""
         return self._progress(phase) if self._progress is not None else None
+
+    # -- the lookups every verb shares ---------------------------------------------
+
+    def checkpoint(
+        self, target: str, name: str, checkpoint_dir: str | None = None
+    ) -> CheckpointInfo:
+        """The committed checkpoint ``target``/``name`` of the store ``checkpoint_dir``.
+
+        Raises:
+            InvalidName: bad target or name.
+            CheckpointNotFound: ``checkpoint NAME does not exist for container TARGET``.
+        """
+        validate_target(target)
+        validate_name(name)
+        return self.reader.get(self.store(checkpoint_dir).url, target, name)
+
+    def latest(
+        self,
+        target: str,
+        filters: CheckpointFilter | None = None,
+        checkpoint_dir: str | None = None,
+    ) -> CheckpointInfo:
+        """The newest committed checkpoint of ``target`` (by commit time, then id) that
+        matches ``filters`` (``--latest``).
+
+        Raises:
+            CheckpointNotFound: ``no checkpoint of container TARGET matches (label K=V,
+                host H, since T)`` (``... exists`` without filters).
+        """
+        validate_target(target)
+        found = self.reader.latest(self.store(checkpoint_dir).url, target, filters)
+        if found is None:
+            criteria = filters.describe() if filters else ""
+            raise CheckpointNotFound(
+                f"no checkpoint of container {target} matches ({criteria})"
+                if criteria
+                else f"no checkpoint of container {target} exists"
+            )
+        return found
+
+    def manifest(self, store: Store, info: CheckpointInfo) -> Manifest:
+        """The manifest of ``info`` in ``store``, checked against the catalog's digest
+        (:func:`~cryostash.repository.manifests.verified_manifest`)."""
+        return verified_manifest(store, info)
+
+    def engine(self, name: str) -> Engine:
+        """The engine called ``name``, configured with this repository's CRIU binary."""
+        from cryostash.engines import get_engine
+
+        return get_engine(name, criu_path=self.settings.criu_path)
+
+    @contextlib.contextmanager
+    def scratch(
+        self, purpose: str, on_error: Sequence[Callable[[BaseException], None]] = ()
+    ) -> Iterator[Path]:
+        """A private (0700) scratch folder, locked while in use (so ``gc`` can tell it from
+        one a crash left), removed on exit whatever happens. When the block fails, each of
+        ``on_error`` (a list the block may still append to) is called with the error
+        first, while the folder still exists; one may raise to replace the error."""
+        with private_scratch(self.settings.scratch_dir, purpose) as path:
+            try:
+                yield path
+            except BaseException as exc:
+                for hook in on_error:
+                    hook(exc)
+                raise
 
     def close(self) -> None:
         """Release the catalog connection (a later use opens it again)."""

@@ -29,9 +29,8 @@ from typing import IO, Any
 from cryostash.engines.container_archive import LAYOUT, rebuild_archive
 from cryostash.engines.podman import ARCHIVE
 from cryostash.errors import IntegrityError, StorageError, UsageError
-from cryostash.manager.manager import CheckpointManager
+from cryostash.repository import Repository
 from cryostash.transfer import datapath
-from cryostash.transfer.scratch import private_scratch
 
 COMPRESSIONS = ("zstd", "gzip", "none")
 
@@ -72,20 +71,26 @@ class _Counter:
         self.raw.flush()
 
 
+@dataclass(frozen=True)
+class ExportRequest:
+    """The checkpoint to export, and where: ``output`` (a file path; None: the caller's
+    stream), ``compress`` (``zstd``, ``gzip``, ``none``; default: as imported)."""
+
+    target: str
+    name: str
+    output: str | None = None
+    compress: str | None = None
+    checkpoint_dir: str | None = None
+
+
 def export_archive(
-    mgr: CheckpointManager,
-    target: str,
-    name: str,
-    *,
-    output: Path | None,
-    stream: IO[bytes] | None = None,
-    compress: str | None = None,
-    checkpoint_dir: str | None = None,
+    repo: Repository, request: ExportRequest, stream: IO[bytes] | None = None
 ) -> Exported:
-    """Write ``target``/``name`` as a container checkpoint archive to ``output`` (a file
-    path) or, when it is None, to ``stream``.
+    """Write the checkpoint as a container checkpoint archive to ``request.output`` or,
+    when it is None, to ``stream``.
 
     Raises:
+        RestoreKeyRequired: a writer key of an encrypted store (it reads nothing).
         CheckpointNotFound: no such checkpoint.
         UsageError: ``cannot export a ENGINE checkpoint as a container archive`` (not a
             podman checkpoint), or an unknown ``compress``.
@@ -93,12 +98,16 @@ def export_archive(
             not the imported one.
         StorageError: ``output`` cannot be written.
     """
+    target, name, compress = request.target, request.name, request.compress
+    output = Path(request.output) if request.output is not None else None
+    store = repo.store(request.checkpoint_dir)
+    store.unlock(restore=True)  # a writer key: exit 12
     if compress is not None and compress not in COMPRESSIONS:
         raise UsageError(f"--compress {compress}: expected one of {', '.join(COMPRESSIONS)}")
-    info = mgr.get(target, name, checkpoint_dir)
+    info = repo.checkpoint(target, name, request.checkpoint_dir)
     if info.engine != "podman":
         raise UsageError(f"cannot export a {info.engine} checkpoint as a container archive")
-    manifest = mgr.inspect(target, name, checkpoint_dir).manifest
+    manifest = repo.manifest(store, info)
     paths = {f.path for f in manifest.files}
     imported = LAYOUT in paths
     if not imported and ARCHIVE not in paths:
@@ -108,12 +117,11 @@ def export_archive(
         compress = str(recorded.get("compression") or "none") if imported else "none"
         compress = compress if compress in COMPRESSIONS else "none"
     wanted = [f for f in manifest.files if imported or f.path == ARCHIVE]
-    store = mgr.store(checkpoint_dir)
     started = time.monotonic()
-    with private_scratch(mgr.settings.scratch_dir, f"restore-export-{target}-{name}") as scratch:
+    with repo.scratch(f"restore-export-{target}-{name}") as scratch:
         datapath.unpack_image(
-            mgr.settings, store, wanted, scratch, jobs=mgr.jobs,
-            callback=mgr.repository.progress_for("download"),
+            repo.settings, store, wanted, scratch, jobs=repo.jobs,
+            callback=repo.progress_for("download"),
         )
         if output is None:
             if stream is None:
@@ -124,8 +132,8 @@ def export_archive(
                 raise StorageError(f"cannot write the archive: {exc}") from exc
         else:
             done = _write_file(scratch, imported, output, compress)
-    mgr.catalog.record_event(
-        host=mgr.settings.host,
+    repo.catalog.record_event(
+        host=repo.host,
         action="export",
         target=target,
         name=name,

@@ -16,9 +16,8 @@
    ``checkpointed`` (an ISO 8601 UTC time: ``config.dump``'s ``checkpointedTime``, else
    the kubelet's file name, else the newest member's time), ``source`` (``podman`` or
    ``cri-o``); labels given with ``--label`` win.
-3. **Store** through :meth:`CheckpointManager.create
-   <cryostash.manager.manager.CheckpointManager.create>` with an engine that only hands
-   over the prepared folder (:class:`PreparedArchive`): the usual reservation, chunking
+3. **Store** through :func:`cryostash.operations.create.create` with an engine that only
+   hands over the prepared folder (:class:`PreparedArchive`): the usual reservation, chunking
    and deduplication (each member on its own), manifest, commit and ``checkpoint`` event.
    The engine recorded is ``podman``: ``cryostash restore`` rebuilds the archive and runs
    ``podman container restore --import``; ``cryostash export`` writes it back.
@@ -39,8 +38,7 @@ import re
 import shutil
 import time
 import zlib
-from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -55,9 +53,9 @@ from cryostash.engines.container_archive import (
 )
 from cryostash.engines.podman import SIDECAR
 from cryostash.errors import IntegrityError, StorageError, UsageError
-from cryostash.manager.manager import CheckpointManager
 from cryostash.names import validate_name, validate_target
-from cryostash.transfer.scratch import private_scratch
+from cryostash.operations.create import CreateRequest, create
+from cryostash.repository import Repository
 from cryostash.types import (
     Availability,
     CheckpointInfo,
@@ -294,40 +292,66 @@ class PreparedArchive:
         raise UsageError("an import has no restore of its own: restore with --engine podman")
 
 
-def import_archive(
-    mgr: CheckpointManager,
-    target: str,
-    name: str,
-    source: IO[bytes],
-    *,
-    filename: str | None = None,
-    labels: Mapping[str, str] | None = None,
-    checkpoint_dir: str | None = None,
-    max_member: int = DEFAULT_MAX_MEMBER,
-) -> CheckpointInfo:
-    """Import the checkpoint archive read from ``source`` as ``target``/``name``.
+@dataclass(frozen=True)
+class ImportRequest:
+    """The archive to import, and as what.
 
-    ``filename`` (the archive's path, None for stdin) names it in messages and gives the
-    kubelet's labels; ``labels`` are added to (and win over) the archive's own.
+    Attributes:
+        target, name: the checkpoint to make.
+        filename: the archive's path (read unless the caller hands a stream over; it
+            names the archive in messages and gives the kubelet's labels); None: a stream.
+        labels: added to (and winning over) the archive's own.
+        checkpoint_dir: the store, when not the default one.
+        max_member: the largest member accepted, in bytes.
+    """
+
+    target: str
+    name: str
+    filename: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    checkpoint_dir: str | None = None
+    max_member: int = DEFAULT_MAX_MEMBER
+
+
+def import_archive(
+    repo: Repository, request: ImportRequest, source: IO[bytes] | None = None
+) -> CheckpointInfo:
+    """Import the checkpoint archive read from ``source`` (default: the file
+    ``request.filename``) as ``request.target``/``request.name``.
 
     Raises:
         InvalidName: bad target or name (nothing is read).
+        UsageError: no source, or ``cannot read FILE: REASON``.
         IntegrityError: the archive is corrupt, truncated or hostile (nothing is written
             to the store or the catalog).
         CheckpointExists: ``target``/``name`` exists.
         StorageError, CatalogError: as for ``create`` (what was written is undone).
     """
+    target, name, filename = request.target, request.name, request.filename
     validate_target(target)
     validate_name(name)
+    if source is None:
+        if filename is None:
+            raise UsageError("import needs an archive file or stream")
+        try:
+            source = Path(filename).open("rb")  # noqa: SIM115 - closed below
+        except OSError as exc:
+            raise UsageError(f"cannot read {filename}: {exc.strerror or exc}") from None
     what = filename or "the archive on stdin"
-    with private_scratch(mgr.settings.scratch_dir, f"create-import-{target}-{name}") as scratch:
-        prepared = prepare(source, scratch, what=what, filename=filename, max_member=max_member)
-        return mgr.create(
-            target,
-            name,
-            locator=filename or "-",
+    with source, repo.scratch(f"create-import-{target}-{name}") as scratch:
+        prepared = prepare(
+            source, scratch, what=what, filename=filename, max_member=request.max_member
+        )
+        return create(
+            repo,
+            CreateRequest(
+                target,
+                name,
+                locator=filename or "-",
+                engine=PreparedArchive.name,
+                leave_running=True,  # nothing was stopped: nothing to give back on failure
+                checkpoint_dir=request.checkpoint_dir,
+                labels={**prepared.labels, **request.labels},
+            ),
             engine=PreparedArchive(prepared),
-            leave_running=True,  # nothing was stopped: nothing to give back on failure
-            checkpoint_dir=checkpoint_dir,
-            labels={**prepared.labels, **dict(labels or {})},
         )

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cryostash.errors import CatalogError, CheckpointExists, CheckpointNotFound, CryostashError
-from cryostash.manager import cleanup
+from cryostash.repository import cleanup
 from cryostash.storage import Store
 from cryostash.types import CheckpointInfo, Status
 

@@ -1,0 +1,43 @@
+"""``rm``: remove a checkpoint and the blobs only it used."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cryostash.repository import Repository
+from cryostash.repository.cleanup import remove_checkpoint
+
+
+@dataclass(frozen=True)
+class RmRequest:
+    """The checkpoint to remove, from the store ``checkpoint_dir`` (default: the default)."""
+
+    target: str
+    name: str
+    checkpoint_dir: str | None = None
+
+
+@dataclass(frozen=True)
+class Removed:
+    """What :func:`rm` removed: the checkpoint, and the digests of the blobs deleted."""
+
+    target: str
+    name: str
+    blobs_deleted: tuple[str, ...]
+
+
+def rm(repo: Repository, request: RmRequest) -> Removed:
+    """Remove the committed checkpoint: its catalog row, its manifest and every blob no
+    other checkpoint (committed or pending) refers to
+    (:func:`cryostash.repository.cleanup.remove_checkpoint`).
+
+    The catalog row goes first (readers stop seeing it at once); a crash after that
+    leaves objects that ``gc`` removes.
+
+    Raises:
+        InvalidName: bad target or name.
+        CheckpointNotFound: no such committed checkpoint.
+    """
+    info = repo.checkpoint(request.target, request.name, request.checkpoint_dir)
+    deleted = remove_checkpoint(repo, info, request.checkpoint_dir)
+    return Removed(request.target, request.name, tuple(deleted))
