@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from cryostash import CheckpointManager, UsageError, verify_store
+from cryostash import CheckpointManager, Repository, UsageError, verify_store
 from cryostash.catalog.policies import RetentionCatalog
 from cryostash.cli.app import run
 from cryostash.manager.maintenance import prune_checkpoints
@@ -255,7 +255,7 @@ def _cli(setup: Setup, monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
     """``cryostash ARGS`` in this process, on ``setup``, every engine the fake one."""
     for key, value in setup.cli_env().items():
         monkeypatch.setenv(key, value)
-    monkeypatch.setattr(CheckpointManager, "engine", lambda self, name: FakeEngine())
+    monkeypatch.setattr(Repository, "engine", lambda self, name: FakeEngine())
     return run(list(args))
 
 

@@ -146,7 +146,7 @@ class CheckpointInfo:
     lease_expires_at: datetime | None = None
     manifest_digest: str | None = None  #: BLAKE3 of the manifest bytes, set at commit
     #: The creator of a PENDING row (None once committed, or when not recorded): its
-    #: PID, its identity on its host (:mod:`cryostash.manager.creators`), its scratch lock.
+    #: PID, its identity on its host (:mod:`cryostash.repository.reservations`), its scratch lock.
     owner_pid: int | None = None
     owner_start: str | None = None
     owner_lock: str | None = None

@@ -1,7 +1,7 @@
 """``cryostash export TARGET (NAME | --latest [filters]) [-o FILE] [--compress zstd|gzip|none]``:
 a podman checkpoint (imported, or made with ``--engine podman``) as a container checkpoint
 archive that ``podman container restore --import`` restores (see
-:mod:`cryostash.operations.archive_export`). Without ``-o`` the archive goes to stdout
+:mod:`cryostash.operations.export_archive`). Without ``-o`` the archive goes to stdout
 (never to a terminal). Prints nothing on stdout with ``-o``; ``--json`` prints what was
 written."""
 

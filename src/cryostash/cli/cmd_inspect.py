@@ -1,7 +1,7 @@
 """``cryostash inspect TARGET (NAME | --latest [filters]) [--json | --log | --tree | --files |
 --memory]``: everything known of one checkpoint; with ``--log`` its stored dump log; with
 ``--tree``/``--files``/``--memory``, what its CRIU images hold
-(:mod:`cryostash.operations.look`)."""
+(:mod:`cryostash.operations.inspect_contents`)."""
 
 from __future__ import annotations
 
