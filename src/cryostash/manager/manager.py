@@ -40,8 +40,7 @@ if TYPE_CHECKING:
 class CheckpointManager:
     """Create, list, inspect, restore and remove checkpoints of one set of settings.
 
-    The arguments are the repository's (see :class:`~cryostash.repository.Repository`);
-    :meth:`for_repository` works on an existing one.
+    The arguments are the repository's (see :class:`~cryostash.repository.Repository`).
     """
 
     def __init__(
@@ -53,14 +52,6 @@ class CheckpointManager:
         progress: Callable[[str], Progress | None] | None = None,
     ) -> None:
         self.repository = Repository(settings, catalog=catalog, jobs=jobs, progress=progress)
-
-    @classmethod
-    def for_repository(cls, repository: Repository) -> Self:
-        """A manager working on ``repository`` (shared: closing either closes its catalog).
-        ``__init__`` is not run: a subclass needing more state sets it itself."""
-        mgr = cls.__new__(cls)
-        mgr.repository = repository
-        return mgr
 
     @property
     def settings(self) -> Settings:

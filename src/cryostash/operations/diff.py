@@ -75,7 +75,7 @@ def _chunks(entry: FileEntry | None) -> list[tuple[str, int]]:
     return list(zip(entry.blobs, sizes, strict=True))
 
 
-def differing_bytes(old: FileEntry | None, new: FileEntry | None) -> int:
+def _differing_bytes(old: FileEntry | None, new: FileEntry | None) -> int:
     """The bytes of ``new`` in chunks that ``old`` does not hold (with multiplicity)."""
     have = Counter(digest for digest, _ in _chunks(old))
     differ = 0
@@ -101,7 +101,7 @@ def _memory_diff(a: Look, b: Look) -> dict[str, Any]:
                 "pid": pid,
                 "bytes_a": fa.size if fa else 0,
                 "bytes_b": fb.size if fb else 0,
-                "bytes_differ": differing_bytes(fa, fb),
+                "bytes_differ": _differing_bytes(fa, fb),
                 "mappings_added": [_span(s) for s in sorted(spans_b - spans_a)],
                 "mappings_removed": [_span(s) for s in sorted(spans_a - spans_b)],
             }

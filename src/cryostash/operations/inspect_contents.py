@@ -40,7 +40,7 @@ class Look:
         return next((f for f in self.manifest.files if f.path == path), None)
 
 
-def image_folder(info: CheckpointInfo, manifest: Manifest) -> str:
+def _image_folder(info: CheckpointInfo, manifest: Manifest) -> str:
     """The folder of the manifest that holds CRIU's ``pstree.img``.
 
     Raises:
@@ -75,7 +75,7 @@ def look_inside(
     info = repo.checkpoint(target, name, checkpoint_dir)
     store = repo.store(checkpoint_dir)
     manifest = repo.manifest(store, info)
-    folder = image_folder(info, manifest)
+    folder = _image_folder(info, manifest)
     wanted = [
         f for f in manifest.files
         if posixpath.dirname(f.path) == folder and NEEDED.fullmatch(posixpath.basename(f.path))

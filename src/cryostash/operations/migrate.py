@@ -157,7 +157,7 @@ class MigrateRequest:
         return [f"{self.name}-pre{k}" for k in range(1, self.precopy + 1)]
 
 
-def check_names(source: Repository, request: MigrateRequest) -> list[str]:
+def _check_names(source: Repository, request: MigrateRequest) -> list[str]:
     """Every name the migration will create (pre-copies, then the final one), none of
     which may exist in ``source``.
 
@@ -204,7 +204,7 @@ def migrate(
         )
     if isinstance(destination, LocalDestination):  # restores here: a writer key is refused
         source.store(request.checkpoint_dir).unlock(restore=True)
-    check_names(source, request)
+    _check_names(source, request)
     if request.lazy:
         try:
             destination.check_lazy(request.engine)
@@ -395,7 +395,6 @@ __all__ = [
     "MigrateRequest",
     "MigrationReport",
     "PrecopyStep",
-    "check_names",
     "default_name",
     "migrate",
 ]
