@@ -1,5 +1,5 @@
 """The Backend protocol conformance suite: every guarantee of the docstrings of
-:class:`~cryostash.storage.backend.Backend`, method by method, on every backend of the
+:class:`~cryostash.objects.backend.Backend`, method by method, on every backend of the
 ``backend`` fixture (memory, local, S3 on moto), bare and wrapped the way production wraps
 it (retrying, then caching).
 
@@ -20,11 +20,11 @@ from typing import Any
 import pytest
 
 from cryostash import hooks
-from cryostash.storage import Backend as StorageBackend
-from cryostash.storage import Buffer, ChunkCache, ObjectInfo, WriteBatch
-from cryostash.storage.caching import CachingBackend
-from cryostash.storage.retrying import RetryingBackend
-from cryostash.storage.translate import is_precondition_failed
+from cryostash.objects import Backend as StorageBackend
+from cryostash.objects import Buffer, ChunkCache, ObjectInfo, WriteBatch
+from cryostash.objects.caching import CachingBackend
+from cryostash.objects.retrying import RetryingBackend
+from cryostash.store.translate import is_precondition_failed
 from cryostash.urls import canonical_url
 from tests.support.requirements import missing
 from tests.support.storage_helpers import NO_WAIT, raced, temp_files

@@ -64,7 +64,7 @@ RETRY_WORDS = frozenset({"retry", "retrying"})
 
 @dataclass(frozen=True)
 class Module:
-    name: str  # cryostash.storage.store; the package itself: cryostash
+    name: str  # cryostash.store.store; the package itself: cryostash
     path: Path
     is_package: bool
 
@@ -374,8 +374,8 @@ def test_fsspec_file_systems_stay_in_the_remote_backend() -> None:
 
 
 def _retrying_exports() -> frozenset[str]:
-    """The top-level names of ``cryostash.storage.retrying``."""
-    tree = _tree(MODULES["cryostash.storage.retrying"])
+    """The top-level names of ``cryostash.objects.retrying``."""
+    tree = _tree(MODULES["cryostash.objects.retrying"])
     return frozenset(
         node.name
         for node in tree.body
@@ -384,14 +384,14 @@ def _retrying_exports() -> frozenset[str]:
 
 
 def test_retries_are_imported_only_in_storage() -> None:
-    exported = _retrying_exports() if "cryostash.storage.retrying" in MODULES else frozenset()
+    exported = _retrying_exports() if "cryostash.objects.retrying" in MODULES else frozenset()
     violations = []
     for imp in ALL_IMPORTS:
         if imp.importer.name.startswith("cryostash.storage"):
             continue
         words = {*imp.module.split("."), *imp.target.split("."), *imp.names}
         if words & RETRY_WORDS or (
-            imp.module in {"cryostash.storage", "cryostash.storage.retrying"}
+            imp.module in {"cryostash.storage", "cryostash.objects.retrying"}
             and set(imp.names) & exported
         ):
             violations.append(
@@ -399,6 +399,6 @@ def test_retries_are_imported_only_in_storage() -> None:
                 f"{imp.module}{' (' + ', '.join(imp.names) + ')' if imp.names else ''}"
             )
     assert not violations, (
-        "retries are the storage layer's business (cryostash.storage.retrying):\n"
+        "retries are the storage layer's business (cryostash.objects.retrying):\n"
         + "\n".join(violations)
     )

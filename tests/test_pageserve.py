@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 
 from cryostash.errors import StorageError
-from cryostash.storage import FetchedChunk
+from cryostash.store import FetchedChunk
 from cryostash.transfer.pageserve import PageSource
 from cryostash.types import FileEntry
 

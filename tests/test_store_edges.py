@@ -17,15 +17,10 @@ from typing import Any
 import pytest
 
 from cryostash.errors import CheckpointExists, CheckpointNotFound, StorageError, UsageError
-from cryostash.storage import Store
-from cryostash.storage.local import LocalBackend
-from cryostash.storage.location import open_backend
-from cryostash.storage.translate import (
-    is_precondition_failed,
-    is_transient,
-    store_problem,
-    translate,
-)
+from cryostash.objects.local import LocalBackend
+from cryostash.objects.location import open_backend
+from cryostash.store import Store
+from cryostash.store.translate import is_precondition_failed, is_transient, store_problem, translate
 from cryostash.urls import canonical_url, strip_credentials
 from tests.support.processes import free_port
 from tests.support.storage_helpers import ONCE, encoded, temp_files, trace_renames
@@ -46,9 +41,9 @@ def test_local_root_is_created_on_first_write(tmp_path: Path) -> None:
     root = tmp_path / "a" / "b" / "store"
     store = Store(str(root))
     assert not store.exists() and not root.exists()
-    assert dict(store.inventory().manifests) == {} and store.holds_no_blob()
+    assert dict(store.maintenance.inventory().manifests) == {} and store.chunks.holds_none()
     assert not root.exists()
-    store.write_manifest("c1", "cp1", b"{}")
+    store.manifests.write("c1", "cp1", b"{}")
     assert store.exists() and (root / "checkpoints/c1/cp1/manifest.json").is_file()
 
 
@@ -63,15 +58,15 @@ def test_unwritable_root_fails_check_writable(tmp_path: Path) -> None:
         store.check_writable()
     assert str(err.value).startswith(f"store {root} is not writable: ")
     with pytest.raises(StorageError) as err2:  # not CheckpointExists
-        store.write_manifest("c1", "cp1", b"{}")
+        store.manifests.write("c1", "cp1", b"{}")
     assert not isinstance(err2.value, CheckpointExists)
 
 
 def test_local_manifest_write_leaves_no_temporary_file(tmp_path: Path) -> None:
     store = Store(str(tmp_path / "s"))
-    store.write_manifest("c1", "cp1", b"{}")
+    store.manifests.write("c1", "cp1", b"{}")
     with pytest.raises(CheckpointExists):
-        store.write_manifest("c1", "cp1", b"other")
+        store.manifests.write("c1", "cp1", b"other")
     assert os.listdir(tmp_path / "s/checkpoints/c1/cp1") == ["manifest.json"]
 
 
@@ -85,9 +80,9 @@ def test_local_manifest_write_failure_leaves_nothing(
 
     monkeypatch.setattr(os, "link", broken_link)
     with pytest.raises(StorageError, match="I/O error"):
-        store.write_manifest("c1", "cp1", b"{}")
+        store.manifests.write("c1", "cp1", b"{}")
     assert os.listdir(tmp_path / "s/checkpoints/c1/cp1") == []
-    assert not store.manifest_exists("c1", "cp1")
+    assert not store.manifests.exists("c1", "cp1")
 
 
 def test_local_manifest_write_interrupted_leaves_nothing(
@@ -104,7 +99,7 @@ def test_local_manifest_write_interrupted_leaves_nothing(
 
     monkeypatch.setattr(os, "fsync", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        store.write_manifest("c1", "cp1", b"{}")
+        store.manifests.write("c1", "cp1", b"{}")
     monkeypatch.undo()
     assert os.listdir(tmp_path / "s/checkpoints/c1/cp1") == []
 
@@ -120,14 +115,14 @@ def test_local_chunk_writes_are_atomic_on_failure(
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(os, failing, broken)
-    batch = store.write_batch()
+    batch = store.chunks.batch()
     batch.add(digest, parts)
     with pytest.raises(StorageError, match="No space left"):
         batch.commit()
     with pytest.raises(OSError, match="No space left"):
         LocalBackend(str(tmp_path / "s")).put("blobs/ab/x", [b"x"])
     monkeypatch.undo()
-    assert not store.has_blob(digest)
+    assert not store.chunks.has(digest)
     assert [p for p in (tmp_path / "s").rglob("*") if p.is_file()] == []
 
 
@@ -155,13 +150,13 @@ def _local_fs() -> Any:
 def test_a_local_store_is_used_without_importing_fsspec(tmp_path: Path) -> None:
     # Start-up time: create, restore and ls on the local disk never load fsspec.
     code = (
-        "import sys, blake3; from cryostash.storage import Store, codec;"
+        "import sys, blake3; from cryostash.store import Store, codec;"
         f"s = Store({str(tmp_path / 'store')!r}); s.check_writable();"
-        "s.write_manifest('c1', 'cp1', b'{}'); assert s.read_manifest('c1', 'cp1') == b'{}';"
-        "assert s.manifest_exists('c1', 'cp1') and s.exists();"
-        "d = blake3.blake3(b'x').hexdigest(); b = s.write_batch();"
-        "b.add(d, codec.encode(b'x', None)); b.commit(); assert s.read_chunk(d, 1) == b'x';"
-        "assert list(s.inventory().blobs) == [d];"
+        "s.manifests.write('c1', 'cp1', b'{}'); assert s.manifests.read('c1', 'cp1') == b'{}';"
+        "assert s.manifests.exists('c1', 'cp1') and s.exists();"
+        "d = blake3.blake3(b'x').hexdigest(); b = s.chunks.batch();"
+        "b.add(d, codec.encode(b'x', None)); b.commit(); assert s.chunks.read(d, 1) == b'x';"
+        "assert list(s.maintenance.inventory().blobs) == [d];"
         "assert 'fsspec' not in sys.modules, sorted(sys.modules)"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -176,7 +171,7 @@ def test_s3_missing_bucket_is_named(moto_server: MotoServer) -> None:
         store.check_writable()
     assert str(err.value) == f"store {store.url}: the bucket does not exist"
     with pytest.raises(StorageError) as gone:  # not "checkpoint does not exist"
-        store.read_manifest("a1", "b1")
+        store.manifests.read("a1", "b1")
     assert str(gone.value) == (
         f"cannot read manifest of a1/b1 in store {store.url}: the bucket does not exist"
     )

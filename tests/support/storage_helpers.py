@@ -18,8 +18,9 @@ from typing import TypeVar
 import blake3
 import pytest
 
-from cryostash.storage import Backend as StorageBackend
-from cryostash.storage import Buffer, Manifest, ObjectInfo, RetryPolicy, Store, WriteBatch, codec
+from cryostash.objects import Backend as StorageBackend
+from cryostash.objects import Buffer, ObjectInfo, RetryPolicy, WriteBatch
+from cryostash.store import Manifest, Store, codec
 from tests.support.stores import RawStore
 
 T = TypeVar("T")
@@ -37,7 +38,7 @@ def encoded(data: bytes, level: int | None = 3) -> tuple[str, list[Buffer]]:
 
 def store_chunks(store: Store, *contents: bytes) -> list[str]:
     """Store each of ``contents`` as a chunk, as ``pack`` does; their digests."""
-    batch = store.write_batch(jobs=2)
+    batch = store.chunks.batch(jobs=2)
     digests = []
     for data in contents:
         digest, parts = encoded(data)

@@ -44,7 +44,7 @@ def receive(
         UsageError / EngineError: a lazy restore cannot run here.
     """
     manager.catalog  # noqa: B018 (connects now, not in the downtime)
-    manager.store(checkpoint_dir).manifest_exists(target, name)  # loads and reaches the store
+    manager.store(checkpoint_dir).manifests.exists(target, name)  # loads and reaches the store
     launch = None
     if lazy_engine is not None:
         from cryostash.manager.lazy import prepare_lazy

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from cryostash.engines.base import Engine
 from cryostash.errors import CatalogError, CheckpointNotFound, CryostashError
-from cryostash.storage import Store
+from cryostash.store import Store
 from cryostash.transfer.scratch import short_name
 from cryostash.types import CheckpointInfo, DumpStats, RestoreOptions, Status
 
@@ -64,7 +64,7 @@ def delete_unreferenced_blobs(
         with maintenance.claim_unreferenced(store.url, batch) as free:
             for digest in sorted(free):
                 try:
-                    store.delete_blob(digest)
+                    store.chunks.delete(digest)
                 except CryostashError as exc:
                     if strict:
                         raise
@@ -108,8 +108,8 @@ def undo_create(
         return
     if manifest is not None:
         with contextlib.suppress(Exception):
-            if status is Status.PENDING or store.read_manifest(info.target, info.name) == manifest:
-                store.delete_manifest(info.target, info.name)
+            if status is Status.PENDING or store.manifests.read(info.target, info.name) == manifest:
+                store.manifests.delete(info.target, info.name)
     if status is None:
         return
     orphans: list[str] = []
@@ -129,7 +129,7 @@ def undo_abandoned(catalog: Catalog, store: Store, info: CheckpointInfo) -> bool
     only if it still holds the bytes read before the row was aborted.
     """
     try:
-        before: bytes | None = store.read_manifest(info.target, info.name)
+        before: bytes | None = store.manifests.read(info.target, info.name)
     except CheckpointNotFound:
         before = None
     try:
@@ -138,8 +138,8 @@ def undo_abandoned(catalog: Catalog, store: Store, info: CheckpointInfo) -> bool
         return False  # committed meanwhile (by its creator or gc)
     if before is not None:
         with contextlib.suppress(CheckpointNotFound):
-            if store.read_manifest(info.target, info.name) == before:
-                store.delete_manifest(info.target, info.name)
+            if store.manifests.read(info.target, info.name) == before:
+                store.manifests.delete(info.target, info.name)
     delete_unreferenced_blobs(catalog, store, orphans)
     return True
 

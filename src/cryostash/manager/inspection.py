@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from cryostash.errors import CheckpointNotFound, IntegrityError
-from cryostash.storage import Manifest, ManifestMismatch, Store
-from cryostash.storage.manifest import load_manifest
+from cryostash.store import Manifest, ManifestMismatch, Store
+from cryostash.store.manifest import load_manifest
 from cryostash.types import CheckpointInfo
 
 
@@ -22,7 +22,7 @@ def verified_manifest(store: Store, info: CheckpointInfo) -> Manifest:
         IntegrityError: anything else wrong with it.
     """
     t, n, expected = info.target, info.name, info.manifest_digest
-    data = store.read_manifest(t, n)
+    data = store.manifests.read(t, n)
     digest_of = store.sealing.manifest_digest  # keyed on an encrypted store
     try:
         loaded = load_manifest(data, target=t, name=n, expected=expected, digest_of=digest_of)
@@ -86,7 +86,7 @@ def stored_file(store: Store, manifest: Manifest, path: str = DUMP_LOG) -> bytes
         if entry.path == path:
             sizes = entry.chunk_sizes or (entry.size,)
             return b"".join(
-                store.read_chunk(digest, size)
+                store.chunks.read(digest, size)
                 for digest, size in zip(entry.blobs, sizes, strict=True)
             )
     raise CheckpointNotFound(

@@ -34,8 +34,9 @@ from cryostash.manager import cleanup, creators
 from cryostash.manager.inspection import Inspection, verified_manifest
 from cryostash.manager.repository import Repository
 from cryostash.names import validate_host, validate_labels, validate_name, validate_target
-from cryostash.storage import Manifest, Progress, Store
+from cryostash.store import Manifest, Store
 from cryostash.transfer import datapath
+from cryostash.transfer.progress import Progress
 from cryostash.transfer.scratch import mark_stopped, private_scratch
 from cryostash.types import (
     CheckpointFilter,
@@ -186,7 +187,7 @@ class CheckpointManager:
         beat = creators.Heartbeat(self.catalog, info.id, lease_s)
         beat.start()  # renews the lease until the commit: a live create keeps its name
         try:
-            if store.manifest_exists(target, name):
+            if store.manifests.exists(target, name):
                 raise CheckpointExists(
                     f"checkpoint with name {name} already exists for container {target}"
                 )
@@ -249,7 +250,7 @@ class CheckpointManager:
                 data = manifest.to_bytes()
                 beat.renew()  # a full lease for the manifest and the commit
                 written = data  # from here a manifest at this name may be ours
-                store.write_manifest(target, name, data)
+                store.manifests.write(target, name, data)
                 hooks.reached("after-manifest")
                 committed = self.catalog.commit(
                     info.id,
@@ -474,7 +475,7 @@ class CheckpointManager:
         """
         store = self.store(checkpoint_dir)
         orphans = self.catalog.remove(info.id)
-        store.delete_manifest(info.target, info.name)
+        store.manifests.delete(info.target, info.name)
         done = cleanup.delete_unreferenced_blobs(self.catalog, store, orphans, strict=True)
         self.catalog.record_event(
             host=self.settings.host,

@@ -22,7 +22,8 @@ from cryostash.config import Settings, secrets
 
 if TYPE_CHECKING:
     from cryostash.catalog import Catalog
-    from cryostash.storage import Progress, Store
+    from cryostash.store import Store
+    from cryostash.transfer.progress import Progress
 
 
 class Repository:
@@ -83,7 +84,7 @@ class Repository:
         :class:`Store` per URL, kept for the repository's life."""
         url = checkpoint_dir or self.settings.store_url
         if url not in self._stores:
-            from cryostash.storage import Store
+            from cryostash.store import Store
 
             self._stores[url] = Store(
                 url,

@@ -86,9 +86,14 @@ class Backend(Protocol):
             hosts (local disk: ``link``; S3: ``If-None-Match: *``; memory: a lock).
     """
 
-    url: str
-    remote: bool
-    atomic_create: bool
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def remote(self) -> bool: ...
+
+    @property
+    def atomic_create(self) -> bool: ...
 
     def get(self, key: Key) -> bytes:
         """The whole object at ``key`` (NotFound if missing)."""

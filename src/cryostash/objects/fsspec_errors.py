@@ -67,17 +67,18 @@ _NO_CREDENTIALS = (
 )
 
 
+_Types = tuple[type[BaseException], ...]
+
+
 @functools.cache
-def _types() -> tuple[
-    tuple[type[BaseException], ...], tuple[type[BaseException], ...], tuple[type[BaseException], ...]
-]:
+def _types() -> tuple[_Types, _Types, _Types]:
     """(transient, unreachable, no-credentials) exception types of the installed
     transports (empty tuples for those not installed)."""
     transient: list[type[BaseException]] = []
     unreachable: list[type[BaseException]] = []
     missing: list[type[BaseException]] = []
     try:
-        from botocore import exceptions as boto
+        from botocore import exceptions as boto  # type: ignore[import-untyped]
     except ImportError:
         pass
     else:
@@ -141,7 +142,7 @@ def _transient(exc: BaseException, code: str | None) -> bool:
         return True
     transient, _, _ = _types()
     for link in chain(exc):
-        if isinstance(link, transient) or isinstance(link, TimeoutError | ConnectionError):
+        if isinstance(link, (*transient, TimeoutError, ConnectionError)):
             return True
         if isinstance(link, OSError) and isinstance(from_os_error(link), Transient):
             return True

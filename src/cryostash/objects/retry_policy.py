@@ -15,7 +15,7 @@ A policy is immutable and thread-safe (``random.random`` is).
 
 from __future__ import annotations
 
-import random
+import random as _random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -46,11 +46,11 @@ class RetryPolicy:
     deadline_s: float | None = 120.0
     clock: Callable[[], float] = field(default=time.monotonic, repr=False, compare=False)
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False, compare=False)
-    random: Callable[[], float] = field(default=random.random, repr=False, compare=False)
+    random: Callable[[], float] = field(default=_random.random, repr=False, compare=False)
 
     def delay(self, retry: int) -> float:
         """The wait before retry number ``retry`` (1-based), jitter drawn."""
-        bound = min(self.backoff_s * 2 ** (retry - 1), self.max_backoff_s)
+        bound = min(self.backoff_s * 2.0 ** (retry - 1), self.max_backoff_s)
         return bound / 2 + bound / 2 * self.random()
 
     def run(

@@ -100,7 +100,7 @@ def check_engines(settings: Settings) -> list[Check]:
 
 def check_store(settings: Settings) -> Check:
     """Open the default store and prove it is writable (a probe object is written and removed)."""
-    from cryostash.storage import Store
+    from cryostash.store import Store
 
     try:
         store = Store(settings.store_url, settings.storage_options)

@@ -26,7 +26,7 @@ from typing import Any
 from cryostash.engines.criu_contents import NEEDED, Contents, ProcessMemory, read_contents
 from cryostash.errors import UsageError
 from cryostash.manager.manager import CheckpointManager
-from cryostash.storage import Manifest
+from cryostash.store import Manifest
 from cryostash.transfer import datapath
 from cryostash.transfer.scratch import private_scratch
 from cryostash.types import CheckpointInfo, FileEntry

@@ -25,7 +25,7 @@ from cryostash.catalog.maintenance import CatalogMaintenance
 from cryostash.errors import CheckpointNotFound, IntegrityError
 from cryostash.manager import CheckpointManager, Repository, repository_of
 from cryostash.operations.verify import presence_problem
-from cryostash.storage import Store, StoredManifest
+from cryostash.store import Store, StoredManifest
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ def rebuild_catalog(
     repo = repository_of(repo)
     store, catalog = repo.store(checkpoint_dir), repo.catalog
     store.unlock(restore=True)  # the key (KeyRequired, WrongKey, RestoreKeyRequired) first
-    inv = store.inventory()
+    inv = store.maintenance.inventory()
     stored = {d: obj.size for d, obj in inv.blobs.items()}
     committed = {(i.target, i.name): i for i in catalog.list(store.url)}
     pending = {(i.target, i.name) for i in catalog.pending(store.url)}
@@ -80,7 +80,7 @@ def rebuild_catalog(
     for (target, name) in sorted(inv.manifests):
         label = f"{target}/{name}"
         try:
-            loaded = store.load_manifest(target, name)
+            loaded = store.manifests.load(target, name)
         except CheckpointNotFound:
             continue  # removed meanwhile
         except IntegrityError as exc:

@@ -33,8 +33,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from cryostash.errors import IntegrityError
-from cryostash.store import codec
 from cryostash.objects.backend import Buffer
+from cryostash.store import codec
 
 #: First byte of a sealed object (codec tags are 0x00 and 0x01; a manifest starts with ``{``).
 SEALED_TAG = 0xE1

@@ -66,7 +66,9 @@ def translate(
     transient = isinstance(err, Transient)
     text = detail(err)
     if err.problem is not None:
-        return StorageError(f"cannot {op} {where} in store {url}: {err.problem}", transient=transient)
+        return StorageError(
+            f"cannot {op} {where} in store {url}: {err.problem}", transient=transient
+        )
     if isinstance(err, NotFound) and not_found is not None:
         return not_found()
     if isinstance(err, AlreadyExists) and exists is not None:

@@ -39,8 +39,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from cryostash.errors import IntegrityError, RestoreKeyRequired
-from cryostash.store import layout
 from cryostash.objects.backend import Buffer
+from cryostash.store import layout
 from cryostash.store.sealing import NONCE_LEN, OVERHEAD, SEALED_TAG, Sealing, is_sealed
 
 #: ``names`` of the configuration's ``encryption`` for such a store (older readers refuse it).

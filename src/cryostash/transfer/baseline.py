@@ -18,7 +18,7 @@ What may be trusted, and why:
   (:func:`~cryostash.transfer.scratch.private_scratch`, named ``create-...-baseline-...``
   so that ``gc`` removes it if its owner died). They are never compared with the store.
 - The names are reused only for the store that named them (the same URL and the same
-  :class:`~cryostash.storage.sealing.Sealing` object: an encrypted store's chunk names
+  :class:`~cryostash.store.sealing.Sealing` object: an encrypted store's chunk names
   are keyed, and the same key named the kept chunks) and the same chunk parameters
   (:meth:`KeptImage.serves`); otherwise the pack is a full one.
 - A reused name still goes through the catalog like any other (its ``reserve``): the
@@ -44,8 +44,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cryostash.storage import Store
-from cryostash.storage.sealing import Sealing
+from cryostash.store import Store
+from cryostash.store.sealing import Sealing
 from cryostash.transfer.chunking import ChunkParams
 from cryostash.transfer.resync import Reference
 from cryostash.transfer.scratch import private_scratch
