@@ -95,7 +95,7 @@ def _plant(setup: Setup, tmp_path: Path, announced: int) -> None:
     from sqlalchemy import update
     from sqlalchemy.orm import Session
 
-    from cryostash.catalog.engine import create_catalog_engine
+    from cryostash.catalog.database import create_catalog_engine
     from cryostash.catalog.models import CheckpointRow
 
     make_image(tmp_path / "image")

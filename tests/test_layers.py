@@ -2,14 +2,15 @@
 parsing every module with :mod:`ast` (nothing of cryostash is imported).
 
 Layers, top to bottom; a module imports only from its own layer or the layers below, and
-the siblings of one line (``operations | install``, ``engines | storage | catalog``) do
+the siblings of one line (``operations | install``, ``engines | store | catalog``) do
 not import each other::
 
     cli (and __main__)
     operations | install
     manager
     transfer
-    engines | storage | catalog
+    engines | store | catalog       (store: the checkpoint store format)
+    objects                         (the object seam: backends and their wrappers)
     config
     leaves: the root modules (errors, names, types, units, urls, redact, retention, hooks)
 
@@ -39,14 +40,15 @@ PACKAGE = SRC / "cryostash"
 
 #: Layer of each folder of the package, and its rank (higher imports lower).
 LAYERS: dict[str, int] = {
-    "cli": 7,
-    "operations": 6,
-    "install": 6,
-    "manager": 5,
-    "transfer": 4,
-    "engines": 3,
-    "storage": 3,
-    "catalog": 3,
+    "cli": 8,
+    "operations": 7,
+    "install": 7,
+    "manager": 6,
+    "transfer": 5,
+    "engines": 4,
+    "store": 4,
+    "catalog": 4,
+    "objects": 3,
     "config": 2,
     "leaves": 1,
 }
@@ -57,7 +59,7 @@ LEAVES = frozenset(
 MAX_LINES = 500
 MAX_ROOT_MODULES = 14
 #: The only places allowed to touch an fsspec file system attribute (dot, "fs", boundary).
-FS_ALLOWED = ("src/cryostash/storage/remote.py", "tests/support/")
+FS_ALLOWED = ("src/cryostash/objects/fsspec_backend.py", "tests/support/")
 FS_PATTERN = re.compile(r"\.f" r"s\b")
 RETRY_WORDS = frozenset({"retry", "retrying"})
 
@@ -79,7 +81,7 @@ class Import:
     line: int
     target: str  # the cryostash module imported (resolved), or the external module
     names: tuple[str, ...]  # the names of a ``from ... import``; () for ``import``
-    module: str  # the module as written (absolute), e.g. cryostash.storage
+    module: str  # the module as written (absolute), e.g. cryostash.store
     lazy: bool  # inside a function: runs when called, not at import time
     type_checking: bool
 
@@ -368,37 +370,56 @@ def test_fsspec_file_systems_stay_in_the_remote_backend() -> None:
             if FS_PATTERN.search(line):
                 hits.append(f"{rel}:{number}: {line.strip()}")
     assert not hits, (
-        "an fsspec file system attribute outside src/cryostash/storage/remote.py:\n"
+        "an fsspec file system attribute outside src/cryostash/objects/fsspec_backend.py:\n"
         + "\n".join(hits)
     )
 
 
-def _retrying_exports() -> frozenset[str]:
-    """The top-level names of ``cryostash.objects.retrying``."""
-    tree = _tree(MODULES["cryostash.objects.retrying"])
+#: The modules of the retries, and the packages allowed to import them: the object seam
+#: (its retrying wrapper) and the checkpoint format (its Store wraps every backend).
+RETRY_MODULES = frozenset({"cryostash.objects.retrying", "cryostash.objects.retry_policy"})
+RETRY_IMPORTERS = ("cryostash.objects", "cryostash.store")
+#: Libraries that speak SQL or drive CRIU: neither the seam nor the format may import them.
+SQL_OR_CRIU = frozenset({"sqlalchemy", "alembic", "psycopg", "sqlite3", "pycriu"})
+
+
+def _retry_exports() -> frozenset[str]:
+    """The top-level names of the retry modules."""
     return frozenset(
         node.name
-        for node in tree.body
+        for name in RETRY_MODULES
+        for node in _tree(MODULES[name]).body
         if isinstance(node, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
     )
 
 
-def test_retries_are_imported_only_in_storage() -> None:
-    exported = _retrying_exports() if "cryostash.objects.retrying" in MODULES else frozenset()
+def test_retries_are_imported_only_by_the_object_seam_and_the_store_format() -> None:
+    exported = _retry_exports()
     violations = []
     for imp in ALL_IMPORTS:
-        if imp.importer.name.startswith("cryostash.storage"):
+        if imp.importer.name.startswith(RETRY_IMPORTERS):
             continue
         words = {*imp.module.split("."), *imp.target.split("."), *imp.names}
-        if words & RETRY_WORDS or (
-            imp.module in {"cryostash.storage", "cryostash.objects.retrying"}
-            and set(imp.names) & exported
+        if (
+            words & RETRY_WORDS
+            or imp.target in RETRY_MODULES
+            or (imp.module == "cryostash.objects" and set(imp.names) & exported)
         ):
             violations.append(
                 f"{imp.importer.rel}:{imp.line}: {imp.importer.name} imports "
                 f"{imp.module}{' (' + ', '.join(imp.names) + ')' if imp.names else ''}"
             )
     assert not violations, (
-        "retries are the storage layer's business (cryostash.objects.retrying):\n"
+        "retries are the object seam's business (cryostash.objects.retrying):\n"
         + "\n".join(violations)
     )
+
+
+def test_the_seam_and_the_format_know_neither_sql_nor_criu() -> None:
+    violations = [
+        f"{imp.importer.rel}:{imp.line}: {imp.importer.name} imports {imp.target}"
+        for imp in ALL_IMPORTS
+        if imp.importer.name.startswith(("cryostash.objects", "cryostash.store"))
+        and imp.target.split(".")[0] in SQL_OR_CRIU
+    ]
+    assert not violations, "SQL or CRIU below the catalog and engines:\n" + "\n".join(violations)

@@ -147,7 +147,7 @@ def _exposed(path: Path) -> bool:
 
 def private_paths(settings: Settings) -> list[tuple[str, Path]]:
     """The local places that hold process memory or its metadata: ``(what, path)``."""
-    from cryostash.catalog.engine import parse_url
+    from cryostash.catalog.database import parse_url
     from cryostash.urls import LOCAL_PROTOCOLS, canonical_url, protocols
 
     found: list[tuple[str, Path]] = []

@@ -42,20 +42,18 @@ from collections.abc import Callable, Mapping, Sequence, Set
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cryostash.errors import StorageError
 from cryostash.store import ChunkBatch, Store, codec
 from cryostash.store.manifest import validate_relpath
+from cryostash.transfer.baseline import KeptImage
 from cryostash.transfer.chunking import ChunkParams, is_zero, map_file
 from cryostash.transfer.progress import Progress
 from cryostash.transfer.resync import Reference, Tally, rechunk
 from cryostash.transfer.wholehash import State, WholeHash
 from cryostash.transfer.workers import Shared, walk
 from cryostash.types import FileEntry
-
-if TYPE_CHECKING:
-    from cryostash.transfer.baseline import KeptImage
 
 #: Reserve chunks with the catalog in batches of at most this many distinct digests. The
 #: first batch holds 4 and each next one twice as many (so uploads start at once), and a
