@@ -28,6 +28,7 @@ from cryostash.errors import (
     UsageError,
 )
 from cryostash.store import Manifest, ManifestMismatch, Store
+from cryostash.store.manifests import Manifests
 from cryostash.urls import canonical_url, strip_credentials
 from tests.support.fake_engine import FakeManager, make_image
 from tests.support.storage_helpers import (
@@ -132,18 +133,18 @@ class TestStoreConformance:
     ) -> None:
         files = make_image(tmp_path / "image")
         seen: dict[str, object] = {}
-        real_write = Store.write_manifest
+        real_write = Manifests.write
 
-        def spying_write(store: Store, target: str, name: str, data: bytes) -> None:
+        def spying_write(manifests: Manifests, target: str, name: str, data: bytes) -> None:
             manifest = Manifest.from_bytes(data, target=target, name=name)
             digests = {d for entry in manifest.files for d in entry.blobs}
             raw = backend.raw
             seen["digests"] = digests
             seen["absent"] = sorted(d for d in digests if not raw.exists(raw.blob(d)))
-            seen["listed"] = dict(store.maintenance.inventory().manifests)
-            real_write(store, target, name, data)
+            seen["listed"] = dict(backend.store().maintenance.inventory().manifests)
+            real_write(manifests, target, name, data)
 
-        monkeypatch.setattr(Store, "write_manifest", spying_write)
+        monkeypatch.setattr(Manifests, "write", spying_write)
         settings = Settings(
             store_url=backend.url,
             catalog_url=f"sqlite:///{tmp_path / 'catalog.db'}",

@@ -2,7 +2,7 @@
 
 :class:`PageSource` answers ``read(name, offset, size)`` for the files of a manifest
 (CRIU's ``pages-*.img``) without the files ever existing on disk: the chunks covering
-the range are fetched through :meth:`~cryostash.store.store.Store.fetch_chunk` (the
+the range are fetched through :meth:`~cryostash.store.chunks.Chunks.fetch` (the
 store's chunk cache first when it reads through one, then the store) and **verified
 (BLAKE3 and size) before a byte of them is returned**; all-zero chunks are recognised
 by their digest and never fetched. :mod:`cryostash.transfer.fusefs` puts these reads

@@ -11,7 +11,7 @@ Contract of :func:`unpack`:
   the zeros here overlaps with the fetches. Measured on a 512 MiB image, half zeros:
   CRIU's restore 0.53-0.55 s instead of 0.55-0.98 s, the whole restore ~0.1 s faster.)
 - Every other distinct chunk is fetched once, by ``jobs`` threads, through
-  :meth:`~cryostash.store.store.Store.fetch_chunk`: from the store's chunk cache when it
+  :meth:`~cryostash.store.chunks.Chunks.fetch`: from the store's chunk cache when it
   reads through one that holds it, else from the store (transient failures retried by
   the store); it is decoded and verified (BLAKE3 of the plain bytes, and the plain size
   the manifest records) before a byte of it is written, then written at every offset
@@ -218,7 +218,7 @@ def unpack(
 
 
 def fetch_verified(store: Store, digest: str, size: int, what: str) -> FetchedChunk:
-    """:meth:`Store.fetch_chunk`, a missing object reported as corruption of the
+    """:meth:`Chunks.fetch`, a missing object reported as corruption of the
     checkpoint: ``WHAT is missing from store URL`` (IntegrityError)."""
     try:
         return store.chunks.fetch(digest, size, what=what)
