@@ -329,11 +329,11 @@ class TestStoreConformance:
         store.manifests.write("c2", "cp3", b"{}")
         for target, name in (("c1", "cp1"), ("c1", "cp2"), ("c2", "cp3")):
             store.manifests.delete(target, name)
-        removed = store.tidy(older_than=time.time() + 60, keep=[("c1", "cp2")])
+        removed = store.maintenance.tidy(older_than=time.time() + 60, keep=[("c1", "cp2")])
         assert removed == (1 if backend.name == "local" else 0)  # c2 (cp* are gone)
         if backend.name == "local":
             assert sorted(os.listdir(Path(backend.url) / "checkpoints")) == ["c1"]
-        assert store.tidy(older_than=time.time() + 60) >= 0
+        assert store.maintenance.tidy(older_than=time.time() + 60) >= 0
 
     def test_exists_and_check_writable(self, backend: Backend) -> None:
         store = backend.store()

@@ -156,8 +156,10 @@ def classify(exc: Exception) -> BackendError:
         return exc
     code = response_code(exc)
     problem = _problem(exc, code)
-    if problem is not None:
-        return sentinel(Transient if _transient(exc, code) else Permanent, exc, problem)
+    if problem is not None:  # a missing bucket stays "not found" (no store there yet)
+        missing = isinstance(exc, FileNotFoundError)
+        kind = NotFound if missing else Transient if _transient(exc, code) else Permanent
+        return sentinel(kind, exc, problem)
     if isinstance(exc, FileNotFoundError):
         return sentinel(NotFound, exc)
     if isinstance(exc, FileExistsError) or code in {"PreconditionFailed", "412"}:
