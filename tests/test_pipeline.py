@@ -13,6 +13,7 @@ import pytest
 
 from cryostash.errors import IntegrityError, StorageError
 from cryostash.objects import Buffer, ChunkCache, RetryPolicy, WriteBatch
+from cryostash.objects.key import Key
 from cryostash.objects.local import LocalBackend
 from cryostash.store import Store
 from cryostash.transfer.chunking import ChunkParams, zero_digest
@@ -264,14 +265,14 @@ class FakeFailingLocalBackend(LocalBackend):
     def __init__(self, root: str, fail_after: int) -> None:
         super().__init__(root)
         self.fail_after = fail_after
-        self.added: list[str] = []
+        self.added: list[Key] = []
 
     def batch(self, jobs: int) -> WriteBatch:  # type: ignore[override]
         real = super().batch(jobs)
         owner = self
 
         class FakeFailingBatch:
-            def add(self, key: str, parts: Sequence[Buffer]) -> bool:
+            def add(self, key: Key, parts: Sequence[Buffer]) -> bool:
                 owner.added.append(key)
                 if len(owner.added) > owner.fail_after:
                     raise OSError(errno.EIO, "disk on fire")

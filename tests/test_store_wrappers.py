@@ -134,7 +134,7 @@ def test_retrying_batch_retries_its_writes(
         def __init__(self, inner: WriteBatch) -> None:
             self.inner = inner
 
-        def add(self, key: str, parts: Sequence[Buffer]) -> bool:
+        def add(self, key: Key, parts: Sequence[Buffer]) -> bool:
             if failures:
                 raise failures.pop()
             return self.inner.add(key, parts)
