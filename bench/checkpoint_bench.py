@@ -135,7 +135,7 @@ class Bench:
         """Compile (untimed) what the measured commands import, into the private prefix."""
         env = self.env("warm")
         code = ("import cryostash.cli.app, cryostash.repository, cryostash.transfer, "
-                "cryostash.engines.criu, cryostash.storage.s3")
+                "cryostash.engines.criu, cryostash.objects.s3")
         timed([sys.executable, "-c", code], env)
         timed([*CLI, "ls"], env)
 

@@ -251,7 +251,7 @@ def run_cryostash(
     Returns seconds up, seconds down, bytes sent, bytes received.
     """
     from cryostash import resolve_settings
-    from cryostash.storage import Store
+    from cryostash.store import Store
     from cryostash.transfer import datapath
 
     options = {"key": KEY, "secret": SECRET, "endpoint_url": endpoint}

@@ -20,7 +20,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from cryostash.catalog.engine import WRITE, create_catalog_engine
+from cryostash.catalog.database import WRITE, create_catalog_engine
 from cryostash.catalog.models import Base
 
 config = context.config

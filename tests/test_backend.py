@@ -1,5 +1,5 @@
 """The Backend protocol conformance suite: every guarantee of the docstrings of
-:class:`~cryostash.storage.backend.Backend`, method by method, on every backend of the
+:class:`~cryostash.objects.backend.Backend`, method by method, on every backend of the
 ``backend`` fixture (memory, local, S3 on moto), bare and wrapped the way production wraps
 it (retrying, then caching).
 
@@ -20,14 +20,15 @@ from typing import Any
 import pytest
 
 from cryostash import hooks
-from cryostash.storage import Backend as StorageBackend
-from cryostash.storage import Buffer, ChunkCache, ObjectInfo, WriteBatch
-from cryostash.storage.caching import CachingBackend
-from cryostash.storage.retrying import RetryingBackend
-from cryostash.storage.translate import is_precondition_failed
+from cryostash.objects import Backend as StorageBackend
+from cryostash.objects import Buffer, ChunkCache, ObjectInfo, WriteBatch
+from cryostash.objects.caching import CachingBackend
+from cryostash.objects.errors import AlreadyExists, NotFound
+from cryostash.objects.retrying import RetryingBackend
 from cryostash.urls import canonical_url
 from tests.support.requirements import missing
 from tests.support.storage_helpers import NO_WAIT, raced, temp_files
+from tests.support.storage_helpers import key as k
 from tests.support.stores import Backend
 
 
@@ -49,24 +50,24 @@ class TestBackendProtocol:
         assert proto.remote is (backend.name != "local")
         assert proto.atomic_create  # link, If-None-Match, memory's lock
 
-    def test_missing_keys_are_file_not_found(self, proto: StorageBackend) -> None:
-        for call in (lambda: proto.get("blobs/ab/nope"), lambda: proto.stat("blobs/ab/nope")):
-            with pytest.raises(FileNotFoundError):
+    def test_missing_keys_are_not_found(self, proto: StorageBackend) -> None:
+        for call in (lambda: proto.get(k("blobs/ab/nope")), lambda: proto.stat(k("blobs/ab/nope"))):
+            with pytest.raises(NotFound):  # the sentinel, from every backend
                 call()
-        assert not proto.exists("blobs/ab/nope")
+        assert not proto.exists(k("blobs/ab/nope"))
 
     def test_put_stores_the_parts_concatenated(
         self, backend: Backend, proto: StorageBackend
     ) -> None:
         parts: list[Buffer] = [b"head-", bytearray(b"middle-"), memoryview(b"xxtail")[2:], b""]
-        assert proto.put("blobs/ab/one", parts) is True
-        assert proto.get("blobs/ab/one") == b"head-middle-tail"
+        assert proto.put(k("blobs/ab/one"), parts) is True
+        assert proto.get(k("blobs/ab/one")) == b"head-middle-tail"
         assert backend.raw.get("blobs/ab/one") == b"head-middle-tail"
-        assert proto.exists("blobs/ab/one")
+        assert proto.exists(k("blobs/ab/one"))
         # The same key again (content-addressed: same bytes): skipped or rewritten.
-        assert proto.put("blobs/ab/one", [b"head-middle-tail"]) in (True, False)
-        assert proto.get("blobs/ab/one") == b"head-middle-tail"
-        assert proto.put("empty", []) is True and proto.get("empty") == b""
+        assert proto.put(k("blobs/ab/one"), [b"head-middle-tail"]) in (True, False)
+        assert proto.get(k("blobs/ab/one")) == b"head-middle-tail"
+        assert proto.put(k("empty"), []) is True and proto.get(k("empty")) == b""
 
     def test_a_put_that_fails_leaves_nothing_under_its_key(
         self, backend: Backend, proto: StorageBackend
@@ -79,8 +80,8 @@ class TestBackendProtocol:
 
         parts: Any = [b"begun ", Unreadable()]
         with pytest.raises(TypeError):
-            proto.put("blobs/ab/torn", parts)
-        assert not proto.exists("blobs/ab/torn")
+            proto.put(k("blobs/ab/torn"), parts)
+        assert not proto.exists(k("blobs/ab/torn"))
         assert backend.raw.files() == []  # no temporary file either
 
     def test_concurrent_puts_of_one_object_leave_it_whole(
@@ -93,36 +94,35 @@ class TestBackendProtocol:
         def reader() -> None:  # readers see no object, or all of it
             while not done.is_set():
                 with contextlib.suppress(FileNotFoundError):
-                    seen.append(proto.get("blobs/cd/same"))
+                    seen.append(proto.get(k("blobs/cd/same")))
 
         watcher = threading.Thread(target=reader)
         watcher.start()
         try:
-            results = raced(6, lambda i: proto.put("blobs/cd/same", [data[:100], data[100:]]))
+            results = raced(6, lambda i: proto.put(k("blobs/cd/same"), [data[:100], data[100:]]))
         finally:
             done.set()
             watcher.join()
         assert all(r in (True, False) for r in results), results
         assert True in results
         assert all(got == data for got in seen)
-        assert proto.get("blobs/cd/same") == data
+        assert proto.get(k("blobs/cd/same")) == data
         assert backend.raw.files() == ["blobs/cd/same"]
 
     def test_a_folder_is_not_an_object(self, proto: StorageBackend) -> None:
-        proto.put("blobs/ab/x", [b"x"])
-        assert not proto.exists("blobs/ab")
-        for call in (lambda: proto.stat("blobs/ab"), lambda: proto.get("blobs/ab")):
-            with pytest.raises(FileNotFoundError):
+        proto.put(k("blobs/ab/x"), [b"x"])
+        assert not proto.exists(k("blobs/ab"))
+        for call in (lambda: proto.stat(k("blobs/ab")), lambda: proto.get(k("blobs/ab"))):
+            with pytest.raises(NotFound):
                 call()
 
     def test_create_is_create_only_and_leaves_the_object_intact(
         self, backend: Backend, proto: StorageBackend
     ) -> None:
-        proto.create("checkpoints/c1/cp1/manifest.json", b"original")
-        with pytest.raises(Exception) as err:  # FileExistsError, or S3's 412
-            proto.create("checkpoints/c1/cp1/manifest.json", b"second")
-        assert is_precondition_failed(err.value), repr(err.value)
-        assert proto.get("checkpoints/c1/cp1/manifest.json") == b"original"
+        proto.create(k("checkpoints/c1/cp1/manifest.json"), b"original")
+        with pytest.raises(AlreadyExists):  # the sentinel (S3: its 412)
+            proto.create(k("checkpoints/c1/cp1/manifest.json"), b"second")
+        assert proto.get(k("checkpoints/c1/cp1/manifest.json")) == b"original"
         assert backend.raw.files() == ["checkpoints/c1/cp1/manifest.json"]
 
     def test_concurrent_creators_exactly_one_wins(
@@ -132,42 +132,42 @@ class TestBackendProtocol:
             missing("an atomic create-only write", f"{backend.name} is create-only against "
                     "this process's threads only")
         key = "checkpoints/c1/race/manifest.json"
-        results = raced(6, lambda i: proto.create(key, f"writer {i}".encode()))
+        results = raced(6, lambda i: proto.create(k(key), f"writer {i}".encode()))
         winners = [i for i, r in enumerate(results) if r is None]
         losers = [r for r in results if r is not None]
         assert len(winners) == 1, results
-        assert all(isinstance(r, Exception) and is_precondition_failed(r) for r in losers)
-        assert proto.get(key) == f"writer {winners[0]}".encode()
+        assert all(isinstance(r, AlreadyExists) for r in losers)
+        assert proto.get(k(key)) == f"writer {winners[0]}".encode()
         assert backend.raw.files() == [key]
 
     def test_exists_is_fresh_and_only_for_objects(
         self, backend: Backend, proto: StorageBackend
     ) -> None:
-        assert not proto.exists("blobs/ab/x")
+        assert not proto.exists(k("blobs/ab/x"))
         backend.raw.put("blobs/ab/x", b"written behind its back")  # another host
-        assert proto.exists("blobs/ab/x")
-        assert not proto.exists("blobs/ab") and not proto.exists("blobs")  # folders
+        assert proto.exists(k("blobs/ab/x"))
+        assert not proto.exists(k("blobs/ab")) and not proto.exists(k("blobs"))  # folders
         backend.raw.remove("blobs/ab/x")
-        assert not proto.exists("blobs/ab/x")
+        assert not proto.exists(k("blobs/ab/x"))
 
     def test_stat_gives_size_and_modification_time(self, proto: StorageBackend) -> None:
         before = datetime.now(UTC) - timedelta(seconds=5)  # S3 keeps whole seconds
-        proto.put("blobs/ab/x", [b"12345", b"678"])
-        proto.create("checkpoints/c1/cp1/manifest.json", b"{}")
+        proto.put(k("blobs/ab/x"), [b"12345", b"678"])
+        proto.create(k("checkpoints/c1/cp1/manifest.json"), b"{}")
         after = datetime.now(UTC) + timedelta(seconds=5)
         for key, size in (("blobs/ab/x", 8), ("checkpoints/c1/cp1/manifest.json", 2)):
-            info = proto.stat(key)
+            info = proto.stat(k(key))
             assert (info.key, info.size) == (key, size)
             assert info.modified is not None and before <= info.modified <= after
             assert info.modified.tzinfo is not None
 
     def test_delete_is_idempotent(self, backend: Backend, proto: StorageBackend) -> None:
-        proto.put("blobs/ab/x", [b"x"])
-        proto.put("blobs/ab/y", [b"y"])
-        proto.delete("blobs/ab/x")
-        proto.delete("blobs/ab/x")
-        proto.delete("blobs/zz/never")
-        assert not proto.exists("blobs/ab/x") and proto.exists("blobs/ab/y")
+        proto.put(k("blobs/ab/x"), [b"x"])
+        proto.put(k("blobs/ab/y"), [b"y"])
+        proto.delete(k("blobs/ab/x"))
+        proto.delete(k("blobs/ab/x"))
+        proto.delete(k("blobs/zz/never"))
+        assert not proto.exists(k("blobs/ab/x")) and proto.exists(k("blobs/ab/y"))
         assert backend.raw.files() == ["blobs/ab/y"]
 
     def test_delete_prefix_removes_the_folder_only(
@@ -179,7 +179,7 @@ class TestBackendProtocol:
             "checkpoints/c1/cp10/manifest.json",  # a sibling sharing the name's prefix
             "checkpoints/c2/cp1/manifest.json",
         ):
-            proto.put(key, [b"{}"])
+            proto.put(k(key), [b"{}"])
         proto.delete_prefix("checkpoints/c1/cp1")
         proto.delete_prefix("checkpoints/c1/cp1")
         proto.delete_prefix("checkpoints/nobody")
@@ -192,10 +192,10 @@ class TestBackendProtocol:
         self, backend: Backend, proto: StorageBackend
     ) -> None:
         assert proto.scan("blobs") == []  # a new store: no folder at all
-        proto.put("blobs/ab/one", [b"1"])
-        proto.put("blobs/cd/two", [b"22"])
-        proto.put("blobsX/ab/three", [b"333"])  # a sibling sharing the folder's prefix
-        proto.put("top", [b"4444"])
+        proto.put(k("blobs/ab/one"), [b"1"])
+        proto.put(k("blobs/cd/two"), [b"22"])
+        proto.put(k("blobsX/ab/three"), [b"333"])  # a sibling sharing the folder's prefix
+        proto.put(k("top"), [b"4444"])
         backend.raw.put("blobs/ef/four", b"55555")  # another host
         found = sorted(proto.scan("blobs"), key=lambda o: o.key)
         assert [(o.key, o.size) for o in found] == [
@@ -211,15 +211,15 @@ class TestBackendProtocol:
         self, backend: Backend, proto: StorageBackend
     ) -> None:
         assert proto.top() == []
-        proto.put(".cryostash-probe-0123abcd", [b"probe\n"])
-        proto.put("notes.txt", [b"hi"])
-        proto.put("blobs/ab/x", [b"not at the top"])
+        proto.put(k(".cryostash-probe-0123abcd"), [b"probe\n"])
+        proto.put(k("notes.txt"), [b"hi"])
+        proto.put(k("blobs/ab/x"), [b"not at the top"])
         found = sorted((o.key, o.size) for o in proto.top())
         assert found == [(".cryostash-probe-0123abcd", 6), ("notes.txt", 2)]
 
     def test_has_any_says_whether_a_folder_may_hold_objects(self, proto: StorageBackend) -> None:
         assert not proto.has_any("blobs")
-        proto.put("blobs/ab/x", [b"x"])
+        proto.put(k("blobs/ab/x"), [b"x"])
         assert proto.has_any("blobs") and proto.has_any("blobs/ab")
         assert not proto.has_any("blob")  # a prefix of the name is not the folder
         assert not proto.has_any("checkpoints")
@@ -230,21 +230,21 @@ class TestBackendProtocol:
         objects = {f"blobs/{i:02x}/obj{i}": os.urandom(3000 + i) for i in range(5)}
         batch: WriteBatch = proto.batch(3)
         for key, data in objects.items():
-            assert batch.add(key, [data[:7], memoryview(data)[7:]]) is True
+            assert batch.add(k(key), [data[:7], memoryview(data)[7:]]) is True
         for key, data in objects.items():  # before the commit: absent, or whole
-            if proto.exists(key):
-                assert proto.get(key) == data
+            if proto.exists(k(key)):
+                assert proto.get(k(key)) == data
             else:
                 assert not proto.remote  # only the local disk defers visibility
         batch.commit()
         for key, data in objects.items():
-            assert proto.get(key) == data
+            assert proto.get(k(key)) == data
         assert temp_files(backend.raw) == []
         again = proto.batch(2)  # an object that exists: skipped, or rewritten the same
         key, data = next(iter(objects.items()))
-        assert again.add(key, [data]) in (True, False)
+        assert again.add(k(key), [data]) in (True, False)
         again.commit()
-        assert proto.get(key) == data
+        assert proto.get(k(key)) == data
         proto.batch(1).commit()  # an empty batch is fine
 
     def test_a_discarded_batch_leaves_no_partial_object(
@@ -253,12 +253,12 @@ class TestBackendProtocol:
         batch = proto.batch(2)
         objects = {f"blobs/ab/discarded{i}": os.urandom(2000) for i in range(3)}
         for key, data in objects.items():
-            batch.add(key, [data])
+            batch.add(k(key), [data])
         batch.discard()
         batch.discard()  # idempotent
         for key, data in objects.items():
-            if proto.exists(key):  # stored at once by add (object stores): whole
-                assert proto.get(key) == data and proto.remote
+            if proto.exists(k(key)):  # stored at once by add (object stores): whole
+                assert proto.get(k(key)) == data and proto.remote
         assert temp_files(backend.raw) == []
         if backend.name == "local":
             assert backend.raw.files() == []
@@ -276,13 +276,13 @@ class TestBackendProtocol:
         batch = proto.batch(2)
         with hooks.observe(observer):
             for key in keys:
-                batch.add(key, [b"data"])
+                batch.add(k(key), [b"data"])
             batch.commit()
         assert stored_then and all(stored_then), stored_then
 
     def test_root_exists_once_written(self, proto: StorageBackend) -> None:
         assert not proto.root_exists()  # a new store has no root yet
-        proto.put("blobs/ab/x", [b"x"])
+        proto.put(k("blobs/ab/x"), [b"x"])
         assert proto.root_exists()
 
     def test_check_writable_leaves_nothing_behind(
@@ -299,9 +299,9 @@ class TestBackendProtocol:
         gone = ["checkpoints/a/one/manifest.json", "checkpoints/b/three/manifest.json"]
         kept = ["checkpoints/a/two/manifest.json"]
         for key in [*gone, *kept, "checkpoints/c/four/log"]:
-            proto.put(key, [b"x"])
+            proto.put(k(key), [b"x"])
         for key in [*gone, *kept]:
-            proto.delete(key)
+            proto.delete(k(key))
         assert proto.tidy("checkpoints", older_than=time.time() - 3600) == 0  # all too new
         removed = proto.tidy("checkpoints", older_than=time.time() + 60, keep=["checkpoints/a/two"])
         if backend.name == "local":  # a/one, b/three and b; a and a/two are kept
@@ -312,5 +312,5 @@ class TestBackendProtocol:
             assert not (root / "checkpoints/a/one").exists()
         else:  # object stores have no folders
             assert removed == 0
-        assert proto.get("checkpoints/c/four/log") == b"x"
+        assert proto.get(k("checkpoints/c/four/log")) == b"x"
         assert proto.tidy("nothing-here", older_than=time.time() + 60) == 0

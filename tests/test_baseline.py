@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from cryostash.storage import Store
-from cryostash.storage.manifest import Manifest
-from cryostash.storage.sealing import PLAIN, KeyedSealing
-from cryostash.storage.writeonly import WriterSealing
+from cryostash.store import Store
+from cryostash.store.manifest import Manifest
+from cryostash.store.sealing import PLAIN, KeyedSealing
+from cryostash.store.writeonly import WriterSealing
 from cryostash.transfer import wholehash
 from cryostash.transfer.baseline import Baseline
 from cryostash.transfer.chunking import ChunkParams
@@ -265,8 +265,8 @@ def test_a_writer_host_packs_against_its_kept_image_and_the_restore_host_reads_i
     assert packed.stats.chunks_reused > 0
     data = Manifest("web", "mv", "criu", "4.0", "h", "6.1", datetime.now(UTC),
                     files=packed.entries).to_bytes()
-    writer.write_manifest("web", "mv", data)
-    loaded = restore.load_manifest("web", "mv")
+    writer.manifests.write("web", "mv", data)
+    loaded = restore.manifests.load("web", "mv")
     unpack(restore, loaded.manifest.files, tmp_path / "restored", jobs=2)
     for entry in packed.entries:
         assert (tmp_path / "restored" / entry.path).read_bytes() == (

@@ -19,8 +19,8 @@ import pytest
 import zstandard
 
 from cryostash.errors import IntegrityError
-from cryostash.storage import Manifest
-from cryostash.storage.codec import MAX_PLAIN, TAG_ZSTD, verified
+from cryostash.store import Manifest
+from cryostash.store.codec import MAX_PLAIN, TAG_ZSTD, verified
 from cryostash.transfer.chunking import MAX_CHUNK
 from tests.support.fake_engine import FakeManager, make_image
 from tests.support.setups import Setup, make_setup
@@ -70,7 +70,7 @@ def test_a_manifest_with_an_impossible_chunk_size_is_corrupt(tmp_path: Path) -> 
     make_image(tmp_path / "image")
     with setup.manager(FakeManager) as mgr:
         mgr.create("app", "cp", locator=str(tmp_path / "image"))
-        manifest = mgr.repository.store().load_manifest("app", "cp").manifest
+        manifest = mgr.repository.store().manifests.load("app", "cp").manifest
     data = manifest.to_dict()
     data["files"][0]["chunks"] = [[blake3.blake3(b"x").hexdigest(), MAX_PLAIN + 1]]
     data["files"][0]["size"] = MAX_PLAIN + 1
@@ -95,13 +95,13 @@ def _plant(setup: Setup, tmp_path: Path, announced: int) -> None:
     from sqlalchemy import update
     from sqlalchemy.orm import Session
 
-    from cryostash.catalog.engine import create_catalog_engine
+    from cryostash.catalog.database import create_catalog_engine
     from cryostash.catalog.models import CheckpointRow
 
     make_image(tmp_path / "image")
     with setup.manager(FakeManager) as mgr:
         mgr.create("app", "cp", locator=str(tmp_path / "image"))
-        manifest = mgr.repository.store().load_manifest("app", "cp").manifest
+        manifest = mgr.repository.store().manifests.load("app", "cp").manifest
     digest = blake3.blake3(b"bomb").hexdigest()
     setup.raw.put(setup.raw.blob(digest), bytes([TAG_ZSTD]) + rle_bomb())
     data = manifest.to_dict()

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from cryostash.config.transfer import parse_level
 from cryostash.errors import IntegrityError, UsageError
-from cryostash.storage import codec
+from cryostash.store import codec
 from cryostash.transfer.chunking import (
     ChunkParams,
     cut,

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from cryostash.storage import Manifest
+from cryostash.store import Manifest
 from cryostash.transfer.chunking import zero_digest
 from tests.support import postgres
 from tests.support.processes import (

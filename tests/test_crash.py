@@ -32,7 +32,7 @@ import pytest
 
 from cryostash import CheckpointExists, CheckpointManager, collect_garbage, verify_store
 from cryostash.hooks import PHASES
-from cryostash.storage import Manifest
+from cryostash.store import Manifest
 from tests.support import crashing
 from tests.support.processes import (
     Proc,
@@ -88,7 +88,7 @@ def expected_objects(setup: Setup) -> set[str]:
     want: set[str] = set()
     with setup.manager() as mgr:
         for info in mgr.list():
-            data = mgr.store().read_manifest(info.target, info.name)
+            data = mgr.store().manifests.read(info.target, info.name)
             want.add(f"checkpoints/{info.target}/{info.name}/manifest.json")
             want |= {f"blobs/{d[:2]}/{d}" for d in Manifest.from_bytes(data).blob_digests}
     return want

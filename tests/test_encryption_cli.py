@@ -56,7 +56,7 @@ def found_in(raw: RawStore, marker: bytes) -> list[str]:
     """Objects holding the marker: as stored, as its zstd frame, or once decoded."""
     import zstandard
 
-    from cryostash.storage import codec
+    from cryostash.store import codec
 
     frame = zstandard.ZstdCompressor(level=3).compress(marker)[6:]  # the frame's body
     hits = []

@@ -9,8 +9,8 @@ import blake3
 import pytest
 
 from cryostash.errors import IntegrityError, KeyRequired, UsageError, WrongKey
-from cryostash.storage import Store, codec
-from cryostash.storage.keys import CONFIG
+from cryostash.store import Store, codec
+from cryostash.store.keys import CONFIG
 from tests.support.stores import Backend
 
 PASS = b"store passphrase"
@@ -23,8 +23,8 @@ def _encrypted(backend: Backend, passphrase: bytes | None = PASS) -> Store:
 
 def _put(store: Store, plain: bytes) -> str:
     digest = store.sealing.chunk_name(plain)
-    batch = store.write_batch()
-    batch.add(digest, store.encode_chunk(digest, plain, 3))
+    batch = store.chunks.batch()
+    batch.add(digest, store.chunks.encode(digest, plain, 3))
     batch.commit()
     return digest
 
@@ -39,13 +39,13 @@ def test_names_are_keyed_dedup_holds_and_reads_verify(backend: Backend) -> None:
     assert [k for k in backend.raw.files() if k.startswith("blobs/")] == [
         f"blobs/{digest[:2]}/{digest}"
     ]
-    assert store.read_chunk(digest, len(plain)) == plain
+    assert store.chunks.read(digest, len(plain)) == plain
     other = Store.over(backend.open(), passphrase=lambda: PASS)  # another client, same key
     assert other.sealing.chunk_name(plain) == digest
-    assert other.read_chunk(digest) == plain
+    assert other.chunks.read(digest) == plain
     plain_store = Store.over(backend.open())
     with pytest.raises(KeyRequired, match="is encrypted"):
-        plain_store.read_chunk(digest)
+        plain_store.chunks.read(digest)
 
 
 def test_objects_are_bound_to_their_names(backend: Backend) -> None:
@@ -55,30 +55,30 @@ def test_objects_are_bound_to_their_names(backend: Backend) -> None:
     raw = backend.raw
     raw.put(raw.blob(da), raw.get(raw.blob(db)))  # renamed over another
     with pytest.raises(IntegrityError, match="does not authenticate"):
-        store.read_chunk(da)
-    store.write_manifest("t1", "n1", b'{"x": 1}\n')
-    store.write_manifest("t1", "n2", b'{"x": 2}\n')
+        store.chunks.read(da)
+    store.manifests.write("t1", "n1", b'{"x": 1}\n')
+    store.manifests.write("t1", "n2", b'{"x": 2}\n')
     raw.put(raw.manifest("t1", "n1"), raw.get(raw.manifest("t1", "n2")))  # copied
     with pytest.raises(IntegrityError, match="does not authenticate"):
-        store.read_manifest("t1", "n1")
+        store.manifests.read("t1", "n1")
     raw.flip_byte(raw.manifest("t1", "n2"), 20)
     with pytest.raises(IntegrityError, match="does not authenticate"):
-        store.read_manifest("t1", "n2")
+        store.manifests.read("t1", "n2")
 
 
 def test_plain_objects_are_refused_both_ways(backend: Backend) -> None:
     store = _encrypted(backend)
     plain = os.urandom(1000)
     digest = store.sealing.chunk_name(plain)
-    batch = store.write_batch()
+    batch = store.chunks.batch()
     with pytest.raises(IntegrityError, match="in the clear"):
         batch.add(digest, codec.encode(plain, 3))  # a caller that did not seal
     batch.discard()
-    assert not store.has_blob(digest)
+    assert not store.chunks.has(digest)
     raw = backend.raw
     raw.put(raw.manifest("t1", "planted"), b'{"format_version": 2}\n')
     with pytest.raises(IntegrityError, match="not encrypted"):
-        store.read_manifest("t1", "planted")
+        store.manifests.read("t1", "planted")
 
 
 def test_keys_wrong_added_removed_and_never_shown(backend: Backend) -> None:

@@ -23,7 +23,8 @@ from cryostash import (
     collect_garbage,
     verify_store,
 )
-from cryostash.storage import RetryPolicy, Store, codec
+from cryostash.objects import RetryPolicy
+from cryostash.store import Store, codec
 from tests.support.fake_engine import FakeManager, make_image, read_tree
 from tests.support.faults import (
     Fault,
@@ -58,25 +59,25 @@ def faulty(tmp_path: Path) -> Iterator[tuple[Store, FaultPlan]]:
 
 def test_error_instead_of_the_call_n_times(faulty: tuple[Store, FaultPlan]) -> None:
     store, plan = faulty
-    store.write_manifest("t1", "n1", b"{}")
+    store.manifests.write("t1", "n1", b"{}")
     plan.add(fail("cat_file", times=2))
     for _ in range(2):
         with pytest.raises(StorageError) as err:
-            store.read_manifest("t1", "n1")
+            store.manifests.read("t1", "n1")
         assert err.value.transient and "injected reset of cat_file" in str(err.value)
-    assert store.read_manifest("t1", "n1") == b"{}"
+    assert store.manifests.read("t1", "n1") == b"{}"
     assert plan.count("cat_file", OBJECTS) == 3  # (the store's configuration is read once)
 
 
 def test_every_nth_call_after_some_and_per_path(faulty: tuple[Store, FaultPlan]) -> None:
     store, plan = faulty
     for name in ("n1", "n2"):
-        store.write_manifest("t1", name, b"{}")
+        store.manifests.write("t1", name, b"{}")
     plan.add(fail("cat_file", after=1, every=2, per_path=True, transient=False))
     outcomes = []
     for name in ("n1", "n2", "n1", "n2", "n1", "n2"):
         try:
-            store.read_manifest("t1", name)
+            store.manifests.read("t1", name)
             outcomes.append("ok")
         except StorageError as exc:
             assert not exc.transient and "permission denied" in str(exc)
@@ -88,12 +89,12 @@ def test_before_callback_sleep_and_timeout(faulty: tuple[Store, FaultPlan]) -> N
     store, plan = faulty
     seen: list[tuple[str, str]] = []
     plan.add(hook("pipe_file", lambda op, path: seen.append((op, path)), sleep=0.01))
-    store.write_manifest("t1", "n1", b"{}")
+    store.manifests.write("t1", "n1", b"{}")
     assert seen and seen[0][0] == "pipe_file" and seen[0][1].endswith("t1/n1/manifest.json")
     plan.clear()
     plan.add(timeout("cat_file", 0.01, times=1))
     with pytest.raises(StorageError) as err:
-        store.read_manifest("t1", "n1")
+        store.manifests.read("t1", "n1")
     assert err.value.transient and "temporary failure" in str(err.value)
 
 
@@ -103,8 +104,8 @@ def test_partial_write_leaves_a_torn_object(
     store, plan = faulty
     plan.add(torn("pipe_file", keep=3, times=1))
     with pytest.raises(StorageError):
-        store.write_manifest("t1", "n1", b"0123456789")
-    assert store.read_manifest("t1", "n1") == b"012"  # what a non-atomic backend can leave
+        store.manifests.write("t1", "n1", b"0123456789")
+    assert store.manifests.read("t1", "n1") == b"012"  # what a non-atomic backend can leave
 
 
 def test_a_chunk_read_that_fails_is_not_retried_here_and_recovers(
@@ -115,14 +116,14 @@ def test_a_chunk_read_that_fails_is_not_retried_here_and_recovers(
 
     data = bytes(range(256)) * 10
     digest = blake3.blake3(data).hexdigest()
-    batch = store.write_batch()
+    batch = store.chunks.batch()
     batch.add(digest, codec.encode(data, 3))
     batch.commit()
     plan.add(fail("cat_file", path=r"/blobs/", times=1))
     with pytest.raises(StorageError, match="injected reset of cat_file") as err:
-        store.read_chunk(digest)
+        store.chunks.read(digest)
     assert err.value.transient
-    assert store.read_chunk(digest, len(data)) == data
+    assert store.chunks.read(digest, len(data)) == data
     assert plan.count("cat_file", OBJECTS) == 2
 
 

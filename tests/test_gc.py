@@ -20,7 +20,7 @@ import pytest
 
 from cryostash import CatalogError, CheckpointExists, collect_garbage, hooks, verify_store
 from cryostash.catalog.maintenance import CatalogMaintenance
-from cryostash.storage import Manifest
+from cryostash.store import Manifest
 from tests.support.fake_engine import FakeManager, make_image
 from tests.support.processes import wait_until
 from tests.support.setups import Setup, setup_fixture  # noqa: F401
@@ -58,7 +58,7 @@ def referenced_objects(mgr: FakeManager) -> list[str]:
     wanted = []
     for info in mgr.list():
         wanted.append(f"checkpoints/{info.target}/{info.name}/manifest.json")
-        manifest = Manifest.from_bytes(store.read_manifest(info.target, info.name))
+        manifest = Manifest.from_bytes(store.manifests.read(info.target, info.name))
         wanted += [f"blobs/{d[:2]}/{d}" for d in manifest.blob_digests]
     return sorted(set(wanted))
 
@@ -164,7 +164,7 @@ def test_untracked_incomplete_manifests_go_after_the_grace_period_with_their_blo
         mgr.create("app", "orphan", locator=str(tmp_path / "b"))
         mgr.create("app", "garbled", locator=str(tmp_path / "c"))
         # Untracked (no row), one missing a blob, one not a valid manifest.
-        manifest = mgr.store().load_manifest("app", "orphan").manifest
+        manifest = mgr.store().manifests.load("app", "orphan").manifest
         pages = next(f for f in manifest.files if f.path == "pages.img")
         for name in ("orphan", "garbled"):
             mgr.catalog.remove(mgr.get("app", name).id)
@@ -303,7 +303,7 @@ def test_claimed_blobs_make_a_concurrent_reference_wait_and_reupload(
             thread.start()
             with probe.connect() as conn:
                 wait_until(lambda: conn.execute(waiting).scalar(), 30, "the create to wait")
-            gc_side.store().delete_blob(digest)
+            gc_side.store().chunks.delete(digest)
             order.append("blob deleted")
         thread.join(30)
         probe.dispose()

@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from cryostash.catalog.engine import create_catalog_engine
+from cryostash.catalog.database import create_catalog_engine
 from cryostash.catalog.models import CheckpointRow
 from cryostash.cli.filters import parse_since
 from cryostash.errors import CheckpointNotFound, UsageError

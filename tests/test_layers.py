@@ -2,14 +2,15 @@
 parsing every module with :mod:`ast` (nothing of cryostash is imported).
 
 Layers, top to bottom; a module imports only from its own layer or the layers below, and
-the siblings of one line (``cli | manager``, ``operations | install``, ``engines |
-storage | catalog``) do not import each other::
+the siblings of one line (``cli | manager``, ``operations | install``, ``engines | store |
+catalog``) do not import each other::
 
     cli (and __main__) | manager      (the front ends: command line, library facade)
     operations | install
     repository
     transfer
-    engines | storage | catalog
+    engines | store | catalog       (store: the checkpoint store format)
+    objects                         (the object seam: backends and their wrappers)
     config
     leaves: the root modules (errors, names, types, units, urls, redact, retention, hooks)
 
@@ -39,15 +40,16 @@ PACKAGE = SRC / "cryostash"
 
 #: Layer of each folder of the package, and its rank (higher imports lower).
 LAYERS: dict[str, int] = {
-    "cli": 7,
-    "manager": 7,
-    "operations": 6,
-    "install": 6,
-    "repository": 5,
-    "transfer": 4,
-    "engines": 3,
-    "storage": 3,
-    "catalog": 3,
+    "cli": 8,
+    "manager": 8,
+    "operations": 7,
+    "install": 7,
+    "repository": 6,
+    "transfer": 5,
+    "engines": 4,
+    "store": 4,
+    "catalog": 4,
+    "objects": 3,
     "config": 2,
     "leaves": 1,
 }
@@ -58,14 +60,14 @@ LEAVES = frozenset(
 MAX_LINES = 500
 MAX_ROOT_MODULES = 14
 #: The only places allowed to touch an fsspec file system attribute (dot, "fs", boundary).
-FS_ALLOWED = ("src/cryostash/storage/remote.py", "tests/support/")
+FS_ALLOWED = ("src/cryostash/objects/fsspec_backend.py", "tests/support/")
 FS_PATTERN = re.compile(r"\.f" r"s\b")
 RETRY_WORDS = frozenset({"retry", "retrying"})
 
 
 @dataclass(frozen=True)
 class Module:
-    name: str  # cryostash.storage.store; the package itself: cryostash
+    name: str  # cryostash.store.store; the package itself: cryostash
     path: Path
     is_package: bool
 
@@ -80,7 +82,7 @@ class Import:
     line: int
     target: str  # the cryostash module imported (resolved), or the external module
     names: tuple[str, ...]  # the names of a ``from ... import``; () for ``import``
-    module: str  # the module as written (absolute), e.g. cryostash.storage
+    module: str  # the module as written (absolute), e.g. cryostash.store
     lazy: bool  # inside a function: runs when called, not at import time
     type_checking: bool
 
@@ -369,37 +371,56 @@ def test_fsspec_file_systems_stay_in_the_remote_backend() -> None:
             if FS_PATTERN.search(line):
                 hits.append(f"{rel}:{number}: {line.strip()}")
     assert not hits, (
-        "an fsspec file system attribute outside src/cryostash/storage/remote.py:\n"
+        "an fsspec file system attribute outside src/cryostash/objects/fsspec_backend.py:\n"
         + "\n".join(hits)
     )
 
 
-def _retrying_exports() -> frozenset[str]:
-    """The top-level names of ``cryostash.storage.retrying``."""
-    tree = _tree(MODULES["cryostash.storage.retrying"])
+#: The modules of the retries, and the packages allowed to import them: the object seam
+#: (its retrying wrapper) and the checkpoint format (its Store wraps every backend).
+RETRY_MODULES = frozenset({"cryostash.objects.retrying", "cryostash.objects.retry_policy"})
+RETRY_IMPORTERS = ("cryostash.objects", "cryostash.store")
+#: Libraries that speak SQL or drive CRIU: neither the seam nor the format may import them.
+SQL_OR_CRIU = frozenset({"sqlalchemy", "alembic", "psycopg", "sqlite3", "pycriu"})
+
+
+def _retry_exports() -> frozenset[str]:
+    """The top-level names of the retry modules."""
     return frozenset(
         node.name
-        for node in tree.body
+        for name in RETRY_MODULES
+        for node in _tree(MODULES[name]).body
         if isinstance(node, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
     )
 
 
-def test_retries_are_imported_only_in_storage() -> None:
-    exported = _retrying_exports() if "cryostash.storage.retrying" in MODULES else frozenset()
+def test_retries_are_imported_only_by_the_object_seam_and_the_store_format() -> None:
+    exported = _retry_exports()
     violations = []
     for imp in ALL_IMPORTS:
-        if imp.importer.name.startswith("cryostash.storage"):
+        if imp.importer.name.startswith(RETRY_IMPORTERS):
             continue
         words = {*imp.module.split("."), *imp.target.split("."), *imp.names}
-        if words & RETRY_WORDS or (
-            imp.module in {"cryostash.storage", "cryostash.storage.retrying"}
-            and set(imp.names) & exported
+        if (
+            words & RETRY_WORDS
+            or imp.target in RETRY_MODULES
+            or (imp.module == "cryostash.objects" and set(imp.names) & exported)
         ):
             violations.append(
                 f"{imp.importer.rel}:{imp.line}: {imp.importer.name} imports "
                 f"{imp.module}{' (' + ', '.join(imp.names) + ')' if imp.names else ''}"
             )
     assert not violations, (
-        "retries are the storage layer's business (cryostash.storage.retrying):\n"
+        "retries are the object seam's business (cryostash.objects.retrying):\n"
         + "\n".join(violations)
     )
+
+
+def test_the_seam_and_the_format_know_neither_sql_nor_criu() -> None:
+    violations = [
+        f"{imp.importer.rel}:{imp.line}: {imp.importer.name} imports {imp.target}"
+        for imp in ALL_IMPORTS
+        if imp.importer.name.startswith(("cryostash.objects", "cryostash.store"))
+        and imp.target.split(".")[0] in SQL_OR_CRIU
+    ]
+    assert not violations, "SQL or CRIU below the catalog and engines:\n" + "\n".join(violations)

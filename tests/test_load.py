@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from cryostash import collect_garbage, verify_store
-from cryostash.storage import Manifest
+from cryostash.store import Manifest
 from tests.support.processes import ProcessTracker, pid_exists, read_counter, wait_until
 from tests.support.setups import Setup, setup_fixture  # noqa: F401
 
@@ -39,7 +39,7 @@ def _expected(setup: Setup) -> set[str]:
     want: set[str] = set()
     with setup.manager() as mgr:
         for info in mgr.list():
-            data = mgr.store().read_manifest(info.target, info.name)
+            data = mgr.store().manifests.read(info.target, info.name)
             want.add(f"checkpoints/{info.target}/{info.name}/manifest.json")
             want |= {f"blobs/{d[:2]}/{d}" for d in Manifest.from_bytes(data).blob_digests}
     return want

@@ -10,7 +10,7 @@ import blake3
 import pytest
 
 from cryostash.errors import IntegrityError
-from cryostash.storage import FORMAT_VERSION, Manifest
+from cryostash.store import FORMAT_VERSION, Manifest
 from cryostash.types import FileEntry
 
 EMPTY = blake3.blake3(b"").hexdigest()

@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, inspect, text
 
-import cryostash
 from cryostash.catalog import Catalog, schema
 from cryostash.catalog.models import Base
 from cryostash.errors import CatalogError, SchemaOutdated
@@ -139,7 +138,7 @@ def test_migrations_found_in_an_installed_wheel_layout(
     package = tmp_path / "site-packages" / "cryostash"
     (package / "migrations").mkdir(parents=True)
     (package / "migrations" / "env.py").write_text("")
-    monkeypatch.setattr(cryostash, "__file__", str(package / "__init__.py"))
+    monkeypatch.setattr(schema, "__file__", str(package / "catalog" / "schema.py"))
     assert schema.migrations_dir() == package / "migrations"
     (package / "migrations" / "env.py").unlink()
     with pytest.raises(CatalogError, match="cannot find the catalog migrations"):

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from cryostash.storage import Manifest
+from cryostash.store import Manifest
 from tests.support import cli
 from tests.support.postgres import PostgresServer
 from tests.support.processes import (

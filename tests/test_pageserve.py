@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 
 from cryostash.errors import StorageError
-from cryostash.storage import FetchedChunk
+from cryostash.store import FetchedChunk
 from cryostash.transfer.pageserve import PageSource
 from cryostash.types import FileEntry
 
@@ -28,7 +28,11 @@ class UnreachableFor:
     url = URL
     sealing = SimpleNamespace(zero_name=lambda size: "0" * 64)
 
-    def fetch_chunk(self, digest: str, size: int | None, *, what: str) -> FetchedChunk:
+    @property
+    def chunks(self) -> UnreachableFor:  # the store's chunks: this stand-in too
+        return self
+
+    def fetch(self, digest: str, size: int | None, *, what: str) -> FetchedChunk:
         if digest == BAD:
             raise StorageError(
                 f"cannot read blob {BAD} in store {URL}: cannot connect to the endpoint: "

@@ -12,8 +12,10 @@ import blake3
 import pytest
 
 from cryostash.errors import IntegrityError, StorageError
-from cryostash.storage import Buffer, ChunkCache, RetryPolicy, Store, WriteBatch
-from cryostash.storage.local import LocalBackend
+from cryostash.objects import Buffer, ChunkCache, RetryPolicy, WriteBatch
+from cryostash.objects.key import Key
+from cryostash.objects.local import LocalBackend
+from cryostash.store import Store
 from cryostash.transfer.chunking import ChunkParams, zero_digest
 from cryostash.transfer.pack import pack
 from cryostash.transfer.unpack import unpack
@@ -157,7 +159,7 @@ def test_a_corrupt_cache_entry_is_dropped_and_downloaded(backend: Backend, tmp_p
     down = unpack(store.with_cache(cache), packed.entries, tmp_path / "out")
     assert tree(tmp_path / "out") == tree(src)
     assert down.chunks_downloaded == 1
-    assert cache.get(victim) == store.read_object(victim)
+    assert cache.get(victim) == store.chunks.read_object(victim)
 
 
 def test_cache_is_trimmed_to_its_bound(tmp_path: Path) -> None:
@@ -184,7 +186,7 @@ def test_a_corrupt_or_missing_chunk_is_refused_naming_file_and_blob(
     assert not (tmp_path / "out" / "sub" / "mm.img").exists()
     assert [p.name for p in (tmp_path / "out").rglob("*") if p.is_file()] == []
     with pytest.raises(IntegrityError, match="corrupt"):
-        store.read_chunk(digest)
+        store.chunks.read(digest)
     raw.remove(raw.blob(digest))
     with pytest.raises(IntegrityError, match=f"blob {digest} of file sub/mm.img is missing"):
         unpack(store, packed.entries, tmp_path / "out2")
@@ -195,10 +197,10 @@ def test_read_chunk_returns_verified_plain_bytes(backend: Backend, tmp_path: Pat
     store = backend.store()
     packed = pack(store, src, params=PARAMS, level=19)
     entry = next(e for e in packed.entries if e.path == "core-1.img")
-    assert store.read_chunk(entry.blobs[0], entry.size) == (src / "core-1.img").read_bytes()
-    assert store.read_object(entry.blobs[0])[:1] == b"\x01"  # zstd-tagged
+    assert store.chunks.read(entry.blobs[0], entry.size) == (src / "core-1.img").read_bytes()
+    assert store.chunks.read_object(entry.blobs[0])[:1] == b"\x01"  # zstd-tagged
     with pytest.raises(IntegrityError, match="is corrupt: zstd frame announces 400 bytes"):
-        store.read_chunk(entry.blobs[0], 7)
+        store.chunks.read(entry.blobs[0], 7)
 
 
 def test_uncompressed_store_tags_every_object_raw(tmp_path: Path) -> None:
@@ -206,7 +208,7 @@ def test_uncompressed_store_tags_every_object_raw(tmp_path: Path) -> None:
     store = Store(str(tmp_path / "store"))
     packed = pack(store, src, params=PARAMS, level=None, jobs=1)
     for digest in {d for e in packed.entries for d in e.blobs}:
-        assert store.read_object(digest)[:1] == b"\x00"
+        assert store.chunks.read_object(digest)[:1] == b"\x00"
     assert packed.stats.bytes_stored == packed.stats.bytes_new + packed.stats.chunks_new
 
 
@@ -263,14 +265,14 @@ class FakeFailingLocalBackend(LocalBackend):
     def __init__(self, root: str, fail_after: int) -> None:
         super().__init__(root)
         self.fail_after = fail_after
-        self.added: list[str] = []
+        self.added: list[Key] = []
 
     def batch(self, jobs: int) -> WriteBatch:  # type: ignore[override]
         real = super().batch(jobs)
         owner = self
 
         class FakeFailingBatch:
-            def add(self, key: str, parts: Sequence[Buffer]) -> bool:
+            def add(self, key: Key, parts: Sequence[Buffer]) -> bool:
                 owner.added.append(key)
                 if len(owner.added) > owner.fail_after:
                     raise OSError(errno.EIO, "disk on fire")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from cryostash import Settings
 from cryostash.config.transfer import TransferSettings
-from cryostash.storage import Manifest
+from cryostash.store import Manifest
 from tests.support import cli
 from tests.support.fake_engine import FakeManager, make_image
 from tests.support.processes import (

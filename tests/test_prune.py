@@ -54,7 +54,7 @@ def set_committed(setup: Setup, times: Mapping[tuple[str, str], datetime]) -> No
     from sqlalchemy import update
     from sqlalchemy.orm import Session
 
-    from cryostash.catalog.engine import create_catalog_engine
+    from cryostash.catalog.database import create_catalog_engine
     from cryostash.catalog.models import CheckpointRow
 
     engine = create_catalog_engine(setup.catalog_url)

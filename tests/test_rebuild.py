@@ -16,7 +16,7 @@ from cryostash import collect_garbage, rebuild_catalog, verify_store
 from cryostash.cli.app import run
 from cryostash.manager.maintenance import prune_checkpoints
 from cryostash.retention import Policy
-from cryostash.storage import Manifest
+from cryostash.store import Manifest
 from tests.support.fake_engine import FakeManager, make_image, read_tree
 from tests.support.setups import Setup, setup_fixture  # noqa: F401
 

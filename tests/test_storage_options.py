@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from cryostash import UsageError, parse_storage_options, resolve_settings
-from cryostash.storage import Store
-from cryostash.storage.s3 import DEFAULT_CONFIG, with_defaults
+from cryostash.objects.s3 import DEFAULT_CONFIG, with_defaults
+from cryostash.store import Store
 
 
 def test_values_are_json_when_they_parse_else_text() -> None:

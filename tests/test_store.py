@@ -1,4 +1,4 @@
-"""The store conformance suite: the :class:`~cryostash.storage.Store` API production
+"""The store conformance suite: the :class:`~cryostash.store.Store` API production
 uses (manager, transfers, gc, verify, rebuild), on every backend of the ``backend`` fixture:
 manifests, chunks, the inventory, strays, tidy, health, and the messages of its errors.
 
@@ -27,7 +27,8 @@ from cryostash.errors import (
     StorageError,
     UsageError,
 )
-from cryostash.storage import Manifest, ManifestMismatch, Store
+from cryostash.store import Manifest, ManifestMismatch, Store
+from cryostash.store.manifests import Manifests
 from cryostash.urls import canonical_url, strip_credentials
 from tests.support.fake_engine import FakeManager, make_image
 from tests.support.storage_helpers import (
@@ -48,15 +49,15 @@ class TestStoreConformance:
 
     def test_new_store_is_empty(self, backend: Backend) -> None:
         store = backend.store()
-        inventory = store.inventory()
+        inventory = store.maintenance.inventory()
         assert (dict(inventory.manifests), dict(inventory.blobs), inventory.strays) == (
             {},
             {},
             (),
         )
-        assert not store.manifest_exists("c1", "cp1")
-        assert not store.has_blob(DIGEST_A)
-        assert store.holds_no_blob()
+        assert not store.manifests.exists("c1", "cp1")
+        assert not store.chunks.has(DIGEST_A)
+        assert store.chunks.holds_none()
         assert not store.exists()
         assert (store.retries, store.bytes_failed) == (0, 0)
 
@@ -70,29 +71,29 @@ class TestStoreConformance:
 
     def test_write_manifest_is_create_only(self, backend: Backend) -> None:
         store = backend.store()
-        store.write_manifest("c1", "cp1", b"original")
-        assert store.manifest_exists("c1", "cp1")
+        store.manifests.write("c1", "cp1", b"original")
+        assert store.manifests.exists("c1", "cp1")
         with pytest.raises(CheckpointExists) as err:
-            store.write_manifest("c1", "cp1", b"second")
+            store.manifests.write("c1", "cp1", b"second")
         assert str(err.value) == "checkpoint with name cp1 already exists for container c1"
         assert isinstance(err.value, FileExistsError)
-        assert store.read_manifest("c1", "cp1") == b"original"
+        assert store.manifests.read("c1", "cp1") == b"original"
         assert backend.raw.get(backend.raw.manifest("c1", "cp1")) == b"original"
         assert store.retries == 0  # a taken name is not retried
 
     def test_concurrent_creators_exactly_one_wins(self, backend: Backend) -> None:
         store = backend.store()
-        results = raced(6, lambda i: store.write_manifest("c1", "race", f"writer {i}".encode()))
+        results = raced(6, lambda i: store.manifests.write("c1", "race", f"writer {i}".encode()))
         winners = [i for i, r in enumerate(results) if r is None]
         assert len(winners) == 1, results
         assert all(isinstance(r, CheckpointExists) for r in results if r is not None)
-        assert store.read_manifest("c1", "race") == f"writer {winners[0]}".encode()
+        assert store.manifests.read("c1", "race") == f"writer {winners[0]}".encode()
 
     def test_read_missing_manifest_is_not_found(self, backend: Backend) -> None:
         store = backend.store()
         for call in (
-            lambda: store.read_manifest("c1", "nope"),
-            lambda: store.load_manifest("c1", "nope"),
+            lambda: store.manifests.read("c1", "nope"),
+            lambda: store.manifests.load("c1", "nope"),
         ):
             with pytest.raises(CheckpointNotFound) as err:
                 call()
@@ -102,48 +103,48 @@ class TestStoreConformance:
     def test_load_manifest_parses_and_checks_the_catalog_digest(self, backend: Backend) -> None:
         store = backend.store()
         data = manifest_bytes("web", "n1")
-        store.write_manifest("web", "n1", data)
+        store.manifests.write("web", "n1", data)
         digest = blake3.blake3(data).hexdigest()
-        loaded = store.load_manifest("web", "n1", expected=digest)
+        loaded = store.manifests.load("web", "n1", expected=digest)
         assert (loaded.data, loaded.digest) == (data, digest)
         assert (loaded.manifest.target, loaded.manifest.name) == ("web", "n1")
-        assert store.load_manifest("web", "n1").digest == digest  # None: not checked
+        assert store.manifests.load("web", "n1").digest == digest  # None: not checked
         with pytest.raises(ManifestMismatch, match="does not match the catalog") as err:
-            store.load_manifest("web", "n1", expected=DIGEST_A)
+            store.manifests.load("web", "n1", expected=DIGEST_A)
         assert err.value.stored.digest == digest
-        store.write_manifest("web", "n2", data)  # the bytes of another checkpoint
+        store.manifests.write("web", "n2", data)  # the bytes of another checkpoint
         with pytest.raises(IntegrityError, match="manifest of web/n2 is corrupt"):
-            store.load_manifest("web", "n2")
-        store.write_manifest("web", "n3", b"garbage")
+            store.manifests.load("web", "n2")
+        store.manifests.write("web", "n3", b"garbage")
         with pytest.raises(IntegrityError, match="not valid JSON"):
-            store.load_manifest("web", "n3")
+            store.manifests.load("web", "n3")
 
     def test_checkpoint_invisible_until_its_manifest_is_written(self, backend: Backend) -> None:
         store = backend.store()
         store_chunks(store, b"blob 0", b"blob 1", b"blob 2")
-        assert dict(store.inventory().manifests) == {}
-        assert not store.manifest_exists("c1", "cp1")
-        store.write_manifest("c1", "cp1", b"{}")
-        assert list(store.inventory().manifests) == [("c1", "cp1")]
-        assert store.manifest_exists("c1", "cp1")
+        assert dict(store.maintenance.inventory().manifests) == {}
+        assert not store.manifests.exists("c1", "cp1")
+        store.manifests.write("c1", "cp1", b"{}")
+        assert list(store.maintenance.inventory().manifests) == [("c1", "cp1")]
+        assert store.manifests.exists("c1", "cp1")
 
     def test_a_create_writes_its_manifest_only_after_all_its_blobs(
         self, backend: Backend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         files = make_image(tmp_path / "image")
         seen: dict[str, object] = {}
-        real_write = Store.write_manifest
+        real_write = Manifests.write
 
-        def spying_write(store: Store, target: str, name: str, data: bytes) -> None:
+        def spying_write(manifests: Manifests, target: str, name: str, data: bytes) -> None:
             manifest = Manifest.from_bytes(data, target=target, name=name)
             digests = {d for entry in manifest.files for d in entry.blobs}
             raw = backend.raw
             seen["digests"] = digests
             seen["absent"] = sorted(d for d in digests if not raw.exists(raw.blob(d)))
-            seen["listed"] = dict(store.inventory().manifests)
-            real_write(store, target, name, data)
+            seen["listed"] = dict(backend.store().maintenance.inventory().manifests)
+            real_write(manifests, target, name, data)
 
-        monkeypatch.setattr(Store, "write_manifest", spying_write)
+        monkeypatch.setattr(Manifests, "write", spying_write)
         settings = Settings(
             store_url=backend.url,
             catalog_url=f"sqlite:///{tmp_path / 'catalog.db'}",
@@ -155,68 +156,68 @@ class TestStoreConformance:
             mgr.create("app", "cp1", locator=str(tmp_path / "image"))
         assert seen["absent"] == [] and seen["listed"] == {}
         assert seen["digests"] == {blake3.blake3(d).hexdigest() for d in files.values() if d}
-        inventory = backend.store().inventory()
+        inventory = backend.store().maintenance.inventory()
         assert list(inventory.manifests) == [("app", "cp1")]
         assert set(inventory.blobs) == seen["digests"] and inventory.strays == ()
 
     def test_delete_manifest_removes_folder_and_is_idempotent(self, backend: Backend) -> None:
         store = backend.store()
-        store.write_manifest("c1", "cp1", b"{}")
-        store.write_manifest("c1", "cp10", b"{}")
+        store.manifests.write("c1", "cp1", b"{}")
+        store.manifests.write("c1", "cp10", b"{}")
         backend.raw.put("checkpoints/c1/cp1/extra.log", b"log")
-        store.delete_manifest("c1", "cp1")
-        assert list(store.inventory().manifests) == [("c1", "cp10")]
+        store.manifests.delete("c1", "cp1")
+        assert list(store.maintenance.inventory().manifests) == [("c1", "cp10")]
         assert not backend.raw.exists("checkpoints/c1/cp1/extra.log")
-        store.delete_manifest("c1", "cp1")
-        store.delete_manifest("c1", "never")
-        store.write_manifest("c1", "cp1", b"again")  # the name is free again
-        assert store.read_manifest("c1", "cp1") == b"again"
+        store.manifests.delete("c1", "cp1")
+        store.manifests.delete("c1", "never")
+        store.manifests.write("c1", "cp1", b"again")  # the name is free again
+        assert store.manifests.read("c1", "cp1") == b"again"
 
     def test_chunks_write_read_verify_and_delete(self, backend: Backend) -> None:
         store = backend.store()
         data = os.urandom(3000) + bytes(3000)
         digest, parts = encoded(data)
         stored = b"".join(parts)
-        assert not store.has_blob(digest)
-        batch = store.write_batch(jobs=2)
+        assert not store.chunks.has(digest)
+        batch = store.chunks.batch(jobs=2)
         assert not batch.present(digest)
         assert batch.add(digest, parts) is True
         batch.commit()
-        assert store.has_blob(digest) and not store.holds_no_blob()
-        assert store.read_object(digest) == stored  # encoded, as stored
+        assert store.chunks.has(digest) and not store.chunks.holds_none()
+        assert store.chunks.read_object(digest) == stored  # encoded, as stored
         assert backend.raw.get(backend.raw.blob(digest)) == stored
-        assert store.read_chunk(digest) == data
-        assert store.read_chunk(digest, len(data)) == data
-        fetched = store.fetch_chunk(digest, len(data), what="blob X of file F")
+        assert store.chunks.read(digest) == data
+        assert store.chunks.read(digest, len(data)) == data
+        fetched = store.chunks.fetch(digest, len(data), what="blob X of file F")
         assert bytes(fetched.plain) == data and fetched.stored_size == len(stored)
         assert (fetched.from_cache, fetched.cached) == (False, False)
         # A second create asks the store (where asking is cheaper) or is told by add.
-        again = store.write_batch()
+        again = store.chunks.batch()
         assert again.present(digest) or again.add(digest, parts) is False
         again.commit()
-        assert list(store.inventory().blobs) == [digest]
-        store.delete_blob(digest)
-        store.delete_blob(digest)
-        assert not store.has_blob(digest)
-        assert dict(store.inventory().blobs) == {}
+        assert list(store.maintenance.inventory().blobs) == [digest]
+        store.chunks.delete(digest)
+        store.chunks.delete(digest)
+        assert not store.chunks.has(digest)
+        assert dict(store.maintenance.inventory().blobs) == {}
 
     def test_a_discarded_chunk_batch_names_no_chunk(self, backend: Backend) -> None:
         store = backend.store()
         digest, parts = encoded(b"never committed")
-        batch = store.write_batch()
+        batch = store.chunks.batch()
         batch.add(digest, parts)
         batch.discard()
-        if store.has_blob(digest):  # object stores: stored whole at once (the caller undoes)
-            assert store.remote and store.read_chunk(digest) == b"never committed"
+        if store.chunks.has(digest):  # object stores: stored whole at once (the caller undoes)
+            assert store.remote and store.chunks.read(digest) == b"never committed"
         assert temp_files(backend.raw) == []
 
     def test_missing_blob_is_object_not_found(self, backend: Backend) -> None:
         store = backend.store()
         message = f"blob {DIGEST_A} does not exist in store {store.url}"
         for call in (
-            lambda: store.read_object(DIGEST_A),
-            lambda: store.read_chunk(DIGEST_A),
-            lambda: store.fetch_chunk(DIGEST_A, 5, what="blob of file F"),
+            lambda: store.chunks.read_object(DIGEST_A),
+            lambda: store.chunks.read(DIGEST_A),
+            lambda: store.chunks.fetch(DIGEST_A, 5, what="blob of file F"),
         ):
             with pytest.raises(ObjectNotFound) as err:
                 call()
@@ -227,31 +228,31 @@ class TestStoreConformance:
     def test_a_corrupt_chunk_is_refused(self, backend: Backend) -> None:
         store = backend.store()
         (digest,) = store_chunks(store, b"alpha" * 100)
-        assert store.read_chunk(digest, 500) == b"alpha" * 100
+        assert store.chunks.read(digest, 500) == b"alpha" * 100
         with pytest.raises(IntegrityError, match=f"blob {digest} is corrupt: "):
-            store.read_chunk(digest, 499)  # not the size the manifest records
+            store.chunks.read(digest, 499)  # not the size the manifest records
         raw = backend.raw
         raw.flip_byte(raw.blob(digest), offset=-1)
         with pytest.raises(IntegrityError, match=f"blob {digest} is corrupt"):
-            store.read_chunk(digest)
+            store.chunks.read(digest)
         with pytest.raises(IntegrityError, match="blob X of file F is corrupt"):
-            store.fetch_chunk(digest, 500, what="blob X of file F")
+            store.chunks.fetch(digest, 500, what="blob X of file F")
         raw.put(raw.blob(digest), b"")
         with pytest.raises(IntegrityError, match="empty object"):
-            store.read_chunk(digest)
+            store.chunks.read(digest)
 
     @pytest.mark.parametrize(
         "bad", ["abc", "../../etc/passwd", DIGEST_A.upper(), DIGEST_A + "0", "g" * 64]
     )
     def test_bad_digest_is_rejected_before_any_io(self, backend: Backend, bad: str) -> None:
         store = backend.store()
-        batch = store.write_batch()
+        batch = store.chunks.batch()
         for call in (
-            lambda: store.has_blob(bad),
-            lambda: store.read_object(bad),
-            lambda: store.read_chunk(bad),
-            lambda: store.fetch_chunk(bad, None, what="x"),
-            lambda: store.delete_blob(bad),
+            lambda: store.chunks.has(bad),
+            lambda: store.chunks.read_object(bad),
+            lambda: store.chunks.read(bad),
+            lambda: store.chunks.fetch(bad, None, what="x"),
+            lambda: store.chunks.delete(bad),
             lambda: batch.add(bad, [b"\x00x"]),
         ):
             with pytest.raises(UsageError, match="invalid blob digest"):
@@ -263,11 +264,11 @@ class TestStoreConformance:
     def test_bad_target_or_name_is_rejected(self, backend: Backend, target: str, name: str) -> None:
         store = backend.store()
         for call in (
-            lambda: store.write_manifest(target, name, b"{}"),
-            lambda: store.read_manifest(target, name),
-            lambda: store.load_manifest(target, name),
-            lambda: store.manifest_exists(target, name),
-            lambda: store.delete_manifest(target, name),
+            lambda: store.manifests.write(target, name, b"{}"),
+            lambda: store.manifests.read(target, name),
+            lambda: store.manifests.load(target, name),
+            lambda: store.manifests.exists(target, name),
+            lambda: store.manifests.delete(target, name),
         ):
             with pytest.raises(InvalidName):
                 call()
@@ -276,7 +277,7 @@ class TestStoreConformance:
     def test_inventory_sorts_manifests_chunks_and_strays(self, backend: Backend) -> None:
         store = backend.store()
         for target, name in [("web", "b2"), ("db", "x1"), ("web", "a1"), ("db", "a1")]:
-            store.write_manifest(target, name, b"{}")
+            store.manifests.write(target, name, b"{}")
         digests = store_chunks(store, *(f"content {i}".encode() for i in range(4)))
         raw = backend.raw
         strays = [
@@ -293,7 +294,7 @@ class TestStoreConformance:
             raw.put(path, b"stray")
         raw.put("checkpoints/web/a1/extra.log", b"beside a manifest: left alone")
         raw.put("notes.txt", b"outside the layout: not looked at")
-        inventory = store.inventory()
+        inventory = store.maintenance.inventory()
         assert sorted(inventory.manifests) == [
             ("db", "a1"),
             ("db", "x1"),
@@ -305,63 +306,63 @@ class TestStoreConformance:
         one = inventory.blobs[digests[2]]
         assert one.path == raw.blob(digests[2]) and one.size == len(raw.get(one.path))
         assert one.modified is not None and inventory.manifests[("db", "a1")].size == 2
-        assert not store.manifest_exists("web", "pending")
+        assert not store.manifests.exists("web", "pending")
 
     def test_delete_stray_removes_only_strays_of_the_layout(self, backend: Backend) -> None:
         store = backend.store()
         raw = backend.raw
         for path in ("checkpoints/web/pending/partial.bin", ".cryostash-probe-0a1b", "notes"):
             raw.put(path, b"x")
-        for stray in store.inventory().strays:
-            store.delete_stray(stray.path)
-        store.delete_stray("checkpoints/web/pending/partial.bin")  # missing is fine
-        assert raw.files() == ["notes"] and store.inventory().strays == ()
+        for stray in store.maintenance.inventory().strays:
+            store.maintenance.delete_stray(stray.path)
+        store.maintenance.delete_stray("checkpoints/web/pending/partial.bin")  # missing is fine
+        assert raw.files() == ["notes"] and store.maintenance.inventory().strays == ()
         for path in ("notes", "../outside", "checkpoints/../notes", "blobs//x", ""):
             with pytest.raises(UsageError, match="refusing to delete"):
-                store.delete_stray(path)
+                store.maintenance.delete_stray(path)
         assert raw.files() == ["notes"]
 
     def test_tidy_removes_empty_checkpoint_folders(self, backend: Backend) -> None:
         store = backend.store()
         for name in ("cp1", "cp2"):
-            store.write_manifest("c1", name, b"{}")
-        store.write_manifest("c2", "cp3", b"{}")
+            store.manifests.write("c1", name, b"{}")
+        store.manifests.write("c2", "cp3", b"{}")
         for target, name in (("c1", "cp1"), ("c1", "cp2"), ("c2", "cp3")):
-            store.delete_manifest(target, name)
-        removed = store.tidy(older_than=time.time() + 60, keep=[("c1", "cp2")])
+            store.manifests.delete(target, name)
+        removed = store.maintenance.tidy(older_than=time.time() + 60, keep=[("c1", "cp2")])
         assert removed == (1 if backend.name == "local" else 0)  # c2 (cp* are gone)
         if backend.name == "local":
             assert sorted(os.listdir(Path(backend.url) / "checkpoints")) == ["c1"]
-        assert store.tidy(older_than=time.time() + 60) >= 0
+        assert store.maintenance.tidy(older_than=time.time() + 60) >= 0
 
     def test_exists_and_check_writable(self, backend: Backend) -> None:
         store = backend.store()
         assert not store.exists()
         store.check_writable()
         assert backend.raw.files() == []
-        store.write_manifest("c1", "cp1", b"{}")
+        store.manifests.write("c1", "cp1", b"{}")
         assert store.exists()
 
     def test_backend_failures_are_translated(self, backend: Backend) -> None:
         fake = FakeFlakyBackend(backend.open())
         store = Store.over(fake, ONCE)
-        store.write_manifest("c1", "cp1", b"{}")
+        store.manifests.write("c1", "cp1", b"{}")
 
         fake.fail("get", PermissionError(13, "Access Denied"))
         with pytest.raises(StorageError, match="permission denied") as err:
-            store.read_manifest("c1", "cp1")
+            store.manifests.read("c1", "cp1")
         assert not err.value.transient and store.url in str(err.value)
         fake.fail("get", TimeoutError("read timed out"))
         with pytest.raises(StorageError, match="temporary failure") as err:
-            store.read_manifest("c1", "cp1")
+            store.manifests.read("c1", "cp1")
         assert err.value.transient
         fake.fail("get", OSError(errno.EIO, "disk on fire"))
         with pytest.raises(StorageError, match="disk on fire") as err:
-            store.read_manifest("c1", "cp1")
+            store.manifests.read("c1", "cp1")
         assert not err.value.transient
         fake.fail("exists", OSError(errno.EIO, "disk on fire"))
         with pytest.raises(StorageError, match=r"cannot check blob \w+ in store .*disk on fire"):
-            store.has_blob(DIGEST_A)
+            store.chunks.has(DIGEST_A)
         fake.fail("check_writable", PermissionError(13, "Access Denied"))
         with pytest.raises(StorageError) as err:
             store.check_writable()
@@ -370,5 +371,5 @@ class TestStoreConformance:
         )
         fake.fail("get", TypeError("a bug"))  # bugs are not storage errors
         with pytest.raises(TypeError, match="a bug"):
-            store.read_manifest("c1", "cp1")
-        assert store.read_manifest("c1", "cp1") == b"{}"
+            store.manifests.read("c1", "cp1")
+        assert store.manifests.read("c1", "cp1") == b"{}"

@@ -19,7 +19,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cryostash.storage import Manifest
+from cryostash.store import Manifest
 from cryostash.transfer.chunking import ChunkParams
 from cryostash.transfer.pack import pack
 from cryostash.transfer.unpack import unpack
@@ -75,8 +75,8 @@ def test_any_image_round_trips_through_the_store(backend: Backend) -> None:
                 kernel="k", created_at=__import__("datetime").datetime.now(),
                 files=packed.entries,
             )
-            store.write_manifest("prop", name, manifest.to_bytes())
-            again = Manifest.from_bytes(store.read_manifest("prop", name), target="prop",
+            store.manifests.write("prop", name, manifest.to_bytes())
+            again = Manifest.from_bytes(store.manifests.read("prop", name), target="prop",
                                         name=name)
             assert again == manifest
             unpack(store, again.files, dest, jobs=3)

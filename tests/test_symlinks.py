@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from cryostash.storage import Manifest
+from cryostash.store import Manifest
 from tests.support import cli
 from tests.support.fake_engine import FakeManager, make_image
 from tests.support.setups import Setup, make_setup

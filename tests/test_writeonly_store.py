@@ -11,10 +11,10 @@ import blake3
 import pytest
 
 from cryostash.errors import IntegrityError, RestoreKeyRequired, UsageError, WrongKey
-from cryostash.storage import Store
-from cryostash.storage.keys import Keyring
-from cryostash.storage.manifest import Manifest
-from cryostash.storage.writeonly import RestoreSealing, WriterSealing, writer_secret
+from cryostash.store import Store
+from cryostash.store.keys import Keyring
+from cryostash.store.manifest import Manifest
+from cryostash.store.writeonly import RestoreSealing, WriterSealing, writer_secret
 from cryostash.types import FileEntry
 from tests.support.stores import Backend
 
@@ -36,16 +36,16 @@ def _setup(backend: Backend) -> tuple[Store, Store]:
 def _checkpoint(store: Store, target: str, name: str, chunks: list[bytes]) -> bytes:
     """Store ``chunks`` (deduplicated) and a manifest naming them; the manifest bytes."""
     names = [store.sealing.chunk_name(c) for c in chunks]
-    batch = store.write_batch()
+    batch = store.chunks.batch()
     for digest, plain in zip(names, chunks, strict=True):
-        batch.add(digest, store.encode_chunk(digest, plain, 3))
+        batch.add(digest, store.chunks.encode(digest, plain, 3))
     batch.commit()
     whole = store.sealing.chunk_name(b"".join(chunks))
     entry = FileEntry("pages-1.img", 0o600, sum(map(len, chunks)), tuple(names), whole,
                       tuple(len(c) for c in chunks))
     data = Manifest(target, name, "criu", "4.0", "h", "6.1", datetime.now(UTC),
                     files=(entry,)).to_bytes()
-    store.write_manifest(target, name, data)
+    store.manifests.write(target, name, data)
     return data
 
 
@@ -60,27 +60,27 @@ def test_writer_adds_and_deduplicates_restore_host_reads(backend: Backend) -> No
     assert name != blake3.blake3(shared).hexdigest()
     # Another writer host (its own process) names the same content the same: dedup.
     other = Store.over(backend.open(), passphrase=lambda: WRITER)
-    assert other.sealing.chunk_name(shared) == name and other.has_blob(name)
+    assert other.sealing.chunk_name(shared) == name and other.chunks.has(name)
     _checkpoint(other, "web", "two", [shared, os.urandom(100)])
     assert len([k for k in backend.raw.files() if k.startswith("blobs/")]) == 3
     # Neither writer reads: not its own manifest, not another's, no chunk.
     for store in (writer, other):
         for n in ("one", "two"):
             with pytest.raises(RestoreKeyRequired, match="writer key"):
-                store.read_manifest("web", n)
+                store.manifests.read("web", n)
         with pytest.raises(RestoreKeyRequired):
-            store.read_chunk(name)
+            store.chunks.read(name)
         with pytest.raises(RestoreKeyRequired, match="writer key"):
             store.unlock(restore=True)
     # A fresh restore host opens the manifest (learning the chunk keys), then the chunks.
     reader = Store.over(backend.open(), passphrase=lambda: RESTORE)
     with pytest.raises(IntegrityError, match="key is not known"):
-        reader.read_chunk(name)  # no manifest opened yet: its key is nowhere else
-    loaded = reader.load_manifest("web", "one", writer.sealing.manifest_digest(data))
-    assert reader.read_manifest("web", "one") == data
+        reader.chunks.read(name)  # no manifest opened yet: its key is nowhere else
+    loaded = reader.manifests.load("web", "one", writer.sealing.manifest_digest(data))
+    assert reader.manifests.read("web", "one") == data
     first, second = loaded.manifest.files[0].blobs
-    assert reader.read_chunk(first, len(shared)) == shared
-    assert reader.read_chunk(second, len(own)) == own
+    assert reader.chunks.read(first, len(shared)) == shared
+    assert reader.chunks.read(second, len(own)) == own
     # A restore host writes too, into the same names (dedup with the writers).
     assert reader.sealing.chunk_name(shared) == name
 
@@ -94,10 +94,10 @@ def test_writeonly_manifests_are_bound_and_unforgeable(backend: Backend) -> None
     saved = raw.get(one)
     raw.put(one, raw.get(two))  # copied from another checkpoint
     with pytest.raises(IntegrityError, match="does not authenticate"):
-        restore.read_manifest("web", "one")
+        restore.manifests.read("web", "one")
     raw.flip_byte(one, 40)
     with pytest.raises(IntegrityError, match="does not authenticate"):
-        restore.read_manifest("web", "one")
+        restore.manifests.read("web", "one")
     # Someone with the public key but not the writer secret: a box sealed with another
     # authentication key (the HKDF salt comes from the writer secret) does not open; the
     # same box made with the writer secret does (the control).
@@ -108,11 +108,11 @@ def test_writeonly_manifests_are_bound_and_unforgeable(backend: Backend) -> None
     forger = WriterSealing(os.urandom(32) + genuine[32:], keys.config.id)
     raw.put(one, bytes(forger.seal(one, (empty,))[0]))
     with pytest.raises(IntegrityError, match="does not authenticate"):
-        restore.read_manifest("web", "one")
+        restore.manifests.read("web", "one")
     raw.put(one, bytes(WriterSealing(genuine, keys.config.id).seal(one, (empty,))[0]))
-    assert restore.read_manifest("web", "one") == empty
+    assert restore.manifests.read("web", "one") == empty
     raw.put(one, saved)
-    assert restore.load_manifest("web", "one").manifest.name == "one"
+    assert restore.manifests.load("web", "one").manifest.name == "one"
 
 
 def test_writer_keys_cannot_manage_keys_and_need_a_writeonly_store(backend: Backend) -> None:

@@ -7,7 +7,7 @@ Two kinds of URL pass through cryostash:
   ``simplecache::s3://key:secret@bucket``). :func:`canonical_url` gives the one form a
   store is known by (the catalog's key, every message): credentials stripped, no
   trailing slash, a local root as an absolute path. :func:`protocols` and
-  :func:`is_local_path` classify them (opening one is :mod:`cryostash.storage.location`'s).
+  :func:`is_local_path` classify them (opening one is :mod:`cryostash.objects.location`'s).
 - the catalog's own SQLAlchemy URL, shown in error messages by :func:`redact_db_url`
   with the password hidden.
 

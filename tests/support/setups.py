@@ -109,7 +109,7 @@ class Setup:
         from sqlalchemy import update
         from sqlalchemy.orm import Session
 
-        from cryostash.catalog.engine import create_catalog_engine
+        from cryostash.catalog.database import create_catalog_engine
         from cryostash.catalog.models import CheckpointRow
 
         engine = create_catalog_engine(self.catalog_url)

@@ -11,15 +11,19 @@ from __future__ import annotations
 import os
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TypeVar
 
 import blake3
 import pytest
 
-from cryostash.storage import Backend as StorageBackend
-from cryostash.storage import Buffer, Manifest, ObjectInfo, RetryPolicy, Store, WriteBatch, codec
+from cryostash.objects import Backend as StorageBackend
+from cryostash.objects import Buffer, RetryPolicy
+from cryostash.objects.errors import boundary
+from cryostash.objects.forwarding import ForwardingBackend
+from cryostash.objects.key import Key, other
+from cryostash.store import Manifest, Store, codec
 from tests.support.stores import RawStore
 
 T = TypeVar("T")
@@ -37,7 +41,7 @@ def encoded(data: bytes, level: int | None = 3) -> tuple[str, list[Buffer]]:
 
 def store_chunks(store: Store, *contents: bytes) -> list[str]:
     """Store each of ``contents`` as a chunk, as ``pack`` does; their digests."""
-    batch = store.write_batch(jobs=2)
+    batch = store.chunks.batch(jobs=2)
     digests = []
     for data in contents:
         digest, parts = encoded(data)
@@ -73,19 +77,25 @@ def raced(workers: int, call: Callable[[int], T]) -> list[T | BaseException]:
     return results
 
 
+def key(path: str) -> Key:
+    """A key of kind "other" at ``path`` (the conformance suite's objects)."""
+    return other(path)
+
+
 def temp_files(raw: RawStore) -> list[str]:
     """Temporary files of interrupted writes (``.NAME.<random>.tmp``) anywhere."""
     return [f for f in raw.files() if f.rpartition("/")[2].startswith(".")]
 
 
-class FakeFlakyBackend:
+class FakeFlakyBackend(ForwardingBackend):
     """A fake backend for tests: the real ``inner`` one, except for the failures scripted
     with :meth:`fail` (raised instead of the next calls of a method) and :meth:`lose_answer`
-    (the next call of a method runs, then raises as if its answer had been lost)."""
+    (the next call of a method runs, then raises as if its answer had been lost). Like a
+    real backend it raises the scripted library errors as sentinels, at its boundary
+    (:func:`cryostash.objects.errors.classify`); ``calls`` counts the calls by method."""
 
     def __init__(self, inner: StorageBackend) -> None:
-        self.inner = inner
-        self.url, self.remote, self.atomic_create = inner.url, inner.remote, inner.atomic_create
+        super().__init__(inner)
         self.calls: Counter[str] = Counter()
         self._before: dict[str, list[BaseException]] = {}
         self._after: dict[str, list[BaseException]] = {}
@@ -96,56 +106,15 @@ class FakeFlakyBackend:
     def lose_answer(self, method: str, error: BaseException | None = None) -> None:
         self._after.setdefault(method, []).append(error or ConnectionResetError("lost"))
 
-    def _do(self, method: str, call: Callable[[], T]) -> T:
-        self.calls[method] += 1
-        if self._before.get(method):
-            raise self._before[method].pop(0)
-        result = call()
-        if self._after.get(method):
-            raise self._after[method].pop(0)
+    def forward(self, op: str, call: Callable[[], T], size: int = 0) -> T:
+        self.calls[op] += 1
+        with boundary():
+            if self._before.get(op):
+                raise self._before[op].pop(0)
+            result = call()
+            if self._after.get(op):
+                raise self._after[op].pop(0)
         return result
-
-    def get(self, key: str) -> bytes:
-        return self._do("get", lambda: self.inner.get(key))
-
-    def put(self, key: str, parts: Sequence[Buffer]) -> bool:
-        return self._do("put", lambda: self.inner.put(key, parts))
-
-    def create(self, key: str, data: bytes) -> None:
-        self._do("create", lambda: self.inner.create(key, data))
-
-    def exists(self, key: str) -> bool:
-        return self._do("exists", lambda: self.inner.exists(key))
-
-    def stat(self, key: str) -> ObjectInfo:
-        return self._do("stat", lambda: self.inner.stat(key))
-
-    def delete(self, key: str) -> None:
-        self._do("delete", lambda: self.inner.delete(key))
-
-    def delete_prefix(self, prefix: str) -> None:
-        self._do("delete_prefix", lambda: self.inner.delete_prefix(prefix))
-
-    def scan(self, prefix: str) -> list[ObjectInfo]:
-        return self._do("scan", lambda: self.inner.scan(prefix))
-
-    def top(self) -> list[ObjectInfo]:
-        return self._do("top", self.inner.top)
-
-    def has_any(self, prefix: str) -> bool:
-        return self._do("has_any", lambda: self.inner.has_any(prefix))
-
-    def batch(self, jobs: int) -> WriteBatch:
-        return self._do("batch", lambda: self.inner.batch(jobs))
-
-    def root_exists(self) -> bool:
-        return self._do("root_exists", self.inner.root_exists)
-
-    def check_writable(self) -> None:
-        self._do("check_writable", self.inner.check_writable)
-
-    def tidy(self, prefix: str, *, older_than: float, keep: Iterable[str] = ()) -> int:
-        return self._do("tidy", lambda: self.inner.tidy(prefix, older_than=older_than, keep=keep))
 
 
 def trace_renames(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, bool]]:

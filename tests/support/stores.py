@@ -42,9 +42,10 @@ from typing import Any
 
 import pytest
 
-from cryostash.storage import Backend as StorageBackend
-from cryostash.storage import RetryPolicy, Store, layout
-from cryostash.storage.location import open_backend
+from cryostash.objects import Backend as StorageBackend
+from cryostash.objects import RetryPolicy
+from cryostash.objects.location import open_backend
+from cryostash.store import Store, layout
 from tests.support.requirements import missing
 
 #: The backends every conformance test runs against.
@@ -134,8 +135,8 @@ class Backend:
         return Store(self.url, self.storage_options, retry=retry)
 
     def open(self) -> StorageBackend:
-        """The bare :class:`~cryostash.storage.backend.Backend` of this root, opened as
-        production opens it (:func:`~cryostash.storage.location.open_backend`; no retries,
+        """The bare :class:`~cryostash.objects.backend.Backend` of this root, opened as
+        production opens it (:func:`~cryostash.objects.location.open_backend`; no retries,
         no cache): what the protocol conformance tests drive."""
         return open_backend(self.url, self.storage_options)
 

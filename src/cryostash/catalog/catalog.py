@@ -30,7 +30,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from cryostash.catalog import refs
-from cryostash.catalog.engine import (
+from cryostash.catalog.database import (
     WRITE,
     create_catalog_engine,
     is_unique_violation,

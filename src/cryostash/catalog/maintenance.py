@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 
 from cryostash.catalog import refs
 from cryostash.catalog.catalog import Catalog
-from cryostash.catalog.engine import is_unique_violation, translate_errors, translated
+from cryostash.catalog.database import is_unique_violation, translate_errors, translated
 from cryostash.catalog.models import BlobRow, CheckpointBlobRow, CheckpointRow
 from cryostash.catalog.rows import chunks, insert_ignore, to_info, unique_sorted, utcnow
 from cryostash.types import CheckpointInfo, Status

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from cryostash.catalog.catalog import Catalog
-from cryostash.catalog.engine import is_unique_violation, translated
+from cryostash.catalog.database import is_unique_violation, translated
 from cryostash.catalog.models import (
     BlobRow,
     CheckpointBlobRow,

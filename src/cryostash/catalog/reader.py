@@ -36,7 +36,7 @@ from cryostash.types import CheckpointFilter, CheckpointInfo, Event, Status
 from cryostash.urls import canonical_url
 
 _COMMITTED = Status.COMMITTED.value
-#: How long a read waits for a lock (as :data:`cryostash.catalog.engine.SQLITE_BUSY_TIMEOUT_S`).
+#: How long a read waits for a lock (as :data:`cryostash.catalog.database.SQLITE_BUSY_TIMEOUT_S`).
 _BUSY_TIMEOUT_S = 30.0
 _COLUMNS = (
     "id, store_url, target, name, status, host, engine, engine_version, created_at, "

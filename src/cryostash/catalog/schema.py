@@ -24,7 +24,7 @@ from sqlalchemy import Column, Engine, MetaData, PrimaryKeyConstraint, String, T
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.exc import DBAPIError
 
-from cryostash.catalog.engine import WRITE, create_catalog_engine, translate_errors
+from cryostash.catalog.database import WRITE, create_catalog_engine, translate_errors
 from cryostash.catalog.models import Base
 from cryostash.catalog.revisions import HEAD_REVISION as HEAD_REVISION
 from cryostash.catalog.revisions import KNOWN_REVISIONS as KNOWN_REVISIONS
@@ -57,9 +57,7 @@ def migrations_dir() -> Path:
     Source checkout or editable install: ``<repo>/migrations`` (two levels above the
     package, which lives in ``<repo>/src/cryostash``).
     """
-    import cryostash
-
-    package = Path(cryostash.__file__).resolve().parent
+    package = Path(__file__).resolve().parent.parent  # src/cryostash (catalog's parent)
     candidates = (package / "migrations", package.parent.parent / "migrations")
     for candidate in candidates:
         if (candidate / "env.py").is_file():

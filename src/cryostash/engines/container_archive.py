@@ -104,10 +104,6 @@ class Layout:
             indent=1,
         ).encode()
 
-    def member_names(self) -> list[str]:
-        """Names of the regular members, in archive order."""
-        return [m.name for m in self.members if m.path is not None]
-
 
 def _refuse(what: str, name: str, why: str) -> IntegrityError:
     return IntegrityError(f"{what}: member {name!r} {why}; nothing was imported")

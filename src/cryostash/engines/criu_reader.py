@@ -50,15 +50,6 @@ def _module() -> ModuleType:
     return _images
 
 
-def reader_available() -> bool:
-    """True when pycriu can be imported (:func:`load_image` would not raise EngineError)."""
-    try:
-        _module()
-    except EngineError:
-        return False
-    return True
-
-
 def load_image(path: Path, *, pretty: bool = False) -> list[dict[str, Any]]:
     """The entries of the CRIU image file ``path``, as pycriu decodes them (dicts).
 

@@ -32,8 +32,9 @@ from cryostash.repository.cleanup import remove_checkpoint
 if TYPE_CHECKING:
     from cryostash.catalog import Catalog
     from cryostash.engines.base import Engine
-    from cryostash.storage import Manifest, Progress, Store
+    from cryostash.store import Manifest, Store
     from cryostash.transfer.baseline import Baseline
+    from cryostash.transfer.progress import Progress
     from cryostash.types import CheckpointFilter, CheckpointInfo, Event, RestoreResult
 
 

@@ -22,7 +22,7 @@ from cryostash import hooks
 from cryostash.errors import CheckpointExists, CryostashError
 from cryostash.names import validate_host, validate_labels, validate_name, validate_target
 from cryostash.repository import Repository, cleanup, reservations
-from cryostash.storage import Manifest
+from cryostash.store import Manifest
 from cryostash.transfer import datapath
 from cryostash.transfer.scratch import mark_stopped
 from cryostash.types import CheckpointInfo, DumpOptions
@@ -101,7 +101,7 @@ def create(
     beat = reservations.Heartbeat(catalog, info.id, lease_s)
     beat.start()  # renews the lease until the commit: a live create keeps its name
     try:
-        if store.manifest_exists(target, name):
+        if store.manifests.exists(target, name):
             raise CheckpointExists(
                 f"checkpoint with name {name} already exists for container {target}"
             )
@@ -164,7 +164,7 @@ def create(
             data = manifest.to_bytes()
             beat.renew()  # a full lease for the manifest and the commit
             written = data  # from here a manifest at this name may be ours
-            store.write_manifest(target, name, data)
+            store.manifests.write(target, name, data)
             hooks.reached("after-manifest")
             committed = catalog.commit(
                 info.id,

@@ -19,7 +19,7 @@
    catalog first (:func:`cryostash.repository.cleanup.delete_unreferenced_blobs`), so a blob that
    a create on another host starts using meanwhile is kept, or uploaded again by it.
 4. Strays older than the grace period (temporary files of interrupted writes, files of
-   checkpoint folders without a manifest, see :mod:`cryostash.storage.inventory`) are
+   checkpoint folders without a manifest, see :mod:`cryostash.store.inventory`) are
    removed, and on local disk the empty folders they leave; the folders of checkpoints
    still being created (PENDING, lease not expired) are left alone whatever their age,
    and so are temporary files younger than the oldest such create (its uploads).
@@ -55,9 +55,9 @@ from cryostash.operations.verify import presence_problem
 from cryostash.repository import Repository
 from cryostash.repository.cleanup import delete_unreferenced_blobs
 from cryostash.repository.reservations import abandoned
-from cryostash.storage import Manifest, Store, StoredManifest
-from cryostash.storage.inventory import Inventory, StoredObject
-from cryostash.storage.manifest import load_manifest
+from cryostash.store import Manifest, Store, StoredManifest
+from cryostash.store.inventory import Inventory, StoredObject
+from cryostash.store.manifest import load_manifest
 from cryostash.transfer.scratch import keep_if_stopped, remove_if_stale, stale_scratch
 from cryostash.types import CheckpointInfo
 
@@ -145,7 +145,7 @@ def _complete(manifest: Manifest | None, inv: Inventory, overhead: int) -> bool:
 
 def _read_or_none(store: Store, target: str, name: str) -> bytes | None:
     try:
-        return store.read_manifest(target, name)
+        return store.manifests.read(target, name)
     except CheckpointNotFound:
         return None
 
@@ -187,7 +187,7 @@ def _finish_or_undo(
             return None  # committed meanwhile
         # Only the manifest judged incomplete, not one a new create of the name wrote since.
         if data is not None and _read_or_none(store, t, n) == data:
-            store.delete_manifest(t, n)
+            store.manifests.delete(t, n)
         outcome = "aborted"
     catalog.record_event(
         host=repo.host,
@@ -228,7 +228,7 @@ def gc(repo: Repository, request: GcRequest, *, now: datetime | None = None) -> 
     cutoff = now - timedelta(seconds=grace_s)
     store, catalog = repo.store(request.checkpoint_dir), repo.catalog
     store.unlock(restore=True)  # the key (KeyRequired, WrongKey, RestoreKeyRequired) first
-    inv = store.inventory()
+    inv = store.maintenance.inventory()
     _interlock(repo, store, inv)
     errors: list[str] = []
     committed: list[str] = []
@@ -260,7 +260,7 @@ def gc(repo: Repository, request: GcRequest, *, now: datetime | None = None) -> 
         if key in doomed:
             continue
         try:
-            roots |= store.load_manifest(*key).manifest.blob_digests
+            roots |= store.manifests.load(*key).manifest.blob_digests
         except (CheckpointNotFound, IntegrityError):
             continue  # gone meanwhile, or unreadable: the catalog's references still count
     unreferenced = {d: obj for d, obj in inv.blobs.items() if d not in roots}
@@ -288,7 +288,7 @@ def gc(repo: Repository, request: GcRequest, *, now: datetime | None = None) -> 
         deleted_manifests = []
         for key in doomed:
             try:
-                store.delete_manifest(*key)
+                store.manifests.delete(*key)
                 deleted_manifests.append(key)
             except CryostashError as exc:
                 errors.append(f"manifest of {key[0]}/{key[1]}: {exc}")
@@ -297,11 +297,11 @@ def gc(repo: Repository, request: GcRequest, *, now: datetime | None = None) -> 
         deleted_strays = []
         for obj in old_strays:
             try:
-                store.delete_stray(obj.path)
+                store.maintenance.delete_stray(obj.path)
                 deleted_strays.append(obj)
             except CryostashError as exc:
                 errors.append(f"{obj.path}: {exc}")
-        store.tidy(older_than=cutoff.timestamp(), keep=live)
+        store.maintenance.tidy(older_than=cutoff.timestamp(), keep=live)
         scratch = [p for p in scratch if remove_if_stale(p)]
         stopped = [k for k in (keep_if_stopped(p) for p in stopped) if k is not None]
     return GcReport(
@@ -341,7 +341,7 @@ def _adopt_complete(
     stored = {d: o.size for d, o in inv.blobs.items()}
     for key in keys:
         try:
-            loaded = store.load_manifest(*key)
+            loaded = store.manifests.load(*key)
         except IntegrityError:
             continue  # invalid: removable after the grace period
         except CheckpointNotFound:

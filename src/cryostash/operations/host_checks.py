@@ -101,7 +101,7 @@ def check_engines(settings: Settings) -> list[Check]:
 
 def check_store(settings: Settings) -> Check:
     """Open the default store and prove it is writable (a probe object is written and removed)."""
-    from cryostash.storage import Store
+    from cryostash.store import Store
 
     try:
         store = Store(settings.store_url, settings.storage_options)
@@ -148,7 +148,7 @@ def _exposed(path: Path) -> bool:
 
 def private_paths(settings: Settings) -> list[tuple[str, Path]]:
     """The local places that hold process memory or its metadata: ``(what, path)``."""
-    from cryostash.catalog.engine import parse_url
+    from cryostash.catalog.database import parse_url
     from cryostash.urls import LOCAL_PROTOCOLS, canonical_url, protocols
 
     found: list[tuple[str, Path]] = []

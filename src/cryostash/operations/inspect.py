@@ -10,7 +10,7 @@ from typing import Any
 
 from cryostash.errors import CheckpointNotFound
 from cryostash.repository import Repository
-from cryostash.storage import Manifest, Store
+from cryostash.store import Manifest, Store
 from cryostash.types import CheckpointInfo, Event
 
 #: The engine's log of the dump, as the image folder holds it (CRIU, runc).
@@ -105,7 +105,7 @@ def stored_file(store: Store, manifest: Manifest, path: str = DUMP_LOG) -> bytes
         if entry.path == path:
             sizes = entry.chunk_sizes or (entry.size,)
             return b"".join(
-                store.read_chunk(digest, size)
+                store.chunks.read(digest, size)
                 for digest, size in zip(entry.blobs, sizes, strict=True)
             )
     raise CheckpointNotFound(

@@ -16,7 +16,7 @@ from typing import Any
 from cryostash.engines.criu_contents import NEEDED, Contents, ProcessMemory, read_contents
 from cryostash.errors import UsageError
 from cryostash.repository import Repository
-from cryostash.storage import Manifest
+from cryostash.store import Manifest
 from cryostash.transfer import datapath
 from cryostash.types import CheckpointInfo, FileEntry
 

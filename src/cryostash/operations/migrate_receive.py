@@ -58,7 +58,7 @@ def receive(repo: Repository, request: ReceiveRequest, stdin: IO[str], stdout: I
     store = repo.store(checkpoint_dir)
     store.unlock(restore=True)  # restores here: a writer key is refused (exit 12)
     repo.catalog  # noqa: B018 (connects now, not in the downtime)
-    store.manifest_exists(target, name)  # loads and reaches the store
+    store.manifests.exists(target, name)  # loads and reaches the store
     launch = None
     if request.lazy_engine is not None:
         require_lazy(repo, request.lazy_engine)

@@ -25,7 +25,7 @@ from cryostash.catalog.maintenance import CatalogMaintenance
 from cryostash.errors import CheckpointNotFound, IntegrityError
 from cryostash.operations.verify import presence_problem
 from cryostash.repository import Repository
-from cryostash.storage import Store, StoredManifest
+from cryostash.store import Store, StoredManifest
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ def rebuild(repo: Repository, request: RebuildRequest) -> RebuildReport:
     """
     store, catalog = repo.store(request.checkpoint_dir), repo.catalog
     store.unlock(restore=True)  # the key (KeyRequired, WrongKey, RestoreKeyRequired) first
-    inv = store.inventory()
+    inv = store.maintenance.inventory()
     stored = {d: obj.size for d, obj in inv.blobs.items()}
     committed = {(i.target, i.name): i for i in catalog.list(store.url)}
     pending = {(i.target, i.name) for i in catalog.pending(store.url)}
@@ -79,7 +79,7 @@ def rebuild(repo: Repository, request: RebuildRequest) -> RebuildReport:
     for (target, name) in sorted(inv.manifests):
         label = f"{target}/{name}"
         try:
-            loaded = store.load_manifest(target, name)
+            loaded = store.manifests.load(target, name)
         except CheckpointNotFound:
             continue  # removed meanwhile
         except IntegrityError as exc:

@@ -7,7 +7,7 @@ checkpoint), :func:`verify` checks that:
   (parses, names this checkpoint, safe paths, chunk sizes adding up to file sizes);
 - every blob (chunk object) the manifest names is in the store with a plausible size:
   a stored object is one encoding tag byte plus the plain bytes, or plus a zstd frame
-  only when that is smaller (:mod:`cryostash.storage.codec`), so its size is between 1
+  only when that is smaller (:mod:`cryostash.store.codec`), so its size is between 1
   and the chunk's plain size + 1 (a truncated object may still look plausible: only
   reading finds that);
 - with ``read_data``: every blob decodes and its plain bytes have the recorded size
@@ -35,7 +35,7 @@ from cryostash.errors import CheckpointNotFound, IntegrityError, ObjectNotFound,
 from cryostash.names import validate_name, validate_target
 from cryostash.operations.verify_subset import parse_subset, today
 from cryostash.repository import Repository
-from cryostash.storage import Manifest, ManifestMismatch, Store
+from cryostash.store import Manifest, ManifestMismatch, Store
 from cryostash.types import CheckpointInfo
 
 
@@ -132,7 +132,7 @@ class VerifyReport:
 def _read_blob(store: Store, digest: str, size: int) -> tuple[str | None, int]:
     """Read, decode and verify one blob: (None, bytes read) if sound, else (why, 0)."""
     try:
-        plain = store.read_chunk(digest, size)
+        plain = store.chunks.read(digest, size)
     except ObjectNotFound:
         return "is missing from the store", 0
     except IntegrityError as exc:
@@ -143,7 +143,7 @@ def _read_blob(store: Store, digest: str, size: int) -> tuple[str | None, int]:
 def _check_manifest(store: Store, info: CheckpointInfo) -> tuple[Manifest | None, list[Problem]]:
     t, n = info.target, info.name
     try:
-        stored = store.load_manifest(t, n, info.manifest_digest)
+        stored = store.manifests.load(t, n, info.manifest_digest)
     except CheckpointNotFound:
         message = f"manifest is missing from store {store.url}"
         return None, [Problem(t, n, "manifest-missing", message)]
@@ -249,7 +249,7 @@ def verify(repo: Repository, request: VerifyRequest) -> VerifyReport:
         infos = [repo.catalog.get(store.url, target, name)]
     else:
         infos = repo.catalog.list(store.url, target)
-    inventory = store.inventory()
+    inventory = store.maintenance.inventory()
     stored = {d: obj.size for d, obj in inventory.blobs.items()}
     problems: list[Problem] = []
     readable: list[tuple[CheckpointInfo, Manifest]] = []

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from cryostash.engines.base import Engine
 from cryostash.errors import CatalogError, CheckpointNotFound, CryostashError
-from cryostash.storage import Store
+from cryostash.store import Store
 from cryostash.transfer.scratch import short_name
 from cryostash.types import CheckpointInfo, DumpStats, RestoreOptions, Status
 
@@ -66,7 +66,7 @@ def delete_unreferenced_blobs(
         with maintenance.claim_unreferenced(store.url, batch) as free:
             for digest in sorted(free):
                 try:
-                    store.delete_blob(digest)
+                    store.chunks.delete(digest)
                 except CryostashError as exc:
                     if strict:
                         raise
@@ -96,7 +96,7 @@ def remove_checkpoint(
     """
     store, catalog = repository.store(checkpoint_dir), repository.catalog
     orphans = catalog.remove(info.id)
-    store.delete_manifest(info.target, info.name)
+    store.manifests.delete(info.target, info.name)
     done = delete_unreferenced_blobs(catalog, store, orphans, strict=True)
     catalog.record_event(
         host=repository.host,
@@ -142,8 +142,8 @@ def undo_create(
         return
     if manifest is not None:
         with contextlib.suppress(Exception):
-            if status is Status.PENDING or store.read_manifest(info.target, info.name) == manifest:
-                store.delete_manifest(info.target, info.name)
+            if status is Status.PENDING or store.manifests.read(info.target, info.name) == manifest:
+                store.manifests.delete(info.target, info.name)
     if status is None:
         return
     orphans: list[str] = []
@@ -163,7 +163,7 @@ def undo_abandoned(catalog: Catalog, store: Store, info: CheckpointInfo) -> bool
     only if it still holds the bytes read before the row was aborted.
     """
     try:
-        before: bytes | None = store.read_manifest(info.target, info.name)
+        before: bytes | None = store.manifests.read(info.target, info.name)
     except CheckpointNotFound:
         before = None
     try:
@@ -172,8 +172,8 @@ def undo_abandoned(catalog: Catalog, store: Store, info: CheckpointInfo) -> bool
         return False  # committed meanwhile (by its creator or gc)
     if before is not None:
         with contextlib.suppress(CheckpointNotFound):
-            if store.read_manifest(info.target, info.name) == before:
-                store.delete_manifest(info.target, info.name)
+            if store.manifests.read(info.target, info.name) == before:
+                store.manifests.delete(info.target, info.name)
     delete_unreferenced_blobs(catalog, store, orphans)
     return True
 

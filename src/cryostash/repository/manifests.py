@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from cryostash.errors import IntegrityError
-from cryostash.storage import Manifest, ManifestMismatch, Store
-from cryostash.storage.manifest import load_manifest
+from cryostash.store import Manifest, ManifestMismatch, Store
+from cryostash.store.manifest import load_manifest
 from cryostash.types import CheckpointInfo
 
 
@@ -18,7 +18,7 @@ def verified_manifest(store: Store, info: CheckpointInfo) -> Manifest:
         IntegrityError: anything else wrong with it.
     """
     t, n, expected = info.target, info.name, info.manifest_digest
-    data = store.read_manifest(t, n)
+    data = store.manifests.read(t, n)
     digest_of = store.sealing.manifest_digest  # keyed on an encrypted store
     try:
         loaded = load_manifest(data, target=t, name=n, expected=expected, digest_of=digest_of)

@@ -31,7 +31,8 @@ from cryostash.transfer.scratch import private_scratch
 if TYPE_CHECKING:
     from cryostash.catalog import Catalog
     from cryostash.engines.base import Engine
-    from cryostash.storage import Manifest, Progress, Store
+    from cryostash.store import Manifest, Store
+    from cryostash.transfer.progress import Progress
     from cryostash.types import CheckpointFilter, CheckpointInfo
 
 
@@ -93,7 +94,7 @@ class Repository:
         :class:`Store` per URL, kept for the repository's life."""
         url = checkpoint_dir or self.settings.store_url
         if url not in self._stores:
-            from cryostash.storage import Store
+            from cryostash.store import Store
 
             self._stores[url] = Store(
                 url,

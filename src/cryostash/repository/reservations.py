@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 
 from cryostash.errors import CatalogError, CheckpointExists, CheckpointNotFound, CryostashError
 from cryostash.repository import cleanup
-from cryostash.storage import Store
+from cryostash.store import Store
 from cryostash.types import CheckpointInfo, Status
 
 if TYPE_CHECKING:  # the catalog (SQLAlchemy) loads only when a create or gc uses it

@@ -8,7 +8,7 @@
 - :mod:`~cryostash.transfer.prefetch`: fill the local chunk cache ahead of a restore.
 - :mod:`~cryostash.transfer.datapath`: the manager's entry points (settings -> pipeline,
   and the stats a create or restore records); :mod:`~cryostash.transfer.chunking`,
-  :mod:`~cryostash.storage.cache`, :mod:`~cryostash.transfer.scratch`,
+  :mod:`~cryostash.objects.cache`, :mod:`~cryostash.transfer.scratch`,
   :mod:`~cryostash.transfer.workers`: their parts.
 
 This package imports nothing, so that verbs that move no chunk (``ls``, ``rm``,

@@ -18,7 +18,7 @@ What may be trusted, and why:
   (:func:`~cryostash.transfer.scratch.private_scratch`, named ``create-...-baseline-...``
   so that ``gc`` removes it if its owner died). They are never compared with the store.
 - The names are reused only for the store that named them (the same URL and the same
-  :class:`~cryostash.storage.sealing.Sealing` object: an encrypted store's chunk names
+  :class:`~cryostash.store.sealing.Sealing` object: an encrypted store's chunk names
   are keyed, and the same key named the kept chunks) and the same chunk parameters
   (:meth:`KeptImage.serves`); otherwise the pack is a full one.
 - A reused name still goes through the catalog like any other (its ``reserve``): the
@@ -42,20 +42,32 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from cryostash.storage import Store
-from cryostash.storage.sealing import Sealing
+from cryostash.store import Store
+from cryostash.store.sealing import Sealing
 from cryostash.transfer.chunking import ChunkParams
 from cryostash.transfer.resync import Reference
 from cryostash.transfer.scratch import private_scratch
 from cryostash.transfer.wholehash import State
 from cryostash.types import FileEntry
 
-if TYPE_CHECKING:
-    from cryostash.transfer.pack import PackResult
-
 log = logging.getLogger(__name__)
+
+
+class Packed(Protocol):
+    """What :meth:`Baseline.keep` reads of a pack's result
+    (:class:`~cryostash.transfer.pack.PackResult` is one): the baseline depends on the
+    shape, not on the pack module, which imports this one."""
+
+    @property
+    def entries(self) -> tuple[FileEntry, ...]: ...
+
+    @property
+    def params(self) -> ChunkParams: ...
+
+    @property
+    def states(self) -> Mapping[str, Sequence[State]]: ...
 
 
 @dataclass(frozen=True)
@@ -118,7 +130,7 @@ class Baseline:
         self._folder: Path | None = None
         self.image: KeptImage | None = None
 
-    def keep(self, image_dir: Path, packed: PackResult, store: Store) -> None:
+    def keep(self, image_dir: Path, packed: Packed, store: Store) -> None:
         """Move the files of ``image_dir``, just packed into ``store`` as ``packed``,
         into this baseline in place of the image it held (removed). Never raises: on
         failure the baseline holds nothing (warned)."""

@@ -39,9 +39,10 @@ from typing import TYPE_CHECKING, Any
 
 from cryostash.config import Settings
 from cryostash.errors import UsageError
-from cryostash.storage import Progress, Store
-from cryostash.storage.cache import ChunkCache
+from cryostash.objects.cache import ChunkCache
+from cryostash.store import Store
 from cryostash.transfer.chunking import ChunkParams
+from cryostash.transfer.progress import Progress
 from cryostash.types import DumpStats, FileEntry
 from cryostash.units import format_size
 

@@ -17,14 +17,14 @@ Stages, overlapping, with bounded queues (memory stays bounded whatever the file
    chunks the catalog already knew are not uploaded (nor is the store asked);
 3. uploaders (``jobs`` threads, at most ``2 * jobs`` chunks in flight): for a chunk the
    catalog did not know, ask the store whether it has it (where asking pays:
-   :meth:`~cryostash.storage.store.ChunkBatch.present`), else encode it (zstd, or raw
+   :meth:`~cryostash.store.chunks.ChunkBatch.present`), else encode it (zstd, or raw
    when it does not compress) and store it; a store that reads through a chunk cache
    also caches it.
 
 A chunk is uploaded at most once per call, however often it occurs. Transient store
 failures are retried by the store (its retrying backend). On any failure the stages stop
 and the first error is raised. Every chunk goes through one
-:class:`~cryostash.storage.store.ChunkBatch`: on the local disk each is written to a
+:class:`~cryostash.store.chunks.ChunkBatch`: on the local disk each is written to a
 temporary file whose write-out starts at once, and before :func:`pack` returns they are
 all ``fdatasync``-ed, renamed into place and their folders fsynced — one barrier per
 call, not one synchronous write per chunk — so the manifest that follows never names a
@@ -42,19 +42,18 @@ from collections.abc import Callable, Mapping, Sequence, Set
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cryostash.errors import StorageError
-from cryostash.storage import ChunkBatch, Progress, Store, codec
-from cryostash.storage.manifest import validate_relpath
+from cryostash.store import ChunkBatch, Store, codec
+from cryostash.store.manifest import validate_relpath
+from cryostash.transfer.baseline import KeptImage
 from cryostash.transfer.chunking import ChunkParams, is_zero, map_file
+from cryostash.transfer.progress import Progress
 from cryostash.transfer.resync import Reference, Tally, rechunk
 from cryostash.transfer.wholehash import State, WholeHash
 from cryostash.transfer.workers import Shared, walk
 from cryostash.types import FileEntry
-
-if TYPE_CHECKING:
-    from cryostash.transfer.baseline import KeptImage
 
 #: Reserve chunks with the catalog in batches of at most this many distinct digests. The
 #: first batch holds 4 and each next one twice as many (so uploads start at once), and a
@@ -150,7 +149,7 @@ class _Run:
         self.hashed_whole = 0  #: bytes hashed for whole-file digests
         self.states: dict[int, list[State]] = {}  #: whole-file hash states, by file index
         #: One durability barrier for all new chunks (see storage.store.ChunkBatch).
-        self.batch: ChunkBatch = store.write_batch(jobs)
+        self.batch: ChunkBatch = store.chunks.batch(jobs)
 
     def fail(self, exc: BaseException) -> None:
         with self.shared.lock:
@@ -173,10 +172,10 @@ class _Run:
             with shared.lock:
                 self.counts["present"] += 1
             return
-        parts = self.store.encode_chunk(digest, view, self.level)  # sealed if encrypted
+        parts = self.store.chunks.encode(digest, view, self.level)  # sealed if encrypted
         size = codec.encoded_size(parts)
         wrote = self.batch.add(digest, parts)
-        cached = wrote and self.store.cache_object(digest, parts)
+        cached = wrote and self.store.chunks.cache_object(digest, parts)
         with shared.lock:
             if wrote:
                 self.counts["new"] += 1
@@ -398,7 +397,7 @@ def pack(
     if run.errors:
         raise run.errors[0]
     run.batch.commit()  # on failure it removes what it did not rename
-    store.trim_cache()
+    store.chunks.trim_cache()
     entries = tuple(
         FileEntry(
             path=rel,

@@ -2,7 +2,7 @@
 
 :class:`PageSource` answers ``read(name, offset, size)`` for the files of a manifest
 (CRIU's ``pages-*.img``) without the files ever existing on disk: the chunks covering
-the range are fetched through :meth:`~cryostash.storage.store.Store.fetch_chunk` (the
+the range are fetched through :meth:`~cryostash.store.chunks.Chunks.fetch` (the
 store's chunk cache first when it reads through one, then the store) and **verified
 (BLAKE3 and size) before a byte of them is returned**; all-zero chunks are recognised
 by their digest and never fetched. :mod:`cryostash.transfer.fusefs` puts these reads
@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from cryostash.storage import Store
+from cryostash.store import Store
 from cryostash.transfer.chunking import may_be_zero
 from cryostash.transfer.unpack import fetch_verified
 from cryostash.types import FileEntry
@@ -259,7 +259,7 @@ class PageSource:
             thread.join(max(0.0, deadline - time.monotonic()))
         if self.finished is None:
             self.finished = time.monotonic()
-        self._store.trim_cache()
+        self._store.chunks.trim_cache()
 
     def stats(self) -> dict[str, Any]:
         """Counters: chunks fetched on demand (a read waited) or streamed ahead, chunks and

@@ -32,8 +32,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from cryostash.errors import UsageError
-from cryostash.storage import Progress, Store
+from cryostash.store import Store
 from cryostash.transfer.chunking import may_be_zero
+from cryostash.transfer.progress import Progress
 from cryostash.transfer.unpack import fetch_verified
 from cryostash.transfer.workers import Shared, run_all
 from cryostash.types import FileEntry
@@ -106,7 +107,7 @@ def prefetch(
     missing: list[str] = []
     cached_bytes = 0
     for digest in chunks:
-        size = store.cached_size(digest)
+        size = store.chunks.cached_size(digest)
         if size is None:
             missing.append(digest)
         else:
@@ -129,14 +130,14 @@ def prefetch(
     try:
         run_all(fetch, missing, jobs)
     finally:
-        store.trim_cache()
+        store.chunks.trim_cache()
     return PrefetchStats(
         chunks_total=len(chunks),
         chunks_cached=len(chunks) - len(missing),
         bytes_cached=cached_bytes,
         chunks_downloaded=counts["down"],
         bytes_downloaded=counts["bytes_down"],
-        chunks_uncached=sum(1 for d in chunks if not store.is_cached(d)),
+        chunks_uncached=sum(1 for d in chunks if not store.chunks.is_cached(d)),
         retries=store.retries - retries,
         duration_s=time.monotonic() - started,
     )

@@ -11,7 +11,7 @@ Contract of :func:`unpack`:
   the zeros here overlaps with the fetches. Measured on a 512 MiB image, half zeros:
   CRIU's restore 0.53-0.55 s instead of 0.55-0.98 s, the whole restore ~0.1 s faster.)
 - Every other distinct chunk is fetched once, by ``jobs`` threads, through
-  :meth:`~cryostash.storage.store.Store.fetch_chunk`: from the store's chunk cache when it
+  :meth:`~cryostash.store.chunks.Chunks.fetch`: from the store's chunk cache when it
   reads through one that holds it, else from the store (transient failures retried by
   the store); it is decoded and verified (BLAKE3 of the plain bytes, and the plain size
   the manifest records) before a byte of it is written, then written at every offset
@@ -38,9 +38,10 @@ from pathlib import Path
 from typing import Any
 
 from cryostash.errors import IntegrityError, ObjectNotFound, UsageError
-from cryostash.storage import FetchedChunk, Progress, Store
-from cryostash.storage.manifest import validate_relpath
+from cryostash.store import FetchedChunk, Store
+from cryostash.store.manifest import validate_relpath
 from cryostash.transfer.chunking import may_be_zero
+from cryostash.transfer.progress import Progress
 from cryostash.transfer.workers import Shared, run_all
 from cryostash.types import FileEntry
 
@@ -199,7 +200,7 @@ def unpack(
         files.discard()
         raise
     finally:
-        store.trim_cache()
+        store.chunks.trim_cache()
     return UnpackStats(
         files=len(entries),
         bytes_restored=sum(e.size for e in entries),
@@ -217,9 +218,9 @@ def unpack(
 
 
 def fetch_verified(store: Store, digest: str, size: int, what: str) -> FetchedChunk:
-    """:meth:`Store.fetch_chunk`, a missing object reported as corruption of the
+    """:meth:`Chunks.fetch`, a missing object reported as corruption of the
     checkpoint: ``WHAT is missing from store URL`` (IntegrityError)."""
     try:
-        return store.fetch_chunk(digest, size, what=what)
+        return store.chunks.fetch(digest, size, what=what)
     except ObjectNotFound as exc:
         raise IntegrityError(f"{what} is missing from store {store.url}") from exc

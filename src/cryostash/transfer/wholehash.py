@@ -2,7 +2,7 @@
 hashed in a thread of its own alongside the chunking, resumable from a kept state.
 
 The store's names are a stream hash (BLAKE3, keyed in an encrypted store:
-:meth:`~cryostash.storage.sealing.Sealing.hasher`): the hasher's state after the first
+:meth:`~cryostash.store.sealing.Sealing.hasher`): the hasher's state after the first
 ``n`` bytes (a copy of it) is all it takes to go on from byte ``n``. With ``record``,
 :class:`WholeHash` keeps such a copy every :data:`STEP` bytes (:attr:`WholeHash.states`,
 offsets 0, STEP, 2 * STEP ...). Packing a later version of the file against it (live
@@ -20,7 +20,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from cryostash.storage.sealing import Sealing
+from cryostash.store.sealing import Sealing
 
 #: Bytes between two kept hash states (a copy of a hasher is about 2 KB).
 STEP = 4 << 20

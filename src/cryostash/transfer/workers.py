@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from cryostash.errors import StorageError, UsageError
-from cryostash.storage import Progress
+from cryostash.transfer.progress import Progress
 
 T = TypeVar("T")
 __all__ = ["Shared", "run_all", "walk"]

@@ -5,7 +5,7 @@ plus payload), so a hit costs what a local read of the store would. Contract:
 
 - :meth:`ChunkCache.get` returns the encoded bytes or None. Entries are not trusted:
   callers decode and verify them like downloaded objects
-  (:func:`cryostash.storage.codec.verified`) and :meth:`ChunkCache.discard` a bad one,
+  (:func:`cryostash.store.codec.verified`) and :meth:`ChunkCache.discard` a bad one,
   then download it.
 - :meth:`ChunkCache.put` adds an object atomically (temporary sibling + rename, no
   fsync: a cache may lose entries in a crash, never hold a partial one under its name).
@@ -25,15 +25,19 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from cryostash.storage import localfs
-from cryostash.storage.backend import Buffer
-from cryostash.storage.layout import validate_digest
+from cryostash.errors import UsageError
+from cryostash.objects import localfs
+from cryostash.objects.backend import Buffer
 
+#: A chunk's name as the cache files it: lowercase hex (a BLAKE3 digest, or an encrypted
+#: store's keyed one).
+_NAME = re.compile(r"^[0-9a-f]{64}$")
 #: Default bound of the cache (10 GiB).
 DEFAULT_MAX_BYTES = 10 << 30
 
@@ -53,8 +57,15 @@ class ChunkCache:
         return f"ChunkCache({str(self.root)!r}, max_bytes={self.max_bytes})"
 
     def path(self, digest: str) -> Path:
-        """Where the object of ``digest`` lives (digest validated)."""
-        validate_digest(digest)
+        """Where the object of ``digest`` lives (digest validated).
+
+        Raises:
+            UsageError: not 64 lowercase hex characters.
+        """
+        if not _NAME.match(digest):
+            raise UsageError(
+                f"invalid blob digest {digest!r}: expected 64 lowercase hex characters"
+            )
         return self.root / digest[:2] / digest
 
     def get(self, digest: str) -> bytes | None:

@@ -2,9 +2,9 @@
 
 :func:`open_backend` parses the root URL (see :mod:`cryostash.urls`), checks that its
 protocols are known, and opens the backend: a plain path or ``file://`` URL is the local
-disk (:class:`~cryostash.storage.local.LocalBackend`, no fsspec import); anything else an
-fsspec file system (:class:`~cryostash.storage.remote.FsspecBackend`), S3 with bounded
-timeouts and retries (:mod:`cryostash.storage.s3`). This is where "local or not" is
+disk (:class:`~cryostash.objects.local.LocalBackend`, no fsspec import); anything else an
+fsspec file system (:class:`~cryostash.objects.fsspec_backend.FsspecBackend`), S3 with bounded
+timeouts and retries (:mod:`cryostash.objects.s3`). This is where "local or not" is
 decided; everything above asks the backend's capabilities.
 """
 
@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from cryostash.errors import UsageError
-from cryostash.storage.backend import Backend
+from cryostash.objects.backend import Backend
 from cryostash.urls import LOCAL_PROTOCOLS, canonical_url, protocols, strip_credentials
 
 
@@ -33,7 +33,7 @@ def open_backend(url: str, storage_options: Mapping[str, Any] | None = None) -> 
     shown = strip_credentials(url)
     names = protocols(url)
     if names == ["file"] or (len(names) == 1 and names[0] in LOCAL_PROTOCOLS):
-        from cryostash.storage.local import LocalBackend
+        from cryostash.objects.local import LocalBackend
 
         path = canonical_url(url)  # no fsspec import: the local disk needs none
         if os.path.exists(path) and not os.path.isdir(path):
@@ -49,7 +49,7 @@ def open_backend(url: str, storage_options: Mapping[str, Any] | None = None) -> 
 
     options = dict(storage_options or {})
     if names in (["s3"], ["s3a"]):
-        from cryostash.storage.s3 import with_defaults
+        from cryostash.objects.s3 import with_defaults
 
         options = with_defaults(options)
     try:
@@ -61,6 +61,6 @@ def open_backend(url: str, storage_options: Mapping[str, Any] | None = None) -> 
     root = str(root).rstrip("/")
     if not root and names[-1] != "memory":
         raise UsageError(f"store URL {shown!r} names no bucket or path")
-    from cryostash.storage.remote import FsspecBackend
+    from cryostash.objects.fsspec_backend import FsspecBackend
 
     return FsspecBackend(fs, root, canonical_url(url), chained="::" in url)

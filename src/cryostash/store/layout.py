@@ -6,7 +6,9 @@
 ```
 
 Every component is validated before a path is built, so that no caller input can
-name a path outside the root.
+name a path outside the root. The ``*_key`` functions render the typed keys
+(:class:`~cryostash.objects.key.Key`) the backends take: their kind tells the object
+seam's wrappers what each object is (a chunk is cacheable).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import re
 
 from cryostash.errors import UsageError
 from cryostash.names import validate_name, validate_target
+from cryostash.objects.key import Key, Kind
 
 CHECKPOINTS = "checkpoints"
 BLOBS = "blobs"
@@ -44,13 +47,6 @@ def join(root: str, *parts: str) -> str:
     return "/".join([root.rstrip("/"), *parts])
 
 
-def checkpoints_dir(root: str, target: str | None = None) -> str:
-    """``<root>/checkpoints`` or ``<root>/checkpoints/<target>`` (target validated)."""
-    if target is None:
-        return join(root, CHECKPOINTS)
-    return join(root, CHECKPOINTS, validate_target(target))
-
-
 def checkpoint_dir(root: str, target: str, name: str) -> str:
     """``<root>/checkpoints/<target>/<name>`` (both validated)."""
     return join(root, CHECKPOINTS, validate_target(target), validate_name(name))
@@ -61,49 +57,22 @@ def manifest_path(root: str, target: str, name: str) -> str:
     return join(checkpoint_dir(root, target, name), MANIFEST)
 
 
-def blobs_dir(root: str) -> str:
-    """``<root>/blobs``."""
-    return join(root, BLOBS)
-
-
 def blob_path(root: str, digest: str) -> str:
     """``<root>/blobs/<h[0:2]>/<h>`` (digest validated)."""
     validate_digest(digest)
     return join(root, BLOBS, digest[:2], digest)
 
 
-def parse_manifest_path(root: str, path: str) -> tuple[str, str] | None:
-    """``(target, name)`` if ``path`` is exactly a manifest under ``root``, else None.
-
-    Paths whose target or name would not pass validation are ignored: they cannot
-    have been written through a :class:`~cryostash.storage.Store`.
-    """
-    prefix = checkpoints_dir(root).lstrip("/") + "/"
-    rel = path.lstrip("/")
-    if not rel.startswith(prefix):
-        return None
-    parts = rel[len(prefix) :].split("/")
-    if len(parts) != 3 or parts[2] != MANIFEST:
-        return None
-    target, name = parts[0], parts[1]
-    try:
-        validate_target(target)
-        validate_name(name)
-    except ValueError:
-        return None
-    return target, name
+def chunk_key(digest: str) -> Key:
+    """The key of chunk object ``digest`` (``blobs/<h[0:2]>/<h>``; digest validated)."""
+    return Key(Kind.CHUNK, blob_path("", digest).lstrip("/"), digest)
 
 
-def parse_blob_path(root: str, path: str) -> str | None:
-    """The digest if ``path`` is exactly a blob under ``root``, else None.
+def manifest_key(target: str, name: str) -> Key:
+    """The key of the manifest of ``target``/``name`` (both validated)."""
+    return Key(Kind.MANIFEST, manifest_path("", target, name).lstrip("/"), f"{target}/{name}")
 
-    Temporary files of an interrupted write (hidden, with a suffix) are not blobs.
-    """
-    prefix = blobs_dir(root).lstrip("/") + "/"
-    rel = path.lstrip("/")
-    if not rel.startswith(prefix):
-        return None
-    parts = rel[len(prefix) :].split("/")
-    if len(parts) != 2 or not is_digest(parts[1]) or parts[0] != parts[1][:2]:
-        return None
-    return parts[1]
+
+def checkpoint_prefix(target: str, name: str) -> str:
+    """``checkpoints/<target>/<name>``: the folder of one checkpoint (both validated)."""
+    return checkpoint_dir("", target, name).lstrip("/")

@@ -1,12 +1,13 @@
 """``LocalBackend``: a store on the local disk (plain paths and ``file://`` URLs).
 
 Crash-safe writes (dvc-objects ``as_atomic``, restic's local backend, helpers in
-:mod:`cryostash.storage.localfs`): a hidden temporary sibling (``.NAME.<random>.tmp``),
+:mod:`cryostash.objects.localfs`): a hidden temporary sibling (``.NAME.<random>.tmp``),
 fsync, then one atomic ``rename`` (:meth:`~LocalBackend.put`) or ``link``
 (:meth:`~LocalBackend.create`: create-only, the kernel decides a race), then the folder
 is fsynced. A crash can leave a temporary file behind (``gc`` removes it), never a partial
 file under a final name. :meth:`~LocalBackend.batch` defers every ``fdatasync`` to one
-barrier per batch (see :class:`LocalBatch`). Imports no fsspec.
+barrier per batch (see :class:`LocalBatch`). Imports no fsspec. Errors leave as the
+sentinels of :mod:`cryostash.objects.errors` (by the ``OSError``'s class and errno).
 
 Owner-only: every file is created 0600 and every folder 0700, whatever the umask.
 
@@ -35,8 +36,10 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 from cryostash import hooks
-from cryostash.storage import localfs
-from cryostash.storage.backend import Buffer, ObjectInfo
+from cryostash.objects import localfs
+from cryostash.objects.backend import Buffer, ObjectInfo
+from cryostash.objects.errors import NotFound, boundary
+from cryostash.objects.key import Key
 
 
 def _write_all(fd: int, parts: Sequence[Buffer]) -> None:
@@ -108,18 +111,18 @@ class LocalBackend:
     def __repr__(self) -> str:
         return f"LocalBackend({self.root!r})"
 
-    def path(self, key: str) -> str:
-        """The file of ``key``."""
-        return os.path.join(self.root, *key.split("/")) if key else self.root
+    def path(self, rel: str) -> str:
+        """The file of ``rel`` (a key's path, or a prefix)."""
+        return os.path.join(self.root, *rel.split("/")) if rel else self.root
 
-    def checked(self, key: str, *, whole: bool = False) -> str:
-        """The file of ``key``, after checking that no existing folder between the root
-        and it (with ``whole``, nor ``key`` itself) is a symbolic link.
+    def checked(self, rel: str, *, whole: bool = False) -> str:
+        """The file of ``rel``, after checking that no existing folder between the root
+        and it (with ``whole``, nor ``rel`` itself) is a symbolic link.
 
         Raises:
             OSError: ``ELOOP``, naming the link and where it points.
         """
-        parts = key.split("/") if key else []
+        parts = rel.split("/") if rel else []
         current = self.root
         for part in parts if whole else parts[:-1]:
             current = os.path.join(current, part)
@@ -129,27 +132,30 @@ class LocalBackend:
                 break
             if stat.S_ISLNK(st.st_mode):
                 raise _link_error(current, self.root)
-        return self.path(key)
+        return self.path(rel)
 
     # -- reads -----------------------------------------------------------------------
 
-    def get(self, key: str) -> bytes:
-        try:
-            return localfs.read_file(self.path(key))
-        except IsADirectoryError as exc:  # a folder is not an object
-            raise FileNotFoundError(exc.errno, exc.strerror, exc.filename) from exc
+    def get(self, key: Key) -> bytes:
+        with boundary():  # a folder is not an object: IsADirectoryError is NotFound
+            return localfs.read_file(self.path(key.path))
 
-    def exists(self, key: str) -> bool:
-        return os.path.isfile(self.path(key))
+    def exists(self, key: Key) -> bool:
+        return os.path.isfile(self.path(key.path))
 
-    def stat(self, key: str) -> ObjectInfo:
-        path = self.path(key)
-        st = os.stat(path)
+    def stat(self, key: Key) -> ObjectInfo:
+        path = self.path(key.path)
+        with boundary():
+            st = os.stat(path)
         if not stat.S_ISREG(st.st_mode):
-            raise FileNotFoundError(f"{path} is not a file")
-        return ObjectInfo(key, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC))
+            raise NotFound(f"{path} is not a file")
+        return ObjectInfo(key.path, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC))
 
     def scan(self, prefix: str) -> list[ObjectInfo]:
+        with boundary():
+            return self._scan(prefix)
+
+    def _scan(self, prefix: str) -> list[ObjectInfo]:
         top = self.checked(prefix, whole=True)
         found: list[ObjectInfo] = []
         for dirpath, dirs, files in os.walk(top):
@@ -194,17 +200,18 @@ class LocalBackend:
 
     # -- writes ----------------------------------------------------------------------
 
-    def put(self, key: str, parts: Sequence[Buffer]) -> bool:
-        path = self.checked(key)
-        if os.path.exists(path):
-            return False
-        tmp = self._write_temp(path, parts, durable=True)
-        try:
-            os.rename(tmp, path)
-        except BaseException:
-            _unlink_all([tmp])
-            raise
-        localfs.fsync_dir(os.path.dirname(path))
+    def put(self, key: Key, parts: Sequence[Buffer]) -> bool:
+        with boundary():
+            path = self.checked(key.path)
+            if os.path.exists(path):
+                return False
+            tmp = self._write_temp(path, parts, durable=True)
+            try:
+                os.rename(tmp, path)
+            except BaseException:
+                _unlink_all([tmp])
+                raise
+            localfs.fsync_dir(os.path.dirname(path))
         hooks.reached("mid-upload")
         return True
 
@@ -235,31 +242,36 @@ class LocalBackend:
             raise
         return tmp
 
-    def create(self, key: str, data: bytes) -> None:
-        localfs.write_create_only(self.checked(key), bytes(data))
+    def create(self, key: Key, data: bytes) -> None:
+        with boundary():
+            localfs.write_create_only(self.checked(key.path), bytes(data))
 
-    def delete(self, key: str) -> None:
-        path = self.checked(key)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
+    def delete(self, key: Key) -> None:
+        with boundary():
+            path = self.checked(key.path)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
 
     def delete_prefix(self, prefix: str) -> None:
         import shutil
 
-        folder = self.checked(prefix, whole=True)
-        if os.path.isdir(folder):
-            shutil.rmtree(folder, ignore_errors=False, onerror=None)
+        with boundary():
+            folder = self.checked(prefix, whole=True)
+            if os.path.isdir(folder):
+                shutil.rmtree(folder, ignore_errors=False, onerror=None)
 
     def batch(self, jobs: int) -> LocalBatch:
         return LocalBatch(self, jobs)
 
     def check_writable(self) -> None:
         probe = os.path.join(self.root, f".cryostash-probe-{secrets.token_hex(8)}")
-        localfs.write_create_only(probe, b"probe\n")
-        os.unlink(probe)
+        with boundary():
+            localfs.write_create_only(probe, b"probe\n")
+            os.unlink(probe)
 
     def tidy(self, prefix: str, *, older_than: float, keep: Iterable[str] = ()) -> int:
-        top = self.checked(prefix, whole=True)
+        with boundary():
+            top = self.checked(prefix, whole=True)
         kept: set[str] = set()
         for key in keep:
             path = self.path(key)
@@ -293,11 +305,12 @@ class LocalBatch:
         self._lock = threading.Lock()
         self._temps: list[tuple[str, str]] = []  # (temporary, final) paths
 
-    def add(self, key: str, parts: Sequence[Buffer]) -> bool:
-        path = self._backend.checked(key)
-        if os.path.exists(path):
-            return False
-        tmp = self._backend._write_temp(path, parts, durable=False)
+    def add(self, key: Key, parts: Sequence[Buffer]) -> bool:
+        with boundary():
+            path = self._backend.checked(key.path)
+            if os.path.exists(path):
+                return False
+            tmp = self._backend._write_temp(path, parts, durable=False)
         with self._lock:
             self._temps.append((tmp, path))
         return True
@@ -305,6 +318,10 @@ class LocalBatch:
     def commit(self) -> None:
         with self._lock:
             temps, self._temps = self._temps, []
+        with boundary():
+            self._commit(temps)
+
+    def _commit(self, temps: list[tuple[str, str]]) -> None:
         try:
             if len(temps) > 1 and self._jobs > 1:
                 with ThreadPoolExecutor(max_workers=self._jobs) as pool:

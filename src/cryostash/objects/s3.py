@@ -6,8 +6,8 @@ Imported only when a store on ``s3://`` is opened or used.
   small number of attempts (``standard`` retry mode), unless the user's own
   ``config_kwargs`` storage option says otherwise, key by key. An unreachable endpoint
   therefore fails within seconds instead of minutes.
-Everything here raises backend exceptions untranslated; the :class:`~cryostash.storage.Store`
-translates them in one place.
+What s3fs raises becomes a sentinel error at the fsspec backend's boundary
+(:mod:`cryostash.objects.fsspec_errors`).
 """
 
 from __future__ import annotations

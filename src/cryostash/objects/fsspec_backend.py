@@ -9,18 +9,26 @@
   sub-folder a ``find`` saw; later stats would trust those).
 - An object store has no folders: nothing is made, and :meth:`~FsspecBackend.tidy` has
   nothing to do.
+- Errors: everything the file system raises leaves as a sentinel of
+  :mod:`cryostash.objects.errors` (:func:`cryostash.objects.fsspec_errors.classify`),
+  the library's exception as its cause.
 """
 
 from __future__ import annotations
 
+import functools
 import secrets
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import suppress
+from datetime import UTC, datetime
 from typing import Any
 
 from cryostash import hooks
-from cryostash.storage.backend import Buffer, ObjectInfo
+from cryostash.objects.backend import Buffer, ObjectInfo
+from cryostash.objects.errors import NotFound, boundary
+from cryostash.objects.fsspec_errors import classify
+from cryostash.objects.key import Key
 
 #: Backends whose ``pipe_file(mode="create")`` is a server-side conditional write.
 _NATIVE_CREATE = frozenset({"s3", "s3a"})
@@ -30,6 +38,27 @@ _OBJECT_STORES = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "ad
 #: ``memory://`` (process-local) this makes it atomic; elsewhere it only protects
 #: against other threads of this process (``atomic_create`` is then False).
 _CREATE_LOCK = threading.Lock()
+
+
+#: Every file system call runs inside it: what fsspec raises leaves as a sentinel.
+_boundary = functools.partial(boundary, classify)
+#: Keys under which fsspec implementations report a modification (or creation) time.
+_TIME_KEYS = ("mtime", "LastModified", "last_modified", "modified", "updated", "created")
+
+
+def modified_time(info: Mapping[str, Any]) -> datetime | None:
+    """The modification time in an fsspec ``info`` dict, as aware UTC, or None."""
+    for key in _TIME_KEYS:
+        value = info.get(key)
+        if isinstance(value, datetime):
+            return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return datetime.fromtimestamp(float(value), UTC)
+        if isinstance(value, str):
+            with suppress(ValueError):
+                parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+                return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
+    return None
 
 
 def _protocol(fs: Any) -> str:
@@ -61,9 +90,9 @@ class FsspecBackend:
     def __repr__(self) -> str:
         return f"FsspecBackend({self.url!r})"
 
-    def path(self, key: str) -> str:
-        """The path of ``key`` in the file system's own terms."""
-        return "/".join([self.root, key]) if key else self.root
+    def path(self, rel: str) -> str:
+        """The path of ``rel`` (a key's path, or a prefix) in the file system's own terms."""
+        return "/".join([self.root, rel]) if rel else self.root
 
     def _fresh(self, path: str) -> None:
         with suppress(Exception):
@@ -75,39 +104,39 @@ class FsspecBackend:
 
     # -- reads -----------------------------------------------------------------------
 
-    def get(self, key: str) -> bytes:
-        path = self.path(key)
+    def get(self, key: Key) -> bytes:
+        path = self.path(key.path)
         # s3fs may stat the object first, from a folder listing cached by an earlier
         # listing of this process that predates the object: drop it (another host wrote).
         self._fresh(path)
-        return bytes(self.fs.cat_file(path))
+        with _boundary():
+            return bytes(self.fs.cat_file(path))
 
-    def exists(self, key: str) -> bool:
-        path = self.path(key)
+    def exists(self, key: Key) -> bool:
+        path = self.path(key.path)
         self._fresh(path)
-        try:  # not ``isfile``: it answers False for any error (no bucket, no network...)
-            return bool(self.fs.info(path)["type"] == "file")
-        except FileNotFoundError:
-            return False
+        with _boundary():
+            try:  # not ``isfile``: it answers False for any error (no bucket, no network...)
+                return bool(self.fs.info(path)["type"] == "file")
+            except FileNotFoundError:
+                return False
 
-    def stat(self, key: str) -> ObjectInfo:
-        from cryostash.storage.inventory import modified_time
-
-        path = self.path(key)
+    def stat(self, key: Key) -> ObjectInfo:
+        path = self.path(key.path)
         self._fresh(path)
-        info = self.fs.info(path)
+        with _boundary():
+            info = self.fs.info(path)
         if info.get("type", "file") != "file":
-            raise FileNotFoundError(path)
-        return ObjectInfo(key, int(info.get("size") or 0), modified_time(info))
+            raise NotFound(f"{path} is not an object")
+        return ObjectInfo(key.path, int(info.get("size") or 0), modified_time(info))
 
     def scan(self, prefix: str) -> list[ObjectInfo]:
-        from cryostash.storage.inventory import modified_time
-
         folder = self.path(prefix)
         self._fresh(folder)
         try:
-            found = dict(self.fs.find(folder, detail=True))
-        except FileNotFoundError:
+            with _boundary():
+                found = dict(self.fs.find(folder, detail=True))
+        except NotFound:
             return []
         finally:
             with suppress(Exception):
@@ -134,14 +163,14 @@ class FsspecBackend:
 
     def root_exists(self) -> bool:
         self._fresh(self.root)
-        return bool(self.fs.exists(self.root)) if self.root else True
+        with _boundary():
+            return bool(self.fs.exists(self.root)) if self.root else True
 
     def top(self) -> list[ObjectInfo]:
-        from cryostash.storage.inventory import modified_time
-
         try:
-            entries = self.fs.ls(self.root, detail=True) if self.root else []
-        except (FileNotFoundError, NotADirectoryError):
+            with _boundary():
+                entries = self.fs.ls(self.root, detail=True) if self.root else []
+        except NotFound:
             return []
         return [
             ObjectInfo(
@@ -153,36 +182,38 @@ class FsspecBackend:
 
     # -- writes ----------------------------------------------------------------------
 
-    def put(self, key: str, parts: Sequence[Buffer]) -> bool:
-        path = self.path(key)
-        self._makedirs_for(path)
-        self.fs.pipe_file(path, b"".join(parts))
+    def put(self, key: Key, parts: Sequence[Buffer]) -> bool:
+        path = self.path(key.path)
+        with _boundary():
+            self._makedirs_for(path)
+            self.fs.pipe_file(path, b"".join(parts))
         self._fresh(path)
         hooks.reached("mid-upload")
         return True
 
-    def create(self, key: str, data: bytes) -> None:
-        path = self.path(key)
-        self._makedirs_for(path)
-        if self._native_create:
-            self.fs.pipe_file(path, bytes(data), mode="create")
-        else:
-            with _CREATE_LOCK:
-                self._fresh(path)
-                if self.fs.exists(path):
-                    raise FileExistsError(path)
-                self.fs.pipe_file(path, bytes(data))
+    def create(self, key: Key, data: bytes) -> None:
+        path = self.path(key.path)
+        with _boundary():
+            self._makedirs_for(path)
+            if self._native_create:
+                self.fs.pipe_file(path, bytes(data), mode="create")
+            else:
+                with _CREATE_LOCK:
+                    self._fresh(path)
+                    if self.fs.exists(path):
+                        raise FileExistsError(path)
+                    self.fs.pipe_file(path, bytes(data))
         self._fresh(path)
 
-    def delete(self, key: str) -> None:
-        path = self.path(key)
-        with suppress(FileNotFoundError):
+    def delete(self, key: Key) -> None:
+        path = self.path(key.path)
+        with suppress(NotFound), _boundary():
             self.fs.rm_file(path)
         self._fresh(path)
 
     def delete_prefix(self, prefix: str) -> None:
         folder = self.path(prefix)
-        with suppress(FileNotFoundError):
+        with suppress(NotFound), _boundary():
             self.fs.rm(folder, recursive=True)
         self._fresh(folder)
 
@@ -191,10 +222,11 @@ class FsspecBackend:
 
     def check_writable(self) -> None:
         probe = self.path(f".cryostash-probe-{secrets.token_hex(8)}")
-        if self.root and self._folders:
-            self.fs.makedirs(self.root, exist_ok=True)
-        self.fs.pipe_file(probe, b"probe\n")
-        self.fs.rm_file(probe)
+        with _boundary():
+            if self.root and self._folders:
+                self.fs.makedirs(self.root, exist_ok=True)
+            self.fs.pipe_file(probe, b"probe\n")
+            self.fs.rm_file(probe)
 
     def tidy(self, prefix: str, *, older_than: float, keep: Iterable[str] = ()) -> int:
         return 0
@@ -206,7 +238,7 @@ class ImmediateBatch:
     def __init__(self, backend: Any) -> None:
         self._backend = backend
 
-    def add(self, key: str, parts: Sequence[Buffer]) -> bool:
+    def add(self, key: Key, parts: Sequence[Buffer]) -> bool:
         return bool(self._backend.put(key, parts))
 
     def commit(self) -> None:

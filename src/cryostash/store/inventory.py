@@ -1,6 +1,6 @@
 """What a store holds, object by object: for ``verify``, ``gc`` and ``catalog rebuild``.
 
-:meth:`cryostash.storage.store.Store.inventory` lists ``checkpoints/`` and ``blobs/``
+:meth:`cryostash.store.maintenance.Maintenance.inventory` lists ``checkpoints/`` and ``blobs/``
 once (one recursive listing each, with sizes and modification times) and
 :func:`classify` sorts every object into:
 
@@ -22,22 +22,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from contextlib import suppress
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
+from datetime import datetime
 
 from cryostash.errors import UsageError
 from cryostash.names import validate_name, validate_target
-from cryostash.storage import layout
-from cryostash.storage.backend import ObjectInfo
+from cryostash.objects.backend import ObjectInfo
+from cryostash.store import layout
 
 #: Temporary files of cryostash's own atomic writes (``localfs.temp_name``).
 _TEMP_NAME = re.compile(r"^\..+\.[0-9a-f]+\.(tmp|part)$")
 #: Probe files of ``Store.check_writable`` at the root.
 _PROBE_NAME = re.compile(r"^\.cryostash-probe-[0-9a-f]+$")
-#: Keys under which fsspec implementations report a modification (or creation) time.
-_TIME_KEYS = ("mtime", "LastModified", "last_modified", "modified", "updated", "created")
 
 
 @dataclass(frozen=True)
@@ -62,21 +58,6 @@ class Inventory:
     manifests: Mapping[tuple[str, str], StoredObject]
     blobs: Mapping[str, StoredObject]
     strays: tuple[StoredObject, ...]
-
-
-def modified_time(info: Mapping[str, Any]) -> datetime | None:
-    """The modification time in an fsspec ``info`` dict, as aware UTC, or None."""
-    for key in _TIME_KEYS:
-        value = info.get(key)
-        if isinstance(value, datetime):
-            return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return datetime.fromtimestamp(float(value), UTC)
-        if isinstance(value, str):
-            with suppress(ValueError):
-                parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-                return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
-    return None
 
 
 def _names_ok(target: str, name: str) -> bool:

@@ -44,10 +44,12 @@ from cryostash.errors import (
     UsageError,
     WrongKey,
 )
-from cryostash.storage import writeonly
-from cryostash.storage.backend import Backend
-from cryostash.storage.sealing import AEAD_NAME, NAMES, PLAIN, KeyedSealing, Sealing
-from cryostash.storage.translate import translating
+from cryostash.objects.backend import Backend
+from cryostash.objects.errors import NotFound
+from cryostash.objects.key import Key, Kind
+from cryostash.store import writeonly
+from cryostash.store.sealing import AEAD_NAME, NAMES, PLAIN, KeyedSealing, Sealing
+from cryostash.store.translate import translating
 
 CONFIG = "cryostash-store.json"
 KEYS = "keys"
@@ -63,9 +65,9 @@ class StoreConfig:
 
     Attributes:
         id: random store id (hex), bound into every sealed object and key.
-        encrypted: chunks and manifests are sealed (see :mod:`~cryostash.storage.sealing`).
+        encrypted: chunks and manifests are sealed (see :mod:`~cryostash.store.sealing`).
         created_at: when ``store init`` ran (ISO 8601, UTC).
-        writers: encrypted with write-only hosts (:mod:`~cryostash.storage.writeonly`).
+        writers: encrypted with write-only hosts (:mod:`~cryostash.store.writeonly`).
     """
 
     id: str
@@ -158,8 +160,12 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def _key_path(key_id: str) -> str:
-    return f"{KEYS}/{key_id}.json"
+def _key_path(key_id: str) -> Key:
+    return Key(Kind.KEY, f"{KEYS}/{key_id}.json", key_id)
+
+
+#: The key of the configuration object.
+CONFIG_KEY = Key(Kind.CONFIG, CONFIG)
 
 
 def _key_ad(store_id: str, key_id: str, kind: str = "restore") -> bytes:
@@ -240,8 +246,8 @@ class Keyring:
         """
         with self._guard("read", CONFIG):
             try:
-                data = self._backend.get(CONFIG)
-            except (FileNotFoundError, NotADirectoryError):  # no store there (yet)
+                data = self._backend.get(CONFIG_KEY)
+            except NotFound:  # no store there (yet)
                 return None
         return StoreConfig.from_bytes(data, self.url)
 
@@ -276,7 +282,7 @@ class Keyring:
         try:
             exists = lambda: UsageError(f"store {self.url} is initialised already")  # noqa: E731
             with self._guard("write", CONFIG, exists=exists):
-                self._backend.create(CONFIG, config.to_bytes())
+                self._backend.create(CONFIG_KEY, config.to_bytes())
         except BaseException:
             if key_id is not None:
                 with contextlib.suppress(Exception):
@@ -292,8 +298,9 @@ class Keyring:
             name = info.key.rsplit("/", 1)[-1]
             if not name.endswith(".json") or name.startswith("."):
                 continue
+            key_id = name[: -len(".json")]
             with self._guard("read", info.key):
-                found.append((name[: -len(".json")], self._backend.get(info.key)))
+                found.append((key_id, self._backend.get(Key(Kind.KEY, info.key, key_id))))
         return found
 
     def list_keys(self) -> list[KeyInfo]:

@@ -17,24 +17,14 @@ import os
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from typing import BinaryIO, Protocol
+from typing import BinaryIO
 
 #: Mode of every file cryostash creates on local disk (owner-only: process memory).
 FILE_MODE = 0o600
 #: Mode of every folder cryostash creates on local disk.
 DIR_MODE = 0o700
-#: Copy buffer size.
-CHUNK = 1 << 20
 #: errno values meaning "this file system cannot make hard links".
 _NO_LINK = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS})
-
-
-class Progress(Protocol):
-    """The part of ``fsspec.callbacks.Callback`` that cryostash calls."""
-
-    def set_size(self, size: int | None) -> None: ...
-
-    def relative_update(self, inc: int = 1) -> None: ...
 
 
 def temp_name(final: str) -> str:
@@ -141,32 +131,3 @@ def _write_exclusive(final: str, data: bytes) -> None:
     except BaseException:
         os.unlink(final)
         raise
-
-
-def copy_atomic(
-    source: BinaryIO, final: str, *, durable: bool = True, callback: Progress | None = None
-) -> int:
-    """Copy ``source`` to ``final`` atomically (replacing it), returning the byte count.
-
-    The bytes go to a temporary sibling, which is fsynced (if ``durable``) and
-    renamed over ``final``; the folder is then fsynced. Readers see the old file
-    or the whole new one.
-    """
-    makedirs(os.path.dirname(final))
-    total = 0
-    with _temp_sibling(final) as (tmp, fh):
-        while True:
-            block = source.read(CHUNK)
-            if not block:
-                break
-            fh.write(block)
-            total += len(block)
-            if callback is not None:
-                callback.relative_update(len(block))
-        fh.flush()
-        if durable:
-            os.fsync(fh.fileno())
-        os.replace(tmp, final)
-    if durable:
-        fsync_dir(os.path.dirname(final))
-    return total

@@ -13,7 +13,7 @@ authentication key.
   AES-256-GCM key ``k_c`` (convergent: any writer derives the same name and key from the
   same content, so deduplication works across hosts; knowing a name does not give
   ``k_c``, which is a different part of the keyed output). The chunk object is sealed as
-  in :mod:`~cryostash.storage.sealing` (``0xE1 | nonce | ciphertext | tag``, associated
+  in :mod:`~cryostash.store.sealing` (``0xE1 | nonce | ciphertext | tag``, associated
   data: store id and object key), under ``k_c``.
 - **Manifest**: sealed to the public key (a sealed box): an ephemeral X25519 key pair,
   ``HKDF-SHA256(shared secret, salt = manifest authentication key, info = context |
@@ -39,9 +39,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from cryostash.errors import IntegrityError, RestoreKeyRequired
-from cryostash.storage import layout
-from cryostash.storage.backend import Buffer
-from cryostash.storage.sealing import NONCE_LEN, OVERHEAD, SEALED_TAG, Sealing, is_sealed
+from cryostash.objects.backend import Buffer
+from cryostash.store import layout
+from cryostash.store.sealing import NONCE_LEN, OVERHEAD, SEALED_TAG, Sealing, is_sealed
 
 #: ``names`` of the configuration's ``encryption`` for such a store (older readers refuse it).
 NAMES = "keyed-BLAKE3-convergent"
@@ -160,7 +160,7 @@ class WriterSealing(Sealing):
             X25519PublicKey,
         )
 
-        from cryostash.storage.manifest import Manifest
+        from cryostash.store.manifest import Manifest
 
         names = sorted(Manifest.from_bytes(plain).blob_digests)
         table = [struct.pack(">I", len(names))]

@@ -4,7 +4,7 @@
 manifest's digest is its BLAKE3, objects are stored as the codec encodes them.
 
 :class:`KeyedSealing` is an encrypted store, made from its 32-byte master key (see
-:mod:`cryostash.storage.keys`). Three sub-keys are derived with BLAKE3's key derivation
+:mod:`cryostash.store.keys`). Three sub-keys are derived with BLAKE3's key derivation
 (one context string each): the *name* key, the *digest* key and the *data* key.
 
 - A chunk's name is the keyed BLAKE3 (name key) of its plain bytes: the same content has
@@ -33,8 +33,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from cryostash.errors import IntegrityError
-from cryostash.storage import codec
-from cryostash.storage.backend import Buffer
+from cryostash.objects.backend import Buffer
+from cryostash.store import codec
 
 #: First byte of a sealed object (codec tags are 0x00 and 0x01; a manifest starts with ``{``).
 SEALED_TAG = 0xE1
@@ -121,7 +121,7 @@ class Sealing:
     ) -> bytes | memoryview:
         """The plain bytes of the stored chunk object ``data`` at ``key``: opened, decoded
         and checked against its name ``digest`` and plain ``size``
-        (:func:`~cryostash.storage.codec.verified`).
+        (:func:`~cryostash.store.codec.verified`).
 
         Raises:
             IntegrityError: ``WHAT is corrupt: ...`` (or not sealed, in an encrypted store).

@@ -1,22 +1,25 @@
 """``Backend``: the object-store protocol every byte of a store goes through.
 
-A backend holds objects under string keys: ``/``-separated paths relative to the store
-root (``checkpoints/web/nightly/manifest.json``, ``blobs/ab/ab12...``). It knows nothing
-of manifests, chunks, SQL or CRIU; :class:`~cryostash.storage.store.Store` builds the
-repository on top of it. Implementations: :class:`~cryostash.storage.local.LocalBackend`
-(the local disk: temporary sibling, fsync, rename or link), and
-:class:`~cryostash.storage.remote.FsspecBackend` (any fsspec file system: S3, memory,
-chained URLs...). Wrappers present the same protocol:
-:class:`~cryostash.storage.retrying.RetryingBackend` (transient failures retried) and
-:class:`~cryostash.storage.caching.CachingBackend` (reads served from the local chunk
-cache). :func:`cryostash.storage.location.open_backend` makes one from a URL.
+A backend holds objects under typed keys (:class:`~cryostash.objects.key.Key`: a kind and
+a ``/``-separated path relative to the store root, ``checkpoints/web/nightly/manifest.json``,
+``blobs/ab/ab12...``); folder-wide calls (:meth:`Backend.scan`, :meth:`Backend.delete_prefix`,
+...) take a prefix. It knows nothing of manifests, chunks, SQL or CRIU: the checkpoint
+format (:mod:`cryostash.store`) renders the keys and builds the repository on top.
+Implementations: :class:`~cryostash.objects.local.LocalBackend` (the local disk: temporary
+sibling, fsync, rename or link) and :class:`~cryostash.objects.fsspec_backend.FsspecBackend`
+(any fsspec file system: S3, memory, chained URLs...). Wrappers extend
+:class:`~cryostash.objects.forwarding.ForwardingBackend` and present the same protocol:
+:class:`~cryostash.objects.retrying.RetryingBackend` (transient failures retried) and
+:class:`~cryostash.objects.caching.CachingBackend` (chunks read through the local chunk
+cache). :func:`cryostash.objects.location.open_backend` makes one from a URL.
 
-Errors: a backend raises what its library raises, with two fixed meanings:
-``FileNotFoundError`` for a missing key and ``FileExistsError`` (or S3's 412) when
-:meth:`Backend.create` finds the key taken. The Store translates every other exception
-into cryostash errors in one place (:mod:`cryostash.storage.translate`), naming the
-object in the repository's terms. Thread safety: every method may be called from several
-threads at once.
+Errors: a backend raises the sentinels of :mod:`cryostash.objects.errors` at its boundary
+(the library's exception as their cause): ``NotFound`` for a missing key,
+``AlreadyExists`` when :meth:`Backend.create` finds the key taken, ``Transient`` for what
+a retry may cure, ``Permanent`` (``PermissionDenied``) for the rest; bugs (TypeError...)
+pass as they are. The format turns sentinels into cryostash errors
+(:mod:`cryostash.store.translate`). Thread safety: every method may be called from
+several threads at once.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
+
+from cryostash.objects.key import Key
 
 #: Bytes-like objects a write accepts (the codec's output: a header and a payload view).
 Buffer = bytes | bytearray | memoryview
@@ -35,7 +40,7 @@ class ObjectInfo:
     """One stored object.
 
     Attributes:
-        key: relative to the store root, ``/``-separated.
+        key: its path, relative to the store root, ``/``-separated.
         size: size in bytes.
         modified: last modification (or creation) time in UTC, None if the backend
             reports none.
@@ -56,7 +61,7 @@ class WriteBatch(Protocol):
     committed. Thread-safe.
     """
 
-    def add(self, key: str, parts: Sequence[Buffer]) -> bool:
+    def add(self, key: Key, parts: Sequence[Buffer]) -> bool:
         """Write the object ``parts`` (concatenated) at ``key``; False when the backend
         can tell that ``key`` already exists (nothing written), else True."""
         ...
@@ -81,35 +86,40 @@ class Backend(Protocol):
             hosts (local disk: ``link``; S3: ``If-None-Match: *``; memory: a lock).
     """
 
-    url: str
-    remote: bool
-    atomic_create: bool
+    @property
+    def url(self) -> str: ...
 
-    def get(self, key: str) -> bytes:
-        """The whole object at ``key`` (FileNotFoundError if missing)."""
+    @property
+    def remote(self) -> bool: ...
+
+    @property
+    def atomic_create(self) -> bool: ...
+
+    def get(self, key: Key) -> bytes:
+        """The whole object at ``key`` (NotFound if missing)."""
         ...
 
-    def put(self, key: str, parts: Sequence[Buffer]) -> bool:
+    def put(self, key: Key, parts: Sequence[Buffer]) -> bool:
         """Store ``parts`` (concatenated) at ``key``, atomically and durably (readers see
         the old object or the whole new one). Returns False when the backend can tell
         that ``key`` already existed and skipped the write (content-addressed objects:
         same key, same bytes), else True."""
         ...
 
-    def create(self, key: str, data: bytes) -> None:
+    def create(self, key: Key, data: bytes) -> None:
         """Store ``data`` at ``key`` only if nothing is there: atomic and create-only
-        (FileExistsError, or S3's 412, when it is taken; the object is left intact)."""
+        (AlreadyExists when it is taken; the object is left intact)."""
         ...
 
-    def exists(self, key: str) -> bool:
+    def exists(self, key: Key) -> bool:
         """True if an object is at ``key`` (fresh: no cached listing is trusted)."""
         ...
 
-    def stat(self, key: str) -> ObjectInfo:
-        """Size and modification time of ``key`` (FileNotFoundError if missing)."""
+    def stat(self, key: Key) -> ObjectInfo:
+        """Size and modification time of ``key`` (NotFound if missing)."""
         ...
 
-    def delete(self, key: str) -> None:
+    def delete(self, key: Key) -> None:
         """Remove the object at ``key``; idempotent (missing is fine)."""
         ...
 
@@ -140,7 +150,7 @@ class Backend(Protocol):
 
     def check_writable(self) -> None:
         """Create and delete a small probe object under the root (making a missing local
-        root); raises what the backend raises when that fails."""
+        root); raises a sentinel error when that fails."""
         ...
 
     def tidy(self, prefix: str, *, older_than: float, keep: Iterable[str] = ()) -> int:

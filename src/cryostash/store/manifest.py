@@ -15,7 +15,7 @@ tag.
 
 Readers reject unknown format versions, garbage, truncation, missing or mistyped
 fields, impossible sizes (a chunk larger than the chunker's maximum,
-:data:`~cryostash.storage.codec.MAX_PLAIN`: checked before anything is allocated for it),
+:data:`~cryostash.store.codec.MAX_PLAIN`: checked before anything is allocated for it),
 and file paths that could escape the restore folder (absolute, ``..``,
 empty components) with :class:`~cryostash.errors.IntegrityError`. Unknown extra
 top-level keys are ignored (room for additive fields within version 2).
@@ -32,8 +32,8 @@ from typing import Any
 
 from cryostash.errors import IntegrityError
 from cryostash.names import validate_name, validate_target
-from cryostash.storage.codec import MAX_PLAIN
-from cryostash.storage.layout import is_digest
+from cryostash.store.codec import MAX_PLAIN
+from cryostash.store.layout import is_digest
 from cryostash.types import FileEntry
 
 FORMAT_VERSION = 2

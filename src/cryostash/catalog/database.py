@@ -1,4 +1,5 @@
-"""Engine creation (SQLite pragmas, transaction control) and error translation.
+"""The catalog's database: SQLAlchemy engine creation (SQLite pragmas, transaction control)
+and error translation.
 
 SQLite: every connection gets ``journal_mode=WAL``, ``busy_timeout`` (30 s) and
 ``foreign_keys=ON``. The ``sqlite3`` driver's own (legacy) transaction handling is

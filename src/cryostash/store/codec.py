@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from cryostash.errors import IntegrityError
-from cryostash.storage.backend import Buffer
+from cryostash.objects.backend import Buffer
 
 TAG_NONE = 0x00
 TAG_ZSTD = 0x01
