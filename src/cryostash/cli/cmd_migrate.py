@@ -19,6 +19,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from cryostash.cli.cmd_create import add_common_flags, common_opts, locator
+from cryostash.cli.cmd_restore import add_allow_flag
 from cryostash.cli.context import Context, engine_opts, parse_labels, print_json
 from cryostash.cli.present import say
 
@@ -94,6 +95,7 @@ def register(sub: Any) -> None:
         "--criu-opt", action="append", metavar="OPT", help="extra CRIU dump option (repeatable)"
     )
     add_common_flags(p)
+    add_allow_flag(p)
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument(
         "--receive",
@@ -116,7 +118,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         args.json = True  # stdout carries the protocol: no progress bars
         receiving = ReceiveRequest(
             args.target, args.receive, args.checkpoint_dir, tuple(common_opts(args)),
-            lazy_engine=args.engine if args.lazy else None,
+            lazy_engine=args.engine if args.lazy else None, allow=tuple(args.allow or ()),
         )
         receive(ctx.repository, receiving, sys.stdin, sys.stdout)
         return 0
@@ -133,6 +135,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         labels=parse_labels(args.label),
         dump_args=(*common_opts(args), *engine_opts(args.criu_opt)),
         restore_args=tuple(common_opts(args)),
+        allow=tuple(args.allow or ()),
         lazy=args.lazy,
         to=args.to or None,
     )

@@ -18,7 +18,7 @@ from cryostash.cli.cmd_create import add_common_flags, common_opts
 from cryostash.cli.context import Context, engine_opts, print_json, print_stats
 from cryostash.cli.filters import add_selection, selected_name
 from cryostash.cli.present import say
-from cryostash.types import ALLOWABLE
+from cryostash.engines.docker_config import CATEGORIES, allow_word
 
 
 def register(sub: Any) -> None:
@@ -38,14 +38,7 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--bundle", metavar="DIR", help="runc: the OCI bundle to restore into (required)"
     )
-    p.add_argument(
-        "--allow",
-        action="append",
-        metavar="WHAT",
-        choices=sorted(ALLOWABLE),
-        help="docker: let a re-created container have WHAT its recorded configuration asks "
-        f"for beyond a safe default ({', '.join(sorted(ALLOWABLE))}; repeatable)",
-    )
+    add_allow_flag(p)
     p.add_argument(
         "--criu-opt", action="append", metavar="OPT", help="extra CRIU option (repeatable)"
     )
@@ -61,6 +54,30 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--json", action="store_true", help='print {"pid": N, ...} as JSON')
     p.set_defaults(func=run)
+
+
+def add_allow_flag(p: argparse.ArgumentParser) -> None:
+    """``--allow WHAT`` (repeatable): what a re-created docker container may get beyond
+    the fields known to be harmless (:mod:`cryostash.engines.docker_config`)."""
+    p.add_argument(
+        "--allow",
+        action="append",
+        metavar="WHAT",
+        type=_allow_word,
+        help="docker: let a re-created container have WHAT its recorded configuration asks "
+        f"for beyond the harmless fields: {', '.join(sorted(CATEGORIES))}, or a field's "
+        "own name (MaskedPaths, VolumesFrom...); repeatable",
+    )
+
+
+def _allow_word(text: str) -> str:
+    try:
+        return allow_word(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an --allow word: one of {', '.join(sorted(CATEGORIES))}, or a "
+            "docker field name (MaskedPaths)"
+        ) from None
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:

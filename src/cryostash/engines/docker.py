@@ -11,10 +11,11 @@ reports it (``Config`` and ``HostConfig``). Docker's checkpoints take no CRIU op
 
 The side-file is untrusted (it comes from the store): its ``checkpoint`` folder must be
 the fixed name ``checkpoint`` (anything else, an absolute path or ``..``, is refused with
-IntegrityError), and a container is re-created from the recorded ``HostConfig`` only if
-it asks nothing beyond a safe default, or ``restore --allow WHAT`` names each extra
-(:func:`privileges`: privileged, host bind mounts, added capabilities, devices, host
-namespaces, security options); otherwise UsageError naming what it asks.
+IntegrityError), and a container is re-created from a create request rebuilt by
+allow-list from the recorded ``Config`` and ``HostConfig``
+(:mod:`~cryostash.engines.docker_config`): harmless fields are copied, any other field
+not at its default needs ``restore --allow WHAT`` naming it; otherwise UsageError
+listing each.
 
 Restore: ``docker start --checkpoint-dir`` is broken in dockerd ("custom checkpointdir
 is not supported"), so the fetched checkpoint is placed where ``docker start
@@ -50,6 +51,7 @@ from cryostash.engines.containers import (
 )
 from cryostash.engines.criu_images import read_dump_stats, read_restore_stats
 from cryostash.engines.docker_api import ApiError, DockerAPI, socket_path
+from cryostash.engines.docker_config import rebuild
 from cryostash.errors import EngineError, IntegrityError, UsageError
 from cryostash.redact import escape
 from cryostash.types import Availability, DumpOptions, DumpStats, RestoreOptions, RestoreResult
@@ -257,8 +259,9 @@ class DockerEngine:
         api: DockerAPI, name: str, record: dict[str, Any], allow: frozenset[str]
     ) -> tuple[str, bool]:
         """(id of the container to start, whether it was created now). A container is
-        created from the recorded configuration only if what it asks beyond a safe
-        default (:func:`privileges`) is all in ``allow``; else UsageError."""
+        created from the body :func:`~cryostash.engines.docker_config.rebuild` makes of
+        the recorded configuration (harmless fields, and those ``allow`` names); else
+        UsageError listing what it would need."""
         existing = api.container(name)
         if existing is not None:
             if (existing.get("State") or {}).get("Running"):
@@ -272,21 +275,7 @@ class DockerEngine:
                     f"checkpoint was made from {record.get('image_id')}: restore --as NEW_NAME"
                 )
             return str(existing["Id"]), False
-        host_config = record.get("host_config") or {}
-        if not isinstance(host_config, dict):
-            raise IntegrityError("the docker side-file's host_config is not an object")
-        asked = privileges(host_config)
-        refused = {kind: why for kind, why in asked.items() if kind not in allow}
-        if refused:
-            raise UsageError(
-                f"the checkpoint would re-create container {escape(name)} with "
-                + "; ".join(f"{kind} ({escape(why)})" for kind, why in sorted(refused.items()))
-                + ": pass "
-                + " ".join(f"--allow {kind}" for kind in sorted(refused))
-                + " if you trust it, or create the container yourself and restore into it"
-            )
-        body = dict(record.get("config") or {})
-        body["HostConfig"] = host_config
+        body = rebuild(record, allow, name)
         try:
             made = api.call("POST", "/containers/create", query={"name": name}, body=body)
         except ApiError as exc:
@@ -305,41 +294,3 @@ def _failure(action: str, exc: ApiError) -> str:
 def _daemon_version(api: DockerAPI) -> str | None:
     """The version dockerd reports (``GET /version``), or None when it does not say."""
     return str(api.version().get("Version") or "") or None
-
-
-#: HostConfig namespace modes that share the host's (``--network host``, ``--pid host``...);
-#: ``CgroupnsMode`` is left out: ``host`` is dockerd's own default on cgroup v1.
-_NAMESPACE_MODES = ("NetworkMode", "PidMode", "IpcMode", "UTSMode", "UsernsMode")
-
-
-def privileges(host_config: dict[str, Any]) -> dict[str, str]:
-    """What a recorded ``HostConfig`` asks for beyond Docker's safe default, by the
-    ``restore --allow`` word that permits it: ``privileged``, ``host-mounts`` (bind
-    mounts of host paths), ``capabilities`` (``CapAdd``), ``devices``,
-    ``host-namespaces`` (a namespace mode ``host``), ``security-opt`` (e.g. seccomp or
-    AppArmor ``unconfined``). Values say what exactly (for the message)."""
-    asked: dict[str, str] = {}
-    if host_config.get("Privileged"):
-        asked["privileged"] = "Privileged: true"
-    sources = (str(b).split(":", 1)[0] for b in host_config.get("Binds") or [])
-    binds = [s for s in sources if s.startswith("/")]  # others are named volumes
-    binds += [
-        str(m.get("Source"))
-        for m in host_config.get("Mounts") or []
-        if isinstance(m, dict) and m.get("Type") == "bind"
-    ]
-    if binds:
-        asked["host-mounts"] = ", ".join(binds)
-    if host_config.get("CapAdd"):
-        asked["capabilities"] = ", ".join(map(str, host_config["CapAdd"]))
-    devices = host_config.get("Devices") or []
-    if devices or host_config.get("DeviceRequests") or host_config.get("DeviceCgroupRules"):
-        asked["devices"] = ", ".join(
-            str(d.get("PathOnHost")) if isinstance(d, dict) else str(d) for d in devices
-        ) or "device requests"
-    shared = [k for k in _NAMESPACE_MODES if str(host_config.get(k) or "") == "host"]
-    if shared:
-        asked["host-namespaces"] = ", ".join(f"{k}=host" for k in shared)
-    if host_config.get("SecurityOpt"):
-        asked["security-opt"] = ", ".join(map(str, host_config["SecurityOpt"]))
-    return asked

@@ -123,10 +123,12 @@ class Destination(Protocol):
         args: Sequence[str],
         *,
         lazy_engine: str | None = None,
+        allow: Sequence[str] = (),
     ) -> PendingRestore:
         """Get ready to restore ``target``/``name`` (which need not exist yet); ``args``
         are ``restore`` flags (``--tcp-established``, ``--file-locks``, ``--ignore-rootfs``);
-        with ``lazy_engine`` (the engine that dumps it), restore lazily with it."""
+        with ``lazy_engine`` (the engine that dumps it), restore lazily with it; ``allow``:
+        the ``restore --allow`` words (what a re-created container may get)."""
         ...
 
 
@@ -216,18 +218,21 @@ class CommandDestination:
         args: Sequence[str],
         *,
         lazy_engine: str | None = None,
+        allow: Sequence[str] = (),
     ) -> PendingRestore:
         """Start ``COMMAND migrate TARGET --receive NAME [--checkpoint-dir URL] [--lazy
-        --engine ENGINE] [ARGS]`` and wait until it says it is ready (with ``--lazy``, it
-        checks first that it can restore lazily:
+        --engine ENGINE] [--allow WHAT...] [ARGS]`` and wait until it says it is ready
+        (with ``--lazy``, it checks first that it can restore lazily:
         :func:`~cryostash.operations.destination_local.require_lazy`).
 
         Raises:
             CryostashError (the class of its exit code): it exited instead.
         """
         lazy = ["--lazy", "--engine", lazy_engine] if lazy_engine is not None else []
+        allowed = [flag for word in allow for flag in ("--allow", word)]
         argv = self._argv(
-            "migrate", target, "--receive", name, *_dir_flag(checkpoint_dir), *lazy, *args
+            "migrate", target, "--receive", name, *_dir_flag(checkpoint_dir), *lazy,
+            *allowed, *args,
         )
         return _CommandRestore(argv, self.env)
 

@@ -47,12 +47,15 @@ class LocalDestination:
         args: Sequence[str],
         *,
         lazy_engine: str | None = None,
+        allow: Sequence[str] = (),
     ) -> PendingRestore:
         """Nothing to start: :func:`cryostash.operations.restore.restore` when told to go.
         With ``lazy_engine``, the lazy restore's helper is started now and restores when
         told to go (:func:`~cryostash.repository.lazy_helper.prepare_lazy`, which closes
         the repository's catalog connection before it forks; the next use opens it again)."""
-        return _LocalRestore(self.repo, target, name, checkpoint_dir, tuple(args), lazy_engine)
+        return _LocalRestore(
+            self.repo, target, name, checkpoint_dir, tuple(args), lazy_engine, tuple(allow)
+        )
 
 
 class _LocalRestore:
@@ -64,9 +67,11 @@ class _LocalRestore:
         checkpoint_dir: str | None,
         args: tuple[str, ...],
         lazy_engine: str | None,
+        allow: tuple[str, ...] = (),
     ) -> None:
         self._call = (repo, target, name, checkpoint_dir, args)
         self._lazy_engine = lazy_engine
+        self._allow = allow
         self._launch: LazyLaunch | None = None
         if lazy_engine is not None:
             self._launch = prepare_lazy(
@@ -76,7 +81,9 @@ class _LocalRestore:
 
     def go(self) -> dict[str, Any]:
         launch, self._launch = self._launch, None
-        return restore_object(*self._call, lazy_engine=self._lazy_engine, launch=launch)
+        return restore_object(
+            *self._call, lazy_engine=self._lazy_engine, launch=launch, allow=self._allow
+        )
 
     def cancel(self) -> None:
         if self._launch is not None:
@@ -93,12 +100,14 @@ def restore_object(
     *,
     lazy_engine: str | None = None,
     launch: LazyLaunch | None = None,
+    allow: Sequence[str] = (),
 ) -> dict[str, Any]:
     """:func:`~cryostash.operations.restore.restore`, as the object ``restore --json``
     prints; with ``lazy_engine``, :func:`~cryostash.operations.restore_lazy.restore_lazy`
     with that engine (the object ``restore --lazy --json`` prints; it returns once the
     process runs), or with a prepared ``launch``
-    (:func:`~cryostash.repository.lazy_helper.prepare_lazy`), its ``go``."""
+    (:func:`~cryostash.repository.lazy_helper.prepare_lazy`), its ``go``. ``allow``:
+    the ``restore --allow`` words."""
     if launch is not None:
         result = launch.go()
     elif lazy_engine is not None:
@@ -106,7 +115,9 @@ def restore_object(
             repo, LazyRestoreRequest(target, name, checkpoint_dir, lazy_engine, tuple(args))
         )
     else:
-        result = restore(repo, RestoreRequest(target, name, checkpoint_dir, tuple(args)))
+        result = restore(
+            repo, RestoreRequest(target, name, checkpoint_dir, tuple(args), allow=tuple(allow))
+        )
     return {
         "pid": result.pid,
         "target": target,

@@ -132,6 +132,7 @@ class MigrateRequest:
         labels: labels of every checkpoint made.
         dump_args: engine arguments of each dump (``--criu-opt``, common flags).
         restore_args: ``restore`` flags, at the destination and on rollback.
+        allow: ``restore --allow`` words, at the destination and on rollback.
         lazy: the destination restores lazily (criu engine; see the module docstring).
         to: the command that runs cryostash at the destination, split like a shell (e.g.
             ``ssh host-b cryostash``); None: this host.
@@ -149,6 +150,7 @@ class MigrateRequest:
     labels: dict[str, str] = field(default_factory=dict)
     dump_args: tuple[str, ...] = ()
     restore_args: tuple[str, ...] = ()
+    allow: tuple[str, ...] = ()
     lazy: bool = False
     to: str | None = None
 
@@ -243,7 +245,7 @@ def migrate(
         doing = f"getting the destination ({destination.describe()}) ready to restore"
         pending = destination.prepare_restore(
             request.target, request.name, request.checkpoint_dir, request.restore_args,
-            lazy_engine=request.engine if request.lazy else None,
+            lazy_engine=request.engine if request.lazy else None, allow=request.allow,
         )
     except BaseException as exc:
         baseline.close()
@@ -336,7 +338,10 @@ def _restore_failed(
     else:
         try:
             back = restore(
-                source, RestoreRequest(t, n, request.checkpoint_dir, request.restore_args)
+                source,
+                RestoreRequest(
+                    t, n, request.checkpoint_dir, request.restore_args, allow=request.allow
+                ),
             )
         except Exception as again:
             tail = f"Rolling back at the source failed too: {again}\n{by_hand}"

@@ -25,6 +25,7 @@ class ReceiveRequest:
         checkpoint_dir: the store, when not the default one.
         restore_args: ``restore`` flags (``--tcp-established``...), verbatim.
         lazy_engine: restore lazily with this engine (``--lazy --engine ENGINE``).
+        allow: the ``restore --allow`` words (what a re-created container may get).
     """
 
     target: str
@@ -32,6 +33,7 @@ class ReceiveRequest:
     checkpoint_dir: str | None = None
     restore_args: tuple[str, ...] = ()
     lazy_engine: str | None = None
+    allow: tuple[str, ...] = ()
 
 
 def receive(repo: Repository, request: ReceiveRequest, stdin: IO[str], stdout: IO[str]) -> bool:
@@ -74,7 +76,7 @@ def receive(repo: Repository, request: ReceiveRequest, stdin: IO[str], stdout: I
         return False
     restored = restore_object(
         repo, target, name, checkpoint_dir, request.restore_args,
-        lazy_engine=request.lazy_engine, launch=launch,
+        lazy_engine=request.lazy_engine, launch=launch, allow=request.allow,
     )
     stdout.write(json.dumps(restored, default=str) + "\n")
     stdout.flush()
