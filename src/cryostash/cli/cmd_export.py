@@ -2,7 +2,9 @@
 a podman checkpoint (imported, or made with ``--engine podman``) as a container checkpoint
 archive that ``podman container restore --import`` restores (see
 :mod:`cryostash.operations.export_archive`). Without ``-o`` the archive goes to stdout
-(never to a terminal). Prints nothing on stdout with ``-o``; ``--json`` prints what was
+(never to a terminal); ``-o -`` is stdout too. FILE must be missing or a regular file
+(a link, folder, device or FIFO: exit 2); it is written 0600 beside it and renamed into
+place when whole. Prints nothing on stdout with ``-o``; ``--json`` prints what was
 written."""
 
 from __future__ import annotations
@@ -22,7 +24,10 @@ def register(sub: Any) -> None:
     )
     add_selection(p)
     p.add_argument("--checkpoint-dir", metavar="URL", help="the store holding it")
-    p.add_argument("-o", "--output", metavar="FILE", help="write here (default: stdout)")
+    p.add_argument(
+        "-o", "--output", metavar="FILE",
+        help="write here: a new or regular file, created 0600 (default, or -: stdout)",
+    )
     p.add_argument(
         "--compress", choices=("zstd", "gzip", "none"),
         help="compression (default: as imported; none for a created checkpoint)",
@@ -36,6 +41,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     from cryostash import UsageError
     from cryostash.operations.export_archive import ExportRequest, export_archive
 
+    if args.output == "-":
+        args.output = None
     if args.output is None and sys.stdout.isatty():
         raise UsageError("export: stdout is a terminal; write to a file with -o FILE")
     if args.output is None and args.json:

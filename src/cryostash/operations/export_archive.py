@@ -12,14 +12,15 @@
 Every file is fetched and verified (``restore``'s data path) into a private scratch
 folder first. The tar is written as is (``none``), or compressed with ``gzip`` or
 ``zstd``; by default, as the imported archive was (``none`` for a created one). To a
-file, the archive is written to ``FILE.partial`` and renamed when whole (an error
-leaves nothing at FILE); to a stream, as it is made. An ``export`` event is recorded.
+file (missing or regular: a link, folder, device or FIFO is refused before anything is
+fetched), the archive is written to a new 0600 temporary file beside it and renamed
+when whole (an error leaves FILE as it was; :mod:`.output_file`); to a stream, as it is
+made. An ``export`` event is recorded.
 """
 
 from __future__ import annotations
 
 import gzip
-import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from typing import IO, Any
 from cryostash.engines.container_archive import LAYOUT, rebuild_archive
 from cryostash.engines.podman import ARCHIVE
 from cryostash.errors import IntegrityError, StorageError, UsageError
+from cryostash.operations.output_file import check_target, output_file
 from cryostash.repository import Repository
 from cryostash.transfer import datapath
 
@@ -73,8 +75,8 @@ class _Counter:
 
 @dataclass(frozen=True)
 class ExportRequest:
-    """The checkpoint to export, and where: ``output`` (a file path; None: the caller's
-    stream), ``compress`` (``zstd``, ``gzip``, ``none``; default: as imported)."""
+    """The checkpoint to export, and where: ``output`` (a file path; None or ``-``: the
+    caller's stream), ``compress`` (``zstd``, ``gzip``, ``none``; default: as imported)."""
 
     target: str
     name: str
@@ -93,13 +95,16 @@ def export_archive(
         RestoreKeyRequired: a writer key of an encrypted store (it reads nothing).
         CheckpointNotFound: no such checkpoint.
         UsageError: ``cannot export a ENGINE checkpoint as a container archive`` (not a
-            podman checkpoint), or an unknown ``compress``.
+            podman checkpoint), an unknown ``compress``, or ``output`` is a symbolic
+            link, folder, device or FIFO.
         IntegrityError: a stored object is corrupt or missing, or the rebuilt archive is
             not the imported one.
         StorageError: ``output`` cannot be written.
     """
     target, name, compress = request.target, request.name, request.compress
-    output = Path(request.output) if request.output is not None else None
+    output = Path(request.output) if request.output not in (None, "-") else None
+    if output is not None:
+        check_target(output)
     store = repo.store(request.checkpoint_dir)
     store.unlock(restore=True)  # a writer key: exit 12
     if compress is not None and compress not in COMPRESSIONS:
@@ -147,21 +152,10 @@ def export_archive(
 
 
 def _write_file(scratch: Path, imported: bool, output: Path, compress: str) -> Exported:
-    """:func:`_write` to ``output.partial``, then renamed to ``output``."""
-    partial = output.with_name(output.name + ".partial")
-    try:
-        with partial.open("wb") as f:
-            done = _write(scratch, imported, f, compress)
-            f.flush()
-            os.fsync(f.fileno())
-        partial.replace(output)
-    except OSError as exc:
-        partial.unlink(missing_ok=True)
-        raise StorageError(f"cannot write {output}: {exc}") from exc
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
-    return done
+    """:func:`_write` to a new file that becomes ``output`` when whole
+    (:func:`~cryostash.operations.output_file.output_file`)."""
+    with output_file(output) as f:
+        return _write(scratch, imported, f, compress)
 
 
 def _write(scratch: Path, imported: bool, raw: IO[bytes], compress: str) -> Exported:
