@@ -61,11 +61,17 @@ def test_the_file_is_0600_under_umask_022_and_replaces_a_regular_file(
     assert os.listdir(out.parent) == ["cp1.tar"]  # no temporary file left
 
 
+def plant_victim(folder: Path) -> Path:
+    """A file another user's link could point cryostash at."""
+    victim = folder / "victim"
+    victim.write_bytes(b"root's file")
+    return victim
+
+
 def test_a_link_planted_at_the_partial_name_is_not_followed(
     env: dict[str, str], tmp_path: Path
 ) -> None:
-    victim = tmp_path / "victim"
-    victim.write_bytes(b"root's file")
+    victim = plant_victim(tmp_path)
     out = tmp_path / "cp1.tar"
     (tmp_path / "cp1.tar.partial").symlink_to(victim)
 
@@ -80,8 +86,7 @@ def test_a_link_planted_at_the_partial_name_is_not_followed(
 def test_links_folders_fifos_and_devices_are_refused_and_left_alone(
     env: dict[str, str], tmp_path: Path
 ) -> None:
-    victim = tmp_path / "victim"
-    victim.write_bytes(b"root's file")
+    victim = plant_victim(tmp_path)
     link = tmp_path / "link.tar"
     link.symlink_to(victim)
     fifo = tmp_path / "fifo.tar"
