@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install criu runtimes postgres demo examples test lint bench bench-s3
+.PHONY: install completion man criu runtimes postgres demo examples test lint bench bench-s3
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,7 +13,20 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed completion
+
+# Shell completion generated from the parser, into the venv (docs/cli.md: how a shell finds
+# it): bash-completion, zsh site-functions and fish vendor folders under $(VENV)/share.
+completion: $(VENV)/.installed
+	mkdir -p $(VENV)/share/bash-completion/completions $(VENV)/share/zsh/site-functions \
+		$(VENV)/share/fish/vendor_completions.d
+	$(BIN)/cryostash completion bash > $(VENV)/share/bash-completion/completions/cryostash
+	$(BIN)/cryostash completion zsh > $(VENV)/share/zsh/site-functions/_cryostash
+	$(BIN)/cryostash completion fish > $(VENV)/share/fish/vendor_completions.d/cryostash.fish
+
+# The man page, from the parser (the wheel ships it as share/man/man1/cryostash.1).
+man: $(VENV)/.installed
+	$(BIN)/python scripts/make-manpage
 
 # CRIU >= 4.2: the system one if it is good enough, else a private prefix (idempotent).
 criu: install

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from cryostash.cli import (
     cmd_catalog,
+    cmd_completion,
     cmd_create,
     cmd_db,
     cmd_diff,
@@ -31,66 +32,64 @@ from cryostash.cli import (
     cmd_verify,
 )
 from cryostash.cli.context import Context
+from cryostash.cli.parsing import CliParser, add_global_options, add_globals_to_verbs, merge_globals
 from cryostash.cli.present import say
 
 _COMMANDS = (
     cmd_create, cmd_ls, cmd_rm, cmd_restore, cmd_inspect, cmd_events, cmd_db, cmd_doctor,
     cmd_verify, cmd_gc, cmd_catalog, cmd_prune, cmd_prefetch, cmd_migrate, cmd_store, cmd_key,
-    cmd_import, cmd_export, cmd_diff,
+    cmd_import, cmd_export, cmd_diff, cmd_completion,
 )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The whole ``cryostash`` parser (global options, then one sub-parser per verb)."""
-    parser = argparse.ArgumentParser(
+    """The whole ``cryostash`` parser: global options (accepted after the verb too), then
+    one sub-parser per verb (:mod:`cryostash.cli.parsing` for the conventions)."""
+    parser = CliParser(
         prog="cryostash",
         description="Checkpoint processes with CRIU into any fsspec store, "
         "catalogued in SQL, restorable on any host.",
-    )
-    parser.add_argument("--store", metavar="URL", help="store root URL or path [$CRYOSTASH_STORE]")
-    parser.add_argument(
-        "--catalog", metavar="URL", help="catalog SQLAlchemy URL [$CRYOSTASH_CATALOG]"
+        epilog="Global options are accepted before or after the verb. "
+        "`cryostash VERB --help` for a verb's options; docs/cli.md or `man cryostash`.",
     )
     parser.add_argument(
-        "--scratch", metavar="DIR", help="local scratch folder [$CRYOSTASH_SCRATCH]"
+        "--version",
+        action="store_true",
+        help="print the versions of cryostash, of the CRIU it would use and of the catalog "
+        "schema, then exit",
     )
-    parser.add_argument("--host", metavar="NAME", help="this host's name [$CRYOSTASH_HOST]")
-    parser.add_argument("--criu", metavar="PATH", help="CRIU binary to use [$CRYOSTASH_CRIU]")
-    parser.add_argument(
-        "--jobs", type=int, default=4, metavar="N", help="parallel transfers (default 4)"
-    )
-    parser.add_argument(
-        "--storage-option",
-        action="append",
-        metavar="KEY=VALUE",
-        help="fsspec storage option, e.g. endpoint_url=http://... or profile=NAME; VALUE is "
-        "JSON if it parses, else text (repeatable) [$CRYOSTASH_STORAGE_OPTIONS, a JSON object]",
-    )
-    data = parser.add_argument_group("data path (chunking, compression, chunk cache)")
-    data.add_argument(
-        "--chunk-size", metavar="SIZE", help="average chunk, default 1M [$CRYOSTASH_CHUNK_SIZE]"
-    )
-    data.add_argument(
-        "--compression",
-        metavar="LEVEL|none",
-        help="zstd level of new chunks, default 3 [$CRYOSTASH_COMPRESSION]",
-    )
-    data.add_argument(
-        "--cache", metavar="DIR|none", help="chunk cache, default DATA/cache [$CRYOSTASH_CACHE]"
-    )
-    data.add_argument(
-        "--cache-size", metavar="SIZE", help="cache bound, default 10G [$CRYOSTASH_CACHE_SIZE]"
-    )
-    sub = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
+    add_global_options(parser)
+    sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=CliParser)
     for command in _COMMANDS:
         command.register(sub)
+    add_globals_to_verbs(parser)
     return parser
+
+
+def short_help(parser: argparse.ArgumentParser) -> str:
+    """What ``cryostash`` alone prints: the usage line, the verbs, where to read more."""
+    (verbs,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    lines = ["usage: cryostash [GLOBAL OPTIONS] VERB [OPTIONS]", "", "verbs:"]
+    for choice in verbs._choices_actions:
+        lines.append(f"  {choice.dest:<10}{choice.help or ''}")
+    lines += [
+        "",
+        "`cryostash --help` for the global options, `cryostash VERB --help` for a verb's,",
+        "`cryostash --version` for the versions.",
+    ]
+    return "\n".join(lines)
 
 
 def run(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv``, run the verb, map errors to exit codes and messages on stderr."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = merge_globals(parser.parse_args(argv))
+    if args.version:
+        return _print_versions(args)
+    if args.verb is None:
+        for line in short_help(parser).splitlines():
+            say(line)
+        return 0
     from cryostash.errors import EXIT_INTERRUPTED, CryostashError
 
     ctx = Context(args)
@@ -105,3 +104,15 @@ def run(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     finally:
         ctx.close()
+
+
+def _print_versions(args: argparse.Namespace) -> int:
+    """``--version``: cryostash's, CRIU's (``--criu``, ``$CRYOSTASH_CRIU`` or found as a
+    checkpoint would find it; "not found" is no error) and the catalog schema head."""
+    import os
+
+    from cryostash.operations.version import versions
+
+    for line in versions(args.criu or os.environ.get("CRYOSTASH_CRIU") or None).lines():
+        say(line)
+    return 0
