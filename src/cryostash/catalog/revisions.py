@@ -7,3 +7,8 @@ HEAD_REVISION = "0003"
 KNOWN_REVISIONS: tuple[str, ...] = ("0001", "0002", "0003")
 #: The table Alembic keeps its revision in.
 VERSION_TABLE = "alembic_version"
+
+#: What ``doctor`` and ``db current`` both say of a catalog that has no schema yet.
+NOT_CREATED_NOTE = (
+    f"no catalog yet: the first write or `cryostash db upgrade` creates it at {HEAD_REVISION}"
+)

@@ -29,10 +29,15 @@ def run_upgrade(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def run_current(args: argparse.Namespace, ctx: Context) -> int:
-    """Print the revision (``none`` for an empty database) and whether it is head."""
+    """Print the revision and whether it is head; ``none`` for a catalog not created yet,
+    in the words ``doctor`` uses."""
     from cryostash.catalog import schema
+    from cryostash.catalog.revisions import NOT_CREATED_NOTE
 
     current = schema.current(ctx.settings.catalog_url)
+    if current is None:
+        say(f"none ({NOT_CREATED_NOTE})")
+        return 0
     mark = " (head)" if current == schema.HEAD_REVISION else f" (head is {schema.HEAD_REVISION})"
-    say(f"{current or 'none'}{mark}")
+    say(f"{current}{mark}")
     return 0

@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from cryostash.cli.context import Context, print_json
-from cryostash.cli.present import say
+from cryostash.cli.present import table
 
 
 def register(sub: Any) -> None:
@@ -19,7 +19,8 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    """One line per event, oldest first: time, host, action, target, name."""
+    """A header, then one line per event, oldest first, in aligned columns: time, host,
+    action, target, name."""
     from cryostash.operations.events import EventsRequest
     from cryostash.operations.events import events as read_events
 
@@ -27,6 +28,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     if args.json:
         print_json([e.as_dict() for e in events])
         return 0
-    for e in events:
-        say(f"{e.time.isoformat()}  {e.host}  {e.action}  {e.target}  {e.name}")
+    table(
+        ("TIME", "HOST", "ACTION", "CONTAINER", "CHECKPOINT NAME"),
+        ((e.time.isoformat(), e.host, e.action, e.target, e.name) for e in events),
+    )
     return 0

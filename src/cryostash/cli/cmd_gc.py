@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from cryostash.cli.context import Context, print_json
-from cryostash.cli.present import say
+from cryostash.cli.present import count, say
 from cryostash.units import parse_duration
 
 
@@ -36,30 +36,33 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     if args.json:
         print_json(report.as_dict())
         return 0 if report.ok else 1
-    verb = "would " if report.dry_run else ""
+    def did(action: str, done: str) -> str:  # "would remove" before, "removed" after
+        return f"would {action}" if report.dry_run else done
+
     for label in report.committed:
-        say(f"{verb}commit {label} (abandoned, complete)")
+        say(f"{did('commit', 'committed')} {label} (abandoned, complete)")
     for label in report.aborted:
-        say(f"{verb}undo {label} (abandoned, incomplete)")
+        say(f"{did('undo', 'undid')} {label} (abandoned, incomplete)")
     for label in report.adopted:
-        say(f"{verb}adopt {label} (complete, in the store but not in the catalog)")
+        say(f"{did('adopt', 'adopted')} {label} (complete, in the store but not in the catalog)")
     for label in report.manifests_deleted:
-        say(f"{verb}remove untracked manifest of {label}")
+        say(f"{did('remove', 'removed')} untracked manifest of {label}")
     for path in report.strays_deleted:
-        say(f"{verb}remove {path}")
+        say(f"{did('remove', 'removed')} {path}")
     for path in report.scratch_deleted:
-        say(f"{verb}remove scratch folder {path}")
+        say(f"{did('remove', 'removed')} scratch folder {path}")
     for path in report.scratch_kept:
         say(
-            f"{verb}keep {path}: the image of a process a crashed create stopped "
+            f"{did('keep', 'kept')} {path}: the image of a process a crashed create stopped "
             f"(see {path}/NOTE; criu restore -D {path} restarts it)"
         )
     for error in report.errors:
         say(f"error: {error}")
     kept = report.kept_young + report.kept_unknown_age
     say(
-        f"{verb}remove {report.blobs_deleted} blobs ({report.bytes_deleted} bytes); "
-        f"kept {kept} unreferenced objects younger than the grace period"
+        f"{did('remove', 'removed')} {count(report.blobs_deleted, 'blob')} "
+        f"({report.bytes_deleted} bytes); {did('keep', 'kept')} "
+        f"{count(kept, 'unreferenced object')} younger than the grace period"
         + (f" or of unknown age ({report.kept_unknown_age})" if report.kept_unknown_age else "")
     )
     return 0 if report.ok else 1

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from cryostash.cli.context import Context, print_json
 from cryostash.cli.filters import add_filter_flags, filters
-from cryostash.cli.present import say
+from cryostash.cli.present import table
 from cryostash.types import CheckpointInfo
 
 if TYPE_CHECKING:
@@ -67,10 +67,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         for row in listing.rows
         for i in (row.info,)
     ]
-    heads = ("CONTAINER", "CHECKPOINT NAME", "STATUS", "OWNER")
-    widths = [max([len(h), *(len(r[k]) for r in rows)]) for k, h in enumerate(heads)]
-    for row in [heads, *rows]:
-        say("   ".join(f"{c:<{w}}" for c, w in zip(row, widths, strict=True)).rstrip())
+    table(("CONTAINER", "CHECKPOINT NAME", "STATUS", "OWNER"), rows)
     return 0
 
 

@@ -100,8 +100,9 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--receive",
         metavar="NAME",
-        help="the destination's side, which migrate runs through --to: get ready, then "
-        "restore TARGET/NAME when told to on stdin (JSON lines on stdout)",
+        # Internal: the destination's side, which migrate runs through --to (get ready, then
+        # restore TARGET/NAME when told to on stdin; JSON lines on stdout). Not for people.
+        help=argparse.SUPPRESS,
     )
     p.set_defaults(func=run)
 

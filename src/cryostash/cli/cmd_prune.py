@@ -13,7 +13,7 @@ import argparse
 from typing import TYPE_CHECKING, Any
 
 from cryostash.cli.context import Context, print_json
-from cryostash.cli.present import say
+from cryostash.cli.present import count, say
 
 if TYPE_CHECKING:
     from cryostash.operations.prune import PruneReport
@@ -125,6 +125,6 @@ def print_report(report: PruneReport) -> None:
             say(f"{verb}remove {plan.target} {info.name}")
     say(
         f"{report.kept} kept, {report.removed} {'would be ' if report.dry_run else ''}removed, "
-        f"{report.blobs_deleted} chunks {'would be ' if report.dry_run else ''}freed "
+        f"{count(report.blobs_deleted, 'chunk')} {'would be ' if report.dry_run else ''}freed "
         f"({report.bytes_freed} bytes)"
     )

@@ -7,7 +7,7 @@ import argparse
 from typing import Any
 
 from cryostash.cli.context import Context, print_json
-from cryostash.cli.present import say
+from cryostash.cli.present import count, say
 
 
 def register(sub: Any) -> None:
@@ -66,7 +66,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
             read = f", {len(report.read)} read (subset {report.subset}){read}"
         found = f"{len(report.problems)} problem" + ("" if len(report.problems) == 1 else "s")
         say(
-            f"{report.checkpoints} checkpoints, {report.blobs} blobs checked{read}: "
+            f"{count(report.checkpoints, 'checkpoint')}, {count(report.blobs, 'blob')} "
+            f"checked{read}: "
             f"{found if report.problems else 'no problems'}"
         )
     return 0 if report.ok else IntegrityError.exit_code

@@ -14,7 +14,7 @@ The stats themselves (keys, units) are built and documented by
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from cryostash.redact import escape, redact_text
@@ -35,6 +35,19 @@ def say(
 ) -> None:
     """Print one line for people (stdout, or stderr with ``err``) through :func:`clean`."""
     print(clean(text, multiline=multiline), file=sys.stderr if err else sys.stdout, flush=flush)
+
+def count(n: int, word: str, plural: str | None = None) -> str:
+    """``n`` and ``word`` in the number it needs: ``1 checkpoint``, ``2 checkpoints``."""
+    return f"{n} {word if n == 1 else plural or word + 's'}"
+
+
+def table(heads: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
+    """Print ``heads`` and ``rows`` as left-aligned columns three spaces apart."""
+    rows = [tuple(r) for r in rows]
+    widths = [max([len(h), *(len(r[k]) for r in rows)]) for k, h in enumerate(heads)]
+    for row in [tuple(heads), *rows]:
+        say("   ".join(f"{c:<{w}}" for c, w in zip(row, widths, strict=True)).rstrip())
+
 
 #: What ``--print-stats`` shows, in this order: (key, label, unit).
 _SHOWN = (

@@ -125,7 +125,9 @@ def check_catalog(settings: Settings) -> Check:
     head = schema.HEAD_REVISION
     detail = {"url": url, "revision": current, "head": head}
     if current is None:
-        return Check("catalog", True, {**detail, "note": "new catalog: created at first use"})
+        from cryostash.catalog.revisions import NOT_CREATED_NOTE
+
+        return Check("catalog", True, {**detail, "note": NOT_CREATED_NOTE})
     if current != head:
         return Check(
             "catalog",
