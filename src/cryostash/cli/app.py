@@ -70,8 +70,9 @@ def short_help(parser: argparse.ArgumentParser) -> str:
     """What ``cryostash`` alone prints: the usage line, the verbs, where to read more."""
     (verbs,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
     lines = ["usage: cryostash [GLOBAL OPTIONS] VERB [OPTIONS]", "", "verbs:"]
+    width = max(len(choice.dest) for choice in verbs._choices_actions) + 2
     for choice in verbs._choices_actions:
-        lines.append(f"  {choice.dest:<10}{choice.help or ''}")
+        lines.append(f"  {choice.dest:<{width}}{choice.help or ''}")
     lines += [
         "",
         "`cryostash --help` for the global options, `cryostash VERB --help` for a verb's,",
