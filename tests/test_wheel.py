@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.slow
-def test_wheel_in_a_fresh_venv_migrates_and_lists(tmp_path: Path) -> None:
+def test_wheel_in_a_fresh_venv_migrates_lists_and_has_version_completion_and_man_page(tmp_path: Path) -> None:
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(REPO)],
         check=True, capture_output=True,
@@ -45,6 +45,12 @@ def test_wheel_in_a_fresh_venv_migrates_and_lists(tmp_path: Path) -> None:
     assert run("db", "upgrade").split() == ["0003"]
     assert run("db", "current").split()[0] == "0003"
     assert run("ls").splitlines() == ["CONTAINER   CHECKPOINT NAME"]
+    versions = run("--version").splitlines()
+    assert versions[0] == "cryostash 0.1.0" and versions[2] == "catalog schema 0003", versions
+    assert run("completion", "bash").count("_shtab_cryostash") > 1
+    assert run("completion", "fish").startswith("# fish completion for cryostash")
+    page = env_dir / "share" / "man" / "man1" / "cryostash.1"
+    assert page.read_text() == (REPO / "man" / "cryostash.1").read_text()
     where = subprocess.run(
         [str(env_dir / "bin" / "python"), "-c", "import cryostash; print(cryostash.__file__)"],
         capture_output=True, text=True, env=env, cwd=tmp_path, check=True,
