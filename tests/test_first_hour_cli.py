@@ -157,6 +157,29 @@ def test_row6_man_page_is_the_parsers() -> None:
             assert flag.replace("-", "\\-") in committed, (path, flag)
 
 
+# -- row 10: inspect's sections, CRIU's timings, --log --json ---------------------------------
+
+
+def test_row10_inspect_heads_its_sections_and_shows_criu_timings(
+    cli: Cli, procs: ProcessTracker, tmp_path: Path
+) -> None:
+    proc = procs.counter(tmp_path / "p")
+    cli("create", "app", "cp1", "--pid", str(proc.pid), "--leave-running", "--label", "k=v")
+    text = cli("inspect", "app", "cp1").stdout
+    blocks = [b.splitlines() for b in text.split("\n\n")]
+    heads = [b[0] for b in blocks]
+    shown = json.loads(cli("inspect", "app", "cp1", "--json").stdout)
+    files = f"files: {len(shown['files'])} ({shown['size_bytes']} bytes; --json lists them)"
+    assert heads[:3] == ["checkpoint app/cp1", "labels", files]
+    assert heads[3].startswith("statistics") and heads[4].startswith("criu's own statistics")
+    assert blocks[1][1:] == ["  k=v"]
+    criu = dict(line.split(":", 1) for line in blocks[4][1:])
+    assert int(criu["  frozen_time_us"]) > 0 and int(criu["  memdump_time_us"]) >= 0
+    assert all(line.startswith("  ") for block in blocks for line in block[1:])
+    refused = cli("inspect", "app", "cp1", "--log", "--json", code=2)
+    assert "argument --json: not allowed with argument --log" in refused.stderr
+
+
 # -- row 14: small words and tables ----------------------------------------------------------
 
 

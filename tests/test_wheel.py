@@ -14,7 +14,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.slow
-def test_wheel_in_a_fresh_venv_migrates_lists_and_has_version_completion_and_man_page(tmp_path: Path) -> None:
+def test_wheel_in_a_fresh_venv_migrates_lists_and_has_version_completion_and_man_page(
+    tmp_path: Path,
+) -> None:
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(REPO)],
         check=True, capture_output=True,

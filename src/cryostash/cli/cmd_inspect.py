@@ -19,14 +19,17 @@ def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser("inspect", help="show one checkpoint")
     add_selection(p)
     p.add_argument("--checkpoint-dir", metavar="URL", help="the store holding it")
-    p.add_argument("--json", action="store_true", help="print JSON")
+    # --log prints the stored log as it is: it has no JSON form, so the two are refused
+    # together (exit 2) rather than one silently ignored.
+    output = p.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print JSON")
     look = p.add_argument_group("inside the checkpoint (read from its CRIU images)")
     look.add_argument("--tree", action="store_true", help="process tree: PIDs, commands, threads")
     look.add_argument(
         "--files", action="store_true", help="open files, sockets (addresses, states), pipes"
     )
     look.add_argument("--memory", action="store_true", help="memory mappings and sizes")
-    p.add_argument("--log", action="store_true",
+    output.add_argument("--log", action="store_true",
                    help="print the engine's stored log of the dump (CRIU's dump.log: its first "
                    "16 KiB and last 48 KiB) instead")
     p.set_defaults(func=run)
@@ -51,23 +54,43 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     if args.json:
         print_json(data)
         return 0
-    for key in (
-        "target", "name", "status", "host", "engine", "engine_version", "created_at",
-        "committed_at", "kernel", "root_pid", "store", "size_bytes",
-    ):
-        say(f"{key + ':':<16}{data[key]}")
-    labels = ", ".join(f"{k}={v}" for k, v in sorted(data["labels"].items())) or "-"
-    say(f"{'labels:':<16}{labels}")
-    say(f"{'files:':<16}{len(data['files'])}")
-    for key, value in sorted(data["stats"].items()):
-        if not isinstance(value, dict):
-            say(f"  {key + ':':<20}{value}")
-    if data["last_restore"] is not None:
-        last = data["last_restore"]
-        say(f"{'last restore:':<16}{last['time']} on {last['host']}")
-        for key, value in sorted(last["detail"].items()):
-            say(f"  {key + ':':<20}{value}")
+    for line in _text(data):
+        say(line)
     return 0
+
+
+_ROW = ("status", "host", "engine", "engine_version", "created_at", "committed_at", "kernel",
+        "root_pid", "store", "size_bytes")
+
+
+def _text(data: dict[str, Any]) -> list[str]:
+    """``inspect``'s text: the checkpoint, then one headed section each for its labels,
+    files, statistics, the engine's own statistics (CRIU's timings) and the last restore."""
+    lines = [f"checkpoint {data['target']}/{data['name']}"]
+    lines += [f"  {key + ':':<16}{data[key]}" for key in _ROW]
+    lines += ["", "labels"]
+    lines += [f"  {k}={v}" for k, v in sorted(data["labels"].items())] or ["  -"]
+    size = sum(f["size"] for f in data["files"])
+    lines += ["", f"files: {len(data['files'])} ({size} bytes; --json lists them)"]
+    stats = data["stats"]
+    plain = {k: v for k, v in stats.items() if not isinstance(v, dict)}
+    if plain:
+        lines += ["", "statistics (times in s, sizes in bytes)"]
+        lines += [f"  {k + ':':<20}{v}" for k, v in sorted(plain.items())]
+        if isinstance(stats.get("chunking"), dict):
+            chunking = ", ".join(f"{k} {v}" for k, v in stats["chunking"].items())
+            lines.append(f"  {'chunking:':<20}{chunking}")
+    engine = stats.get("engine")
+    if isinstance(engine, dict) and engine:
+        lines += ["", f"{data['engine']}'s own statistics (from the dump; _us: microseconds)"]
+        for key, value in engine.items():
+            shown = " ".join(map(str, value)) if isinstance(value, list) else value
+            lines.append(f"  {key + ':':<24}{shown}")
+    last = data["last_restore"]
+    if last is not None:
+        lines += ["", f"last restore: {last['time']} on {last['host']}"]
+        lines += [f"  {k + ':':<20}{v}" for k, v in sorted(last["detail"].items())]
+    return lines
 
 
 def _look(args: argparse.Namespace, ctx: Context, name: str) -> int:
