@@ -63,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     for command in _COMMANDS:
         command.register(sub)
     add_globals_to_verbs(parser)
+    parser.set_defaults(root_parser=parser)  # for `completion`, which describes all of it
     return parser
 
 

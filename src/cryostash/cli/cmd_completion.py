@@ -24,10 +24,9 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    """Print the script for ``args.shell``."""
-    from cryostash.cli.app import build_parser
-
-    print(script(build_parser(), args.shell), end="")
+    """Print the script for ``args.shell`` (``args.root_parser``: the whole parser, set by
+    :func:`cryostash.cli.app.build_parser`)."""
+    print(script(args.root_parser, args.shell), end="")
     return 0
 
 
