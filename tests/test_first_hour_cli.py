@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import subprocess
 import sys
@@ -18,6 +17,7 @@ import pytest
 
 from cryostash.cli.app import build_parser
 from cryostash.cli.parsing import merge_globals
+from tests.support.cli import base_env, run
 from tests.support.processes import ProcessTracker
 
 REPO = Path(__file__).resolve().parent.parent
@@ -25,34 +25,25 @@ Cli = Callable[..., subprocess.CompletedProcess[str]]
 
 
 @pytest.fixture
-def home(tmp_path: Path) -> Path:
-    return tmp_path / "cs"
+def cli(tmp_path: Path, criu_path: str) -> Cli:
+    """``cryostash ARGS`` as a user runs it, on the test's own store, catalog, scratch;
+    ``code``: the exit code expected (None: any, as ``doctor``'s depends on the machine)."""
+    home = tmp_path / "cs"
+    env = base_env(
+        CRYOSTASH_STORE=str(home / "store"),
+        CRYOSTASH_CATALOG=f"sqlite:///{home / 'catalog.db'}",
+        CRYOSTASH_SCRATCH=str(home / "scratch"),
+        CRYOSTASH_CACHE=str(home / "cache"),
+        CRYOSTASH_HOST="host-a",
+        CRYOSTASH_CRIU=criu_path,
+    )
 
-
-@pytest.fixture
-def cli(home: Path, criu_path: str) -> Cli:
-    """``cryostash ARGS`` as a user runs it, on the test's own store, catalog, scratch."""
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("CRYOSTASH_")},
-        "CRYOSTASH_STORE": str(home / "store"),
-        "CRYOSTASH_CATALOG": f"sqlite:///{home / 'catalog.db'}",
-        "CRYOSTASH_SCRATCH": str(home / "scratch"),
-        "CRYOSTASH_CACHE": str(home / "cache"),
-        "CRYOSTASH_HOST": "host-a",
-        "CRYOSTASH_CRIU": criu_path,
-        "CRYOSTASH_CONFIG": str(home / "no-config.toml"),
-    }
-
-    def run(*args: str, code: int | None = 0) -> subprocess.CompletedProcess[str]:
-        """``code`` None: any exit code (``doctor`` fails on what this machine lacks)."""
-        done = subprocess.run(
-            [sys.executable, "-m", "cryostash", *args],
-            capture_output=True, text=True, env=env, timeout=120,
-        )
+    def cryostash(*args: str, code: int | None = 0) -> subprocess.CompletedProcess[str]:
+        done = run(list(args), env, check=False)
         assert code is None or done.returncode == code, (args, done.returncode, done.stderr)
         return done
 
-    return run
+    return cryostash
 
 
 # -- row 4: options after the verb, the verb's usage and a suggestion, no abbreviations --
