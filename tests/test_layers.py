@@ -2,10 +2,11 @@
 parsing every module with :mod:`ast` (nothing of cryostash is imported).
 
 Layers, top to bottom; a module imports only from its own layer or the layers below, and
-the siblings of one line (``cli | manager``, ``operations | install``, ``engines | store |
+the siblings of one line (``daemon | manager``, ``operations | install``, ``engines | store |
 catalog``) do not import each other::
 
-    cli (and __main__) | manager      (the front ends: command line, library facade)
+    cli (and __main__)                (the command line: it starts the daemon, asks it)
+    daemon | manager                  (the other front ends: the daemon, library facade)
     operations | install
     repository
     transfer
@@ -43,7 +44,8 @@ PACKAGE = SRC / "cryostash"
 
 #: Layer of each folder of the package, and its rank (higher imports lower).
 LAYERS: dict[str, int] = {
-    "cli": 8,
+    "cli": 9,
+    "daemon": 8,
     "manager": 8,
     "operations": 7,
     "install": 7,

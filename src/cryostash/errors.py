@@ -127,6 +127,13 @@ class RestoreKeyRequired(CryostashError, PermissionError):
     exit_code = 12
 
 
+class DaemonError(CryostashError, ConnectionError):
+    """The cryostash daemon could not be reached (no socket, nothing listening), answered
+    something that is not its API, or refused the client (another version)."""
+
+    exit_code = 13
+
+
 def error_class(code: int) -> type[CryostashError]:
     """The error class whose ``exit_code`` is ``code`` (:class:`UsageError` for 2, not
     :class:`InvalidName`); :class:`CryostashError` for a code no subclass has."""
@@ -148,5 +155,6 @@ _BY_EXIT_CODE: dict[int, type[CryostashError]] = {
         KeyRequired,
         WrongKey,
         RestoreKeyRequired,
+        DaemonError,
     )
 }

@@ -13,6 +13,7 @@ from cryostash.cli import (
     cmd_catalog,
     cmd_completion,
     cmd_create,
+    cmd_daemon,
     cmd_db,
     cmd_diff,
     cmd_doctor,
@@ -38,7 +39,7 @@ from cryostash.cli.present import say
 _COMMANDS = (
     cmd_create, cmd_ls, cmd_rm, cmd_restore, cmd_inspect, cmd_events, cmd_db, cmd_doctor,
     cmd_verify, cmd_gc, cmd_catalog, cmd_prune, cmd_prefetch, cmd_migrate, cmd_store, cmd_key,
-    cmd_import, cmd_export, cmd_diff, cmd_completion,
+    cmd_import, cmd_export, cmd_diff, cmd_completion, cmd_daemon,
 )
 
 

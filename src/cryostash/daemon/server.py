@@ -1,0 +1,93 @@
+"""``serve``: the daemon's life, from a private socket to a clean exit.
+
+Start: bind the socket (:mod:`cryostash.daemon.listen`), warm one repository (open the
+catalog, which refuses an outdated schema, and the default store) so that a broken
+configuration fails at start and not at the first request, then accept requests.
+
+SIGTERM (or SIGINT): stop accepting (the listening socket is closed at once), let every
+operation in flight finish and its reply be sent, close the repositories, remove the
+socket file, exit 0. A second signal changes nothing: operations are never abandoned
+half-way by the daemon (SIGKILL leaves what a killed command leaves).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from cryostash import __version__
+from cryostash.daemon import app as daemon_app
+from cryostash.daemon.config import DaemonConfig
+from cryostash.daemon.listen import bind_unix, remove
+from cryostash.daemon.logs import emit
+from cryostash.daemon.metrics import Metrics
+from cryostash.daemon.pool import RepositoryPool
+from cryostash.daemon.runner import Runner
+
+if TYPE_CHECKING:
+    from cryostash.config import Settings
+    from cryostash.repository import Repository
+
+#: Seconds the HTTP server waits for replies still being written at shutdown.
+SHUTDOWN_GRACE_S = 30.0
+
+
+def serve(settings: Settings, config: DaemonConfig, jobs: int = 4) -> int:
+    """Run the daemon until SIGTERM or SIGINT; the exit code (0).
+
+    Raises:
+        UsageError: the socket cannot be made private (see :func:`bind_unix`).
+        CatalogError, SchemaOutdated, StorageError...: the warm-up failed.
+    """
+    return asyncio.run(_serve(settings, config, jobs))
+
+
+async def _serve(settings: Settings, config: DaemonConfig, jobs: int) -> int:
+    from cryostash.repository import Repository
+
+    def factory() -> Repository:
+        return Repository(settings, jobs=jobs)
+
+    pool = RepositoryPool(factory, config.workers)
+    await asyncio.to_thread(_warm, pool)
+    metrics = Metrics()
+    runner = Runner(pool, metrics, config.workers)
+    sock = bind_unix(config.socket, config.group)
+    app_runner = web.AppRunner(
+        daemon_app.build(config, runner, metrics), handle_signals=False, access_log=None,
+        shutdown_timeout=SHUTDOWN_GRACE_S,
+    )
+    await app_runner.setup()
+    site = web.SockSite(app_runner, sock)
+    await site.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    emit(
+        "listening", socket=str(config.socket), pid=os.getpid(), version=__version__,
+        workers=config.workers, engine=config.engine, group=config.group,
+    )
+    try:
+        await stop.wait()
+        emit("stopping", in_flight=runner.in_flight)
+        await site.stop()  # no new connection from here
+        remove(config.socket)
+        await runner.drain()
+        await app_runner.cleanup()
+    finally:
+        remove(config.socket)
+        pool.close()
+    emit("stopped")
+    return 0
+
+
+def _warm(pool: RepositoryPool) -> None:
+    """Open one repository's catalog and default store (errors raised as they come)."""
+    with pool.lend() as repo:
+        _ = repo.catalog
+        repo.store()
