@@ -198,6 +198,20 @@ def test_group_socket_is_0660_in_a_0750_folder(home: Path, criu_path: str) -> No
         assert stat.S_IMODE(folder.st_mode) == 0o750 and folder.st_gid == 1
 
 
+def test_a_socket_folder_others_may_write_to_is_refused(home: Path, tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    refused = subprocess.run(
+        [sys.executable, "-m", "cryostash", "daemon", "--socket", str(shared / "cs.sock")],
+        env=daemon_rig.daemon_env(home, "criu"), capture_output=True, text=True, timeout=60,
+        check=False,
+    )
+    assert refused.returncode == 2
+    assert f"the socket's folder {shared} is writable by others" in refused.stderr
+    assert list(shared.iterdir()) == []
+
+
 def test_a_second_daemon_on_a_live_socket_is_refused(daemon: Daemon, home: Path) -> None:
     env = daemon_rig.daemon_env(home, "criu")
     second = subprocess.run(
