@@ -18,6 +18,7 @@ import pytest
 
 from cryostash import CheckpointManager, InvalidName, resolve_settings, verify_store
 from cryostash.cli.app import run
+from tests.support.cli import home_env
 
 Prepare = Callable[[Path], list[str]]
 
@@ -92,15 +93,7 @@ def _other_rows(tmp: Path) -> list[tuple[str, list[str], int, str]]:
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, criu_path: str) -> Path:
     home = tmp_path / "cs"
-    env = {
-        "CRYOSTASH_STORE": str(home / "store"),
-        "CRYOSTASH_CATALOG": f"sqlite:///{home / 'catalog.db'}",
-        "CRYOSTASH_SCRATCH": str(home / "scratch"),
-        "CRYOSTASH_HOST": "host-a",
-        "CRYOSTASH_CRIU": criu_path,
-        "CRYOSTASH_CONFIG": str(home / "no-config.toml"),
-    }
-    for key, value in env.items():
+    for key, value in home_env(home, criu_path).items():
         monkeypatch.setenv(key, value)
     return home
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.cli import home_env
 from tests.support.processes import (
     ProcessTracker,
     pid_exists,
@@ -36,15 +37,7 @@ def home(tmp_path: Path) -> Path:
 @pytest.fixture
 def cli(home: Path, criu_path: str) -> Cli:
     """Run ``cryostash`` as a user would (a new process), against the test's folders."""
-    env = {
-        **os.environ,
-        "CRYOSTASH_STORE": str(home / "store"),
-        "CRYOSTASH_CATALOG": f"sqlite:///{home / 'catalog.db'}",
-        "CRYOSTASH_SCRATCH": str(home / "scratch"),
-        "CRYOSTASH_HOST": "host-a",
-        "CRYOSTASH_CRIU": criu_path,
-        "CRYOSTASH_CONFIG": str(home / "no-config.toml"),
-    }
+    env = {**os.environ, **home_env(home, criu_path)}
 
     def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         done = subprocess.run(

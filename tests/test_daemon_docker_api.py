@@ -2,8 +2,8 @@
 the client (no dockerd): ``docker -H unix://SOCK checkpoint create|ls|rm`` of a runc
 busybox counter container, Docker's error words and statuses for a bad name, a name
 taken and a missing checkpoint; ``/_ping`` and ``/version`` as Docker's client reads them.
-Every container a test starts is deleted by the ``runc_ctrs`` fixture, the daemon is
-stopped by SIGTERM (exit 0, socket gone).
+Every container a test starts is deleted by the runc tests' ``runc_ctrs`` fixture; the
+daemon is stopped by SIGTERM (exit 0, socket gone).
 """
 
 from __future__ import annotations
@@ -18,27 +18,12 @@ from pathlib import Path
 import pytest
 
 from tests.support import daemon_rig
-from tests.support.containers import build_rootfs, require_root_and, unique, wait_count
+from tests.support.containers import unique, wait_count
 from tests.support.daemon_rig import Daemon
 from tests.support.requirements import missing
-from tests.test_engine_runc import RuncContainers
+from tests.test_engine_runc import RuncContainers, rootfs, runc_ctrs  # noqa: F401 (fixtures)
 
 DockerCli = Callable[..., subprocess.CompletedProcess[str]]
-
-
-@pytest.fixture(scope="module")
-def rootfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    require_root_and("runc", "iptables-restore")
-    return build_rootfs(tmp_path_factory.mktemp("daemon-rootfs") / "rootfs")
-
-
-@pytest.fixture
-def runc_ctrs(rootfs: Path, tmp_path: Path) -> Iterator[RuncContainers]:
-    ctrs = RuncContainers(rootfs, tmp_path / "ctrs")
-    try:
-        yield ctrs
-    finally:
-        ctrs.delete_all()
 
 
 @pytest.fixture
@@ -69,7 +54,7 @@ def docker(daemon: Daemon, tmp_path: Path) -> DockerCli:
 
 
 def test_docker_cli_creates_lists_and_removes_checkpoints(
-    docker: DockerCli, daemon: Daemon, runc_ctrs: RuncContainers
+    docker: DockerCli, daemon: Daemon, runc_ctrs: RuncContainers  # noqa: F811 (fixture)
 ) -> None:
     run = docker
     cid = unique("cs-dock")

@@ -20,6 +20,7 @@ import pytest
 from cryostash.engines.criu_contents import read_contents
 from cryostash.errors import IntegrityError
 from cryostash.operations.inspect_contents import ContentsRequest, inspect_contents
+from tests.support.cli import home_env
 from tests.support.fake_engine import FakeManager, write_tree
 from tests.support.processes import ProcessTracker, free_port, read_counter, wait_until
 from tests.support.setups import Setup, setup_fixture  # noqa: F401
@@ -37,15 +38,7 @@ def home(tmp_path: Path) -> Path:
 @pytest.fixture
 def cli(home: Path, criu_path: str) -> Cli:
     """Run ``cryostash`` as a user would (a new process), against the test's folders."""
-    env = {
-        **os.environ,
-        "CRYOSTASH_STORE": str(home / "store"),
-        "CRYOSTASH_CATALOG": f"sqlite:///{home / 'catalog.db'}",
-        "CRYOSTASH_SCRATCH": str(home / "scratch"),
-        "CRYOSTASH_HOST": "host-a",
-        "CRYOSTASH_CRIU": criu_path,
-        "CRYOSTASH_CONFIG": str(home / "no-config.toml"),
-    }
+    env = {**os.environ, **home_env(home, criu_path)}
 
     def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         done = subprocess.run(

@@ -39,6 +39,19 @@ def base_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def home_env(home: Path, criu_path: str) -> dict[str, str]:
+    """The ``CRYOSTASH_*`` variables of a host whose store, SQLite catalog and scratch are
+    in ``home`` (``host-a``, ``criu_path``, no config file)."""
+    return {
+        "CRYOSTASH_STORE": str(home / "store"),
+        "CRYOSTASH_CATALOG": f"sqlite:///{home / 'catalog.db'}",
+        "CRYOSTASH_SCRATCH": str(home / "scratch"),
+        "CRYOSTASH_HOST": "host-a",
+        "CRYOSTASH_CRIU": criu_path,
+        "CRYOSTASH_CONFIG": str(home / "no-config.toml"),
+    }
+
+
 def run(
     args: list[str], env: Mapping[str, str], *, check: bool = True, timeout: float = TIMEOUT_S
 ) -> subprocess.CompletedProcess[str]:

@@ -21,6 +21,7 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 from cryostash.daemon import client
+from tests.support.cli import home_env
 from tests.support.processes import wait_until
 
 SUPPORT = Path(__file__).resolve().parent
@@ -28,15 +29,7 @@ SUPPORT = Path(__file__).resolve().parent
 
 def daemon_env(home: Path, criu_path: str) -> dict[str, str]:
     """The environment of a daemon (and of a CLI) using ``home``'s store and catalog."""
-    return {
-        **os.environ,
-        "CRYOSTASH_STORE": str(home / "store"),
-        "CRYOSTASH_CATALOG": f"sqlite:///{home / 'catalog.db'}",
-        "CRYOSTASH_SCRATCH": str(home / "scratch"),
-        "CRYOSTASH_HOST": "host-a",
-        "CRYOSTASH_CRIU": criu_path,
-        "CRYOSTASH_CONFIG": str(home / "no-config.toml"),
-    }
+    return {**os.environ, **home_env(home, criu_path)}
 
 
 class Daemon:

@@ -1,6 +1,7 @@
 """A client of the daemon's ``/v1`` API over its UNIX socket, with the standard library
-only (``http.client``): what ``cryostash daemon status`` uses, and what the command line
-will use as a thin client.
+only (``http.client``, through :class:`~cryostash.engines.docker_api.UnixConnection`):
+what ``cryostash daemon status`` uses, and what the command line will use as a thin
+client.
 
 Every request says the client's version (header ``Cryostash-Version``); a daemon of
 another version refuses it, and a reply from a daemon of another version is refused
@@ -9,33 +10,14 @@ here: both raise :class:`~cryostash.errors.DaemonError` naming the two versions.
 
 from __future__ import annotations
 
-import http.client
 import json
-import socket
 from pathlib import Path
 from typing import Any
 
 from cryostash import __version__
 from cryostash.daemon.config import DEFAULT_SOCKET, VERSION_HEADER
+from cryostash.engines.docker_api import UnixConnection
 from cryostash.errors import CryostashError, DaemonError, error_class
-
-
-class _UnixConnection(http.client.HTTPConnection):
-    """HTTP/1.1 over a UNIX socket."""
-
-    def __init__(self, path: Path, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self._path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        try:
-            sock.connect(str(self._path))
-        except OSError:
-            sock.close()
-            raise
-        self.sock = sock
 
 
 def request(
@@ -53,7 +35,7 @@ def request(
         DaemonError: nothing answers at ``socket_path``, the reply is not JSON, or the
             daemon is of another version.
     """
-    conn = _UnixConnection(socket_path, timeout)
+    conn = UnixConnection(str(socket_path), timeout)
     payload = None if body is None else json.dumps(body).encode()
     headers = {VERSION_HEADER: version, "Content-Type": "application/json"}
     try:

@@ -45,7 +45,9 @@ def socket_path(env: Mapping[str, str] | None = None) -> str:
     )
 
 
-class _UnixConnection(http.client.HTTPConnection):
+class UnixConnection(http.client.HTTPConnection):
+    """HTTP/1.1 over the UNIX socket ``path`` (also the cryostash daemon's client's)."""
+
     def __init__(self, path: str, timeout: float | None) -> None:
         super().__init__("localhost", timeout=timeout)
         self._path = path
@@ -100,7 +102,7 @@ class DockerAPI:
         if body is not None:
             payload = json.dumps(body).encode()
             headers["Content-Type"] = "application/json"
-        conn = _UnixConnection(self.path, timeout)
+        conn = UnixConnection(self.path, timeout)
         try:
             conn.request(method, url, body=payload, headers=headers)
             response = conn.getresponse()
