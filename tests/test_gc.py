@@ -333,7 +333,7 @@ def test_gc_with_a_catalog_restored_from_an_older_copy_deletes_no_checkpoint(
         Path(f"{db}{suffix}").unlink(missing_ok=True)
     os.replace(tmp_path / "copy.db", db)  # the catalog restored from that copy
     done = cli.run(["gc", "--grace", "0s"], setup.cli_env())
-    assert "adopt app/tuesday (complete, in the store but not in the catalog)" in done.stdout
+    assert "adopted app/tuesday (complete, in the store but not in the catalog)" in done.stdout
     assert "remove untracked manifest" not in done.stdout
     assert store_objects(setup) == objects
     listed = cli.run(["ls", "app"], setup.cli_env()).stdout.split()
