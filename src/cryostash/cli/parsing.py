@@ -121,7 +121,8 @@ _GLOBALS: list[tuple[str, str, dict[str, Any]]] = [
     ("main", "--host", {"metavar": "NAME", "help": "this host's name [$CRYOSTASH_HOST]"}),
     ("main", "--criu", {"metavar": "PATH", "help": "CRIU binary to use [$CRYOSTASH_CRIU]"}),
     ("main", "--jobs", {
-        "type": int, "default": 4, "metavar": "N", "help": "parallel transfers (default 4)"}),
+        "type": whole(JOBS), "default": 4, "metavar": "N",
+        "help": f"parallel transfers, {JOBS[0]} to {JOBS[1]} (default 4)"}),
     ("main", "--storage-option", {
         "action": "append",
         "metavar": "KEY=VALUE",
