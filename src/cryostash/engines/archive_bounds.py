@@ -39,7 +39,7 @@ MAX_RATIO = 500
 #: ... once more than this many bytes were decompressed (small archives of text compress
 #: very well).
 RATIO_FREE = 64 << 20
-#: Room left free on the scratch file system.
+#: Room left free on the scratch file system: this, or a twentieth of it if smaller.
 SCRATCH_RESERVE = 256 << 20
 BLOCK = 512
 _META_TYPES = (b"x", b"g", b"L", b"K", b"X")
@@ -48,9 +48,10 @@ _META_TYPES = (b"x", b"g", b"L", b"K", b"X")
 def unpack_limit(folder: Path) -> int:
     """The largest decompressed archive ``folder``'s file system can take: the archive is
     written once, then its members are copied out of it (twice its size), and
-    :data:`SCRATCH_RESERVE` stays free."""
-    free = shutil.disk_usage(folder).free
-    return max(0, (free - SCRATCH_RESERVE) // 2)
+    :data:`SCRATCH_RESERVE` (or a twentieth of the file system) stays free."""
+    usage = shutil.disk_usage(folder)
+    reserve = min(SCRATCH_RESERVE, usage.total // 20)
+    return max(0, (usage.free - reserve) // 2)
 
 
 def _number(field: bytes) -> int:
