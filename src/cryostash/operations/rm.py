@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cryostash.errors import CheckpointNotFound, InvalidName
-from cryostash.redact import escape
 from cryostash.repository import Repository
 from cryostash.repository.cleanup import remove_checkpoint
 
@@ -46,14 +45,11 @@ def rm(repo: Repository, request: RmRequest) -> Removed:
     """
     try:
         info = repo.checkpoint(request.target, request.name, request.checkpoint_dir)
-    except InvalidName:
+    except InvalidName as invalid:
         url = repo.store(request.checkpoint_dir).url
         try:
             info = repo.catalog.get(url, request.target, request.name)
         except CheckpointNotFound:
-            raise InvalidName(
-                f"invalid name {escape(request.target)}/{escape(request.name)}: no catalog "
-                "row has it, and no checkpoint can"
-            ) from None
+            raise invalid from None
     deleted = remove_checkpoint(repo, info, request.checkpoint_dir)
     return Removed(request.target, request.name, tuple(deleted))
