@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 
 from cryostash.cli.app import build_parser
 from tests.support.cli import base_env
+from tests.support.containers import Host
 
 #: Exit codes docs/cli.md documents.
 DOCUMENTED = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 130, 141}
@@ -43,14 +44,8 @@ def _free_pid() -> int:
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
-    home = tmp_path / "cs"
-    return base_env(
-        CRYOSTASH_STORE=str(home / "store"),
-        CRYOSTASH_CATALOG=f"sqlite:///{home / 'catalog.db'}",
-        CRYOSTASH_SCRATCH=str(home / "scratch"),
-        CRYOSTASH_HOST="host-a",
-        CRYOSTASH_CACHE="none",
-    )
+    host = Host(tmp_path / "cs", "host-a", {"CRYOSTASH_CACHE": "none"})
+    return {**base_env(), **host.env()}
 
 
 def _run_all(argvs: list[list[str]], env: dict[str, str]) -> list[dict[str, object]]:
