@@ -19,6 +19,8 @@ import re
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
+from cryostash.cli.ranges import JOBS, whole
+
 #: Where a global option given after the verb is kept until :func:`merge_globals`.
 _AFTER = "_after_verb_"
 

@@ -1,7 +1,8 @@
 """The one output path of the command line: every text a user sees leaves through this
-module (:func:`say`, :func:`say_lines`, :func:`print_json`, :func:`write_log`); and the
-lines ``--print-stats`` prints after a create or a restore. ``tests/test_output_path.py``
-finds any other ``print``/``sys.stdout.write``/``sys.stderr.write`` in ``cli/``.
+module (:func:`say`, :func:`say_lines`, :func:`say_text`, :func:`print_json`,
+:func:`write_log`); and the lines ``--print-stats`` prints after a create or a restore.
+``tests/test_output_path.py`` finds any other ``print``/``sys.stdout.write``/
+``sys.stderr.write`` in ``cli/``.
 
 :func:`say` applies the redaction rule (:func:`cryostash.redact.redact_text`: no secret is
 ever printed) and escapes control characters (:func:`cryostash.redact.escape`): text that
@@ -70,11 +71,18 @@ def print_json(value: Any) -> None:
 _LOG_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
-def write_log(data: bytes) -> None:
-    """Print a stored log (``inspect --log``): its lines and tabs kept, any other control
-    character escaped, undecodable bytes replaced, redacted."""
-    text = redact_text(data.decode("utf-8", errors="replace"))
+def say_text(text: str) -> None:
+    """Print ``text`` of cryostash's own making (a completion script) as it is but for
+    control characters: its newlines and tabs kept, any other escaped. Not redacted (it
+    would mask ``key_nargs=0``): text that may hold a secret goes through
+    :func:`write_log` or :func:`say`."""
     sys.stdout.write(_LOG_CONTROL.sub(lambda m: escape(m.group(0)), text))
+
+
+def write_log(data: bytes) -> None:
+    """Print a stored log (``inspect --log``) redacted, through :func:`say_text`,
+    undecodable bytes replaced."""
+    say_text(redact_text(data.decode("utf-8", errors="replace")))
 
 def quiet_stdout() -> None:
     """Point stdout at /dev/null once its reader is gone (a closed pipe): Python would
