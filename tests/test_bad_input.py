@@ -18,6 +18,7 @@ import pytest
 
 from cryostash import CheckpointManager, InvalidName, resolve_settings, verify_store
 from cryostash.cli.app import run
+from cryostash.redact import escape
 from tests.support.cli import home_env
 
 Prepare = Callable[[Path], list[str]]
@@ -45,14 +46,15 @@ BAD_NAMES = {
 def _name_rows() -> list[tuple[str, list[str], int, str]]:
     rows = []
     for label, bad in BAD_NAMES.items():
+        shown = escape(bad)  # an error is one line: a newline in it shows as \x0a
         rows += [
             (f"create-name-{label}", ["create", "--pid", "1", "--", "app", bad], 2,
-             NAME_MSG.format(bad)),
+             NAME_MSG.format(shown)),
             (f"create-target-{label}", ["create", "--pid", "1", "--", bad, "cp"], 2,
-             TARGET_MSG.format(bad)),
-            (f"restore-name-{label}", ["restore", "--", "app", bad], 2, NAME_MSG.format(bad)),
-            (f"verify-target-{label}", ["verify", "--", bad], 2, TARGET_MSG.format(bad)),
-            (f"rm-target-{label}", ["rm", "--", bad, "cp"], 2, TARGET_MSG.format(bad)),
+             TARGET_MSG.format(shown)),
+            (f"restore-name-{label}", ["restore", "--", "app", bad], 2, NAME_MSG.format(shown)),
+            (f"verify-target-{label}", ["verify", "--", bad], 2, TARGET_MSG.format(shown)),
+            (f"rm-target-{label}", ["rm", "--", bad, "cp"], 2, TARGET_MSG.format(shown)),
         ]
     return rows
 

@@ -13,16 +13,28 @@ destination command's failure).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
+
+_E = TypeVar("_E", bound="CryostashError")
 
 #: The exit code of a command interrupted by Ctrl-C (128 + SIGINT, as shells do).
 EXIT_INTERRUPTED = 130
+#: The exit code of a command whose stdout was closed by its reader (``ls | head``):
+#: 128 + SIGPIPE, what a shell reports for a program killed by the closed pipe.
+EXIT_BROKEN_PIPE = 141
 
 
 class CryostashError(Exception):
-    """Root of every cryostash error. ``str(err)`` is the user-facing message."""
+    """Root of every cryostash error. ``str(err)`` is the user-facing message.
+
+    ``multiline`` (class or instance attribute) is True for a message of several lines of
+    cryostash's own (an engine's log tail, a migration's state and warnings): the CLI keeps
+    its line breaks. Any other message is shown on one line, its newlines escaped, so that
+    stored text quoted in it (a host, a label, a key id) cannot forge a line.
+    """
 
     exit_code: int = 1
+    multiline: bool = False
 
 
 class InvalidName(CryostashError, ValueError):
@@ -64,9 +76,11 @@ class CheckpointExists(CryostashError, FileExistsError):
 
 
 class EngineError(CryostashError, RuntimeError):
-    """A checkpoint engine (CRIU, a container runtime) failed or is unavailable."""
+    """A checkpoint engine (CRIU, a container runtime) failed or is unavailable. Its
+    message may end with the tail of the engine's log (several lines)."""
 
     exit_code = 5
+    multiline = True
 
 
 class StorageError(CryostashError, OSError):
@@ -132,6 +146,12 @@ class DaemonError(CryostashError, ConnectionError):
     something that is not its API, or refused the client (another version)."""
 
     exit_code = 13
+
+
+def several_lines(error: _E) -> _E:
+    """``error`` marked as a message of several lines of cryostash's own (``multiline``)."""
+    error.multiline = True
+    return error
 
 
 def error_class(code: int) -> type[CryostashError]:

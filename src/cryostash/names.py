@@ -55,6 +55,17 @@ def validate_target(target: str) -> str:
 MAX_HOST_LENGTH = 253
 
 
+def names_ok(target: str, name: str) -> bool:
+    """True if both ``target`` and ``name`` pass the name rule (a row or object found in
+    a catalog or store may not: it was written by an older version or another tool)."""
+    try:
+        validate_target(target)
+        validate_name(name)
+    except ValueError:
+        return False
+    return True
+
+
 def validate_host(host: str) -> str:
     """Return ``host`` unchanged if it can be recorded as this host's name.
 

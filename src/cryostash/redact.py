@@ -32,11 +32,16 @@ SECRET_KEY = re.compile(
 )
 #: What a secret is replaced with.
 MASK = "***"
-#: ``scheme://user-info@`` in any text.
-_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)[^/@\s'\"]*@")
-#: ``key=value`` (in a query string or free text) whose key looks secret.
+#: ``scheme://user-info@`` in any text. Both patterns start only where a run of their
+#: characters starts (the look-behind): a long alphanumeric run is scanned once, not once
+#: per position (linear time: an 80,000-character member name took 17 s without it).
+_USERINFO = re.compile(
+    r"(?<![A-Za-z0-9+.\-])(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)[^/@\s'\"]*@"
+)
+#: ``key=value`` (in a query string or free text) whose key looks secret (the key is the
+#: whole run of key characters before ``=``: ``9token=`` and ``x.auth=`` are keys too).
 _PAIR = re.compile(
-    r"(?P<key>[A-Za-z_][A-Za-z0-9_.\-]*)(?P<sep>=\s*['\"]?)(?P<value>[^&\s,;'\")}]+)"
+    r"(?<![A-Za-z0-9_.\-])(?P<key>[A-Za-z0-9_.\-]+)(?P<sep>=\s*['\"]?)(?P<value>[^&\s,;'\")}]+)"
 )
 #: Environment variables never passed to a child process (secrets of cryostash's own
 #: configuration and of the store's libraries), by prefix or exact name.
@@ -107,8 +112,10 @@ def redact_text(text: str) -> str:
     >>> redact_text("cannot open s3://AKIA:pw@b/x?token=t1&region=eu")
     'cannot open s3://b/x?token=***&region=eu'
     """
-    text = _USERINFO.sub(r"\g<scheme>", text)
-    text = _PAIR.sub(_pair, text)
+    if "://" in text:
+        text = _USERINFO.sub(r"\g<scheme>", text)
+    if "=" in text:
+        text = _PAIR.sub(_pair, text)
     with _lock:
         known = sorted(_known, key=len, reverse=True)
     for secret in known:

@@ -10,7 +10,8 @@
   ``1h30m``, ``1.5d``, ``2w``. Case and surrounding blanks do not matter; a sign,
   inner blanks, ``nan`` and ``inf`` are refused. A caller may narrow it (``--keep-within``
   must be longer than 0; ``--since`` reads a plain number as an ISO-8601 time, so its
-  durations have a unit); it never widens it.
+  durations have a unit); it never widens it. At most :data:`MAX_DURATION_S` (100 years).
+- Sizes are at most :data:`MAX_SIZE` (1 EiB); an option may narrow that.
 - :func:`format_size`: ``512 B``, ``1.5 MiB``.
 """
 
@@ -28,6 +29,10 @@ _SECONDS = re.compile(_NUMBER)
 _PARTS = re.compile(rf"(?:{_NUMBER}[smhdw])+")
 _PART = re.compile(rf"({_NUMBER})([smhdw])")
 _SIZE_UNITS = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+#: The longest duration taken: 100 years (36500d); a longer one is a usage error.
+MAX_DURATION_S = 36500 * 86400
+#: The largest size taken: 1 EiB; a larger one is a usage error.
+MAX_SIZE = 1 << 60
 
 
 def parse_duration(text: str, what: str = "duration") -> float:
@@ -35,8 +40,9 @@ def parse_duration(text: str, what: str = "duration") -> float:
     ``2w`` (see the module docstring).
 
     Raises:
-        UsageError: ``invalid WHAT 'TEXT': expected e.g. 0, 30s, 15m, 24h, 7d``, or
-            ``invalid WHAT 'TEXT': it must not be negative``.
+        UsageError: ``invalid WHAT 'TEXT': expected e.g. 0, 30s, 15m, 24h, 7d``,
+            ``invalid WHAT 'TEXT': it must not be negative``, or longer than
+            :data:`MAX_DURATION_S`.
     """
     value = text.strip().lower() if isinstance(text, str) else ""
     if value.startswith("-") and _valid(value[1:]):
@@ -49,6 +55,8 @@ def parse_duration(text: str, what: str = "duration") -> float:
         seconds = sum(float(n) * DURATION_UNITS[u] for n, u in _PART.findall(value))
     if not math.isfinite(seconds):
         raise UsageError(f"invalid {what} {text!r}: expected e.g. 0, 30s, 15m, 24h, 7d")
+    if seconds > MAX_DURATION_S:
+        raise UsageError(f"invalid {what} {text!r}: at most 36500d (100 years)")
     return seconds
 
 
@@ -56,11 +64,12 @@ def _valid(value: str) -> bool:
     return bool(_SECONDS.fullmatch(value) or _PARTS.fullmatch(value))
 
 
-def parse_size(text: str, what: str = "size") -> int:
+def parse_size(text: str, what: str = "size", maximum: int = MAX_SIZE) -> int:
     """``"1048576"``, ``"1M"``, ``"512k"``, ``"2GiB"`` -> bytes (binary units).
 
     Raises:
-        UsageError: ``invalid WHAT 'TEXT': expected e.g. 1048576, 1M, 512k, 2G``.
+        UsageError: ``invalid WHAT 'TEXT': expected e.g. 1048576, 1M, 512k, 2G``, or
+            larger than ``maximum`` (default :data:`MAX_SIZE`).
     """
     raw = text.strip().lower().removesuffix("ib").removesuffix("b")
     factor = _SIZE_UNITS.get(raw[-1:], 1)
@@ -71,6 +80,8 @@ def parse_size(text: str, what: str = "size") -> int:
         value = -1.0
     if not value >= 0:
         raise UsageError(f"invalid {what} {text!r}: expected e.g. 1048576, 1M, 512k, 2G")
+    if not value * factor <= maximum:  # inf and nan included
+        raise UsageError(f"invalid {what} {text!r}: at most {maximum} bytes")
     return int(value * factor)
 
 

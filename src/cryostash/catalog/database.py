@@ -114,16 +114,24 @@ def _private_sqlite_file(path: Path) -> None:
     """Create the SQLite database file ``path`` owner-only (0600) if it does not exist,
     so that SQLite, which gives its ``-wal`` and ``-shm`` files the database's mode,
     never makes a catalog others can read. An existing file is left as it is
-    (``cryostash doctor`` warns when others can read it).
+    (``cryostash doctor`` warns when others can read it), also through a symbolic link;
+    a symbolic link to nothing is refused (SQLite would create the file it points at).
 
     Raises:
-        OSError: the folder or the file cannot be created.
+        OSError: the folder or the file cannot be created; ``path`` is a dangling
+            symbolic link.
     """
+    import errno
     import os
 
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     except FileExistsError:
+        if path.is_symlink() and not path.exists():
+            raise OSError(
+                errno.ELOOP, "it is a symbolic link to nothing: a catalog is not created "
+                "through a link"
+            ) from None
         return
     os.close(fd)
 

@@ -1,12 +1,16 @@
 """Argument parsing, dispatch, and the one place errors become exit codes.
 
 Exit codes: 0 success; a :class:`~cryostash.errors.CryostashError`'s ``exit_code``;
-:data:`~cryostash.errors.EXIT_INTERRUPTED` on Ctrl-C (the table: :mod:`cryostash.errors`).
+:data:`~cryostash.errors.EXIT_INTERRUPTED` on Ctrl-C;
+:data:`~cryostash.errors.EXIT_BROKEN_PIPE` when stdout is a pipe closed by its reader
+(``| head``), quietly (the table: :mod:`cryostash.errors`). An error's message is one line
+(stored text quoted in it escaped) unless the error says it has several.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 
 from cryostash.cli import (
@@ -34,7 +38,7 @@ from cryostash.cli import (
 )
 from cryostash.cli.context import Context
 from cryostash.cli.parsing import CliParser, add_global_options, add_globals_to_verbs, merge_globals
-from cryostash.cli.present import say
+from cryostash.cli.present import quiet_stdout, say
 
 _COMMANDS = (
     cmd_create, cmd_ls, cmd_rm, cmd_restore, cmd_inspect, cmd_events, cmd_db, cmd_doctor,
@@ -93,14 +97,18 @@ def run(argv: Sequence[str] | None = None) -> int:
         for line in short_help(parser).splitlines():
             say(line)
         return 0
-    from cryostash.errors import EXIT_INTERRUPTED, CryostashError
+    from cryostash.errors import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, CryostashError
 
     ctx = Context(args)
     try:
         code: int = args.func(args, ctx)
+        sys.stdout.flush()
         return code
+    except BrokenPipeError:
+        quiet_stdout()
+        return EXIT_BROKEN_PIPE
     except CryostashError as exc:
-        say(f"Error: {exc}", err=True, multiline=True)
+        say(f"Error: {exc}", err=True, multiline=exc.multiline)
         return exc.exit_code
     except KeyboardInterrupt:
         say("Interrupted", err=True)

@@ -10,6 +10,7 @@ import argparse
 from typing import Any
 
 from cryostash.cli.context import Context
+from cryostash.cli.present import say_text
 
 SHELLS = ("bash", "zsh", "fish")
 
@@ -26,7 +27,7 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace, ctx: Context) -> int:
     """Print the script for ``args.shell`` (``args.root_parser``: the whole parser, set by
     :func:`cryostash.cli.app.build_parser`)."""
-    print(script(args.root_parser, args.shell), end="")
+    say_text(script(args.root_parser, args.shell))
     return 0
 
 

@@ -7,13 +7,17 @@ from typing import Any
 
 from cryostash.cli.context import Context, print_json
 from cryostash.cli.present import table
+from cryostash.cli.ranges import EVENTS_LIMIT, whole
 
 
 def register(sub: Any) -> None:
     """Add the ``events`` sub-parser."""
     p: argparse.ArgumentParser = sub.add_parser("events", help="show the event log")
     p.add_argument("target", metavar="TARGET", nargs="?")
-    p.add_argument("--limit", type=int, metavar="N", help="only the last N events")
+    p.add_argument(
+        "--limit", type=whole(EVENTS_LIMIT), metavar="N",
+        help=f"only the last N events ({EVENTS_LIMIT[0]} to {EVENTS_LIMIT[1]})",
+    )
     p.add_argument("--json", action="store_true", help="print a JSON array")
     p.set_defaults(func=run)
 

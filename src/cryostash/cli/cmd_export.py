@@ -15,6 +15,7 @@ from typing import Any
 
 from cryostash.cli.context import Context, print_json
 from cryostash.cli.filters import add_selection, selected_name
+from cryostash.cli.present import quiet_stdout
 
 
 def register(sub: Any) -> None:
@@ -61,21 +62,10 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
             sys.stdout.buffer.flush()
     except BaseException:
         if args.output is None:  # stdout may be a closed pipe: do not fail again at exit
-            _quiet_stdout()
+            quiet_stdout()
         raise
     if args.output is not None and args.json:
         print_json({"target": args.target, "name": name, "output": args.output,
                     **done.as_dict()})
     return 0
 
-
-def _quiet_stdout() -> None:
-    """Point stdout at /dev/null (Python would otherwise report a broken pipe at exit)."""
-    import os
-
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-    except (OSError, ValueError):
-        pass

@@ -12,6 +12,7 @@ from typing import Any
 
 from cryostash.cli.cmd_prune import add_policy_flags, policy_from_args, prune_saving_default
 from cryostash.cli.context import Context, parse_labels, print_json, print_stats
+from cryostash.cli.present import say
 
 
 def register(sub: Any) -> None:
@@ -65,9 +66,9 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     if args.json:
         print_json({**info.summary(), "stats": dict(info.stats)})
     else:
-        print(info.name)
+        say(info.name)
     if policy is not None:
         sys.stdout.flush()
         for removed in prune_saving_default(ctx, args.target, policy, args.checkpoint_dir):
-            print(f"pruned {removed.target} {removed.name}", file=sys.stderr)
+            say(f"pruned {removed.target} {removed.name}", err=True)
     return 0

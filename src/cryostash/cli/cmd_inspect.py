@@ -6,12 +6,11 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 from cryostash.cli.context import Context, print_json
 from cryostash.cli.filters import add_selection, selected_name
-from cryostash.cli.present import say
+from cryostash.cli.present import say, write_log
 
 
 def register(sub: Any) -> None:
@@ -47,7 +46,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     )
     view = inspect(ctx.repository, request)
     if view.log is not None:
-        sys.stdout.buffer.write(view.log)
+        write_log(view.log)
         return 0
     data = view.as_dict()
     data["last_restore"] = view.last_restore.as_dict() if view.last_restore else None

@@ -17,6 +17,7 @@ import argparse
 from typing import Any
 
 from cryostash.cli.context import Context, print_json
+from cryostash.cli.present import say
 
 
 def register(sub: Any) -> None:
@@ -58,7 +59,7 @@ def run_list(args: argparse.Namespace, ctx: Context) -> int:
         return 0
     for k in keys:
         mark = "*" if k.id == current else " "
-        print(f"{mark} {k.id}  {k.kind:<7}  {k.created_at}  {k.host}  {k.user}")
+        say(f"{mark} {k.id}  {k.kind:<7}  {k.created_at}  {k.host}  {k.user}")
     return 0
 
 
@@ -75,7 +76,7 @@ def run_add(args: argparse.Namespace, ctx: Context) -> int:
     if args.json:
         print_json({"id": key_id, "kind": kind})
     else:
-        print(f"added {kind} key {key_id}")
+        say(f"added {kind} key {key_id}")
     return 0
 
 
@@ -86,5 +87,5 @@ def run_remove(args: argparse.Namespace, ctx: Context) -> int:
     if args.json:
         print_json({"removed": args.key_id})
     else:
-        print(f"removed key {args.key_id}")
+        say(f"removed key {args.key_id}")
     return 0

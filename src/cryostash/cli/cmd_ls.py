@@ -5,12 +5,11 @@ reservations of creates in progress or abandoned, with ``--pending`` only those.
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import TYPE_CHECKING, Any
 
 from cryostash.cli.context import Context, print_json
 from cryostash.cli.filters import add_filter_flags, filters
-from cryostash.cli.present import table
+from cryostash.cli.present import say_lines, table
 from cryostash.types import CheckpointInfo
 
 if TYPE_CHECKING:
@@ -73,8 +72,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
 
 def _committed(args: argparse.Namespace, listing: Listing) -> int:
     """Committed checkpoints only (the common case, kept fast: names only, one write).
-    Targets and names need no escaping: both match Docker's name rule wherever they
-    come from."""
+    Escaped like all output: a catalog row written by another tool (or before the name
+    rule) may hold anything."""
     if args.json:
         print_json([i.summary() for i in listing.checkpoints])
         return 0
@@ -85,5 +84,5 @@ def _committed(args: argparse.Namespace, listing: Listing) -> int:
         width = max([len("CONTAINER"), *(len(target) for target, _ in pairs)])
         lines = [f"{'CONTAINER':<{width}}   CHECKPOINT NAME",
                  *(f"{target:<{width}}   {name}" for target, name in pairs)]
-    sys.stdout.write("\n".join(lines) + "\n")  # one write: 100,000 names at once
+    say_lines(lines)  # one write: 100,000 names at once
     return 0

@@ -22,6 +22,7 @@ from cryostash.cli.cmd_create import add_common_flags, common_opts, locator
 from cryostash.cli.cmd_restore import add_allow_flag
 from cryostash.cli.context import Context, engine_opts, parse_labels, print_json
 from cryostash.cli.present import say
+from cryostash.cli.ranges import PRECOPY, whole
 
 if TYPE_CHECKING:
     from cryostash.operations.migrate import MigrationReport
@@ -54,10 +55,11 @@ def register(sub: Any) -> None:
     )
     p.add_argument(
         "--precopy",
-        type=int,
+        type=whole(PRECOPY),
         default=1,
         metavar="N",
-        help="pre-copy checkpoints before the final one (default 1; 0: plain stop-and-copy)",
+        help=f"pre-copy checkpoints before the final one, {PRECOPY[0]} to {PRECOPY[1]} "
+        "(default 1; 0: plain stop-and-copy)",
     )
     p.add_argument(
         "--no-prefetch",

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from cryostash.cli.context import Context, print_json
 from cryostash.cli.present import count, say
+from cryostash.cli.ranges import KEEP_LAST, whole_number
 
 if TYPE_CHECKING:
     from cryostash.operations.prune import PruneReport
@@ -24,7 +25,8 @@ if TYPE_CHECKING:
 def add_policy_flags(p: argparse.ArgumentParser) -> None:
     """``--keep-last N``, ``--keep-within DURATION``, ``--keep-label KEY=VALUE``..."""
     p.add_argument(
-        "--keep-last", metavar="N", help="keep the N newest checkpoints of each target (N >= 1)"
+        "--keep-last", metavar="N",
+        help=f"keep the N newest checkpoints of each target ({KEEP_LAST[0]} to {KEEP_LAST[1]})",
     )
     p.add_argument(
         "--keep-within",
@@ -55,10 +57,8 @@ def policy_from_args(args: argparse.Namespace) -> Policy | None:
     flag = "--keep-last"
     try:
         if args.keep_last is not None:
-            text = str(args.keep_last).strip()
-            if not text.isdigit() or int(text) < 1:
-                raise UsageError(f"invalid count {args.keep_last!r}: expected a whole number >= 1")
-            rules.append(KeepLast(int(text)))
+            count = whole_number(str(args.keep_last), KEEP_LAST, UsageError, "count")
+            rules.append(KeepLast(count))
         flag = "--keep-within"
         if args.keep_within is not None:
             rules.append(KeepWithin(args.keep_within))

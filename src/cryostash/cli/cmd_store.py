@@ -12,10 +12,10 @@ any (see docs/security.md).
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 from cryostash.cli.context import Context, print_json
+from cryostash.cli.present import say
 
 
 def register(sub: Any) -> None:
@@ -61,11 +61,11 @@ def run_init(args: argparse.Namespace, ctx: Context) -> int:
         return 0
     kind = "encrypted store" if config.encrypted else "store"
     kind += " (write-only keys allowed)" if config.writers else ""
-    print(f"initialised {kind} {store.url} (id {config.id})")
+    say(f"initialised {kind} {store.url} (id {config.id})")
     if config.encrypted:
-        print(
+        say(
             "The data cannot be read without a passphrase of this store: losing every "
             "passphrase loses every checkpoint (add a second one: cryostash key add).",
-            file=sys.stderr,
+            err=True,
         )
     return 0

@@ -13,12 +13,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
-import json
-import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from cryostash.cli.present import say
+from cryostash.cli.present import print_json, say
+
+__all__ = ["Context", "engine_opts", "parse_labels", "print_json", "print_stats"]
 
 if TYPE_CHECKING:
     from cryostash import Settings
@@ -131,12 +131,6 @@ def _load_store_backend(url: str) -> None:
 
             for name in names:
                 fsspec.get_filesystem_class(name)
-
-
-def print_json(value: Any) -> None:
-    """Print ``value`` as indented JSON on stdout."""
-    json.dump(value, sys.stdout, indent=2, sort_keys=False, default=str)
-    sys.stdout.write("\n")
 
 
 def print_stats(stats: Any) -> None:

@@ -66,7 +66,10 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
         except ValueError:
             pass
         else:
-            return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+            try:
+                return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+            except OverflowError:  # 0001-01-01T00:00:00+14:00 is before year 1 in UTC
+                pass
     raise UsageError(
         f"invalid --since {text!r}: expected an ISO-8601 time (2026-11-28T21:40:00, "
         "UTC unless it ends with an offset such as +02:00 or Z) or a duration back from "
@@ -89,14 +92,17 @@ def filters(args: argparse.Namespace) -> CheckpointFilter:
     """The filter the flags of :func:`add_filter_flags` describe (empty if none).
 
     Raises:
-        UsageError: a malformed ``--label`` or ``--since`` (the value is named).
+        UsageError: a malformed ``--label`` or ``--since`` (the value is named), a control
+            character in ``--label`` or ``--host`` (exit 2, as at create).
     """
+    from cryostash.names import validate_host, validate_labels
     from cryostash.types import CheckpointFilter
 
     since = args.filter_since
+    host = args.filter_host
     return CheckpointFilter(
-        labels=parse_labels(args.filter_labels),
-        host=args.filter_host,
+        labels=validate_labels(parse_labels(args.filter_labels)),
+        host=validate_host(host) if host is not None else None,
         since=parse_since(since) if since is not None else None,
     )
 

@@ -19,6 +19,8 @@ import re
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
+from cryostash.cli.ranges import JOBS, whole
+
 #: Where a global option given after the verb is kept until :func:`merge_globals`.
 _AFTER = "_after_verb_"
 
@@ -121,7 +123,8 @@ _GLOBALS: list[tuple[str, str, dict[str, Any]]] = [
     ("main", "--host", {"metavar": "NAME", "help": "this host's name [$CRYOSTASH_HOST]"}),
     ("main", "--criu", {"metavar": "PATH", "help": "CRIU binary to use [$CRYOSTASH_CRIU]"}),
     ("main", "--jobs", {
-        "type": int, "default": 4, "metavar": "N", "help": "parallel transfers (default 4)"}),
+        "type": whole(JOBS), "default": 4, "metavar": "N",
+        "help": f"parallel transfers, {JOBS[0]} to {JOBS[1]} (default 4)"}),
     ("main", "--storage-option", {
         "action": "append",
         "metavar": "KEY=VALUE",

@@ -23,6 +23,8 @@ from cryostash.units import parse_size
 #: Config keys and environment variable suffixes (``CRYOSTASH_<KEY>``) of these settings.
 KEYS = ("cache", "cache_size", "compression", "chunk_size")
 DEFAULT_CHUNK_SIZE = 1 << 20
+#: The average chunk sizes the chunker takes (powers of two between them).
+MIN_CHUNK_SIZE, MAX_CHUNK_SIZE = 256, 4 << 20
 DEFAULT_LEVEL = 3
 DEFAULT_CACHE_BYTES = 10 << 30
 MIN_LEVEL, MAX_LEVEL = -7, 22
@@ -68,6 +70,16 @@ def parse_level(text: str) -> int | None:
     return level
 
 
+def _chunk_size(text: str) -> int:
+    size = parse_size(text, "chunk size", maximum=MAX_CHUNK_SIZE)
+    if size < MIN_CHUNK_SIZE or size & (size - 1):
+        raise UsageError(
+            f"invalid chunk size {text!r}: expected a power of two from {MIN_CHUNK_SIZE} "
+            f"to {MAX_CHUNK_SIZE} bytes (256, 64k, 1M, 4M)"
+        )
+    return size
+
+
 def resolve(pick: Callable[[str], str | None], data_dir: Path) -> TransferSettings:
     """Build the settings from ``pick(key)`` (flag, else environment, else config file,
     else None) and the default data folder.
@@ -83,7 +95,7 @@ def resolve(pick: Callable[[str], str | None], data_dir: Path) -> TransferSettin
     if cache is not None:
         cache_dir = None if cache.strip().lower() in _OFF else Path(cache)
     return TransferSettings(
-        chunk_size=DEFAULT_CHUNK_SIZE if chunk is None else parse_size(chunk, "chunk size"),
+        chunk_size=DEFAULT_CHUNK_SIZE if chunk is None else _chunk_size(chunk),
         compression=DEFAULT_LEVEL if level is None else parse_level(level),
         cache_dir=cache_dir,
         cache_max_bytes=(

@@ -40,6 +40,7 @@ from typing import IO, Any
 
 import blake3
 
+from cryostash.engines.archive_bounds import MAX_MEMBERS, MAX_META, MAX_PATH
 from cryostash.errors import IntegrityError
 
 #: The layout file in the image folder.
@@ -50,10 +51,8 @@ FORMAT = "cryostash-archive/1"
 BLOCK = 512
 #: Default bound on one member's size (``import --max-member-size``).
 DEFAULT_MAX_MEMBER = 64 << 30
-#: Bound on the non-data bytes around one member (headers, pax records, padding).
-MAX_META = 1 << 20
-#: Bound on the number of members.
-MAX_MEMBERS = 1_000_000
+#: Bounds on the non-data bytes around one member (headers, pax records, padding), the
+#: number of members, a member's path (:mod:`cryostash.engines.archive_bounds`).
 _COPY = 1 << 20
 _REGULAR = (tarfile.REGTYPE, tarfile.AREGTYPE)
 
@@ -106,7 +105,8 @@ class Layout:
 
 
 def _refuse(what: str, name: str, why: str) -> IntegrityError:
-    return IntegrityError(f"{what}: member {name!r} {why}; nothing was imported")
+    shown = name if len(name) <= 200 else f"{name[:200]}..."
+    return IntegrityError(f"{what}: member {shown!r} {why}; nothing was imported")
 
 
 def _clean_name(raw: str, what: str) -> str:
@@ -127,6 +127,8 @@ def _clean_name(raw: str, what: str) -> str:
         raise _refuse(what, raw, "has a path that is not UTF-8") from None
     if any(len(p.encode()) > 255 for p in parts):
         raise _refuse(what, raw, "has a path component longer than 255 bytes")
+    if len(name.encode()) > MAX_PATH:
+        raise _refuse(what, raw, f"has a path longer than {MAX_PATH} bytes")
     return name
 
 

@@ -66,7 +66,7 @@ from typing import IO, Any, Protocol
 
 from cryostash.engines.criu import CriuEngine
 from cryostash.engines.criu_lazy import lazy_support
-from cryostash.errors import CryostashError, UsageError, error_class
+from cryostash.errors import CryostashError, UsageError, error_class, several_lines
 from cryostash.redact import child_env, redact_text
 from cryostash.urls import strip_credentials
 
@@ -335,7 +335,9 @@ def _failed(argv: list[str], code: int, err: IO[bytes]) -> CryostashError:
     lines = [line for line in text.splitlines() if line.strip()]
     tail = "\n".join(lines[-STDERR_LINES:]) or "(no output on stderr)"
     cls = error_class(code)
-    return cls(f"destination command `{_shown(argv)}` failed (exit {code}):\n{redact_text(tail)}")
+    return several_lines(
+        cls(f"destination command `{_shown(argv)}` failed (exit {code}):\n{redact_text(tail)}")
+    )
 
 
 def _json_object(argv: list[str], text: str) -> dict[str, Any]:

@@ -35,7 +35,6 @@ import gzip
 import json
 import os
 import re
-import shutil
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -44,6 +43,7 @@ from typing import IO, Any
 
 import blake3
 
+from cryostash.engines.archive_bounds import TarBounds, unpack_limit
 from cryostash.engines.container_archive import (
     DEFAULT_MAX_MEMBER,
     LAYOUT,
@@ -103,8 +103,10 @@ def decompress_into(
     (compression, bytes read from ``source``, BLAKE3 of the tar).
 
     Raises:
-        IntegrityError: corrupt or truncated compressed data, or more than ``limit``
-            bytes once decompressed.
+        IntegrityError: corrupt or truncated compressed data, more than ``limit`` bytes
+            once decompressed, or past another limit of
+            :mod:`cryostash.engines.archive_bounds` (checked as the bytes come, before
+            they are written).
         StorageError: ``dest`` cannot be written.
     """
     counted = _Counting(source)
@@ -119,7 +121,7 @@ def decompress_into(
 
         reader = zstandard.ZstdDecompressor().stream_reader(stream, read_across_frames=True)
         corrupt = (*corrupt, zstandard.ZstdError)
-    written = 0
+    bounds = TarBounds(what, limit)
     hasher = blake3.blake3()
     try:
         out = dest.open("xb")
@@ -133,9 +135,7 @@ def decompress_into(
                 raise IntegrityError(f"{what}: corrupt or truncated {kind} data ({exc})") from None
             if not data:
                 break
-            written += len(data)
-            if written > limit:
-                raise IntegrityError(f"{what}: larger than {limit} bytes once decompressed")
+            bounds.feed(data, counted.count)
             hasher.update(data)
             try:
                 out.write(data)
@@ -237,8 +237,7 @@ def prepare(
         StorageError: the scratch folder cannot be written.
     """
     tar = folder / "archive.tar"
-    free = shutil.disk_usage(folder).free
-    kind, read, digest = decompress_into(source, tar, what, limit=free)
+    kind, read, digest = decompress_into(source, tar, what, limit=unpack_limit(folder))
     image = folder / "image"
     image.mkdir(mode=0o700)
     layout = split_archive(tar, image, what=what, max_member=max_member, digest=digest)

@@ -91,6 +91,7 @@ from cryostash.errors import (
     IntegrityError,
     StorageError,
     UsageError,
+    several_lines,
 )
 from cryostash.names import validate_name, validate_target
 from cryostash.operations.create import CreateRequest, create
@@ -386,13 +387,14 @@ def _source_state(request: MigrateRequest) -> str:
 
 
 def _same_kind(exc: BaseException, message: str) -> CryostashError:
-    """A new error of ``exc``'s class (a :class:`CryostashError`) with ``message``."""
+    """A new error of ``exc``'s class (a :class:`CryostashError`) with ``message`` (of
+    several lines: what failed, where the process is, warnings)."""
     if isinstance(exc, CryostashError):
         try:
-            return type(exc)(message)
+            return several_lines(type(exc)(message))
         except TypeError:
             pass
-    return CryostashError(message)
+    return several_lines(CryostashError(message))
 
 
 __all__ = [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cryostash.errors import CheckpointNotFound, InvalidName
 from cryostash.repository import Repository
 from cryostash.repository.cleanup import remove_checkpoint
 
@@ -34,10 +35,21 @@ def rm(repo: Repository, request: RmRequest) -> Removed:
     The catalog row goes first (readers stop seeing it at once); a crash after that
     leaves objects that ``gc`` removes.
 
+    A row whose target or name no longer passes the name rule (written by an older
+    version or another tool; ``verify`` reports it) is removed too, with the blobs only
+    it used; no store path is made of its name, so its manifest is left to ``gc``.
+
     Raises:
-        InvalidName: bad target or name.
+        InvalidName: bad target or name, and no catalog row has them.
         CheckpointNotFound: no such committed checkpoint.
     """
-    info = repo.checkpoint(request.target, request.name, request.checkpoint_dir)
+    try:
+        info = repo.checkpoint(request.target, request.name, request.checkpoint_dir)
+    except InvalidName as invalid:
+        url = repo.store(request.checkpoint_dir).url
+        try:
+            info = repo.catalog.get(url, request.target, request.name)
+        except CheckpointNotFound:
+            raise invalid from None
     deleted = remove_checkpoint(repo, info, request.checkpoint_dir)
     return Removed(request.target, request.name, tuple(deleted))

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cryostash.errors import CheckpointNotFound, IntegrityError, ObjectNotFound, UsageError
-from cryostash.names import validate_name, validate_target
+from cryostash.names import names_ok, validate_name, validate_target
 from cryostash.operations.verify_subset import parse_subset, today
 from cryostash.repository import Repository
 from cryostash.store import Manifest, ManifestMismatch, Store
@@ -45,7 +45,8 @@ class Problem:
 
     ``kind`` is one of ``manifest-missing``, ``manifest-mismatch`` (its bytes are not
     the ones the catalog recorded), ``manifest-corrupt``, ``blob-missing``,
-    ``blob-size``, ``blob-corrupt``.
+    ``blob-size``, ``blob-corrupt``, ``invalid-name`` (a catalog row whose target or name
+    no longer passes the name rule: nothing of it is read; ``rm`` removes it).
     """
 
     target: str
@@ -138,6 +139,13 @@ def _read_blob(store: Store, digest: str, size: int) -> tuple[str | None, int]:
     except IntegrityError as exc:
         return str(exc).removeprefix(f"blob {digest} ").strip(), 0
     return None, len(plain)
+
+
+def _invalid_name(info: CheckpointInfo) -> str | None:
+    """Why the row's target or name fails the name rule, or None."""
+    if names_ok(info.target, info.name):
+        return None
+    return "the catalog row's target or name fails the name rule; remove it with cryostash rm"
 
 
 def _check_manifest(store: Store, info: CheckpointInfo) -> tuple[Manifest | None, list[Problem]]:
@@ -254,6 +262,10 @@ def verify(repo: Repository, request: VerifyRequest) -> VerifyReport:
     problems: list[Problem] = []
     readable: list[tuple[CheckpointInfo, Manifest]] = []
     for info in infos:
+        why = _invalid_name(info)
+        if why is not None:
+            problems.append(Problem(info.target, info.name, "invalid-name", why))
+            continue
         manifest, found = _check_manifest(store, info)
         problems.extend(found)
         if manifest is not None:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from cryostash.engines.base import Engine
 from cryostash.errors import CatalogError, CheckpointNotFound, CryostashError
+from cryostash.names import names_ok
 from cryostash.store import Store
 from cryostash.transfer.scratch import short_name
 from cryostash.types import CheckpointInfo, DumpStats, RestoreOptions, Status
@@ -96,7 +97,8 @@ def remove_checkpoint(
     """
     store, catalog = repository.store(checkpoint_dir), repository.catalog
     orphans = catalog.remove(info.id)
-    store.manifests.delete(info.target, info.name)
+    if names_ok(info.target, info.name):  # else no store path can be made of them: gc's
+        store.manifests.delete(info.target, info.name)
     done = delete_unreferenced_blobs(catalog, store, orphans, strict=True)
     catalog.record_event(
         host=repository.host,

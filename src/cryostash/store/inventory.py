@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from cryostash.errors import UsageError
-from cryostash.names import validate_name, validate_target
+from cryostash.names import names_ok
 from cryostash.objects.backend import ObjectInfo
 from cryostash.store import layout
 
@@ -60,15 +60,6 @@ class Inventory:
     strays: tuple[StoredObject, ...]
 
 
-def _names_ok(target: str, name: str) -> bool:
-    try:
-        validate_target(target)
-        validate_name(name)
-    except ValueError:
-        return False
-    return True
-
-
 def classify(objects: Iterable[ObjectInfo], top: Iterable[ObjectInfo] = ()) -> Inventory:
     """Sort the objects listed under ``checkpoints/`` and ``blobs/`` (keys relative to the
     root) and those directly under the root (``top``: only probe files count) into an
@@ -92,7 +83,7 @@ def classify(objects: Iterable[ObjectInfo], top: Iterable[ObjectInfo] = ()) -> I
             parts[0] == layout.CHECKPOINTS
             and len(parts) == 4
             and parts[3] == layout.MANIFEST
-            and _names_ok(parts[1], parts[2])
+            and names_ok(parts[1], parts[2])
         ):
             manifests[(parts[1], parts[2])] = obj
             continue

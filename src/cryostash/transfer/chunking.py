@@ -38,13 +38,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cryostash.config.transfer import MAX_CHUNK_SIZE, MIN_CHUNK_SIZE
 from cryostash.errors import UsageError
 
 #: Default average chunk size (1 MiB).
 DEFAULT_AVG = 1 << 20
 #: Bounds pyfastcdc accepts for the average (256 B .. 4 MiB).
-MIN_AVG = 256
-MAX_AVG = 4 << 20
+MIN_AVG = MIN_CHUNK_SIZE
+MAX_AVG = MAX_CHUNK_SIZE
 #: Largest chunk any supported parameters can produce (``MAX_AVG * 4``).
 MAX_CHUNK = MAX_AVG * 4
 _ZEROS = bytes(MAX_CHUNK)

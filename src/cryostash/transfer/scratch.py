@@ -35,6 +35,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from cryostash.errors import UsageError
+
 #: Names of scratch folders made by :func:`private_scratch` (purpose, dash, mkdtemp suffix).
 SCRATCH_NAME = re.compile(r"^(create|restore)-.+-[a-z0-9_]{8}$")
 #: The longest purpose used as it is (bytes); room is left for ``kept-``, mkdtemp's suffix
@@ -62,9 +64,16 @@ def private_scratch(root: Path, purpose: str) -> Iterator[Path]:
         root: the scratch root (created 0700 if missing).
         purpose: the name prefix, ``create-...`` or ``restore-...`` (shortened by
             :func:`short_name` when long).
+
+    Raises:
+        UsageError: ``root`` is not a folder, or no folder can be made in it.
     """
-    root.mkdir(parents=True, exist_ok=True, mode=0o700)
-    path = Path(tempfile.mkdtemp(prefix=f"{short_name(purpose)}-", dir=root))
+    try:
+        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = Path(tempfile.mkdtemp(prefix=f"{short_name(purpose)}-", dir=root))
+    except OSError as exc:
+        why = "it is not a folder" if root.exists() and not root.is_dir() else exc.strerror
+        raise UsageError(f"cannot use scratch folder {root}: {why or exc}") from None
     fd = -1
     try:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
