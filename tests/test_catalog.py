@@ -131,7 +131,8 @@ def test_duplicate_reserve_says_who_holds_the_name(cat: Catalog) -> None:
         reserve(cat, host="host-b")
     since = first.created_at.isoformat(timespec="seconds")
     assert str(err.value) == (
-        f"checkpoint cp1 is being created by host host-a (PID 4242) since {since}"
+        "checkpoint with name cp1 already exists for container web "
+        f"(being created by host host-a, PID 4242, since {since})"
     )
     assert isinstance(err.value, FileExistsError)
     assert err.value.holder == first
@@ -477,7 +478,10 @@ def test_concurrent_reserve_exactly_one_wins(db_url: str) -> None:
     winner = next(d for k, d in outcomes if k == "won")
     for kind, detail in outcomes:
         if kind == "exists":  # the losers are told who holds the name
-            assert detail.startswith(f"checkpoint race is being created by host {winner} since")
+            assert detail.startswith(
+                "checkpoint with name race already exists for container web "
+                f"(being created by host {winner}, since "
+            ), detail
     cat = Catalog(db_url)
     try:
         (row,) = cat.pending(STORE)

@@ -184,8 +184,8 @@ def test_a_create_killed_at_each_phase_is_settled_by_another_host_after_its_leas
             (row,) = pending
             since = row.created_at.isoformat(timespec="seconds")
             assert str(refused.value) == (
-                f"checkpoint cp is being created by host host-a (PID {row.owner_pid}) "
-                f"since {since}"
+                "checkpoint with name cp already exists for container app "
+                f"(being created by host host-a, PID {row.owner_pid}, since {since})"
             )
 
     assert setup.expire_leases() == (0 if committed_by_creator else 1)
@@ -239,7 +239,7 @@ def test_a_shortened_lease_frees_the_name_for_another_host(
             try:
                 created.append(mgr.create("app", "cp", locator=pid, leave_running=True).name)
             except CheckpointExists as exc:
-                assert "is being created by host host-a" in str(exc)
+                assert "(being created by host host-a, PID " in str(exc)
                 return False
             return True
 
@@ -273,7 +273,7 @@ def test_a_live_create_keeps_its_name_and_survives_gc(
         assert listed.returncode == 0, listed.stderr
         assert "pending" in listed.stdout and f"host-a (PID {creator})" in listed.stdout
         with setup.manager(criu=criu_path) as mgr:
-            held_by = rf"being created by host host-a \(PID {creator}\)"
+            held_by = rf"\(being created by host host-a, PID {creator}, since "
             with pytest.raises(CheckpointExists, match=held_by):
                 mgr.create("app", "cp", locator=pid, leave_running=True)
             report = collect_garbage(mgr.repository, grace_s=0)

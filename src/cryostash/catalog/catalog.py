@@ -125,9 +125,9 @@ class Catalog:
 
         Raises:
             CheckpointExists: a row with that key exists, named in ``holder`` (None if it
-                went meanwhile): committed, ``checkpoint with name NAME already exists
-                for container TARGET``; pending, ``checkpoint NAME is being created by
-                host H (PID P) since T``.
+                went meanwhile): ``checkpoint with name NAME already exists for container
+                TARGET`` (Docker's words), and while it is pending the holder after
+                them: ``(being created by host H, PID P, since T)``.
         """
         now = utcnow()
         row = CheckpointRow(
@@ -170,12 +170,11 @@ class Catalog:
                 )
             ).one_or_none()
             holder = to_info(row) if row is not None else None
-        if holder is None or holder.status is not Status.PENDING:
-            message = f"checkpoint with name {name} already exists for container {target}"
-        else:
-            pid = f" (PID {holder.owner_pid})" if holder.owner_pid is not None else ""
+        message = f"checkpoint with name {name} already exists for container {target}"
+        if holder is not None and holder.status is Status.PENDING:
+            pid = f", PID {holder.owner_pid}" if holder.owner_pid is not None else ""
             since = holder.created_at.isoformat(timespec="seconds")
-            message = f"checkpoint {name} is being created by host {holder.host}{pid} since {since}"
+            message += f" (being created by host {holder.host}{pid}, since {since})"
         return CheckpointExists(message, holder)
 
     @translated

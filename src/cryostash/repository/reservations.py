@@ -220,8 +220,9 @@ def reserve(
     "create"``), so a crashed create never blocks its name.
 
     Raises:
-        CheckpointExists: committed (``... already exists ...``) or held by a live
-            creator (``checkpoint NAME is being created by host H (PID P) since T``).
+        CheckpointExists: committed (``checkpoint with name NAME already exists for
+            container TARGET``) or held by a live creator (the same words, then ``(being
+            created by host H, PID P, since T)``).
     """
     me = this_process()
     for attempt in range(RESERVE_ATTEMPTS):
