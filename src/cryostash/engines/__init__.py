@@ -28,7 +28,7 @@ BUILTIN: dict[str, str] = {
     "runc": "cryostash.engines.runc:RuncEngine",
 }
 
-__all__ = ["BUILTIN", "GROUP", "engine_names", "get_engine"]
+__all__ = ["BUILTIN", "GROUP", "check_restorable", "engine_names", "get_engine"]
 
 
 def _entry_points() -> dict[str, Any]:
@@ -55,6 +55,26 @@ def _load(name: str, registered: dict[str, Any]) -> Any:
         return getattr(importlib.import_module(module), attr)
     except (ImportError, AttributeError) as exc:
         raise EngineError(f"engine {name!r} cannot be loaded: {exc}") from exc
+
+
+def check_restorable(recorded: str, requested: str, checkpoint: str) -> None:
+    """Refuse to restore ``checkpoint`` (``TARGET/NAME``), made by the engine ``recorded``,
+    with the built-in engine ``requested`` when they differ: each built-in engine restores
+    only the checkpoints it made (CRIU's images, runc's, podman's archive, docker's
+    checkpoint folder: each with its own side-file). A third-party ``requested`` engine
+    decides for itself.
+
+    Raises:
+        UsageError: ``checkpoint T/N was made by the criu engine: --engine podman cannot
+            restore it (...)``.
+    """
+    if requested == recorded or requested not in BUILTIN:
+        return
+    raise UsageError(
+        f"checkpoint {checkpoint} was made by the {recorded} engine: --engine {requested} "
+        f"cannot restore it (each of the engines {', '.join(sorted(BUILTIN))} restores only "
+        f"the checkpoints it made); restore it with --engine {recorded}, or without --engine"
+    )
 
 
 def _accepts_criu_path(factory: Any) -> bool:

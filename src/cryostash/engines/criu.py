@@ -264,6 +264,15 @@ class CriuEngine:
 
     # -- dump ----------------------------------------------------------------
 
+    def check_locator(self, locator: str) -> None:
+        """Refuse, before any work, a ``locator`` this engine cannot dump (the optional
+        engine method :func:`cryostash.operations.create.check_locator` calls).
+
+        Raises:
+            UsageError: not a PID, no process with that PID, ... (:func:`validate_pid`).
+        """
+        validate_pid(locator)
+
     def dump(self, locator: str, image_dir: Path, options: DumpOptions) -> DumpStats:
         """Checkpoint the process tree rooted at PID ``locator`` into ``image_dir``.
 

@@ -57,6 +57,19 @@ class CreateRequest:
     engine_args: tuple[str, ...] = ()
 
 
+def check_locator(engine: Engine, locator: str) -> None:
+    """Refuse ``locator`` now when ``engine`` can tell it cannot dump it (an engine may
+    define ``check_locator(locator)``; the criu engine refuses what is not a live process:
+    ``invalid PID 'abc': ...``, ``no process with PID 999999``).
+
+    Raises:
+        UsageError: the engine's reason, in its own words.
+    """
+    check = getattr(engine, "check_locator", None)
+    if callable(check):
+        check(locator)
+
+
 def create(
     repo: Repository,
     request: CreateRequest,
@@ -75,7 +88,8 @@ def create(
 
     Raises:
         InvalidName: bad target or name (nothing is written).
-        UsageError: a label or this host's name holds a control character.
+        UsageError: a label or this host's name holds a control character; the engine
+            cannot dump ``request.locator`` (:func:`check_locator`: nothing is written).
         CheckpointExists: committed, or held by a live create (see
             :func:`cryostash.repository.reservations.reserve`).
         EngineError / UsageError: ``Cannot checkpoint container TARGET: REASON``;
@@ -90,6 +104,7 @@ def create(
     validate_host(settings.host)
     store = repo.store(request.checkpoint_dir)
     eng = engine if engine is not None else repo.engine(request.engine)
+    check_locator(eng, request.locator)  # a bad or missing PID: before any work
     store.check_writable()  # unwritable (named: bucket, credentials...): before the dump
     store.unlock()  # an encrypted store's key (KeyRequired, WrongKey) before anything
     catalog, lease_s = repo.catalog, settings.lease_s

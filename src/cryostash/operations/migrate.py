@@ -94,7 +94,7 @@ from cryostash.errors import (
     several_lines,
 )
 from cryostash.names import validate_name, validate_target
-from cryostash.operations.create import CreateRequest, create
+from cryostash.operations.create import CreateRequest, check_locator, create
 from cryostash.operations.destination import CommandDestination, Destination, dir_option
 from cryostash.operations.destination_local import LocalDestination
 from cryostash.operations.migrate_report import (
@@ -195,9 +195,10 @@ def migrate(
 
     Raises:
         UsageError, InvalidName, CheckpointExists: before anything is dumped (``--to``'s
-            program not found too); with ``lazy``, also EngineError (no CRIU, userfaultfd
-            or FUSE at this host). RestoreKeyRequired: the destination is this host and
-            the store's key a writer key (it restores nothing).
+            program not found, no process with that PID too); with ``lazy``, also
+            EngineError (no CRIU, userfaultfd or FUSE at this host). RestoreKeyRequired:
+            the destination is this host and the store's key a writer key (it restores
+            nothing).
         CryostashError (the class of the failure): a step failed; the message says where
         the process is.
     """
@@ -208,6 +209,7 @@ def migrate(
     if isinstance(destination, LocalDestination):  # restores here: a writer key is refused
         source.store(request.checkpoint_dir).unlock(restore=True)
     _check_names(source, request)
+    check_locator(source.engine(request.engine), request.locator)  # no such process: now
     if request.lazy:
         try:
             destination.check_lazy(request.engine)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from cryostash.engines import check_restorable
 from cryostash.repository import Repository
 from cryostash.transfer import datapath
 from cryostash.types import RestoreOptions, RestoreResult
@@ -47,11 +48,15 @@ def restore(repo: Repository, request: RestoreRequest) -> RestoreResult:
 
     Raises:
         CheckpointNotFound: ``checkpoint NAME does not exist for container TARGET``.
+        UsageError: ``request.engine`` is a built-in engine other than the one that made
+            the checkpoint (:func:`cryostash.engines.check_restorable`), before any download.
         IntegrityError: a stored object is corrupt or missing (names file and blob).
         EngineError: the engine could not restore.
     """
     target, name = request.target, request.name
     info = repo.checkpoint(target, name, request.checkpoint_dir)
+    if request.engine:  # an engine that cannot read it: refused before any download
+        check_restorable(info.engine, request.engine, f"{target}/{name}")
     store = repo.store(request.checkpoint_dir)
     manifest = repo.manifest(store, info)
     eng = repo.engine(request.engine or info.engine)

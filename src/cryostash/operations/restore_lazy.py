@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from cryostash.engines import check_restorable
 from cryostash.repository import Repository
 from cryostash.repository.lazy_helper import prepare_lazy
 from cryostash.types import RestoreResult
@@ -45,15 +46,17 @@ def restore_lazy(repo: Repository, request: LazyRestoreRequest) -> RestoreResult
     ``restore_s`` (CRIU's restore) and the download stats of the eager files.
 
     Raises:
-        CheckpointNotFound: no such checkpoint (looked up when ``engine`` is not given).
-        UsageError: an engine other than criu (``lazy restore is not supported by ENGINE``).
+        CheckpointNotFound: no such checkpoint.
+        UsageError: an engine other than criu (``lazy restore is not supported by ENGINE``),
+            or a built-in engine other than the one that made the checkpoint
+            (:func:`cryostash.engines.check_restorable`).
         EngineError: no userfaultfd or CRIU, or the restore failed.
         IntegrityError, StorageError, CheckpointNotFound: as a restore.
         CryostashError: the helper ended without a report (the process may run).
     """
-    engine = request.engine
-    if engine is None:
-        engine = repo.checkpoint(request.target, request.name, request.checkpoint_dir).engine
+    recorded = repo.checkpoint(request.target, request.name, request.checkpoint_dir).engine
+    engine = request.engine or recorded
+    check_restorable(recorded, engine, f"{request.target}/{request.name}")
     started = time.monotonic()
     return prepare_lazy(
         repo, request.target, request.name, engine=engine,
