@@ -51,6 +51,7 @@ from cryostash.engines.criu_binary import (
     prefix_criu_path,
     too_old_reason,
 )
+from cryostash.engines.criu_hints import explain
 from cryostash.engines.criu_images import (
     read_dump_stats,
     read_restore_stats,
@@ -69,7 +70,9 @@ MIRRORED_OPTIONS = frozenset(
 )
 LOG_TAIL_LINES = 10
 _PF_KTHREAD = 0x00200000
-_ERROR_RE = re.compile(r"^\([\d.]+\)\s+Error \([^)]*\):\s*")
+#: An error line of a CRIU log, with or without the PID a restored task's lines carry:
+#: ``(00.34) Error (criu/x.c:1): WHAT`` or ``(00.34)      1: Error (criu/x.c:1): WHAT``.
+_ERROR_RE = re.compile(r"^\([\d.]+\)\s+(?:\d+:\s+)?Error \([^)]*\):\s*")
 
 
 def _proc_stat(pid: int) -> list[str] | None:
@@ -152,10 +155,13 @@ def _describe(pid: int) -> str:
 def failure_message(
     action: str, code: int, log_path: Path, stderr: str, stdout: str = "", *, head: str = ""
 ) -> str:
-    """The reason a CRIU run failed: its first error, then the tail of its log.
+    """The reason a CRIU run failed: its first error (explained when
+    :func:`~cryostash.engines.criu_hints.explain` knows it), then the tail of its log.
 
     CRIU's own ``stderr`` and ``stdout`` stand in for the log when there is none
-    (e.g. an unknown option). The harmless RLIMIT_NOFILE error is left out.
+    (e.g. an unknown option). The harmless RLIMIT_NOFILE error is left out. The first
+    error is the cause; later ones are its consequences (a restore that failed in a task
+    ends with ``Restoring FAILED`` and ``cg: cgroupd: recv req error``).
     ``head`` replaces the opening ``criu ACTION failed (exit N)`` (e.g. for the
     container runtime that ran CRIU).
     """
@@ -179,8 +185,10 @@ def failure_message(
     earlier = [line for line in errors if line not in tail][:5]
     body = [*earlier, *(["..."] if earlier else []), *tail]
     head = head or f"criu {action} failed (exit {code})"
-    return f"{head}: {candidates[0].strip()}\n" + "\n".join(
-        [f"--- last lines of criu {source} ---", *body]
+    cause = candidates[0].strip()
+    hint = explain(cause)
+    return f"{head}: {cause}\n" + "\n".join(
+        [*([f"That is: {hint}."] if hint else []), f"--- last lines of criu {source} ---", *body]
     )
 
 
