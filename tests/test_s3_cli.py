@@ -17,9 +17,6 @@ from tests.support import cli
 from tests.support.processes import ProcessTracker, free_port, pid_exists, read_counter, wait_until
 from tests.support.stores import Credentials, MotoServer, RawStore
 
-#: A PID that no process has (above the kernel's default pid_max of 4194304 is refused).
-NO_SUCH_PID = "4194000"
-
 
 @pytest.fixture
 def bucket(moto_server: MotoServer) -> str:
@@ -71,10 +68,17 @@ SOURCES = ["aws-env", "storage-option-flags", "storage-options-env-json", "aws-p
 
 @pytest.mark.parametrize("source", SOURCES)
 def test_credentials_and_endpoint_from_each_source_are_accepted(
-    source: str, moto_server: MotoServer, bucket: str, raw: RawStore, tmp_path: Path
+    source: str,
+    moto_server: MotoServer,
+    bucket: str,
+    raw: RawStore,
+    procs: ProcessTracker,
+    criu_path: str,
+    tmp_path: Path,
 ) -> None:
     admin, endpoint = moto_server.admin, moto_server.endpoint
-    env = host_env(tmp_path)
+    proc = procs.counter(tmp_path / "proc")
+    env = host_env(tmp_path, CRYOSTASH_CRIU=criu_path)
     flags: list[str] = []
     if source == "aws-env":
         env.update(moto_server.env())
@@ -93,13 +97,16 @@ def test_credentials_and_endpoint_from_each_source_are_accepted(
             AWS_PROFILE="cryo-test",
             AWS_ENDPOINT_URL=endpoint,
         )
-    args = [*flags, "--store", f"s3://{bucket}/root", "create", "app", "cp", "--pid", NO_SUCH_PID]
+    args = [*flags, "--store", f"s3://{bucket}/root", "create", "app", "cp", "--pid",
+            str(proc.pid), "--criu-opt", "no-such-criu-option"]  # fmt: skip
     with moto_server.authenticating():
         done = cli.run(args, env, check=False)
-    # The store accepted the credentials (probe written and removed); only then the
-    # engine was asked, and found no such process.
-    assert done.returncode not in (0, 6), done.stderr
+    # The store accepted the credentials (probe written and removed); only then CRIU ran,
+    # and refused the option (a PID that is no process is refused before the store).
+    assert done.returncode == 5, done.stderr
     assert "Cannot checkpoint container app: " in done.stderr
+    assert "no-such-criu-option" in done.stderr
+    assert pid_exists(proc.pid)
     assert admin.secret not in done.stderr + done.stdout
     assert_nothing_written(tmp_path, env, raw)
 
