@@ -23,9 +23,12 @@ import sys
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from cryostash import Settings
+from cryostash.engines.base import Engine
 from cryostash.engines.criu import failure_message
 from tests.support import cli, crashing
 from tests.support.containers import (
@@ -36,7 +39,9 @@ from tests.support.containers import (
     unique,
     wait_count,
 )
+from tests.support.fake_engine import FakeEngine, FakeManager, FakeRepository, make_image
 from tests.support.processes import Proc, ProcessTracker, pid_exists, wait_until
+from tests.support.setups import make_setup
 from tests.test_engine_runc import RuncContainers
 
 HOST = "host-a"
@@ -268,9 +273,45 @@ def test_row_11_restore_with_an_engine_that_cannot_read_the_checkpoint_is_refuse
             "restore it (each of the engines criu, docker, podman, runc restores only the "
             "checkpoints it made); restore it with --engine criu, or without --engine"
         )
-    lazy = cli.run(["restore", "app", "cp", "--engine", "runc", "--lazy"], env, check=False)
-    assert lazy.returncode == 2 and "was made by the criu engine" in lazy.stderr, lazy.stderr
     assert scratch_entries(home) == []
     assert [a for a in catalog_rows(home)[1] if a == "restore"] == []
     as_json = json.loads(cli.run(["ls", "--json"], env).stdout)
     assert [(c["target"], c["name"]) for c in as_json] == [("app", "cp")]
+
+
+class RuncNamedRepository(FakeRepository):
+    """Stores what the fake engine dumps, recorded as made by the runc engine."""
+
+    def engine(self, name: str) -> Engine:
+        engine = FakeEngine()
+        engine.name = "runc"
+        return engine
+
+
+class RuncNamedManager(FakeManager):
+    def __init__(self, settings: Settings, **options: Any) -> None:
+        self.repository = RuncNamedRepository(settings, **options)
+
+
+def test_row_11_criu_is_refused_for_another_engines_checkpoint_lazily_too(
+    tmp_path: Path,
+) -> None:
+    """A runc checkpoint restored with ``--engine criu``, eagerly or ``--lazy``: exit 2,
+    nothing downloaded (its chunks are gone), no helper started, no restore recorded; a
+    third-party engine (``fake``) is left to decide for itself."""
+    setup = make_setup("local-sqlite", tmp_path / "cs")
+    make_image(tmp_path / "image")
+    with setup.manager(RuncNamedManager) as mgr:
+        assert mgr.create("ctr", "cp", locator=str(tmp_path / "image")).engine == "runc"
+    shutil.rmtree(Path(setup.store_url) / "blobs")
+    env = setup.cli_env()
+    for lazy in ([], ["--lazy"]):
+        done = cli.run(["restore", "ctr", "cp", "--engine", "criu", *lazy], env, check=False)
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.startswith(
+            "Error: checkpoint ctr/cp was made by the runc engine: --engine criu cannot "
+            "restore it ("
+        ), done.stderr
+    third_party = cli.run(["restore", "ctr", "cp", "--engine", "fake"], env, check=False)
+    assert "was made by" not in third_party.stderr  # the registry's answer, not ours
+    assert scratch_entries(setup.scratch.parent) == []

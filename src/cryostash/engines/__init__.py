@@ -59,16 +59,16 @@ def _load(name: str, registered: dict[str, Any]) -> Any:
 
 def check_restorable(recorded: str, requested: str, checkpoint: str) -> None:
     """Refuse to restore ``checkpoint`` (``TARGET/NAME``), made by the engine ``recorded``,
-    with the built-in engine ``requested`` when they differ: each built-in engine restores
-    only the checkpoints it made (CRIU's images, runc's, podman's archive, docker's
-    checkpoint folder: each with its own side-file). A third-party ``requested`` engine
-    decides for itself.
+    with another engine ``requested`` when both are built in: a checkpoint of a built-in
+    engine is restored by that engine only (CRIU's images, runc's, podman's archive,
+    docker's checkpoint folder: each with its own side-file). Where either is a
+    third-party engine, the engine decides (it reads what it finds).
 
     Raises:
         UsageError: ``checkpoint T/N was made by the criu engine: --engine podman cannot
             restore it (...)``.
     """
-    if requested == recorded or requested not in BUILTIN:
+    if requested == recorded or requested not in BUILTIN or recorded not in BUILTIN:
         return
     raise UsageError(
         f"checkpoint {checkpoint} was made by the {recorded} engine: --engine {requested} "

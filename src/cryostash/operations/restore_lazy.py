@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 
 from cryostash.engines import check_restorable
+from cryostash.engines.criu import CriuEngine
 from cryostash.repository import Repository
 from cryostash.repository.lazy_helper import prepare_lazy
 from cryostash.types import RestoreResult
@@ -48,7 +49,7 @@ def restore_lazy(repo: Repository, request: LazyRestoreRequest) -> RestoreResult
     Raises:
         CheckpointNotFound: no such checkpoint.
         UsageError: an engine other than criu (``lazy restore is not supported by ENGINE``),
-            or a built-in engine other than the one that made the checkpoint
+            or criu for a checkpoint another built-in engine made
             (:func:`cryostash.engines.check_restorable`).
         EngineError: no userfaultfd or CRIU, or the restore failed.
         IntegrityError, StorageError, CheckpointNotFound: as a restore.
@@ -56,7 +57,8 @@ def restore_lazy(repo: Repository, request: LazyRestoreRequest) -> RestoreResult
     """
     recorded = repo.checkpoint(request.target, request.name, request.checkpoint_dir).engine
     engine = request.engine or recorded
-    check_restorable(recorded, engine, f"{request.target}/{request.name}")
+    if engine == CriuEngine.name:  # the others: "lazy restore is not supported by ENGINE"
+        check_restorable(recorded, engine, f"{request.target}/{request.name}")
     started = time.monotonic()
     return prepare_lazy(
         repo, request.target, request.name, engine=engine,
