@@ -36,12 +36,14 @@ from tests.support.containers import (
     assert_goes_on,
     build_rootfs,
     require_root_and,
+    stored_files,
     unique,
     wait_count,
 )
 from tests.support.fake_engine import FakeEngine, FakeManager, FakeRepository, make_image
 from tests.support.processes import Proc, ProcessTracker, pid_exists, wait_until
 from tests.support.setups import make_setup
+from tests.test_cli_checkpoint import scratch_entries
 from tests.test_engine_runc import RuncContainers
 
 HOST = "host-a"
@@ -68,16 +70,6 @@ def catalog_rows(home: Path) -> tuple[list[tuple[str, str, str]], list[str]]:
         rows = conn.execute("SELECT target, name, status FROM checkpoints").fetchall()
         events = [a for (a,) in conn.execute("SELECT action FROM events")]
     return [tuple(r) for r in rows], events
-
-
-def store_files(home: Path) -> list[str]:
-    root = home / "store"
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
-
-
-def scratch_entries(home: Path) -> list[str]:
-    scratch = home / "scratch"
-    return sorted(p.name for p in scratch.iterdir()) if scratch.exists() else []
 
 
 def free_pid() -> int:
@@ -251,7 +243,7 @@ def test_row_11_a_pid_that_is_no_process_is_a_usage_error_before_any_work(
         assert done.stdout == ""
     assert catalog_rows(home) == ([], [])
     assert scratch_entries(home) == []
-    assert store_files(home) == []
+    assert stored_files(home) == []
 
 
 @pytest.mark.criu
