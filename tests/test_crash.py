@@ -231,7 +231,9 @@ def test_a_shortened_lease_frees_the_name_for_another_host(
     with setup.manager() as mgr:
         (row,) = mgr.catalog.pending()
     assert row.lease_expires_at is not None
-    assert (row.lease_expires_at - row.created_at).total_seconds() <= 3
+    # A lease of seconds (a heartbeat may have renewed it once or twice on a loaded
+    # machine), not the default hour.
+    assert (row.lease_expires_at - row.created_at).total_seconds() <= 60
     with other_host(setup, criu_path) as mgr:
         created: list[str] = []
 
