@@ -77,10 +77,11 @@ class Spinner:
     def __init__(self, label: str) -> None:
         from tqdm import tqdm
 
+        self._label = label
         self._bar: Any = tqdm(
             desc=label,
             total=None,
-            bar_format="{desc} {postfix} {elapsed}",
+            bar_format="{desc} {elapsed}",
             file=sys.stderr,
             leave=False,
             dynamic_ncols=True,
@@ -92,7 +93,7 @@ class Spinner:
 
     def _spin(self) -> None:
         for mark in itertools.cycle("|/-\\"):
-            self._bar.set_postfix_str(mark)  # redraws: the time elapsed moves on too
+            self._bar.set_description_str(f"{self._label} {mark}")  # the time moves on too
             if self._stop.wait(SPIN_S):
                 return
 
