@@ -20,7 +20,7 @@ from cryostash.cli import progress
 from cryostash.config import Settings
 from tests.support import cli
 from tests.support.fake_engine import FakeManager, make_image
-from tests.support.processes import ProcessTracker, kill_pid
+from tests.support.processes import ProcessTracker, kill_pid, wait_until
 
 
 class _Tty(io.StringIO):
@@ -60,6 +60,29 @@ def test_a_bar_counts_bytes_and_removes_itself_when_done(
     left.set_size(10)
     bars.close()  # e.g. after an error
     assert left.closed
+
+
+def test_a_phase_without_a_count_spins_and_counted_phases_show_their_unit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    err = _Tty()
+    monkeypatch.setattr("sys.stderr", err)
+    bars = progress.Bars()
+    dump = bars("dump")
+    assert isinstance(dump, progress.Spinner)
+    marks = "|/-\\"
+    wait_until(lambda: sum(m in err.getvalue() for m in marks) >= 2, 10, "the spinner to turn")
+    assert "dump | 00:0" in err.getvalue() and "dump / 00:0" in err.getvalue()
+    dump.close()
+    assert dump.closed and not dump._thread.is_alive()
+    blobs = bars("gc-blobs")
+    blobs.set_size(3)
+    blobs.relative_update(1)
+    assert "gc: blobs deleted:   0%" in err.getvalue() and "0/3 [" in err.getvalue()
+    bars.write("waiting up to 10 s for PID 1")
+    assert "waiting up to 10 s for PID 1\n" in err.getvalue()
+    bars.close()
+    assert blobs.closed
 
 
 class _Recorder:
@@ -147,6 +170,7 @@ def test_the_cli_draws_bars_on_a_terminal_only_and_never_with_json(
     code, out, seen = _on_terminal(["create", "app", "cp1", "--pid", pid, "--leave-running"], env)
     assert (code, out) == (0, "cp1\n")
     assert b"upload" in seen and b"%|" in seen
+    assert b"dump " in seen and b"00:0" in seen  # CRIU dumping: a spinner, the time elapsed
     code, out, seen = _on_terminal(
         ["create", "app", "cp2", "--pid", pid, "--leave-running", "--json"], env
     )

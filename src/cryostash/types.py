@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -103,6 +103,8 @@ class RestoreOptions:
         allow: docker: what a re-created container may get beyond a safe default
             (``--allow``: ``privileged``, ``host-mounts``, ``capabilities``, ``devices``,
             ``host-namespaces``, ``security-opt``).
+        notify: called with one line for people when the engine has to wait (for
+            ``root_pid`` to be free), before it waits; engines never print.
     """
 
     root_pid: int | None = None
@@ -111,6 +113,7 @@ class RestoreOptions:
     container: str | None = None
     bundle: str | None = None
     allow: frozenset[str] = frozenset()
+    notify: Callable[[str], None] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import gc
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from cryostash.cli.present import print_json, say
+from cryostash.cli.present import clean, print_json, say
 
 __all__ = ["Context", "engine_opts", "parse_labels", "print_json", "print_stats"]
 
@@ -85,10 +85,18 @@ class Context:
 
             self._bars = progress.bars(progress.wanted(bool(getattr(self.args, "json", False))))
             self._repository = Repository(
-                self.settings, jobs=self.args.jobs, progress=self._bars
+                self.settings, jobs=self.args.jobs, progress=self._bars, notice=self.notice
             )
             self._repository.ask_passphrase = True  # a terminal may be asked
         return self._repository
+
+    def notice(self, text: str) -> None:
+        """Print an operation's notice (what it waits for) on stderr, on a terminal or
+        not, with ``--json`` too (stdout keeps the JSON); above any progress bar."""
+        if self._bars is not None:
+            self._bars.write(clean(text))
+        else:
+            say(text, err=True, flush=True)
 
     def close(self) -> None:
         """Close the repository if one was opened (and remove any progress bar left)."""

@@ -320,7 +320,8 @@ class CriuEngine:
         """Restore the tree dumped in ``image_dir``, detached; return its root PID.
 
         Waits up to ``options.wait_for_pid_s`` for the root PID (``options.root_pid``,
-        else the one recorded in the images) to be free.
+        else the one recorded in the images) to be free; when it has to wait, it says so
+        first through ``options.notify``.
 
         Raises:
             UsageError: ``options.container`` or ``options.bundle`` is set (a process
@@ -335,9 +336,7 @@ class CriuEngine:
         _refuse_podman_only(options.extra_args)
         criu, _version = self.binary()
         root_pid = options.root_pid or read_root_pid(image_dir)
-        if root_pid is not None and not _wait(
-            lambda: not Path(f"/proc/{root_pid}").exists(), options.wait_for_pid_s
-        ):
+        if root_pid is not None and not _wait_for_pid(root_pid, options):
             raise EngineError(
                 f"PID {root_pid} is still in use by {_describe(root_pid)} after "
                 f"{options.wait_for_pid_s:g} s: CRIU restores the original PIDs; stop that "
@@ -404,6 +403,23 @@ def _run(cmd: list[str]) -> tuple[int, str, str]:
         proc.stderr.decode(errors="replace"),
         proc.stdout.decode(errors="replace"),
     )
+
+
+def _wait_for_pid(pid: int, options: RestoreOptions) -> bool:
+    """Wait up to ``options.wait_for_pid_s`` for ``pid`` to be free (True) or not (False);
+    if it is in use now, tell ``options.notify`` what is awaited first."""
+
+    def free() -> bool:
+        return not Path(f"/proc/{pid}").exists()
+
+    if free():
+        return True
+    if options.notify is not None:
+        options.notify(
+            f"waiting up to {options.wait_for_pid_s:g} s for PID {pid} to be free: "
+            f"{_describe(pid)} still holds it (CRIU restores the original PIDs)"
+        )
+    return _wait(free, options.wait_for_pid_s)
 
 
 def _wait(predicate: Callable[[], bool], timeout: float, interval: float = 0.01) -> bool:

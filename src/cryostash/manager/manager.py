@@ -51,8 +51,11 @@ class CheckpointManager:
         catalog: Catalog | None = None,
         jobs: int = 4,
         progress: Callable[[str], Progress | None] | None = None,
+        notice: Callable[[str], None] | None = None,
     ) -> None:
-        self.repository = Repository(settings, catalog=catalog, jobs=jobs, progress=progress)
+        self.repository = Repository(
+            settings, catalog=catalog, jobs=jobs, progress=progress, notice=notice
+        )
 
     @property
     def settings(self) -> Settings:

@@ -127,11 +127,12 @@ def create(
             beat.renew(lock=image_dir)  # from here its lock says the creator lives
             t0 = time.monotonic()
             try:
-                dump = eng.dump(
-                    request.locator,
-                    image_dir,
-                    DumpOptions(leave_running=leave_running, extra_args=request.engine_args),
-                )
+                with repo.tracking("dump"):
+                    dump = eng.dump(
+                        request.locator,
+                        image_dir,
+                        DumpOptions(leave_running=leave_running, extra_args=request.engine_args),
+                    )
             except CryostashError as exc:
                 raise type(exc)(f"Cannot checkpoint container {target}: {exc}") from exc
             if not leave_running:  # from here a failure must not lose the process

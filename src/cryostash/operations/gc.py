@@ -58,6 +58,7 @@ from cryostash.repository.reservations import abandoned
 from cryostash.store import Manifest, Store, StoredManifest
 from cryostash.store.inventory import Inventory, StoredObject
 from cryostash.store.manifest import load_manifest
+from cryostash.transfer.progress import counted
 from cryostash.transfer.scratch import keep_if_stopped, remove_if_stale, stale_scratch
 from cryostash.types import CheckpointInfo
 
@@ -256,13 +257,12 @@ def gc(repo: Repository, request: GcRequest, *, now: datetime | None = None) -> 
     untracked = {k: v for k, v in untracked.items() if k not in spared}
     doomed = sorted(k for k, v in untracked.items() if _is_old(v, None, cutoff, grace_s))
     roots = set(catalog.referenced_digests(store.url))
-    for key in manifests:
-        if key in doomed:
-            continue
-        try:
-            roots |= store.manifests.load(*key).manifest.blob_digests
-        except (CheckpointNotFound, IntegrityError):
-            continue  # gone meanwhile, or unreadable: the catalog's references still count
+    with repo.tracking("gc-manifests") as callback:
+        for key in counted([k for k in manifests if k not in doomed], callback):
+            try:
+                roots |= store.manifests.load(*key).manifest.blob_digests
+            except (CheckpointNotFound, IntegrityError):
+                continue  # gone meanwhile, or unreadable: the catalog's references count
     unreferenced = {d: obj for d, obj in inv.blobs.items() if d not in roots}
     known_at = CatalogMaintenance(catalog).blob_created_at(
         store.url, [d for d, o in unreferenced.items() if o.modified is None]
@@ -292,7 +292,8 @@ def gc(repo: Repository, request: GcRequest, *, now: datetime | None = None) -> 
                 deleted_manifests.append(key)
             except CryostashError as exc:
                 errors.append(f"manifest of {key[0]}/{key[1]}: {exc}")
-        result = delete_unreferenced_blobs(catalog, store, old_blobs)
+        with repo.tracking("gc-blobs") as callback:
+            result = delete_unreferenced_blobs(catalog, store, old_blobs, callback=callback)
         deleted_blobs, errors = result.deleted, errors + result.errors
         deleted_strays = []
         for obj in old_strays:

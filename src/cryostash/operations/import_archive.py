@@ -35,6 +35,7 @@ import gzip
 import json
 import os
 import re
+import stat
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -56,6 +57,7 @@ from cryostash.errors import IntegrityError, StorageError, UsageError
 from cryostash.names import validate_name, validate_target
 from cryostash.operations.create import CreateRequest, create
 from cryostash.repository import Repository
+from cryostash.transfer.progress import Progress
 from cryostash.types import (
     Availability,
     CheckpointInfo,
@@ -97,10 +99,11 @@ def detect(head: bytes) -> str:
 
 
 def decompress_into(
-    source: IO[bytes], dest: Path, what: str, limit: int
+    source: IO[bytes], dest: Path, what: str, limit: int, callback: Progress | None = None
 ) -> tuple[str, int, str]:
     """Write the tar that ``source`` holds (plain, gzip or zstd) to ``dest``; returns
-    (compression, bytes read from ``source``, BLAKE3 of the tar).
+    (compression, bytes read from ``source``, BLAKE3 of the tar). ``callback`` is told the
+    bytes read from ``source`` (and their total first, when ``source`` is a regular file).
 
     Raises:
         IntegrityError: corrupt or truncated compressed data, more than ``limit`` bytes
@@ -109,7 +112,9 @@ def decompress_into(
             they are written).
         StorageError: ``dest`` cannot be written.
     """
-    counted = _Counting(source)
+    counted = _Counting(source, callback)
+    if callback is not None:
+        callback.set_size(_file_size(source))
     stream: Any = counted  # a readable binary stream (duck-typed)
     kind = detect(counted.peek(4))
     reader: Any = counted
@@ -144,11 +149,21 @@ def decompress_into(
     return kind, counted.count, str(hasher.hexdigest())
 
 
-class _Counting:
-    """A read-only stream counting the bytes read, with one look-ahead."""
+def _file_size(source: IO[bytes]) -> int | None:
+    """The size of ``source`` when it is a regular file read from its start, else None."""
+    try:
+        st = os.fstat(source.fileno())
+        return st.st_size if stat.S_ISREG(st.st_mode) and source.tell() == 0 else None
+    except (OSError, ValueError, AttributeError):  # no file descriptor: a stream
+        return None
 
-    def __init__(self, raw: IO[bytes]) -> None:
-        self.raw, self.count, self._ahead = raw, 0, b""
+
+class _Counting:
+    """A read-only stream counting the bytes read (telling ``callback``), with one
+    look-ahead."""
+
+    def __init__(self, raw: IO[bytes], callback: Progress | None = None) -> None:
+        self.raw, self.count, self._ahead, self._callback = raw, 0, b"", callback
 
     def peek(self, n: int) -> bytes:
         while len(self._ahead) < n:
@@ -168,6 +183,8 @@ class _Counting:
         else:
             data = self.raw.read(n)
         self.count += len(data)
+        if self._callback is not None and data:
+            self._callback.relative_update(len(data))
         return data
 
     def readable(self) -> bool:
@@ -228,16 +245,19 @@ def archive_labels(folder: Path, layout: Layout, filename: str | None) -> dict[s
 
 def prepare(
     source: IO[bytes], folder: Path, *, what: str, filename: str | None,
-    max_member: int = DEFAULT_MAX_MEMBER,
+    max_member: int = DEFAULT_MAX_MEMBER, callback: Progress | None = None,
 ) -> Prepared:
-    """Unpack and check ``source`` into ``folder/image`` (see the module docstring, 1-2).
+    """Unpack and check ``source`` into ``folder/image`` (see the module docstring, 1-2);
+    ``callback``: progress over the bytes read from ``source``.
 
     Raises:
         IntegrityError: the archive or one of its members is refused.
         StorageError: the scratch folder cannot be written.
     """
     tar = folder / "archive.tar"
-    kind, read, digest = decompress_into(source, tar, what, limit=unpack_limit(folder))
+    kind, read, digest = decompress_into(
+        source, tar, what, limit=unpack_limit(folder), callback=callback
+    )
     image = folder / "image"
     image.mkdir(mode=0o700)
     layout = split_archive(tar, image, what=what, max_member=max_member, digest=digest)
@@ -338,9 +358,11 @@ def import_archive(
             raise UsageError(f"cannot read {filename}: {exc.strerror or exc}") from None
     what = filename or "the archive on stdin"
     with source, repo.scratch(f"create-import-{target}-{name}") as scratch:
-        prepared = prepare(
-            source, scratch, what=what, filename=filename, max_member=request.max_member
-        )
+        with repo.tracking("import") as callback:
+            prepared = prepare(
+                source, scratch, what=what, filename=filename, max_member=request.max_member,
+                callback=callback,
+            )
         return create(
             repo,
             CreateRequest(

@@ -26,6 +26,7 @@ from cryostash.errors import CheckpointNotFound, IntegrityError
 from cryostash.operations.verify import presence_problem
 from cryostash.repository import Repository
 from cryostash.store import Store, StoredManifest
+from cryostash.transfer.progress import counted
 
 
 @dataclass(frozen=True)
@@ -76,34 +77,35 @@ def rebuild(repo: Repository, request: RebuildRequest) -> RebuildReport:
     imported: list[str] = []
     present: list[str] = []
     skipped: list[tuple[str, str]] = []
-    for (target, name) in sorted(inv.manifests):
-        label = f"{target}/{name}"
-        try:
-            loaded = store.manifests.load(target, name)
-        except CheckpointNotFound:
-            continue  # removed meanwhile
-        except IntegrityError as exc:
-            skipped.append((label, str(exc)))
-            continue
-        manifest, digest = loaded.manifest, loaded.digest
-        known = committed.get((target, name))
-        if known is not None:
-            if known.manifest_digest in (None, digest):
-                present.append(label)
+    with repo.tracking("rebuild") as callback:
+        for (target, name) in counted(sorted(inv.manifests), callback):
+            label = f"{target}/{name}"
+            try:
+                loaded = store.manifests.load(target, name)
+            except CheckpointNotFound:
+                continue  # removed meanwhile
+            except IntegrityError as exc:
+                skipped.append((label, str(exc)))
+                continue
+            manifest, digest = loaded.manifest, loaded.digest
+            known = committed.get((target, name))
+            if known is not None:
+                if known.manifest_digest in (None, digest):
+                    present.append(label)
+                else:
+                    skipped.append((label, "the catalog records a different manifest for it"))
+                continue
+            if (target, name) in pending:
+                skipped.append((label, "it is being created (pending); `cryostash gc` settles it"))
+                continue
+            reason = presence_problem(manifest, stored, store.sealing.overhead)
+            if reason is not None:
+                skipped.append((label, f"cannot be restored: {reason}"))
+                continue
+            if adopt(repo, store, loaded, maintenance=maintenance):
+                imported.append(label)
             else:
-                skipped.append((label, "the catalog records a different manifest for it"))
-            continue
-        if (target, name) in pending:
-            skipped.append((label, "it is being created (pending); `cryostash gc` settles it"))
-            continue
-        reason = presence_problem(manifest, stored, store.sealing.overhead)
-        if reason is not None:
-            skipped.append((label, f"cannot be restored: {reason}"))
-            continue
-        if adopt(repo, store, loaded, maintenance=maintenance):
-            imported.append(label)
-        else:
-            present.append(label)  # inserted concurrently by someone else
+                present.append(label)  # inserted concurrently by someone else
     return RebuildReport(store.url, tuple(imported), tuple(present), tuple(skipped))
 
 

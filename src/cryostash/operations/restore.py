@@ -72,7 +72,7 @@ def restore(repo: Repository, request: RestoreRequest) -> RestoreResult:
             image_dir,
             RestoreOptions(
                 manifest.root_pid, tuple(request.engine_args), container=request.container,
-                bundle=request.bundle, allow=frozenset(request.allow),
+                bundle=request.bundle, allow=frozenset(request.allow), notify=repo.notify,
             ),
         )
         restore_s = time.monotonic() - t1

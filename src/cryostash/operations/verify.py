@@ -36,6 +36,7 @@ from cryostash.names import names_ok, validate_name, validate_target
 from cryostash.operations.verify_subset import parse_subset, today
 from cryostash.repository import Repository
 from cryostash.store import Manifest, ManifestMismatch, Store
+from cryostash.transfer.progress import Progress
 from cryostash.types import CheckpointInfo
 
 
@@ -200,16 +201,26 @@ def _read_problems(
     checked: Iterable[tuple[CheckpointInfo, Manifest]],
     jobs: int,
     only: Callable[[str], bool] | None = None,
+    callback: Progress | None = None,
 ) -> tuple[list[Problem], list[str], int]:
     """Read and verify every distinct blob of ``checked`` (those ``only`` selects) once;
-    the problems found, the blobs read and the plain bytes read."""
+    the problems found, the blobs read and the plain bytes read. ``callback`` is told the
+    plain bytes to read, then each blob's as it is done (from this thread only)."""
     pairs = list(checked)
     sizes: dict[str, int] = {}
     for _, manifest in pairs:
         sizes.update(manifest.chunk_sizes)
     digests = sorted(d for d in sizes if only is None or only(d))
+    if callback is not None:
+        callback.set_size(sum(sizes[d] for d in digests))
+    results: list[tuple[str | None, int]] = []
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        results = list(pool.map(lambda d: _read_blob(store, d, sizes[d]), digests))
+        for digest, result in zip(
+            digests, pool.map(lambda d: _read_blob(store, d, sizes[d]), digests), strict=True
+        ):
+            results.append(result)
+            if callback is not None:
+                callback.relative_update(sizes[digest])
     found = dict(zip(digests, results, strict=True))
     problems: list[Problem] = []
     for info, manifest in pairs:
@@ -278,7 +289,10 @@ def verify(repo: Repository, request: VerifyRequest) -> VerifyReport:
     seed = today() if seed is None else seed
     if read_data or subset is not None:
         only = None if subset is None else (lambda d: subset.selects(d, seed))
-        found_by_reading, read, bytes_read = _read_problems(store, readable, repo.jobs, only)
+        with repo.tracking("verify") as callback:
+            found_by_reading, read, bytes_read = _read_problems(
+                store, readable, repo.jobs, only, callback
+            )
         problems.extend(found_by_reading)
     untracked: tuple[tuple[str, str], ...] = ()
     if name is None:

@@ -24,6 +24,7 @@ from cryostash.engines.base import Engine
 from cryostash.errors import CatalogError, CheckpointNotFound, CryostashError
 from cryostash.names import names_ok
 from cryostash.store import Store
+from cryostash.transfer.progress import Progress
 from cryostash.transfer.scratch import short_name
 from cryostash.types import CheckpointInfo, DumpStats, RestoreOptions, Status
 
@@ -45,7 +46,12 @@ class Deleted:
 
 
 def delete_unreferenced_blobs(
-    catalog: Catalog, store: Store, digests: Iterable[str], *, strict: bool = False
+    catalog: Catalog,
+    store: Store,
+    digests: Iterable[str],
+    *,
+    strict: bool = False,
+    callback: Progress | None = None,
 ) -> Deleted:
     """Delete those of ``digests`` that no catalog row refers to, batch by batch.
 
@@ -56,12 +62,16 @@ def delete_unreferenced_blobs(
     Args:
         strict: raise the first storage error instead of collecting it in ``errors``
             (the failing batch is then rolled back in the catalog).
+        callback: told the number of ``digests``, then each batch's once it is done
+            (deleted, kept or failed).
     """
     from cryostash.catalog.maintenance import CatalogMaintenance
 
     result = Deleted()
     todo = sorted(set(digests))
     maintenance = CatalogMaintenance(catalog)
+    if callback is not None:
+        callback.set_size(len(todo))
     for start in range(0, len(todo), BATCH):
         batch = todo[start : start + BATCH]
         with maintenance.claim_unreferenced(store.url, batch) as free:
@@ -75,6 +85,8 @@ def delete_unreferenced_blobs(
                     continue
                 result.deleted.append(digest)
             result.kept.extend(d for d in batch if d not in free)
+        if callback is not None:
+            callback.relative_update(len(batch))
     return result
 
 

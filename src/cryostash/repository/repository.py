@@ -2,9 +2,9 @@
 
 A repository is the context of one set of settings: the catalog (opened on first use,
 or given), the stores by checkpoint-folder URL (the default one and any
-``--checkpoint-dir``), the host recorded in events, the number of parallel transfers
-and the progress factory. Every operation (:mod:`cryostash.operations`) takes one as its
-first argument; :class:`~cryostash.manager.CheckpointManager` wraps one
+``--checkpoint-dir``), the host recorded in events, the number of parallel transfers,
+the progress factory and where notices go. Every operation (:mod:`cryostash.operations`)
+takes one as its first argument; :class:`~cryostash.manager.CheckpointManager` wraps one
 (``mgr.repository``). Besides opening and caching what the verbs share, it answers the
 lookups they share (:meth:`Repository.checkpoint`, :meth:`~Repository.latest`,
 :meth:`~Repository.manifest`, :meth:`~Repository.engine`, :meth:`~Repository.scratch`).
@@ -44,8 +44,11 @@ class Repository:
         catalog: an open catalog to use instead of opening ``settings.catalog_url``
             (it is closed by :meth:`close` all the same).
         jobs: parallel transfers.
-        progress: called with ``"upload"`` or ``"download"`` when a transfer starts;
-            returns an fsspec-style callback (``set_size``, ``relative_update``) or None.
+        progress: called with a phase name (:data:`cryostash.transfer.progress.PHASES`:
+            ``upload``, ``download``, ``dump``, ...) when a long step starts; returns an
+            fsspec-style callback (``set_size``, ``relative_update``) or None.
+        notice: called with one line for people when an operation has to wait for
+            something (e.g. a PID still held); None: notices are dropped.
     """
 
     def __init__(
@@ -55,10 +58,12 @@ class Repository:
         catalog: Catalog | None = None,
         jobs: int = 4,
         progress: Callable[[str], Progress | None] | None = None,
+        notice: Callable[[str], None] | None = None,
     ) -> None:
         self.settings = settings
         self.jobs = jobs
         self._progress = progress
+        self._notice = notice
         self._catalog = catalog
         self._reader: SqliteReader | None = None
         self._stores: dict[str, Store] = {}
@@ -114,6 +119,25 @@ class Repository:
     def progress_for(self, phase: str) -> Progress | None:
         """The progress callback for ``phase`` (``upload``, ``download``), if any."""
         return self._progress(phase) if self._progress is not None else None
+
+    @contextlib.contextmanager
+    def tracking(self, phase: str) -> Iterator[Progress | None]:
+        """:meth:`progress_for` ``phase`` for the block, closed when it ends (a callback
+        with a ``close`` method, as the CLI's bars and fsspec's have, is closed however
+        the block ends)."""
+        callback = self.progress_for(phase)
+        try:
+            yield callback
+        finally:
+            close = getattr(callback, "close", None)
+            if callable(close):
+                close()
+
+    def notify(self, text: str) -> None:
+        """Tell the user ``text`` (one line: what the operation waits for), if anyone
+        listens (``notice``)."""
+        if self._notice is not None:
+            self._notice(text)
 
     # -- the lookups every verb shares ---------------------------------------------
 
