@@ -146,7 +146,7 @@ class Session:
         self.store_url: str | None = None
         self.detail: dict[str, Any] = {"lazy": True}
         self.daemon: subprocess.Popen[bytes] | None = None
-        self.fs: FuseMount | None = None
+        self.view: FuseMount | None = None
         self.finished = False
         self.stopping = False
 
@@ -168,8 +168,8 @@ class Session:
         if daemon is not None and self.guard.killed and not _exited(daemon):
             # The tree is dead: the daemon's pages can go. Its reads waiting for the store
             # are answered (else it cannot even die), and its exit ends the main wait.
-            if self.fs is not None:
-                self.fs.fail_reads()
+            if self.view is not None:
+                self.view.fail_reads()
             daemon.send_signal(signal.SIGKILL)
 
     def prepare(self) -> None:
@@ -223,7 +223,7 @@ class Session:
             self.guard.settle()
             self.record_failure(self.guard.failure)
             raise EngineError(f"lazy restore failed: {self.guard.failure}")
-        fs = self.fs = FuseMount(
+        fs = self.view = FuseMount(
             folders["mnt"], sizes, reader, direct=sorted(lazy_names), threads=4
         )
         fs.mount()
