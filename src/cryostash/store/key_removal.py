@@ -32,25 +32,29 @@ from __future__ import annotations
 import contextlib
 import json
 import secrets
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import Any
 
 from cryostash.errors import UsageError
 from cryostash.objects.backend import Backend
 from cryostash.objects.key import Key, Kind
 
-if TYPE_CHECKING:
-    from cryostash.store.keys import Keyring
+#: ``guard(op, where)``: translates what the backend raises (the keyring's).
+Guard = Callable[[str, str], AbstractContextManager[Any]]
+#: ``is_restore_key(key_id, data)``: a well-formed restore key object within bounds.
+RestoreKeyCheck = Callable[[str, bytes], bool]
 
 #: The intent objects' name: ``keys/ID`` + this + a random nonce.
 INTENT = ".removing-"
 
 
-def _listing(keyring: Keyring, backend: Backend) -> tuple[dict[str, str], dict[str, list[str]]]:
+def _listing(
+    guard: Guard, backend: Backend, prefix: str
+) -> tuple[dict[str, str], dict[str, list[str]]]:
     """(key id -> object path, key id -> its intents' paths), from one listing."""
-    from cryostash.store.keys import KEYS
-
-    with keyring._guard("list", KEYS):
-        listed = backend.scan(KEYS)
+    with guard("list", prefix):
+        listed = backend.scan(prefix)
     keys: dict[str, str] = {}
     intents: dict[str, list[str]] = {}
     for info in listed:
@@ -64,19 +68,19 @@ def _listing(keyring: Keyring, backend: Backend) -> tuple[dict[str, str], dict[s
     return keys, intents
 
 
-def remove(keyring: Keyring, backend: Backend, key_id: str, in_use: str) -> None:
-    """Remove key ``key_id`` by the protocol of the module docstring; ``in_use``: the
-    id of the key that opened the store (never removed).
+def remove(
+    backend: Backend, url: str, key_id: str, in_use: str, *, prefix: str, guard: Guard,
+    is_restore_key: RestoreKeyCheck,
+) -> None:
+    """Remove key ``key_id`` (objects under ``prefix``) by the protocol of the module
+    docstring; ``in_use``: the id of the key that opened the store (never removed).
 
     Raises:
         UsageError: no such key; ``key_id`` is the key in use; no other restore key is
             certainly left. StorageError: the store failed (the own intent is removed
             when the key was not).
     """
-    from cryostash.store.keys import _is_restore_key
-
-    url = keyring.url
-    keys, _ = _listing(keyring, backend)
+    keys, _ = _listing(guard, backend, prefix)
     if key_id not in keys:
         raise UsageError(f"store {url} has no key {key_id!r}")
     if key_id == in_use:
@@ -87,15 +91,15 @@ def remove(keyring: Keyring, backend: Backend, key_id: str, in_use: str) -> None
     base = keys[key_id][: -len(".json")]
     intent = Key(Kind.KEY, f"{base}{INTENT}{secrets.token_hex(8)}", key_id)
     note = {"removing": key_id, "by": in_use}
-    with keyring._guard("write", f"removal intent of key {key_id}"):
+    with guard("write", f"removal intent of key {key_id}"):
         backend.create(intent, json.dumps(note).encode() + b"\n")
     try:
-        keys, intents = _listing(keyring, backend)
+        keys, intents = _listing(guard, backend, prefix)
         if key_id not in keys:
             raise UsageError(f"store {url} has no key {key_id!r} (removed meanwhile)")
         live = [
             k for k, path in sorted(keys.items())
-            if k != key_id and not intents.get(k) and _is_restore_key(k, _read(backend, path))
+            if k != key_id and not intents.get(k) and is_restore_key(k, _read(backend, path))
         ]
         if not live:
             going = sorted(k for k in keys if k != key_id and intents.get(k))
@@ -108,7 +112,7 @@ def remove(keyring: Keyring, backend: Backend, key_id: str, in_use: str) -> None
                     f"{INTENT}* object)" if going else ""
                 )
             )
-        with keyring._guard("delete", f"key {key_id}"):
+        with guard("delete", f"key {key_id}"):
             backend.delete(Key(Kind.KEY, keys[key_id], key_id))
     except BaseException:
         with contextlib.suppress(Exception):

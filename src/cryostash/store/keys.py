@@ -49,7 +49,7 @@ from cryostash.errors import (
 from cryostash.objects.backend import Backend
 from cryostash.objects.errors import NotFound
 from cryostash.objects.key import Key, Kind
-from cryostash.store import kdf, writeonly
+from cryostash.store import kdf, key_removal, writeonly
 from cryostash.store.kdf import SCRYPT_N, SCRYPT_P, SCRYPT_R
 from cryostash.store.sealing import AEAD_NAME, NAMES, PLAIN, KeyedSealing, Sealing
 from cryostash.store.translate import translating
@@ -411,12 +411,13 @@ class Keyring:
                 key in use (open with another passphrase to remove it), or no other
                 restore key would be left for sure (another removal under way).
         """
-        from cryostash.store import key_removal
-
         if unlocked.writer:
             raise RestoreKeyRequired(
                 f"a writer key cannot remove keys of {self.url}: use a restore passphrase")
-        key_removal.remove(self, self._backend, key_id, unlocked.key_id)
+        key_removal.remove(
+            self._backend, self.url, key_id, unlocked.key_id, prefix=KEYS,
+            guard=self._guard, is_restore_key=_is_restore_key,
+        )
 
 
 class KeyState:
