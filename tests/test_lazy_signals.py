@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 
@@ -29,7 +27,7 @@ from tests.support import cli
 from tests.support.cutoff_proxy import CutoffProxy
 from tests.support.processes import ProcessTracker, is_dead, wait_until
 from tests.support.stores import MotoServer
-from tests.test_lazy_restore import eager_bytes, host_env, lazy_events, start_pattern
+from tests.test_lazy_restore import dumped_to_s3, eager_bytes, lazy_events
 
 pytestmark = pytest.mark.criu
 
@@ -68,15 +66,9 @@ def held_restore(
     procs: ProcessTracker, tmp_path: Path, lazy_criu: str, moto_server: MotoServer
 ) -> Iterator[tuple[dict[str, str], dict[str, Any], CutoffProxy]]:
     """A lazy restore running, its pages held back: (env, restore output, proxy)."""
-    bucket = moto_server.make_bucket()
-    env = host_env(tmp_path, lazy_criu, CRYOSTASH_STORE=f"s3://{bucket}/cs", **moto_server.env())
-    pid, _status, _digest = start_pattern(procs, tmp_path / "p", 128)
-    cli.run(["create", "pat", "one", "--pid", str(pid)], env)
+    env, _store_url, pid, upstream = dumped_to_s3(procs, tmp_path, lazy_criu, moto_server)
     budget = eager_bytes(env) + LET_THROUGH
-    shutil.rmtree(tmp_path / "cache", ignore_errors=True)
-    upstream = urlsplit(moto_server.endpoint)
-    assert upstream.hostname is not None and upstream.port is not None
-    with CutoffProxy((upstream.hostname, upstream.port), budget, hold=True) as proxy:
+    with CutoffProxy(upstream, budget, hold=True) as proxy:
         via_proxy = {**env, "AWS_ENDPOINT_URL": proxy.endpoint}
         out = json.loads(cli.run(["restore", "pat", "one", "--lazy", "--json"], via_proxy).stdout)
         assert procs.track(int(out["pid"])) == pid
