@@ -9,6 +9,10 @@ need be. So the client (cryostash) sees the store vanish at a point fixed in byt
 in time: with a budget far below what a restore must fetch, the store is certainly gone
 while data is still missing.
 
+With ``hold=True`` it **holds** at the budget instead: every connection stays open but
+nothing more reaches the clients (``held`` is set), until :meth:`CutoffProxy.close`; so a
+transfer is certainly incomplete while the test acts on it (signals a lazy-restore helper).
+
 Threads: one accepting, two per connection; :meth:`CutoffProxy.close` (also on
 ``with`` exit) cuts if not yet cut and joins every one of them.
 """
@@ -29,11 +33,14 @@ class CutoffProxy:
         port: the port it listens on (127.0.0.1).
         forwarded: bytes forwarded from the server to the clients so far.
         cut_done: set once it has cut.
+        held: (``hold=True``) set once the budget is reached and it holds.
     """
 
-    def __init__(self, upstream: tuple[str, int], budget: int) -> None:
+    def __init__(self, upstream: tuple[str, int], budget: int, *, hold: bool = False) -> None:
         self._upstream = upstream
         self._budget = budget
+        self._hold = hold
+        self.held = threading.Event()
         self._lock = threading.Lock()
         self._sockets: list[socket.socket] = []
         self._threads: list[threading.Thread] = []
@@ -115,6 +122,10 @@ class CutoffProxy:
                 if data:
                     sink.sendall(data)
             except OSError:
+                return
+            if over and self._hold:
+                self.held.set()
+                self.cut_done.wait()  # hold every byte back until close()
                 return
             if over:
                 self.cut()

@@ -49,6 +49,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         say(f"{did('remove', 'removed')} untracked manifest of {label}")
     for path in report.strays_deleted:
         say(f"{did('remove', 'removed')} {path}")
+    for path in report.mounts_unmounted:
+        say(f"{did('unmount', 'unmounted')} {path} (the view of a lazy-restore helper that died)")
     for path in report.scratch_deleted:
         say(f"{did('remove', 'removed')} scratch folder {path}")
     for path in report.scratch_kept:

@@ -27,7 +27,9 @@
    and that are older than the grace period are removed — except one holding the image of
    a process its crashed create had stopped (no ``--leave-running``): the only copy of
    that process is moved to ``SCRATCH/kept-...`` (``scratch_kept``) for a manual
-   ``criu restore``, never deleted.
+   ``criu restore``, never deleted. A lazy-restore helper killed by SIGKILL leaves its
+   folder (``lazy-...``) with its FUSE view still mounted inside: the mount is detached
+   first (``mounts_unmounted``), then the folder removed.
 
 Age: the modification time the store reports (local ``mtime``, S3 ``LastModified``);
 for a blob the store gives no time for, the catalog's ``blobs.created_at``; an object
@@ -59,7 +61,12 @@ from cryostash.store import Manifest, Store, StoredManifest
 from cryostash.store.inventory import Inventory, StoredObject
 from cryostash.store.manifest import load_manifest
 from cryostash.transfer.progress import counted
-from cryostash.transfer.scratch import keep_if_stopped, remove_if_stale, stale_scratch
+from cryostash.transfer.scratch import (
+    keep_if_stopped,
+    leftover_mounts,
+    remove_if_stale,
+    stale_scratch,
+)
 from cryostash.types import CheckpointInfo
 
 #: Default grace period: unreferenced objects younger than this are kept.
@@ -101,6 +108,8 @@ class GcReport:
     scratch_kept: tuple[str, ...] = ()
     #: complete manifests the catalog did not know, imported as committed checkpoints.
     adopted: tuple[str, ...] = ()
+    #: FUSE mounts left in stale scratch folders (a lazy-restore helper killed), detached.
+    mounts_unmounted: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -114,6 +123,7 @@ class GcReport:
             self.committed or self.aborted or self.adopted or self.manifests_deleted
             or self.blobs_deleted
             or self.strays_deleted or self.scratch_deleted or self.scratch_kept
+            or self.mounts_unmounted
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -131,6 +141,7 @@ class GcReport:
             "strays_deleted": list(self.strays_deleted),
             "scratch_deleted": list(self.scratch_deleted),
             "scratch_kept": list(self.scratch_kept),
+            "mounts_unmounted": list(self.mounts_unmounted),
             "kept_young": self.kept_young,
             "kept_unknown_age": self.kept_unknown_age,
             "errors": list(self.errors),
@@ -284,6 +295,7 @@ def gc(repo: Repository, request: GcRequest, *, now: datetime | None = None) -> 
     stopped = [p for p in scratch if p.with_name(f"{p.name}.stopped").exists()]
     scratch = [p for p in scratch if p not in stopped]
     deleted_blobs, deleted_manifests, deleted_strays = list(old_blobs), list(doomed), old_strays
+    unmounted = [m for p in scratch for m in leftover_mounts(p)]
     if not dry_run:
         deleted_manifests = []
         for key in doomed:
@@ -303,7 +315,8 @@ def gc(repo: Repository, request: GcRequest, *, now: datetime | None = None) -> 
             except CryostashError as exc:
                 errors.append(f"{obj.path}: {exc}")
         store.maintenance.tidy(older_than=cutoff.timestamp(), keep=live)
-        scratch = [p for p in scratch if remove_if_stale(p)]
+        unmounted = []
+        scratch = [p for p in scratch if remove_if_stale(p, unmounted)]
         stopped = [k for k in (keep_if_stopped(p) for p in stopped) if k is not None]
     return GcReport(
         store_url=store.url,
@@ -318,6 +331,7 @@ def gc(repo: Repository, request: GcRequest, *, now: datetime | None = None) -> 
         strays_deleted=tuple(o.path for o in deleted_strays),
         scratch_deleted=tuple(str(p) for p in scratch),
         scratch_kept=tuple(str(p) for p in stopped),
+        mounts_unmounted=tuple(unmounted),
         kept_young=len(kept) + len(kept_blobs) - unknown,
         kept_unknown_age=unknown,
         errors=tuple(errors),

@@ -6,8 +6,11 @@ then starts a **detached helper** (a double fork: a new session, reparented to i
 gets ready (catalog connected, store client made, CRIU located) before the checkpoint need
 exist; :meth:`LazyLaunch.go` tells it to restore and waits only until the helper reports
 that the process runs (or why it could not); :meth:`LazyLaunch.cancel` makes it exit
-without restoring anything. What the helper does, on a repository of its own (catalog
-connection and store clients of its own), and how it fails:
+without restoring anything. SIGTERM, SIGINT and SIGHUP (:data:`STOP_SIGNALS`) make the
+helper leave before it was told to go, and fail the restore cleanly after
+(:meth:`Session.stop`: the tree killed before it can read a missing page, the event
+recorded, mount and scratch folder removed). What the helper does, on a repository of
+its own (catalog connection and store clients of its own), and how it fails:
 :mod:`cryostash.repository.lazy_session`. The verb: :mod:`cryostash.operations.restore_lazy`.
 """
 
@@ -16,17 +19,22 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
+import threading
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from cryostash.engines import criu_lazy
 from cryostash.engines.criu import CriuEngine
-from cryostash.errors import CryostashError, UsageError, error_class
+from cryostash.errors import CryostashError, EngineError, UsageError, error_class
 from cryostash.repository.lazy_session import Session
 from cryostash.repository.repository import Repository
 from cryostash.types import RestoreResult
+
+#: Signals after which the helper fails the restore cleanly (:meth:`Session.stop`).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 def prepare_lazy(
@@ -140,6 +148,29 @@ class LazyLaunch:
         self._go = self._report = None
 
 
+def _watch_signals(act: Callable[[str], None]) -> None:
+    """Call ``act(SIGNAME)`` from a watcher thread for each of :data:`STOP_SIGNALS`.
+
+    Not from a Python signal handler: those run only in the main thread, between
+    bytecodes, and the kernel may deliver the signal to any thread (FUSE, fetches) while
+    the main thread sits in a wait that is simply resumed. The C-level handler writes the
+    signal number to a wake-up pipe whichever thread it interrupts; the watcher reads it.
+    """
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, lambda _signum, _frame: None)
+
+    def watch() -> None:
+        while True:
+            for number in os.read(read_end, 64):
+                if number in STOP_SIGNALS:
+                    act(signal.Signals(number).name)
+
+    threading.Thread(target=watch, name="lazy-signals", daemon=True).start()
+
+
 def _helper(
     parent: Repository,
     target: str,
@@ -158,6 +189,18 @@ def _helper(
     repo.ask_passphrase = parent.ask_passphrase
     session = Session(repo, target, name, criu, checkpoint_dir, extra)
     reported = False
+    going = False
+    deciding = threading.Lock()
+
+    def on_signal(name: str) -> None:
+        with deciding:
+            if not going:  # nothing restored yet: just leave (the caller gets the reason)
+                message = f"lazy restore failed: the lazy-restore helper was stopped by {name}"
+                report({"ok": False, "exit_code": EngineError.exit_code, "message": message})
+                os._exit(1)
+        session.stop(f"the lazy-restore helper was stopped by {name} before every page arrived")
+
+    _watch_signals(on_signal)
 
     def report(data: dict[str, Any]) -> None:
         nonlocal reported
@@ -175,7 +218,9 @@ def _helper(
         if not line.strip():  # cancelled (or the caller died): nothing was restored
             os.close(report_fd)
             return 0
-        session.started = float(line)
+        with deciding:
+            session.started = float(line)
+            going = True
         session.run(report)
         return 0
     except BaseException as exc:

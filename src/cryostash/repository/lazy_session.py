@@ -23,15 +23,25 @@ never runs on missing or wrong memory; during CRIU's restore, ``criu restore`` i
 with the tree it was restoring instead. The helper then records a ``restore-failed`` event
 (``error`` names the chunk, the file and, for a store failure, the store and why) and
 cleans up. If the daemon fails for another reason the tree is killed too. No helper
-process, mount or scratch folder is left behind. Not covered: the helper itself killed by
+process, mount or scratch folder is left behind.
+
+Signals: SIGTERM, SIGINT or SIGHUP to the helper once it was told to go are a failure like
+the others (:meth:`Session.stop`, from the helper's signal handler): the tree is killed
+while the daemon still holds its pages (or ``criu restore`` is killed with it), then the
+daemon is stopped, ``restore-failed`` names the signal, the view is unmounted and the
+scratch folder removed. A signal once every page is in changes nothing (the process is
+left running; the ``restore`` event is recorded). Not covered: the helper killed by
 SIGKILL (or the machine's OOM killer) while pages are missing: nothing is left to kill the
-tree, the daemon loses its pages and the process may see zeros (docs/lazy-restore.md).
+tree, the daemon loses its pages and the process may see zeros; ``gc`` removes the mount
+and the scratch folder it leaves (docs/lazy-restore.md).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import signal
+import subprocess
 import threading
 import time
 from collections.abc import Sequence
@@ -135,6 +145,32 @@ class Session:
         self.guard = Guard()
         self.store_url: str | None = None
         self.detail: dict[str, Any] = {"lazy": True}
+        self.daemon: subprocess.Popen[bytes] | None = None
+        self.view: FuseMount | None = None
+        self.finished = False
+        self.stopping = False
+
+    def stop(self, reason: str) -> None:
+        """Fail this restore from outside (the helper's signal handler; returns at once):
+        a thread kills the tree (or the running ``criu restore``) unless every page is in
+        already, then the daemon; the main thread then records ``restore-failed`` with
+        ``reason`` and cleans up, as for any failure. Once only."""
+        if self.stopping or self.finished:
+            return
+        self.stopping = True
+        threading.Thread(target=self._stop, args=(reason,), name="lazy-stop", daemon=True).start()
+
+    def _stop(self, reason: str) -> None:
+        daemon = self.daemon
+        if self.finished or (daemon is not None and _exited(daemon)):
+            return  # every page is in (or the daemon failed): the main thread decides
+        self.guard.fail(reason)
+        if daemon is not None and self.guard.killed and not _exited(daemon):
+            # The tree is dead: the daemon's pages can go. Its reads waiting for the store
+            # are answered (else it cannot even die), and its exit ends the main wait.
+            if self.view is not None:
+                self.view.fail_reads()
+            daemon.send_signal(signal.SIGKILL)
 
     def prepare(self) -> None:
         """What needs no checkpoint yet (CRIU was located before the fork): the catalog
@@ -183,12 +219,20 @@ class Session:
         lazy_names = set(pages.names)
         sizes = {entry.path: entry.size for entry in eager}
         sizes.update({entry: pages.file_size(entry) for entry in lazy_names})
-        fs = FuseMount(folders["mnt"], sizes, reader, direct=sorted(lazy_names), threads=4)
+        if self.guard.failure is not None:  # stopped (a signal) before CRIU ran
+            self.guard.settle()
+            self.record_failure(self.guard.failure)
+            raise EngineError(f"lazy restore failed: {self.guard.failure}")
+        fs = self.view = FuseMount(
+            folders["mnt"], sizes, reader, direct=sorted(lazy_names), threads=4
+        )
         fs.mount()
         daemon = None
         try:
             try:
-                daemon = criu_lazy.start_daemon(criu, folders["mnt"], folders["work"])
+                daemon = self.daemon = criu_lazy.start_daemon(
+                    criu, folders["mnt"], folders["work"]
+                )
                 prepared = time.monotonic()
                 pid, restore_s = criu_lazy.restore(
                     criu, folders["mnt"], folders["work"], root_pid, self.extra,
@@ -225,6 +269,7 @@ class Session:
                 if self.guard.pid is not None:
                     self.guard.fail("lazy restore stopped before every page arrived")
                 criu_lazy.stop_daemon(daemon)
+            self.finished = True
             pages.stop()
             fs.unmount()
 
@@ -259,3 +304,14 @@ class Session:
             host=self.repo.settings.host, action=action, target=self.target, name=self.name,
             store_url=self.store_url, detail=detail,
         )
+
+
+def _exited(proc: subprocess.Popen[bytes]) -> bool:
+    """Whether ``proc`` (a child) has exited, reaped or not, without reaping it (safe while
+    another thread waits for it)."""
+    if proc.returncode is not None:
+        return True
+    try:
+        return os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:
+        return True

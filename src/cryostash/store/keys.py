@@ -15,8 +15,10 @@ before it existed). With encryption, the 32-byte master key is random
 AES-256-GCM under a key-encryption key derived from a passphrase by scrypt (parameters
 and a random 16-byte salt recorded in the object; associated data: store id and key id,
 so a key object moved to another store or name does not open). Unwrapping tries every
-key object; reading the scrypt parameters bounds them (a planted object cannot make a
-host allocate gigabytes).
+key object once, cheapest first; parameters costing more than twice what cryostash
+writes are refused before any derivation (:mod:`.kdf`: a planted object cannot make a
+host allocate gigabytes or spend seconds per object). Removing a key can never leave the
+store without a restore key, whatever runs concurrently (:mod:`.key_removal`).
 
 Nothing here logs, prints or puts a passphrase or key into a message.
 """
@@ -47,16 +49,16 @@ from cryostash.errors import (
 from cryostash.objects.backend import Backend
 from cryostash.objects.errors import NotFound
 from cryostash.objects.key import Key, Kind
-from cryostash.store import writeonly
+from cryostash.store import kdf, key_removal, writeonly
+from cryostash.store.kdf import SCRYPT_N, SCRYPT_P, SCRYPT_R
 from cryostash.store.sealing import AEAD_NAME, NAMES, PLAIN, KeyedSealing, Sealing
 from cryostash.store.translate import translating
 
 CONFIG = "cryostash-store.json"
 KEYS = "keys"
 CONFIG_VERSION = 1
-#: scrypt cost (2**15 * 8 * 128 B = 32 MiB, ~0.1 s) and the bounds a key object may ask.
-SCRYPT_N, SCRYPT_R, SCRYPT_P = 1 << 15, 8, 1
-_MAX_N, _MAX_R, _MAX_P = 1 << 20, 32, 16
+#: A key object is a few hundred bytes; a bigger object is not read.
+MAX_KEY_BYTES = 64 << 10
 
 
 @dataclass(frozen=True)
@@ -173,12 +175,6 @@ def _key_ad(store_id: str, key_id: str, kind: str = "restore") -> bytes:
     return f"{label}\0{store_id}\0{key_id}".encode()
 
 
-def _kek(passphrase: bytes, salt: bytes, n: int, r: int, p: int) -> bytes:
-    from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
-
-    return Scrypt(salt=salt, length=32, n=n, r=r, p=p).derive(passphrase)
-
-
 def _user() -> str:
     try:
         return getpass.getuser()
@@ -192,7 +188,7 @@ def _wrap(config: StoreConfig, master: bytes, passphrase: bytes, host: str,
 
     key_id = secrets.token_hex(8)
     salt, nonce = os.urandom(16), os.urandom(12)
-    kek = _kek(passphrase, salt, SCRYPT_N, SCRYPT_R, SCRYPT_P)
+    kek = kdf.derive(passphrase, kdf.KdfParams(salt, SCRYPT_N, SCRYPT_R, SCRYPT_P))
     wrapped = AESGCM(kek).encrypt(nonce, master, _key_ad(config.id, key_id, kind))
     b64 = base64.b64encode
     obj: dict[str, Any] = {"kind": kind} if kind == "writer" else {}
@@ -211,17 +207,28 @@ def _wrap(config: StoreConfig, master: bytes, passphrase: bytes, host: str,
     return key_id, json.dumps(obj, sort_keys=True, indent=1).encode() + b"\n"
 
 
-def _parse_key(data: bytes) -> dict[str, Any]:
+def _parse_key(data: bytes, key_id: str = "?") -> tuple[dict[str, Any], kdf.KdfParams]:
+    """A key object's fields and its (bounded) derivation parameters.
+
+    Raises:
+        ValueError (KdfRefused among them, naming the object): not a key object of ours.
+    """
+    where = f"{KEYS}/{key_id}.json"
+    if len(data) > MAX_KEY_BYTES:
+        raise kdf.KdfRefused(f"key object {where} is {len(data)} bytes: not a key object")
     obj = json.loads(data)
-    kdf = obj["kdf"]
-    if kdf["name"] != "scrypt" or obj["aead"] != AEAD_NAME:
-        raise ValueError("unknown key derivation or cipher")
-    n, r, p = kdf["n"], kdf["r"], kdf["p"]
-    if not all(isinstance(v, int) and v > 0 for v in (n, r, p)) or (
-        n > _MAX_N or r > _MAX_R or p > _MAX_P or n & (n - 1)
-    ):
-        raise ValueError("scrypt parameters out of bounds")
-    return dict(obj)
+    if not isinstance(obj, dict) or obj.get("aead") != AEAD_NAME:
+        raise ValueError(f"key object {where}: unknown cipher")
+    return dict(obj), kdf.parse_kdf(obj.get("kdf"), where)
+
+
+def _is_restore_key(key_id: str, data: bytes) -> bool:
+    """``data`` is a well-formed restore key object (one that can hold the master key)."""
+    try:
+        obj, _params = _parse_key(data, key_id)
+    except (ValueError, TypeError):
+        return False
+    return obj.get("kind") != "writer"
 
 
 class Keyring:
@@ -299,6 +306,9 @@ class Keyring:
             if not name.endswith(".json") or name.startswith("."):
                 continue
             key_id = name[: -len(".json")]
+            if info.size > MAX_KEY_BYTES:  # not read: refused by _parse_key by its size
+                found.append((key_id, b" " * (MAX_KEY_BYTES + 1)))
+                continue
             with self._guard("read", info.key):
                 found.append((key_id, self._backend.get(Key(Kind.KEY, info.key, key_id))))
         return found
@@ -308,7 +318,7 @@ class Keyring:
         keys = []
         for key_id, data in self._key_objects():
             try:
-                obj = _parse_key(data)
+                obj, _params = _parse_key(data, key_id)
                 kdf = {k: v for k, v in obj["kdf"].items() if k != "salt"}
                 keys.append(KeyInfo(key_id, str(obj.get("created_at", "")),
                                     str(obj.get("host", "")), str(obj.get("user", "")), kdf,
@@ -318,25 +328,38 @@ class Keyring:
         return keys
 
     def unlock(self, config: StoreConfig, passphrase: bytes) -> Unlocked:
-        """Open the store with ``passphrase``: the first key object it unwraps.
+        """Open the store with ``passphrase``: the first key object it unwraps, trying
+        each once, cheapest derivation first (the same salt and parameters are derived
+        once); objects whose parameters are out of bounds are skipped, never derived.
 
         Raises:
-            WrongKey: no key object opens with it (the message never shows it).
+            WrongKey: no key object opens with it (the message never shows it; it names
+                the key objects refused for their parameters).
         """
         from cryptography.exceptions import InvalidTag
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
         objects = self._key_objects()
+        refused: list[str] = []
+        candidates = []
         for key_id, data in objects:
             try:
-                obj = _parse_key(data)
-                kdf = obj["kdf"]
-                salt = base64.b64decode(kdf["salt"], validate=True)
-                kek = _kek(passphrase, salt, kdf["n"], kdf["r"], kdf["p"])
+                candidates.append((key_id, *_parse_key(data, key_id)))
+            except kdf.KdfRefused as exc:
+                refused.append(str(exc))
+            except (ValueError, TypeError):
+                continue
+        keks: dict[kdf.KdfParams, bytes] = {}
+        for key_id, obj, params in sorted(candidates, key=lambda c: (c[2].work, c[2].memory)):
+            try:
+                if params not in keks:
+                    keks[params] = kdf.derive(passphrase, params)
                 nonce = base64.b64decode(obj["nonce"], validate=True)
                 wrapped = base64.b64decode(obj["wrapped"], validate=True)
                 kind = "writer" if obj.get("kind") == "writer" else "restore"
-                master = AESGCM(kek).decrypt(nonce, wrapped, _key_ad(config.id, key_id, kind))
+                master = AESGCM(keks[params]).decrypt(
+                    nonce, wrapped, _key_ad(config.id, key_id, kind)
+                )
             except (InvalidTag, ValueError, KeyError, TypeError):
                 continue
             sealing: Sealing
@@ -347,9 +370,10 @@ class Keyring:
                 sealing = (writeonly.RestoreSealing if config.writers else KeyedSealing)(
                     master, config.id)
                 return Unlocked(sealing, key_id, master)
+        why = "".join(f"; {reason}" for reason in refused)
         raise WrongKey(
             f"wrong passphrase for encrypted store {self.url}: none of its "
-            f"{len(objects)} keys opens with it"
+            f"{len(objects)} keys opens with it{why}"
         )
 
     def add_key(self, config: StoreConfig, unlocked: Unlocked, passphrase: bytes,
@@ -379,25 +403,21 @@ class Keyring:
                 "--write-only-keys): make such a store and migrate into it")
 
     def remove_key(self, key_id: str, unlocked: Unlocked) -> None:
-        """Remove key ``key_id``.
+        """Remove key ``key_id``, never the last restore key, whatever runs concurrently
+        (the protocol: :mod:`cryostash.store.key_removal`).
 
         Raises:
-            UsageError: no such key, or it is the key in use (open with another
-                passphrase to remove it): the last key can never be removed.
+            RestoreKeyRequired: opened by a writer key. UsageError: no such key, it is the
+                key in use (open with another passphrase to remove it), or no other
+                restore key would be left for sure (another removal under way).
         """
         if unlocked.writer:
             raise RestoreKeyRequired(
                 f"a writer key cannot remove keys of {self.url}: use a restore passphrase")
-        ids = [k for k, _ in self._key_objects()]
-        if key_id not in ids:
-            raise UsageError(f"store {self.url} has no key {key_id!r}")
-        if key_id == unlocked.key_id:
-            raise UsageError(
-                f"key {key_id} is the one in use: give another key's passphrase to remove "
-                "it (a store always keeps at least one key)"
-            )
-        with self._guard("delete", f"key {key_id}"):
-            self._backend.delete(_key_path(key_id))
+        key_removal.remove(
+            self._backend, self.url, key_id, unlocked.key_id, prefix=KEYS,
+            guard=self._guard, is_restore_key=_is_restore_key,
+        )
 
 
 class KeyState:

@@ -17,12 +17,18 @@ Contract:
 - :meth:`FuseMount.mount` needs root (``mount(2)`` of type ``fuse.cryostash``, with
   ``allow_other``); :meth:`FuseMount.unmount` detaches it (``MNT_DETACH``), after which the
   kernel ends the connection and the serving threads return; it is idempotent.
+- :meth:`FuseMount.fail_reads` answers every read still being served, and every later
+  one, with an error at once, from the calling thread (the kernel matches replies by
+  request id; the serving thread's late reply is then dropped): a reader blocked on a
+  read that cannot complete (a store that stopped answering) is released; the reading
+  process would otherwise sit in an unkillable wait.
 - The wire format is the kernel's FUSE protocol 7.31 (``include/uapi/linux/fuse.h``);
   requests this file system does not know get ``ENOSYS``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import os
@@ -96,6 +102,8 @@ class FuseMount:
         self._mounted = False
         self._lock = threading.Lock()
         self._now = int(time.time())
+        self._reads: set[int] = set()  # request ids of reads being served
+        self._read_error = 0  # once set (fail_reads): every read gets -this at once
 
     # -- life cycle ------------------------------------------------------------
 
@@ -139,6 +147,17 @@ class FuseMount:
             os.close(self._fd)
             self._fd = -1
 
+    def fail_reads(self, code: int = errno.EIO) -> None:
+        """Answer every read being served, and every later read, with ``code`` now."""
+        with self._lock:
+            self._read_error = code
+            pending, self._reads = self._reads, set()
+            fd = self._fd
+        for unique in sorted(pending):
+            # OSError: unmounted, or the request was interrupted meanwhile.
+            with contextlib.suppress(OSError):
+                os.write(fd, _OUT_HEADER.pack(_OUT_HEADER.size, -code, unique))
+
     # -- serving ---------------------------------------------------------------
 
     def _serve(self) -> None:
@@ -155,13 +174,23 @@ class FuseMount:
             _, opcode, unique, nodeid, *_ = _IN_HEADER.unpack_from(request)
             if opcode in _NO_REPLY:
                 continue
+            with self._lock:
+                failed = self._read_error if opcode == _READ else 0
+                if opcode == _READ and not failed:
+                    self._reads.add(unique)
             try:
+                if failed:
+                    raise OSError(failed, "reads failed")
                 body = self._handle(opcode, nodeid, memoryview(request)[_IN_HEADER.size :])
                 error = 0
             except OSError as exc:
                 body, error = b"", -(exc.errno or errno.EIO)
             except Exception:
                 body, error = b"", -errno.EIO
+            with self._lock:
+                if opcode == _READ and not failed and unique not in self._reads:
+                    continue  # fail_reads answered it already
+                self._reads.discard(unique)
             reply = _OUT_HEADER.pack(_OUT_HEADER.size + len(body), error, unique) + body
             try:
                 os.write(fd, reply)

@@ -18,9 +18,14 @@ Folder names never overflow the file-name limit (255 bytes): a purpose longer th
 :data:`MAX_PURPOSE` (a long target plus a long name) keeps its start and gets a hash of
 the whole in place of the rest (:func:`short_name`), so two long names stay apart.
 
-Only folders whose names look like ours (``create-...`` / ``restore-...`` plus
-``mkdtemp``'s suffix) are ever considered, so pointing ``--scratch`` at a shared
+Only folders whose names look like ours (``create-...`` / ``restore-...`` / ``lazy-...``
+plus ``mkdtemp``'s suffix) are ever considered, so pointing ``--scratch`` at a shared
 folder such as ``/tmp`` never puts anyone else's files at risk.
+
+A stale folder may hold a mount: the FUSE view of a lazy-restore helper killed by SIGKILL
+(``lazy-...``). :func:`remove_if_stale` detaches every ``fuse.cryostash`` mount inside
+the folder first (under the folder's lock) and says which; a folder holding any other
+mount is never removed (its contents are someone else's).
 """
 
 from __future__ import annotations
@@ -36,9 +41,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from cryostash.errors import UsageError
+from cryostash.transfer.mounts import FUSE_TYPE, detach, mounts_under
 
 #: Names of scratch folders made by :func:`private_scratch` (purpose, dash, mkdtemp suffix).
-SCRATCH_NAME = re.compile(r"^(create|restore)-.+-[a-z0-9_]{8}$")
+SCRATCH_NAME = re.compile(r"^(create|restore|lazy)-.+-[a-z0-9_]{8}$")
 #: The longest purpose used as it is (bytes); room is left for ``kept-``, mkdtemp's suffix
 #: and ``.stopped``.
 MAX_PURPOSE = 160
@@ -156,17 +162,31 @@ def stale_scratch(root: Path, *, older_than: float) -> list[Path]:
     return stale
 
 
-def remove_if_stale(path: Path) -> bool:
+def remove_if_stale(path: Path, unmounted: list[str] | None = None) -> bool:
     """Remove the scratch folder ``path`` if nobody holds its lock; True if removed.
 
     The lock is held while the folder is removed, so an owner that was just about to
-    lock a brand-new folder waits, then fails cleanly on the missing folder.
+    lock a brand-new folder waits, then fails cleanly on the missing folder. cryostash's
+    FUSE mounts inside it are detached first (their paths appended to ``unmounted``); a
+    folder that still holds a mount afterwards (another file system, or a detach that
+    failed) is left alone (False).
     """
     fd = _lock_if_free(path)
     if fd is None:
         return False
     try:
+        for mount in mounts_under(path):
+            if mount.fstype == FUSE_TYPE and detach(mount.path) and unmounted is not None:
+                unmounted.append(str(mount.path))
+        if mounts_under(path):
+            return False
         shutil.rmtree(path, ignore_errors=True)
     finally:
         os.close(fd)
     return True
+
+
+def leftover_mounts(path: Path) -> list[str]:
+    """cryostash's FUSE mounts inside the scratch folder ``path`` (what
+    :func:`remove_if_stale` would detach)."""
+    return [str(m.path) for m in mounts_under(path) if m.fstype == FUSE_TYPE]
