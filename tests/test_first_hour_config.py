@@ -104,10 +104,12 @@ def test_row02_missing_catalog_is_an_error_and_not_created(tmp_path: Path) -> No
     missing = tmp_path / "nonexistent-dir" / "x.db"
     env = _env(tmp_path)
     (tmp_path / "store").mkdir()
-    for verb in (["ls"], ["events"], ["verify"], ["db", "current"]):
+    for verb in (["ls"], ["events"], ["verify"]):
         done = cli.run(["--catalog", f"sqlite:///{missing}", *verb], env, check=False)
         assert done.returncode == 3, (verb, done.stderr)
         assert f"catalog sqlite:///{missing} does not exist" in done.stderr
+    current = cli.run(["--catalog", f"sqlite:///{missing}", "db", "current"], env)
+    assert current.stdout.startswith("none (no catalog yet")  # as doctor says it
     assert not missing.parent.exists()
 
 

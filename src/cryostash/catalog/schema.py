@@ -197,16 +197,13 @@ def ensure_schema(engine: Engine) -> None:
     check_state(state, shown)
 
 
-def current(url: str | URL, *, must_exist: bool = False) -> str | None:
+def current(url: str | URL) -> str | None:
     """The revision the catalog database is at; None for an empty database or a SQLite
     file that does not exist (never created here).
 
     Reads ``alembic_version`` with plain SQL; never refuses an outdated database.
-
-    Raises:
-        CatalogNotFound: ``must_exist`` and the SQLite file does not exist.
     """
-    if not must_exist and not catalog_exists(url):
+    if not catalog_exists(url):
         return None
     engine = create_catalog_engine(url, create=False)
     try:

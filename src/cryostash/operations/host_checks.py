@@ -146,8 +146,9 @@ def check_catalog(settings: Settings) -> Check:
     try:
         if not catalog_exists(settings.catalog_url):
             if settings.catalog_given:
-                error = f"catalog {url} does not exist yet ({NOT_CREATED_NOTE})"
-                return Check("catalog", False, {"url": url}, error=error, warning=True)
+                missing = {"url": url, "note": NOT_CREATED_NOTE}
+                error = f"catalog {url} does not exist yet"
+                return Check("catalog", False, missing, error=error, warning=True)
             return Check("catalog", True, {"url": url, "note": NOT_CREATED_NOTE})
         current = schema.current(settings.catalog_url)
     except CryostashError as exc:
