@@ -188,7 +188,7 @@ class Host:
             "CRYOSTASH_CATALOG": catalog,
             "CRYOSTASH_SCRATCH": str(home / "scratch"),
             "CRYOSTASH_CACHE": str(home / "cache"),
-            "CRYOSTASH_CONFIG": str(home / "no-config.toml"),
+            "CRYOSTASH_CONFIG": os.devnull,
         })
         if endpoint is not None:
             env["CRYOSTASH_STORAGE_OPTIONS"] = json.dumps({"endpoint_url": endpoint})

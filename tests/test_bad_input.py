@@ -170,7 +170,8 @@ def test_a_catalog_at_an_unknown_revision_is_refused_untouched(
     home: Path, capsys: pytest.CaptureFixture[str], procs: ProcessTracker, tmp_path: Path
 ) -> None:
     live = str(procs.counter(tmp_path / "proc").pid)  # a PID that is none is refused first
-    assert cryostash(capsys, "ls")[0] == 0  # creates the catalog at the current revision
+    assert cryostash(capsys, "db", "upgrade")[0] == 0  # creates the catalog at head
+    (home / "store").mkdir()  # an empty store (reading verbs never create one)
     db = home / "catalog.db"
     with sqlite3.connect(db) as conn:
         conn.execute("UPDATE alembic_version SET version_num = '9999'")

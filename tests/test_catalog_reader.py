@@ -36,20 +36,25 @@ def _make(cat: Catalog, store: str, target: str, name: str, labels: dict[str, st
                    engine_version="4.2", manifest_digest="ab" * 32)
 
 
+def _fill(cat: Catalog, store: str) -> None:
+    """Two stores (``store`` and OTHER), odd labels, several hosts, a pending row, events."""
+    _make(cat, store, "web", "b", {"tier": "gold", 'we"ird': "ü ü"})
+    _make(cat, store, "web", "a", {"tier": "silver"}, host="host-b")
+    _make(cat, store, "db", "nightly", {})
+    _make(cat, store, "web", "pending", {"tier": "gold"}, commit=False)
+    _make(cat, OTHER, "web", "a", {"tier": "gold"})
+    _make(cat, store, "Zeta", "ärger", {"tier": "gold"})
+    for i, action in enumerate(("checkpoint", "restore", "delete", "restore")):
+        cat.record_event(host="h", action=action, target="web" if i % 2 else "db",
+                         name=f"n{i}", store_url=store if i else None, detail={"i": i})
+
+
 @pytest.fixture
 def filled(tmp_path: Path) -> Iterator[tuple[str, Catalog]]:
     """A catalog with two stores, odd labels, several hosts, a pending row, events."""
     url = f"sqlite:///{tmp_path / 'catalog.db'}"
     cat = Catalog(url)
-    _make(cat, STORE, "web", "b", {"tier": "gold", 'we"ird': "ü ü"})
-    _make(cat, STORE, "web", "a", {"tier": "silver"}, host="host-b")
-    _make(cat, STORE, "db", "nightly", {})
-    _make(cat, STORE, "web", "pending", {"tier": "gold"}, commit=False)
-    _make(cat, OTHER, "web", "a", {"tier": "gold"})
-    _make(cat, STORE, "Zeta", "ärger", {"tier": "gold"})
-    for i, action in enumerate(("checkpoint", "restore", "delete", "restore")):
-        cat.record_event(host="h", action=action, target="web" if i % 2 else "db",
-                         name=f"n{i}", store_url=STORE if i else None, detail={"i": i})
+    _fill(cat, STORE)
     yield url, cat
     cat.close()
 
@@ -123,13 +128,16 @@ def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, check=False)
 
 
-def test_read_verbs_start_without_sqlalchemy(tmp_path: Path,
-                                             filled: tuple[str, Catalog]) -> None:
+def test_read_verbs_start_without_sqlalchemy(tmp_path: Path) -> None:
     """What keeps ``ls``, ``inspect``'s catalog part and ``events`` fast to start (the
     bench measures the time): they never import SQLAlchemy on a SQLite catalog at head,
     and they print what the catalog holds."""
-    url, _ = filled
-    env = {**os.environ, "CRYOSTASH_CATALOG": url, "CRYOSTASH_STORE": STORE,
+    store = tmp_path / "store"
+    store.mkdir()  # a store named explicitly must exist (reading verbs never create it)
+    url = f"sqlite:///{tmp_path / 'read.db'}"
+    with Catalog(url) as cat:
+        _fill(cat, str(store))
+    env = {**os.environ, "CRYOSTASH_CATALOG": url, "CRYOSTASH_STORE": str(store),
            "CRYOSTASH_CONFIG": os.devnull}
     probe = ("import runpy, sys\nsys.argv = ['cryostash', *sys.argv[1:]]\n"
              "try:\n    runpy.run_module('cryostash', run_name='__main__')\n"

@@ -213,7 +213,7 @@ def test_settings_parsing() -> None:
 def test_data_path_settings_come_from_flags_environment_and_defaults(tmp_path: Path) -> None:
     from cryostash.config import resolve_settings
 
-    env = {"CRYOSTASH_CONFIG": str(tmp_path / "none.toml"), "XDG_DATA_HOME": str(tmp_path)}
+    env = {"CRYOSTASH_CONFIG": os.devnull, "XDG_DATA_HOME": str(tmp_path)}
     default = resolve_settings({}, env).transfer
     assert default.chunk_size == 1 << 20 and default.compression == 3
     assert default.cache_dir is not None and default.cache_dir.name == "cache"

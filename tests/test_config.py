@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from cryostash.config import data_dir
 
 
 def test_defaults_live_under_the_data_folder(tmp_path: Path) -> None:
-    env = {"CRYOSTASH_CONFIG": str(tmp_path / "none.toml"), "XDG_DATA_HOME": str(tmp_path)}
+    env = {"CRYOSTASH_CONFIG": os.devnull, "XDG_DATA_HOME": str(tmp_path)}
     s = resolve_settings({}, env)
     base = data_dir(env)
     assert s.store_url == str(base / "store")

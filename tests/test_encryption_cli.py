@@ -206,6 +206,8 @@ def test_passphrases_missing_wrong_two_removed(
 def test_a_passphrase_set_refuses_a_plain_store(setup: Setup, tmp_path: Path) -> None:
     """A removed configuration object must not turn writes plain (downgrade)."""
     env = env_for(setup, "criu", PASS_A)
+    Path(setup.store_url).mkdir(parents=True, exist_ok=True)  # a plain store, no config
+    cli.run(["db", "upgrade"], env)  # and a catalog (reading verbs never create them)
     done = cli.run(["gc"], env, check=False)
     assert done.returncode == 10 and "not encrypted" in done.stderr, done.stderr
     assert cli.run(["gc"], env_for(setup, "criu", None)).returncode == 0  # control

@@ -53,6 +53,8 @@ def test_row4_global_options_are_accepted_after_the_verb(cli: Cli, tmp_path: Pat
     other = tmp_path / "other.db"
     assert cli("db", "upgrade", "--catalog", f"sqlite:///{other}").stdout.split() == ["0003"]
     assert other.exists()
+    cli("store", "init")  # an empty store and catalog: reading verbs never create them
+    cli("db", "upgrade")
     missing = cli("prefetch", "app", "cp1", "--cache", "none", code=3)
     assert "checkpoint cp1 does not exist for container app" in missing.stderr
     args = merge_globals(build_parser().parse_args(

@@ -47,10 +47,11 @@ def assert_nothing_written(tmp_path: Path, env: dict[str, str], raw: RawStore | 
     """No object in the bucket, no catalog row, no scratch folder left."""
     if raw is not None:
         assert raw.files() == []
-    assert json.loads(cli.run(["ls", "--json"], env).stdout) == []
-    assert json.loads(cli.run(["events", "--json"], env).stdout) == []
-    rows = cli.catalog_rows(env["CRYOSTASH_CATALOG"])
-    assert {t: r for t, r in rows.items() if t != "alembic_version" and r} == {}
+    if (tmp_path / "catalog.db").exists():  # a reading verb refuses a missing one
+        assert json.loads(cli.run(["ls", "--json"], env).stdout) == []
+        assert json.loads(cli.run(["events", "--json"], env).stdout) == []
+        rows = cli.catalog_rows(env["CRYOSTASH_CATALOG"])
+        assert {t: r for t, r in rows.items() if t != "alembic_version" and r} == {}
     scratch = tmp_path / "scratch"
     assert not scratch.exists() or list(scratch.iterdir()) == []
 

@@ -4,6 +4,7 @@ and the S3 defaults that bound every request."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -70,13 +71,13 @@ def test_flags_beat_environment_beat_config_file_key_by_key(tmp_path: Path) -> N
     [("{oops", "is not valid JSON"), ("[1, 2]", "must be a JSON object")],
 )
 def test_bad_environment_json_is_a_usage_error(tmp_path: Path, text: str, message: str) -> None:
-    env = {"CRYOSTASH_CONFIG": str(tmp_path / "none"), "CRYOSTASH_STORAGE_OPTIONS": text}
+    env = {"CRYOSTASH_CONFIG": os.devnull, "CRYOSTASH_STORAGE_OPTIONS": text}
     with pytest.raises(UsageError, match=message):
         resolve_settings({}, env)
 
 
 def test_settings_never_show_their_storage_options(tmp_path: Path) -> None:
-    env = {"CRYOSTASH_CONFIG": str(tmp_path / "none")}
+    env = {"CRYOSTASH_CONFIG": os.devnull}
     settings = resolve_settings({}, env, storage_options={"secret": "hunter2-s3cr3t"})
     assert settings.storage_options["secret"] == "hunter2-s3cr3t"
     assert "hunter2" not in repr(settings) and "hunter2" not in str(settings)

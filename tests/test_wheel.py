@@ -43,7 +43,7 @@ def test_wheel_in_a_fresh_venv_migrates_lists_and_has_version_completion_and_man
     env.update(
         CRYOSTASH_CATALOG=f"sqlite:///{tmp_path / 'fresh.db'}",
         CRYOSTASH_STORE=str(tmp_path / "store"),
-        CRYOSTASH_CONFIG=str(tmp_path / "none.toml"),
+        CRYOSTASH_CONFIG=os.devnull,
     )
     cli = str(env_dir / "bin" / "cryostash")
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from cryostash.config import Settings, parse_storage_options, resolve_settings
 from cryostash.errors import (
     CatalogError,
+    CatalogNotFound,
     CheckpointExists,
     CheckpointNotFound,
     CryostashError,
@@ -24,6 +25,7 @@ from cryostash.errors import (
     KeyRequired,
     SchemaOutdated,
     StorageError,
+    StoreNotFound,
     UsageError,
     WrongKey,
 )
@@ -43,6 +45,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CatalogError",
+    "CatalogNotFound",
     "CheckpointExists",
     "CheckpointInfo",
     "CheckpointManager",
@@ -62,6 +65,7 @@ __all__ = [
     "Settings",
     "Status",
     "StorageError",
+    "StoreNotFound",
     "UsageError",
     "VerifyReport",
     "WrongKey",

@@ -97,6 +97,14 @@ class StorageError(CryostashError, OSError):
         self.transient = transient
 
 
+class StoreNotFound(StorageError, FileNotFoundError):
+    """A store that was named explicitly (``--store``, ``CRYOSTASH_STORE``, the config
+    file, ``--checkpoint-dir``) does not exist, and the verb only reads: a typo is never
+    read as an empty store."""
+
+    exit_code = 3
+
+
 class IntegrityError(CryostashError, ValueError):
     """Stored bytes do not match their recorded hash or size, or a manifest is corrupt."""
 
@@ -107,6 +115,13 @@ class CatalogError(CryostashError, RuntimeError):
     """The catalog database could not be reached or used."""
 
     exit_code = 8
+
+
+class CatalogNotFound(CatalogError, FileNotFoundError):
+    """A SQLite catalog named explicitly does not exist, and the verb only reads (it is
+    never created by reading)."""
+
+    exit_code = 3
 
 
 class SchemaOutdated(CatalogError):

@@ -9,6 +9,11 @@ A secret is:
 - any value :func:`remember`-ed: the settings register every secret they were given
   (storage options with secret-looking keys, passwords of URLs, the AWS secret
   environment), so that a library's message repeating one (botocore does) is cleaned too.
+  In free text a remembered value is masked where it stands as a whole token (not inside
+  a longer word), and an ordinary word (letters only, shorter than :data:`WORD_MAX`) not
+  at all: a passphrase ``wrong`` must not turn "wrong passphrase" into "*** passphrase".
+  Such a value is still masked where secrets appear: URL user-info, secret-looking
+  ``key=value`` pairs, storage options (the first two rules, :func:`redact_options`).
 
 :func:`redact_text` applies all three to any text before it is shown (messages, errors,
 events, JSON output, doctor); :func:`redact_options` gives the printable view of storage
@@ -54,6 +59,12 @@ _known: set[str] = set()
 _lock = threading.Lock()
 #: Shortest value remembered as a secret (shorter ones would mask ordinary words).
 MIN_SECRET = 4
+#: A remembered value of letters only and shorter than this is an ordinary word: it is
+#: not masked in free text (only by the URL and ``key=value`` rules).
+WORD_MAX = 16
+_WORD = re.compile(rf"[^\W\d_]{{1,{WORD_MAX - 1}}}")
+#: What may not touch a remembered value for it to stand as a whole token.
+_TOKEN_EDGE = r"[^\W_]"
 
 
 def remember(*secrets: object) -> None:
@@ -107,7 +118,8 @@ def _pair(match: re.Match[str]) -> str:
 
 def redact_text(text: str) -> str:
     """``text`` without secrets: URL user-info dropped, secret-looking ``key=value``
-    values and every remembered secret replaced by :data:`MASK`.
+    values and every remembered secret standing as a whole token (ordinary words aside:
+    see the module docstring) replaced by :data:`MASK`.
 
     >>> redact_text("cannot open s3://AKIA:pw@b/x?token=t1&region=eu")
     'cannot open s3://b/x?token=***&region=eu'
@@ -119,8 +131,9 @@ def redact_text(text: str) -> str:
     with _lock:
         known = sorted(_known, key=len, reverse=True)
     for secret in known:
-        if secret in text:
-            text = text.replace(secret, MASK)
+        if secret in text and not _WORD.fullmatch(secret):
+            pattern = rf"(?<!{_TOKEN_EDGE}){re.escape(secret)}(?!{_TOKEN_EDGE})"
+            text = re.sub(pattern, MASK, text)
     return text
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import re
+from pathlib import Path
 from urllib.parse import parse_qsl, urlencode
 
 from cryostash.errors import UsageError
@@ -149,3 +150,15 @@ def redact_db_url(url: object) -> str:
     if at and "://" in user_info:  # keep ``user:***@`` (SQLAlchemy's form) as it is
         return f"{user_info}@{redact_text(rest)}"
     return redact_text(text)
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The database file of a plain ``sqlite:///PATH`` URL (no driver, query or
+    ``file:``/``:memory:`` database); None for any other URL."""
+    for prefix in ("sqlite:///", "sqlite+pysqlite:///"):
+        if url.startswith(prefix):
+            path = url[len(prefix):]
+            if not path or any(c in path for c in "?%#") or path.startswith(("file:", ":")):
+                return None
+            return Path(path)
+    return None

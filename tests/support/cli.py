@@ -48,7 +48,7 @@ def home_env(home: Path, criu_path: str) -> dict[str, str]:
         "CRYOSTASH_SCRATCH": str(home / "scratch"),
         "CRYOSTASH_HOST": "host-a",
         "CRYOSTASH_CRIU": criu_path,
-        "CRYOSTASH_CONFIG": str(home / "no-config.toml"),
+        "CRYOSTASH_CONFIG": os.devnull,
     }
 
 

@@ -168,7 +168,7 @@ class Host:
             "CRYOSTASH_CATALOG": f"sqlite:///{self.home / 'catalog.db'}",
             "CRYOSTASH_SCRATCH": str(self.scratch),
             "CRYOSTASH_HOST": self.name,
-            "CRYOSTASH_CONFIG": str(self.home / "no-config.toml"),
+            "CRYOSTASH_CONFIG": os.devnull,
         }
         env.update(self.env_extra)
         return env

@@ -84,7 +84,7 @@ class Setup:
                 "CRYOSTASH_CATALOG": self.catalog_url,
                 "CRYOSTASH_SCRATCH": str(self.scratch),
                 "CRYOSTASH_HOST": "host-a",
-                "CRYOSTASH_CONFIG": str(config or self.scratch.parent / "no-config.toml"),
+                "CRYOSTASH_CONFIG": str(config or os.devnull),
                 # No chunk cache: never the machine's own (DATA/cache), and every
                 # restore reads the store (the tests damage the store, not a cache).
                 "CRYOSTASH_CACHE": "none",

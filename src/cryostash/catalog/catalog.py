@@ -61,15 +61,19 @@ class Catalog:
 
     An empty database is created at the current schema revision; a database at any
     other revision is refused with :class:`SchemaOutdated` (never migrated silently).
+    With ``create`` False a SQLite file that does not exist is refused
+    (:class:`~cryostash.errors.CatalogNotFound`) instead of created.
 
     Raises:
-        CatalogError: bad URL, unreachable database, foreign tables.
+        UsageError: bad or unsupported URL.
+        CatalogNotFound: ``create`` is False and the SQLite file does not exist.
+        CatalogError: unreachable database, foreign tables.
         SchemaOutdated: the database is at an older or unknown schema revision.
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, create: bool = True) -> None:
         self._url = url
-        self._engine = create_catalog_engine(url)
+        self._engine = create_catalog_engine(url, create=create)
         try:
             with translate_errors(url):
                 ensure_schema(self._engine)

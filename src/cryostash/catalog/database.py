@@ -11,7 +11,13 @@ a deferred read lock cannot be upgraded; writers are serialised, readers are not
 blocked (WAL). This also makes DDL transactional (migrations apply all or nothing).
 
 PostgreSQL: connections are pre-pinged; transactions run at READ COMMITTED and
-the catalog takes row locks where it needs them.
+the catalog takes row locks where it needs them. Connecting gives up after
+:data:`DEFAULT_CONNECT_TIMEOUT_S` unless the URL's query sets ``connect_timeout`` (the
+settings add one for ``CRYOSTASH_CATALOG_TIMEOUT``): a host that accepts the connection
+but never answers fails with a :class:`CatalogError` naming the catalog, never hangs.
+
+URLs: ``sqlite:///PATH`` and ``postgresql[+driver]://...`` only; anything else is a
+:class:`UsageError` (exit 2) naming the supported schemes.
 """
 
 from __future__ import annotations
@@ -32,42 +38,76 @@ from sqlalchemy.exc import (
     SQLAlchemyError,
 )
 
-from cryostash.errors import CatalogError, CryostashError
+from cryostash.errors import CatalogError, CatalogNotFound, CryostashError, UsageError
 from cryostash.redact import redact_text
-from cryostash.urls import redact_db_url
+from cryostash.urls import redact_db_url, sqlite_file
 
 #: How long a SQLite connection waits for a lock before giving up (seconds).
 SQLITE_BUSY_TIMEOUT_S = 30.0
+#: How long connecting to a PostgreSQL catalog may take (seconds) when its URL sets no
+#: ``connect_timeout``.
+DEFAULT_CONNECT_TIMEOUT_S = 10
 #: Execution option marking a connection whose transactions will write.
 WRITE = "cryostash_write"
+#: The database schemes a catalog URL may name.
+SUPPORTED_SCHEMES = ("sqlite", "postgresql")
 
 
 def parse_url(url: str | URL) -> URL:
-    """Parse a catalog URL, raising :class:`CatalogError` (password hidden) if invalid."""
+    """Parse a catalog URL.
+
+    Raises:
+        UsageError: not a URL (``unsupported catalog URL ...``), or a scheme other than
+            :data:`SUPPORTED_SCHEMES` (``unsupported catalog URL scheme mysql; supported:
+            sqlite, postgresql``); the password is never shown.
+    """
     try:
-        return make_url(url)
+        parsed = make_url(url)
     except (ArgumentError, ValueError) as exc:
-        raise CatalogError(
-            f"invalid catalog URL {redact_db_url(url)}: expected a SQLAlchemy URL such as "
-            "sqlite:////path/to/catalog.db or postgresql+psycopg://user@host/db"
+        raise UsageError(
+            f"unsupported catalog URL {redact_db_url(url)}: expected sqlite:////PATH/catalog.db "
+            "or postgresql+psycopg://USER@HOST/DB"
         ) from exc
+    scheme = parsed.get_backend_name()
+    if scheme not in SUPPORTED_SCHEMES:
+        raise UsageError(
+            f"unsupported catalog URL scheme {scheme}; supported: "
+            + ", ".join(SUPPORTED_SCHEMES)
+        )
+    return parsed
 
 
-def create_catalog_engine(url: str | URL, *, foreign_keys: bool = True) -> Engine:
+def catalog_exists(url: str | URL) -> bool:
+    """False only for a SQLite catalog whose file does not exist (a database server's
+    catalog is never known missing without connecting)."""
+    path = sqlite_file(str(url) if isinstance(url, str) else url.render_as_string(False))
+    return path is None or path.expanduser().is_file()
+
+
+def create_catalog_engine(
+    url: str | URL, *, foreign_keys: bool = True, create: bool = True
+) -> Engine:
     """Create the engine for a catalog URL (nothing is connected yet).
 
     Args:
         url: SQLAlchemy URL (``sqlite:///...``, ``postgresql+psycopg://...``).
         foreign_keys: SQLite only; migrations turn it off, because a batch ALTER
             recreates tables and would otherwise cascade deletes.
-
-    For a SQLite file the parent folder is created if missing.
+        create: a SQLite file that does not exist is created (and its folder);
+            otherwise it is refused with :class:`CatalogNotFound`.
 
     Raises:
-        CatalogError: bad URL or missing database driver.
+        UsageError: bad or unsupported URL.
+        CatalogNotFound: ``create`` is False and the SQLite file does not exist.
+        CatalogError: missing database driver.
     """
     sa_url = parse_url(url)
     backend = sa_url.get_backend_name()
+    if not create and not catalog_exists(url):
+        raise CatalogNotFound(
+            f"catalog {redact_db_url(sa_url)} does not exist (the first `cryostash create` "
+            "or `cryostash db upgrade` creates it)"
+        )
     kwargs: dict[str, Any] = {}
     if backend == "sqlite":
         kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_S}
@@ -83,11 +123,13 @@ def create_catalog_engine(url: str | URL, *, foreign_keys: bool = True) -> Engin
                 ) from exc
     else:
         kwargs["pool_pre_ping"] = True
+        if "connect_timeout" not in sa_url.query:
+            kwargs["connect_args"] = {"connect_timeout": DEFAULT_CONNECT_TIMEOUT_S}
     try:
         engine = create_engine(sa_url, **kwargs)
     except NoSuchModuleError as exc:
-        raise CatalogError(
-            f"invalid catalog URL {redact_db_url(sa_url)}: unknown database or driver "
+        raise UsageError(
+            f"unsupported catalog URL {redact_db_url(sa_url)}: unknown driver "
             f"{sa_url.drivername!r} (use sqlite:/// or postgresql+psycopg://)"
         ) from exc
     except ImportError as exc:
@@ -96,7 +138,7 @@ def create_catalog_engine(url: str | URL, *, foreign_keys: bool = True) -> Engin
             f"catalog {redact_db_url(sa_url)}: database driver not available: {exc}{hint}"
         ) from exc
     except ArgumentError as exc:
-        raise CatalogError(f"invalid catalog URL {redact_db_url(sa_url)}: {exc}") from exc
+        raise UsageError(f"invalid catalog URL {redact_db_url(sa_url)}: {exc}") from exc
     if backend == "sqlite":
         _install_sqlite_hooks(engine, foreign_keys=foreign_keys)
         database = sa_url.database
@@ -161,6 +203,11 @@ def _reason(exc: BaseException, password: str | None) -> str:
     text = " ".join(text.split()) or type(exc).__name__
     if password:
         text = text.replace(password, "***")
+    if "timeout expired" in text or "timed out" in text:
+        text += (
+            " (the catalog did not answer in time; the limit is connect_timeout in the "
+            f"catalog URL, else CRYOSTASH_CATALOG_TIMEOUT, else {DEFAULT_CONNECT_TIMEOUT_S}s)"
+        )
     return redact_text(text)
 
 

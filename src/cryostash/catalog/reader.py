@@ -26,14 +26,13 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote
 
 from cryostash.catalog.revisions import HEAD_REVISION, VERSION_TABLE
 from cryostash.errors import CatalogError, CheckpointNotFound
 from cryostash.types import CheckpointFilter, CheckpointInfo, Event, Status
-from cryostash.urls import canonical_url
+from cryostash.urls import canonical_url, sqlite_file
 
 _COMMITTED = Status.COMMITTED.value
 #: How long a read waits for a lock (as :data:`cryostash.catalog.database.SQLITE_BUSY_TIMEOUT_S`).
@@ -68,18 +67,6 @@ class CatalogReader(Protocol):
     def events(
         self, target: str | None = None, limit: int | None = None
     ) -> builtins.list[Event]: ...
-
-
-def sqlite_file(url: str) -> Path | None:
-    """The database file of a plain ``sqlite:///PATH`` URL (no driver, query or
-    ``file:``/``:memory:`` database); None for any other URL."""
-    for prefix in ("sqlite:///", "sqlite+pysqlite:///"):
-        if url.startswith(prefix):
-            path = url[len(prefix):]
-            if not path or any(c in path for c in "?%#") or path.startswith(("file:", ":")):
-                return None
-            return Path(path)
-    return None
 
 
 def open_reader(url: str) -> SqliteReader | None:

@@ -24,7 +24,12 @@ from sqlalchemy import Column, Engine, MetaData, PrimaryKeyConstraint, String, T
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.exc import DBAPIError
 
-from cryostash.catalog.database import WRITE, create_catalog_engine, translate_errors
+from cryostash.catalog.database import (
+    WRITE,
+    catalog_exists,
+    create_catalog_engine,
+    translate_errors,
+)
 from cryostash.catalog.models import Base
 from cryostash.catalog.revisions import HEAD_REVISION as HEAD_REVISION
 from cryostash.catalog.revisions import KNOWN_REVISIONS as KNOWN_REVISIONS
@@ -193,11 +198,14 @@ def ensure_schema(engine: Engine) -> None:
 
 
 def current(url: str | URL) -> str | None:
-    """The revision the catalog database is at; None for an empty database.
+    """The revision the catalog database is at; None for an empty database or a SQLite
+    file that does not exist (never created here).
 
     Reads ``alembic_version`` with plain SQL; never refuses an outdated database.
     """
-    engine = create_catalog_engine(url)
+    if not catalog_exists(url):
+        return None
+    engine = create_catalog_engine(url, create=False)
     try:
         with translate_errors(url), engine.connect() as conn, conn.begin():
             return read_state(conn).revision

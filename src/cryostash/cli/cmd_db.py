@@ -34,7 +34,7 @@ def run_current(args: argparse.Namespace, ctx: Context) -> int:
     from cryostash.catalog import schema
     from cryostash.catalog.revisions import NOT_CREATED_NOTE
 
-    current = schema.current(ctx.settings.catalog_url)
+    current = schema.current(ctx.settings.catalog_url)  # never creates it
     if current is None:
         say(f"none ({NOT_CREATED_NOTE})")
         return 0

@@ -52,6 +52,7 @@ def run_init(args: argparse.Namespace, ctx: Context) -> int:
                 "store init --encrypt needs a passphrase: set CRYOSTASH_PASSWORD, "
                 "CRYOSTASH_PASSWORD_FILE or CRYOSTASH_PASSWORD_COMMAND, or run on a terminal"
             )
+        secrets.long_enough(passphrase)
     config = store.keyring.init(
         passphrase=passphrase, host=ctx.settings.host, writers=args.write_only_keys
     )

@@ -31,6 +31,10 @@ if TYPE_CHECKING:
 #: except ``restore --lazy``, which only reads before the process runs (its detached
 #: helper loads the catalog to record the restore's event once the process runs).
 READ_VERBS = frozenset({"ls", "inspect", "events"})
+#: Verbs that may create the store or the catalog they write to (on first use); every
+#: other verb refuses an explicitly chosen store or catalog that does not exist
+#: (:attr:`cryostash.repository.Repository.create`).
+CREATING_VERBS = frozenset({"create", "import", "store", "db", "catalog", "migrate"})
 
 
 class Context:
@@ -88,6 +92,7 @@ class Context:
                 self.settings, jobs=self.args.jobs, progress=self._bars, notice=self.notice
             )
             self._repository.ask_passphrase = True  # a terminal may be asked
+            self._repository.create = verb in CREATING_VERBS
         return self._repository
 
     def notice(self, text: str) -> None:

@@ -16,7 +16,9 @@ else a prompt asked twice) is read the same way.
 
 Contract: the passphrase is returned as bytes and never appears in an error message
 (messages name the variable or file, not the content); a command's standard error is
-shown only as its exit status. An empty passphrase is refused.
+shown only as its exit status. An empty passphrase is refused; a new one (``store init
+--encrypt``, ``key add``) shorter than :data:`MIN_NEW_PASSPHRASE` bytes too
+(:func:`long_enough`).
 """
 
 from __future__ import annotations
@@ -37,6 +39,9 @@ PASSWORD_COMMAND = "CRYOSTASH_PASSWORD_COMMAND"
 NEW_PASSWORD = "CRYOSTASH_NEW_PASSWORD"
 NEW_PASSWORD_FILE = "CRYOSTASH_NEW_PASSWORD_FILE"
 
+#: The shortest new passphrase accepted, in bytes (characters of ASCII text).
+MIN_NEW_PASSPHRASE = 8
+
 #: Called when a passphrase is needed; None when there is none.
 PassphraseSource = Callable[[], bytes | None]
 
@@ -48,6 +53,21 @@ def _strip(data: bytes) -> bytes:
 def _nonempty(value: bytes, where: str) -> bytes:
     if not value:
         raise UsageError(f"the passphrase from {where} is empty")
+    return value
+
+
+def long_enough(value: bytes) -> bytes:
+    """``value``, a new passphrase, if it has at least :data:`MIN_NEW_PASSPHRASE` bytes.
+
+    Raises:
+        UsageError: ``the new passphrase is too short ...`` (its length and content are
+            not shown).
+    """
+    if len(value) < MIN_NEW_PASSPHRASE:
+        raise UsageError(
+            f"the new passphrase is too short: use at least {MIN_NEW_PASSPHRASE} characters "
+            "(a long phrase of several words, or a key file)"
+        )
     return value
 
 
@@ -144,8 +164,13 @@ def new_passphrase(
     ``CRYOSTASH_NEW_PASSWORD``, ``CRYOSTASH_NEW_PASSWORD_FILE``, else asked twice.
 
     Raises:
-        UsageError: none given and no terminal, or a source is unusable.
+        UsageError: none given and no terminal, a source is unusable, or the passphrase
+            is shorter than :data:`MIN_NEW_PASSPHRASE`.
     """
+    return long_enough(_new_passphrase(file, environ))
+
+
+def _new_passphrase(file: str | None, environ: Mapping[str, str] | None) -> bytes:
     env = os.environ if environ is None else environ
     if file:
         return read_file(file, "--new-password-file")

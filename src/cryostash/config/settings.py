@@ -5,7 +5,10 @@ Precedence: flags beat environment beats config file beats defaults.
 Environment: ``CRYOSTASH_STORE``, ``CRYOSTASH_CATALOG``, ``CRYOSTASH_SCRATCH``,
 ``CRYOSTASH_HOST``, ``CRYOSTASH_CRIU``, ``CRYOSTASH_CONFIG`` (path of the config file),
 ``CRYOSTASH_STORAGE_OPTIONS`` (a JSON object of fsspec storage options), ``CRYOSTASH_LEASE``
-(how long a create's reservation outlives its last heartbeat; default 60s).
+(how long a create's reservation outlives its last heartbeat; default 60s),
+``CRYOSTASH_CATALOG_TIMEOUT`` (how long connecting to a PostgreSQL catalog may take before
+failing; default :data:`cryostash.catalog.database.DEFAULT_CONNECT_TIMEOUT_S`, 10s; a
+``connect_timeout`` in the catalog URL's query wins).
 
 Secrets from files: ``CRYOSTASH_CATALOG_FILE`` (a file holding the catalog URL, for one
 with a password) and ``CRYOSTASH_STORAGE_OPTIONS_FILE`` (a file holding a JSON object of
@@ -14,12 +17,13 @@ variable without ``_FILE`` wins when both are set. Every secret the settings are
 (storage options with secret-looking keys, URL passwords, ``AWS_*`` secrets) is
 registered with :func:`cryostash.redact.remember`, so no message ever shows it.
 
-Config file (TOML, optional): ``$CRYOSTASH_CONFIG``, else
+Config file (TOML): ``$CRYOSTASH_CONFIG`` (it must exist: ``/dev/null`` for none), else
 ``/etc/cryostash/config.toml`` for root, ``$XDG_CONFIG_HOME/cryostash/config.toml``
-otherwise; keys ``store``, ``catalog``, ``scratch``, ``host``, ``criu``, ``lease``, the data-path
-keys ``chunk_size``, ``compression``, ``cache``, ``cache_size`` (also as
-``CRYOSTASH_<KEY>``: see :mod:`cryostash.config.transfer`), and a table
-``[storage_options]``.
+otherwise (optional); keys ``store``, ``catalog``, ``scratch``, ``host``, ``criu``, ``lease``,
+``catalog_timeout``, the data-path keys ``chunk_size``, ``compression``, ``cache``,
+``cache_size`` (also as ``CRYOSTASH_<KEY>``: see :mod:`cryostash.config.transfer`), and a
+table ``[storage_options]``. Any other key is an error naming the file and the key (with
+the nearest known key: "did you mean store?").
 
 Storage options are merged key by key: command line over environment over config file.
 They often hold credentials: they are never shown (not even in ``repr(settings)``) and
@@ -27,12 +31,19 @@ never persisted.
 
 Defaults live under the data folder: ``/var/lib/cryostash`` for root,
 ``$XDG_DATA_HOME/cryostash`` (``~/.local/share/cryostash``) otherwise:
-``store/`` (local store), ``catalog.db`` (SQLite), ``scratch/``.
+``store/`` (local store), ``catalog.db`` (SQLite), ``scratch/``; the chunk cache is
+``cache/`` beside the SQLite catalog file (``DATA/cache`` for the default catalog, so
+redirecting the catalog to a throwaway folder takes the cache there too; ``DATA/cache``
+with a PostgreSQL catalog). :attr:`Settings.store_given` and :attr:`Settings.catalog_given`
+tell an explicitly chosen store or catalog (flag, environment, config file) from the
+default one: a reading verb refuses the first when it does not exist, and finds the second
+empty (see :class:`cryostash.repository.Repository`).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
 from collections.abc import Iterable, Mapping
@@ -46,8 +57,14 @@ from cryostash.errors import UsageError
 from cryostash.names import validate_host
 from cryostash.redact import remember, remember_env, remember_options
 from cryostash.units import parse_duration
+from cryostash.urls import sqlite_file
 
-_KEYS = ("store", "catalog", "scratch", "host", "criu", "lease", *transfer_settings.KEYS)
+_KEYS = (
+    "store", "catalog", "scratch", "host", "criu", "lease", "catalog_timeout",
+    *transfer_settings.KEYS,
+)
+#: Keys of the config file that are tables, not values.
+_TABLES = ("storage_options",)
 
 #: Default lease of a create's reservation (seconds): renewed by its heartbeat every
 #: quarter of it; another host may undo the reservation once it has expired.
@@ -91,6 +108,8 @@ class Settings:
             (:mod:`cryostash.config.transfer`).
         lease_s: lease of a create's reservation in seconds (``lease``; see
             :data:`DEFAULT_LEASE_S`).
+        store_given, catalog_given: the store or catalog was chosen (flag, environment,
+            config file), not defaulted.
     """
 
     store_url: str
@@ -101,18 +120,44 @@ class Settings:
     storage_options: Mapping[str, Any] = field(default_factory=dict, repr=False)
     transfer: TransferSettings = field(default_factory=TransferSettings)
     lease_s: float = DEFAULT_LEASE_S
+    store_given: bool = False
+    catalog_given: bool = False
 
 
-def _load_config_file(path: Path) -> dict[str, Any]:
-    if not path.is_file():
+def _load_config_file(path: Path, *, named: bool) -> dict[str, Any]:
+    """The config file's table; {} when there is none. ``named``: the path came from
+    ``CRYOSTASH_CONFIG``, so it must exist (a typo is never silently ignored).
+
+    Raises:
+        UsageError: a named file that does not exist, an unreadable or malformed file,
+            or an unknown key (named with the nearest known one).
+    """
+    if not path.exists():
+        if named:
+            raise UsageError(f"config file {path} (named by CRYOSTASH_CONFIG) does not exist")
+        return {}
+    if not named and not path.is_file():
         return {}
     import tomllib  # only when there is a file to read (start-up time)
 
     try:
         with path.open("rb") as fh:
-            return tomllib.load(fh)
+            raw = tomllib.load(fh)
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise UsageError(f"cannot read config file {path}: {exc}") from exc
+    for key in raw:
+        if key not in _KEYS and key not in _TABLES:
+            raise UsageError(f"config file {path}: unknown key {key!r}{_suggestion(key)}")
+    return raw
+
+
+def _suggestion(key: str) -> str:
+    """`` (did you mean store?)`` for the known key nearest ``key``, else ''."""
+    import difflib
+
+    found = difflib.get_close_matches(key, (*_KEYS, *_TABLES), n=1, cutoff=0.6)
+    known = ", ".join(sorted((*_KEYS, *_TABLES)))
+    return f" (did you mean {found[0]}?)" if found else f" (known keys: {known})"
 
 
 def parse_option_value(text: str) -> Any:
@@ -223,7 +268,7 @@ def resolve_settings(
     env = os.environ if env is None else env
     flags = flags or {}
     path = config_file(env)
-    raw = _load_config_file(path)
+    raw = _load_config_file(path, named=bool(env.get("CRYOSTASH_CONFIG")))
     from_file = {k: str(v) for k, v in raw.items() if k in _KEYS}
     options = {
         **_file_storage_options(raw, path),
@@ -245,8 +290,12 @@ def resolve_settings(
         return from_file.get(key)
 
     base = data_dir(env)
-    store = pick("store") or str(base / "store")
-    catalog = pick("catalog") or f"sqlite:///{base / 'catalog.db'}"
+    given_store, given_catalog = pick("store"), pick("catalog")
+    store = given_store or str(base / "store")
+    catalog = with_connect_timeout(
+        given_catalog or f"sqlite:///{base / 'catalog.db'}", pick("catalog_timeout")
+    )
+    catalog_file = sqlite_file(catalog)
     scratch = Path(pick("scratch") or str(base / "scratch"))
     host = validate_host(pick("host") or socket.gethostname())
     remember_options(options)
@@ -260,9 +309,32 @@ def resolve_settings(
         host=host,
         criu_path=pick("criu"),
         storage_options=options,
-        transfer=transfer_settings.resolve(pick, base),
+        transfer=transfer_settings.resolve(
+            pick, base if catalog_file is None else catalog_file.expanduser().parent
+        ),
         lease_s=_lease(pick("lease")),
+        store_given=bool(given_store),
+        catalog_given=bool(given_catalog),
     )
+
+
+def with_connect_timeout(url: str, timeout: str | None) -> str:
+    """``url`` with ``connect_timeout`` (whole seconds, at least 1) added to its query
+    when it is a PostgreSQL URL given a ``timeout`` (``catalog_timeout``) and has none
+    already (the URL's own wins); any other URL unchanged.
+
+    Raises:
+        UsageError: a timeout that is not a positive duration.
+    """
+    if timeout is None:
+        return url
+    seconds = parse_duration(timeout, "catalog timeout")
+    if seconds <= 0:
+        raise UsageError(f"invalid catalog timeout {timeout!r}: it must be positive")
+    if not url.startswith("postgresql") or "connect_timeout=" in url.partition("?")[2]:
+        return url
+    sep = "&" if "?" in url else "?"
+    return f"{url}{sep}connect_timeout={max(1, math.ceil(seconds))}"
 
 
 def _lease(text: str | None) -> float:

@@ -4,7 +4,7 @@
 |---|---|---|---|
 | ``--chunk-size SIZE`` | ``CRYOSTASH_CHUNK_SIZE`` | ``chunk_size`` | ``1M`` (FastCDC average) |
 | ``--compression LEVEL|none`` | ``CRYOSTASH_COMPRESSION`` | ``compression`` | ``3`` (zstd) |
-| ``--cache DIR|none`` | ``CRYOSTASH_CACHE`` | ``cache`` | ``DATA/cache`` |
+| ``--cache DIR|none`` | ``CRYOSTASH_CACHE`` | ``cache`` | ``cache/`` beside the SQLite catalog |
 | ``--cache-size SIZE`` | ``CRYOSTASH_CACHE_SIZE`` | ``cache_size`` | ``10G`` |
 
 Sizes take binary units (``512k``, ``1M``, ``10G``, ``1GiB``) or plain bytes
@@ -80,9 +80,10 @@ def _chunk_size(text: str) -> int:
     return size
 
 
-def resolve(pick: Callable[[str], str | None], data_dir: Path) -> TransferSettings:
+def resolve(pick: Callable[[str], str | None], state_dir: Path) -> TransferSettings:
     """Build the settings from ``pick(key)`` (flag, else environment, else config file,
-    else None) and the default data folder.
+    else None); the default cache is ``state_dir/cache`` (the settings pass the SQLite
+    catalog's folder, ``DATA`` for the default catalog, else the data folder).
 
     Raises:
         UsageError: a malformed size or level.
@@ -91,7 +92,7 @@ def resolve(pick: Callable[[str], str | None], data_dir: Path) -> TransferSettin
     level = pick("compression")
     cache = pick("cache")
     cache_size = pick("cache_size")
-    cache_dir: Path | None = data_dir / "cache"
+    cache_dir: Path | None = state_dir / "cache"
     if cache is not None:
         cache_dir = None if cache.strip().lower() in _OFF else Path(cache)
     return TransferSettings(

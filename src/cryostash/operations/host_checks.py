@@ -99,34 +99,63 @@ def check_engines(settings: Settings) -> list[Check]:
     return [check_engine(settings, n) for n in engine_names() if n != "criu"]
 
 
+#: What doctor says of a store that does not exist yet (it never creates one).
+_NOT_YET = (
+    "does not exist yet: the first `cryostash create` (or `cryostash store init`) creates it"
+)
+
+
+def _cache_shown(settings: Settings, remote: bool) -> str:
+    """The chunk cache a transfer with the store uses (only a remote store's is used)."""
+    if settings.transfer.cache_dir is None:
+        return "none"
+    return str(settings.transfer.cache_dir) if remote else "none (local store)"
+
+
 def check_store(settings: Settings) -> Check:
-    """Open the default store and prove it is writable (a probe object is written and removed)."""
+    """Open the default store and prove it is writable (a probe object is written and
+    removed), and show the chunk cache it uses. A local store that does not exist is
+    reported, never created: a warning when it was chosen explicitly (a typo?)."""
     from cryostash.store import Store
 
     try:
         store = Store(settings.store_url, settings.storage_options)
+        detail = {"url": store.url, "cache": _cache_shown(settings, store.remote)}
+        if not store.remote and not store.exists():
+            note = _NOT_YET
+            if settings.store_given:
+                return Check(
+                    "store", False, detail, error=f"store {store.url} {note}", warning=True
+                )
+            return Check("store", True, {**detail, "note": note})
         store.check_writable()
     except CryostashError as exc:
         url = redact_text(canonical_url(settings.store_url))
         return Check("store", False, {"url": url}, error=redact_text(str(exc)))
-    return Check("store", True, {"url": store.url, "writable": True})
+    return Check("store", True, {**detail, "writable": True})
 
 
 def check_catalog(settings: Settings) -> Check:
     """Connect to the catalog and compare its schema revision with this version's."""
     from cryostash.catalog import schema
+    from cryostash.catalog.database import catalog_exists
+    from cryostash.catalog.revisions import NOT_CREATED_NOTE
     from cryostash.urls import redact_db_url
 
     url = redact_db_url(settings.catalog_url)
     try:
+        if not catalog_exists(settings.catalog_url):
+            if settings.catalog_given:
+                missing = {"url": url, "note": NOT_CREATED_NOTE}
+                error = f"catalog {url} does not exist yet"
+                return Check("catalog", False, missing, error=error, warning=True)
+            return Check("catalog", True, {"url": url, "note": NOT_CREATED_NOTE})
         current = schema.current(settings.catalog_url)
     except CryostashError as exc:
         return Check("catalog", False, {"url": url}, error=str(exc))
     head = schema.HEAD_REVISION
     detail = {"url": url, "revision": current, "head": head}
     if current is None:
-        from cryostash.catalog.revisions import NOT_CREATED_NOTE
-
         return Check("catalog", True, {**detail, "note": NOT_CREATED_NOTE})
     if current != head:
         return Check(

@@ -10,6 +10,15 @@ lookups they share (:meth:`Repository.checkpoint`, :meth:`~Repository.latest`,
 :meth:`~Repository.manifest`, :meth:`~Repository.engine`, :meth:`~Repository.scratch`).
 It holds no verb policy.
 
+Reading or writing: :attr:`Repository.create` (True by default, the library's behaviour)
+lets the first use create a store or SQLite catalog that does not exist. A front end
+running a verb that only reads sets it False: then a store or catalog chosen explicitly
+(:attr:`~cryostash.config.Settings.store_given`, ``catalog_given``, a ``checkpoint_dir``)
+that does not exist is an error (:class:`~cryostash.errors.StoreNotFound`,
+:class:`~cryostash.errors.CatalogNotFound`, exit 3), while the default ones, never
+initialised, read as empty (the default catalog is then an empty in-memory one; nothing
+is created on disk). Only local stores are checked (an object store is not probed).
+
 Not thread-safe; use one per thread. Close it (or use it as a context manager) to
 release the catalog connection.
 """
@@ -23,10 +32,14 @@ from typing import TYPE_CHECKING
 
 from cryostash.catalog.reader import CatalogReader, SqliteReader, open_reader
 from cryostash.config import Settings, secrets
-from cryostash.errors import CheckpointNotFound
+from cryostash.errors import CheckpointNotFound, StoreNotFound
 from cryostash.names import validate_name, validate_target
 from cryostash.repository.manifests import verified_manifest
 from cryostash.transfer.scratch import private_scratch
+from cryostash.urls import sqlite_file
+
+#: What a reading verb opens instead of a default SQLite catalog that does not exist yet.
+EMPTY_CATALOG = "sqlite://"
 
 if TYPE_CHECKING:
     from cryostash.catalog import Catalog
@@ -70,6 +83,8 @@ class Repository:
         self._secret: bytes | None = None
         #: May an encrypted store's passphrase be asked on the terminal (the CLI: yes).
         self.ask_passphrase = False
+        #: May a missing store or SQLite catalog be created (False: a verb that reads).
+        self.create = True
 
     @property
     def host(self) -> str:
@@ -82,7 +97,12 @@ class Repository:
         if self._catalog is None:
             from cryostash.catalog import Catalog
 
-            self._catalog = Catalog(self.settings.catalog_url)
+            url = self.settings.catalog_url
+            if not self.create and not self.settings.catalog_given:
+                path = sqlite_file(url)
+                if path is not None and not path.expanduser().is_file():
+                    url = EMPTY_CATALOG  # the default catalog, never created: empty
+            self._catalog = Catalog(url, create=self.create)
         return self._catalog
 
     @property
@@ -96,17 +116,29 @@ class Repository:
 
     def store(self, checkpoint_dir: str | None = None) -> Store:
         """The store for ``checkpoint_dir`` (a URL or path) or the default store; one
-        :class:`Store` per URL, kept for the repository's life."""
+        :class:`Store` per URL, kept for the repository's life.
+
+        Raises:
+            StoreNotFound: :attr:`create` is False and a local store chosen explicitly
+                does not exist (``store PATH does not exist ...``).
+        """
         url = checkpoint_dir or self.settings.store_url
         if url not in self._stores:
             from cryostash.store import Store
 
-            self._stores[url] = Store(
+            store = Store(
                 url,
                 self.settings.storage_options,
                 passphrase=self._passphrase,
                 expect_encrypted=secrets.is_set(),
             )
+            given = checkpoint_dir is not None or self.settings.store_given
+            if not self.create and given and not store.remote and not store.exists():
+                raise StoreNotFound(
+                    f"store {store.url} does not exist (the first `cryostash create` or "
+                    "`cryostash store init` creates it)"
+                )
+            self._stores[url] = store
         return self._stores[url]
 
     def _passphrase(self) -> bytes | None:
