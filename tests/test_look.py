@@ -201,3 +201,35 @@ def test_without_pycriu_the_error_names_the_provisioning_command(tmp_path: Path)
                           timeout=60, check=True)
     assert done.stdout.startswith("EngineError")
     assert "python -m cryostash.install.criu" in done.stdout
+
+
+def test_a_tree_with_a_zombie_and_a_stopped_child_is_inspected_and_diffed(
+    cli: Cli, procs: ProcessTracker, tmp_path: Path
+) -> None:
+    """Like checkpointctl's ``piggie --zombie``: a zombie has a core image and nothing
+    else (no ids, mm, pagemap); it is shown as Dead, the stopped child as Stopped."""
+    tree = procs.zombie_tree(tmp_path / "z")
+    parent = tree.proc
+    assert parent.counter_path is not None
+    cli("create", "zombies", "one", "--pid", str(parent.pid), "--leave-running")
+    seen = read_counter(parent.counter_path)
+    wait_until(lambda: read_counter(parent.counter_path) > seen + 3, 10, "the parent to count")
+    cli("create", "zombies", "two", "--pid", str(parent.pid), "--leave-running")
+
+    data = json.loads(cli("inspect", "zombies", "one", "--tree", "--files", "--memory",
+                          "--json").stdout)
+    states = {p["pid"]: p["state"] for p in data["tree"]}
+    assert states == {parent.pid: "Alive", tree.zombie: "Dead", tree.stopped: "Stopped"}
+    assert {f["pid"] for f in data["files"]} == {parent.pid, tree.stopped}
+    memory = {m["pid"]: m for m in data["memory"]}
+    assert set(memory) == {parent.pid, tree.stopped}
+    assert memory[parent.pid]["dumped_bytes"] > 0
+
+    text = cli("inspect", "zombies", "one", "--tree").stdout
+    assert f"{tree.zombie} (Dead)" in text and f"{tree.stopped} (Stopped)" in text
+    assert f"{parent.pid} (Alive)" not in text  # like checkpointctl: only the unusual states
+
+    diff = json.loads(cli("diff", "zombies", "one", "two", "--json").stdout)
+    assert diff["changed"] == ["memory"], diff
+    assert diff["memory"]["bytes_differ"] > 0
+    assert "processes: unchanged" in cli("diff", "zombies", "one", "two").stdout

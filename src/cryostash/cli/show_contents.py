@@ -13,9 +13,17 @@ from cryostash.cli.present import say
 from cryostash.units import format_size
 
 
+def _pid(p: Mapping[str, Any]) -> str:
+    """The PID, with the task's state when it is not ``Alive`` (``42 (Dead)``, a zombie;
+    ``43 (Stopped)``), as checkpointctl shows it."""
+    state = p.get("state", "Alive")
+    return str(p["pid"]) if state == "Alive" else f"{p['pid']} ({state})"
+
+
 def show_tree(processes: Sequence[Mapping[str, Any]]) -> None:
-    """The process tree: PID, parent, threads, command (children indented under parents)."""
-    say(f"{'PID':<9}{'PPID':<9}{'THREADS':<9}COMMAND")
+    """The process tree: PID (and state unless alive), parent, threads, command (children
+    indented under parents)."""
+    say(f"{'PID':<15}{'PPID':<9}{'THREADS':<9}COMMAND")
     by_parent: dict[int, list[Mapping[str, Any]]] = {}
     pids = {p["pid"] for p in processes}
     for p in processes:
@@ -25,10 +33,10 @@ def show_tree(processes: Sequence[Mapping[str, Any]]) -> None:
         for p in by_parent.get(parent, []):
             threads = p["threads"]
             indent = "  " * depth
-            say(f"{p['pid']:<9}{p['ppid']:<9}{len(threads):<9}{indent}{p['comm']}")
+            say(f"{_pid(p):<15}{p['ppid']:<9}{len(threads):<9}{indent}{p['comm']}")
             for t in threads:
                 if t["tid"] != p["pid"]:
-                    say(f"{'':<27}{indent}  thread {t['tid']} {t['comm']}")
+                    say(f"{'':<33}{indent}  thread {t['tid']} {t['comm']}")
             if p["pid"] != parent:
                 walk(p["pid"], depth + 1)
 
@@ -85,7 +93,7 @@ def _section(title: str, diff: Mapping[str, Sequence[Any]], line: Any) -> None:
 
 
 def _process_line(p: Mapping[str, Any]) -> str:
-    return f"{p['pid']} {p['comm']} (parent {p['ppid']}, {len(p['threads'])} threads)"
+    return f"{_pid(p)} {p['comm']} (parent {p['ppid']}, {len(p['threads'])} threads)"
 
 
 def show_diff(diff: Mapping[str, Any]) -> None:

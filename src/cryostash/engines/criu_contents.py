@@ -6,13 +6,18 @@ Only small image files are read: ``pstree``, ``core-*``, ``ids-*``, ``fdinfo-*``
 writes beside ``files.img``), as :data:`NEEDED` lists them; never ``pages-*.img``.
 Every value read from an image is checked for its type: a malformed image gives an
 :class:`~cryostash.errors.IntegrityError` naming the file.
+
+A task's state is its core image's ``tc.task_state`` (:data:`TASK_STATES`): CRIU dumps a
+zombie (an exited child its parent has not reaped) as ``Dead``, with a core image and
+nothing else: it has no descriptors, memory or threads to read; a stopped task
+(``SIGSTOP``) is dumped whole and shown ``Stopped``.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +33,9 @@ NEEDED = re.compile(
 PAGE_SIZE = 4096
 #: pagemap entry flag: the pages are in this image's pages file.
 PE_PRESENT = 1 << 2
+#: CRIU's task states (compel's ``enum __compel_task_state``), named as checkpointctl names
+#: them; a zombie is dumped as ``Dead``.
+TASK_STATES = {1: "Alive", 2: "Dead", 3: "Stopped", 6: "Zombie"}
 _SOCKETS = {"INETSK": "tcp/udp", "UNIXSK": "unix", "PACKETSK": "packet", "NETLINKSK": "netlink"}
 # The field of a files.img entry that holds each type's details (images/fdinfo.proto).
 _FIELDS = {
@@ -49,15 +57,22 @@ class Thread:
 
 @dataclass(frozen=True)
 class Process:
-    """One task of the tree: ``comm`` is the kernel's command name (16 bytes at most)."""
+    """One task of the tree: ``comm`` is the kernel's command name (16 bytes at most);
+    ``state`` a :data:`TASK_STATES` name (``Alive``, ``Dead``, ``Stopped``, ``Zombie``, or
+    ``state N`` for a number CRIU may add later)."""
 
     pid: int
     ppid: int
     pgid: int
     sid: int
     comm: str
-    state: int
+    state: str
     threads: tuple[Thread, ...]
+
+    @property
+    def has_resources(self) -> bool:
+        """True unless it is dead: only live and stopped tasks have files and memory."""
+        return self.state in ("Alive", "Stopped")
 
 
 @dataclass(frozen=True)
@@ -170,16 +185,19 @@ def read_contents(folder: Path) -> Contents:
         threads = entry.get("threads") or [pid]
         if not isinstance(threads, list):
             raise IntegrityError("CRIU image pstree.img is malformed: threads")
-        named = tuple(Thread(_int({"t": t}, "t", "pstree.img"), _comm(folder, t)) for t in threads)
         core = _one(folder, f"core-{pid}.img")
         tc = _dict(core.get("tc"), "tc", f"core-{pid}.img")
-        processes.append(
-            Process(
-                pid, _int(entry, "ppid", "pstree.img", 0), _int(entry, "pgid", "pstree.img", 0),
-                _int(entry, "sid", "pstree.img", 0), str(tc.get("comm", "")),
-                _int(tc, "task_state", f"core-{pid}.img", 0), named,
-            )
+        state = _int(tc, "task_state", f"core-{pid}.img", 1)
+        process = Process(
+            pid, _int(entry, "ppid", "pstree.img", 0), _int(entry, "pgid", "pstree.img", 0),
+            _int(entry, "sid", "pstree.img", 0), str(tc.get("comm", "")),
+            TASK_STATES.get(state, f"state {state}"), (),
         )
+        if not process.has_resources:  # a zombie: its core image is all there is
+            processes.append(process)
+            continue
+        named = tuple(Thread(_int({"t": t}, "t", "pstree.img"), _comm(folder, t)) for t in threads)
+        processes.append(replace(process, threads=named))
         opened.extend(_open_files(folder, pid, files))
         memory.append(_memory(folder, pid, files))
     return Contents(tuple(processes), tuple(opened), tuple(memory))
