@@ -33,7 +33,10 @@ def show_tree(processes: Sequence[Mapping[str, Any]]) -> None:
         for p in by_parent.get(parent, []):
             threads = p["threads"]
             indent = "  " * depth
-            say(f"{_pid(p):<15}{p['ppid']:<9}{len(threads):<9}{indent}{p['comm']}")
+            command = " ".join(p["cmdline"]) if p.get("cmdline") else p["comm"]
+            say(f"{_pid(p):<15}{p['ppid']:<9}{len(threads):<9}{indent}{command}")
+            for variable in p.get("env", ()):
+                say(f"{'':<33}{indent}  env {variable}")
             for t in threads:
                 if t["tid"] != p["pid"]:
                     say(f"{'':<33}{indent}  thread {t['tid']} {t['comm']}")
@@ -50,6 +53,9 @@ def _file_line(f: Mapping[str, Any]) -> str:
         extra.append(str(detail["flags"]) or "O_RDONLY")
     if f["kind"] == "file" and "pos" in detail:
         extra.append(f"pos {detail['pos']}")
+    if "send_buffer" in detail:
+        receive = detail.get("receive_buffer", "?")
+        extra.append(f"send buffer {detail['send_buffer']}, receive {receive}")
     tail = f" ({', '.join(extra)})" if extra else ""
     return f"{f['pid']:<9}{f['fd']:<6}{f['kind']:<8}{f['name']}{tail}"
 

@@ -18,12 +18,13 @@ export`` writes one.
 
 Members are untrusted. Before anything is written, every member is checked: a name that
 is absolute, holds ``..`` (or ``.``, or empty parts), a NUL, or repeats an earlier
-member's (a leading ``./`` is dropped, and the folder ``./`` itself is the archive's top:
-``tar -C DIR -cf x.tar .`` writes it, as checkpointctl's tests do); a symbolic or hard
-link; a device, FIFO or any type other than a regular file or folder; a sparse member; a member larger than the limit; a size running past the end
-of the archive (truncated); bytes other than zeros after the end-of-archive blocks, or no
-such blocks -> :class:`~cryostash.errors.IntegrityError` naming the member. Nothing but
-regular files and folders is ever created, with ``O_EXCL | O_NOFOLLOW``.
+member's (a leading ``./`` is dropped, and the folder ``./`` itself is the archive's
+top: ``tar -C DIR -cf x.tar .`` writes it, as checkpointctl's tests do); a symbolic or
+hard link; a device, FIFO or any type other than a regular file or folder; a sparse
+member; a member larger than the limit; a size running past the end of the archive
+(truncated); bytes other than zeros after the end-of-archive blocks, or no such blocks
+-> :class:`~cryostash.errors.IntegrityError` naming the member. Nothing but regular
+files and folders is ever created, with ``O_EXCL | O_NOFOLLOW``.
 
 Nothing here touches the store or the catalog.
 """
