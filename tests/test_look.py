@@ -22,7 +22,13 @@ from cryostash.errors import IntegrityError
 from cryostash.operations.inspect_contents import ContentsRequest, inspect_contents
 from tests.support.cli import home_env
 from tests.support.fake_engine import FakeManager, write_tree
-from tests.support.processes import ProcessTracker, free_port, read_counter, wait_until
+from tests.support.processes import (
+    ZOMBIE_PROG,
+    ProcessTracker,
+    free_port,
+    read_counter,
+    wait_until,
+)
 from tests.support.setups import Setup, setup_fixture  # noqa: F401
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
@@ -79,6 +85,7 @@ def test_inspect_shows_the_tree_files_and_memory_of_a_tcp_server(
     sockets = [f for f in data["files"] if f["kind"] == "socket"]
     assert [(s["detail"]["local"], s["detail"]["state"], s["detail"]["protocol"])
             for s in sockets] == [(f"127.0.0.1:{port}", "LISTEN", "tcp")]
+    assert sockets[0]["detail"]["send_buffer"] > 0 and sockets[0]["detail"]["receive_buffer"] > 0
     by_fd = {f["fd"]: f for f in data["files"]}
     assert by_fd["2"]["kind"] == "file"  # stderr: an open regular file
     assert by_fd["2"]["detail"]["path"] == str(server.stderr_path)
@@ -92,7 +99,7 @@ def test_inspect_shows_the_tree_files_and_memory_of_a_tcp_server(
 
     text = cli("inspect", "kv", "warm", "--tree", "--files", "--memory").stdout
     assert f"{server.pid}" in text and proc["comm"] in text
-    assert f"tcp 127.0.0.1:{port} LISTEN" in text
+    assert f"tcp 127.0.0.1:{port} LISTEN (send buffer " in text
     assert str(server.stderr_path) in text
     assert f"PID {server.pid}: {len(memory['mappings'])} mappings" in text
     # A restore does need the pages: the missing chunks are reported.
@@ -201,3 +208,44 @@ def test_without_pycriu_the_error_names_the_provisioning_command(tmp_path: Path)
                           timeout=60, check=True)
     assert done.stdout.startswith("EngineError")
     assert "python -m cryostash.install.criu" in done.stdout
+
+
+def test_a_tree_with_a_zombie_and_a_stopped_child_is_inspected_and_diffed(
+    cli: Cli, procs: ProcessTracker, tmp_path: Path
+) -> None:
+    """Like checkpointctl's ``piggie --zombie``: a zombie has a core image and nothing
+    else (no ids, mm, pagemap); it is shown as Dead, the stopped child as Stopped."""
+    tree = procs.zombie_tree(tmp_path / "z")
+    parent = tree.proc
+    assert parent.counter_path is not None
+    cli("create", "zombies", "one", "--pid", str(parent.pid), "--leave-running")
+    seen = read_counter(parent.counter_path)
+    wait_until(lambda: read_counter(parent.counter_path) > seen + 3, 10, "the parent to count")
+    cli("create", "zombies", "two", "--pid", str(parent.pid), "--leave-running")
+
+    data = json.loads(cli("inspect", "zombies", "one", "--tree", "--files", "--memory",
+                          "--json").stdout)
+    states = {p["pid"]: p["state"] for p in data["tree"]}
+    assert states == {parent.pid: "Alive", tree.zombie: "Dead", tree.stopped: "Stopped"}
+    assert {f["pid"] for f in data["files"]} == {parent.pid, tree.stopped}
+    memory = {m["pid"]: m for m in data["memory"]}
+    assert set(memory) == {parent.pid, tree.stopped}
+    assert memory[parent.pid]["dumped_bytes"] > 0
+
+    text = cli("inspect", "zombies", "one", "--tree").stdout
+    assert f"{tree.zombie} (Dead)" in text and f"{tree.stopped} (Stopped)" in text
+    assert f"{parent.pid} (Alive)" not in text  # like checkpointctl: only the unusual states
+
+    assert "PATH=" not in cli("inspect", "zombies", "one", "--tree", "--cmdline").stdout
+    full = json.loads(cli("inspect", "zombies", "one", "--cmdline", "--env", "--json").stdout)
+    by_pid = {p["pid"]: p for p in full["tree"]}
+    argv = [sys.executable, str(ZOMBIE_PROG), str(parent.counter_path)]
+    assert by_pid[parent.pid]["cmdline"] == by_pid[tree.stopped]["cmdline"] == argv
+    assert f"PATH={os.environ['PATH']}" in by_pid[parent.pid]["env"]
+    assert by_pid[tree.zombie]["cmdline"] == by_pid[tree.zombie]["env"] == []
+    assert "env PATH=" in cli("inspect", "zombies", "one", "--env").stdout
+
+    diff = json.loads(cli("diff", "zombies", "one", "two", "--json").stdout)
+    assert diff["changed"] == ["memory"], diff
+    assert diff["memory"]["bytes_differ"] > 0
+    assert "processes: unchanged" in cli("diff", "zombies", "one", "two").stdout

@@ -74,12 +74,16 @@ class DumpStats:
         root_pid: PID of the root of the dumped process tree (restore reuses it).
         engine_version: version string of the engine (e.g. CRIU ``4.2``).
         details: engine statistics (e.g. CRIU's ``frozen_time`` in microseconds).
+        host, kernel: where the dump was made when not on this host (an imported archive:
+            its node's name and ``uname -r``); None: here.
     """
 
     duration_s: float
     root_pid: int | None = None
     engine_version: str | None = None
     details: Mapping[str, Any] = field(default_factory=dict)
+    host: str | None = None
+    kernel: str | None = None
 
 
 #: What ``restore --allow`` may let a re-created container have (docker engine).

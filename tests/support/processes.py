@@ -35,6 +35,7 @@ T = TypeVar("T")
 SUPPORT_DIR = Path(__file__).resolve().parent
 COUNTER_PROG = SUPPORT_DIR / "counter_prog.py"
 TCP_SERVER_PROG = SUPPORT_DIR / "tcp_server_prog.py"
+ZOMBIE_PROG = SUPPORT_DIR / "zombie_prog.py"
 
 # Runs in the launcher process: fork; the grandchild detaches and execs the program.
 _LAUNCHER = """
@@ -193,6 +194,34 @@ def start_counter(workdir: Path, interval: float = 0.05, timeout: float = 10.0) 
     return Proc(proc.pid, proc.workdir, proc.stderr_path, counter_path=counter)
 
 
+@dataclass(frozen=True)
+class ZombieTree:
+    """A :func:`start_zombie_tree` process: the counting parent, its unreaped child
+    (a zombie) and its stopped child."""
+
+    proc: Proc
+    zombie: int
+    stopped: int
+
+
+def start_zombie_tree(workdir: Path, timeout: float = 10.0) -> ZombieTree:
+    """Start ``zombie_prog.py`` detached; wait until its zombie exited, its other child
+    stopped and it counts (see the program)."""
+    counter = workdir / "counter"
+    proc = start_detached([sys.executable, str(ZOMBIE_PROG), str(counter)], workdir, "zombie")
+    pids = Path(f"{counter}.pids")
+    try:
+        text = wait_until(lambda: pids.read_text() if pids.exists() else "", timeout, str(pids))
+        read_counter(counter, timeout)
+    except BaseException:
+        kill_pid(proc.pid)
+        raise
+    zombie, stopped = map(int, text.split())
+    return ZombieTree(
+        Proc(proc.pid, proc.workdir, proc.stderr_path, counter_path=counter), zombie, stopped
+    )
+
+
 def tcp_request(port: int, line: str, timeout: float = 5.0) -> str:
     """Send one request line to a test TCP server on 127.0.0.1 and return its reply line."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as conn:
@@ -277,6 +306,13 @@ class ProcessTracker:
         proc = start_tcp_server(workdir, port)
         self.track(proc.pid)
         return proc
+
+    def zombie_tree(self, workdir: Path) -> ZombieTree:
+        """:func:`start_zombie_tree`, tracked (the parent and its stopped child)."""
+        tree = start_zombie_tree(workdir)
+        self.track(tree.stopped)
+        self.track(tree.proc.pid)
+        return tree
 
     def kill_all(self, timeout: float = 10.0) -> None:
         """SIGKILL every tracked test program still running; wait until each is dead.

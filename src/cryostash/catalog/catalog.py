@@ -215,8 +215,11 @@ class Catalog:
         stats: Mapping[str, Any],
         engine_version: str | None,
         manifest_digest: str,
+        host: str | None = None,
     ) -> CheckpointInfo:
         """PENDING -> COMMITTED (``committed_at`` = now, lease cleared): now visible.
+        ``host``: the host the dump was made on, when not the one that reserved the row
+        (an imported archive's node); it replaces the row's host once the lease is gone.
 
         Raises:
             CheckpointNotFound: the row is gone (aborted, e.g. by gc after its lease).
@@ -238,6 +241,8 @@ class Catalog:
             row.stats = dict(stats)
             row.engine_version = engine_version
             row.manifest_digest = manifest_digest
+            if host is not None:
+                row.host = host
             session.flush()
             return to_info(row)
 

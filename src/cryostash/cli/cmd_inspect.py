@@ -1,6 +1,7 @@
 """``cryostash inspect TARGET (NAME | --latest [filters]) [--json | --log | --tree | --files |
---memory]``: everything known of one checkpoint; with ``--log`` its stored dump log; with
-``--tree``/``--files``/``--memory``, what its CRIU images hold
+--memory | --cmdline | --env]``: everything known of one checkpoint; with ``--log`` its
+stored dump log; with ``--tree``/``--files``/``--memory``/``--cmdline``/``--env``, what its
+CRIU images hold
 (:mod:`cryostash.operations.inspect_contents`)."""
 
 from __future__ import annotations
@@ -28,6 +29,11 @@ def register(sub: Any) -> None:
         "--files", action="store_true", help="open files, sockets (addresses, states), pipes"
     )
     look.add_argument("--memory", action="store_true", help="memory mappings and sizes")
+    look.add_argument("--cmdline", action="store_true",
+                      help="the process tree with each process's command line (from its memory)")
+    look.add_argument("--env", action="store_true",
+                      help="the process tree with each process's environment (it may hold "
+                      "secrets: shown only when asked)")
     output.add_argument("--log", action="store_true",
                    help="print the engine's stored log of the dump (CRIU's dump.log: its first "
                    "16 KiB and last 48 KiB) instead")
@@ -37,7 +43,7 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace, ctx: Context) -> int:
     """Print the catalog row and manifest summary."""
     name = selected_name(args, ctx)
-    if args.tree or args.files or args.memory:
+    if args.tree or args.files or args.memory or args.cmdline or args.env:
         return _look(args, ctx, name)
     from cryostash.operations.inspect import InspectRequest, inspect
 
@@ -98,7 +104,8 @@ def _look(args: argparse.Namespace, ctx: Context, name: str) -> int:
     from cryostash.operations.inspect_contents import ContentsRequest, inspect_contents
 
     request = ContentsRequest(
-        args.target, name, args.checkpoint_dir, args.tree, args.files, args.memory
+        args.target, name, args.checkpoint_dir, args.tree, args.files, args.memory,
+        args.cmdline, args.env,
     )
     data = inspect_contents(ctx.repository, request).as_dict()
     if args.json:

@@ -13,9 +13,17 @@ from cryostash.cli.present import say
 from cryostash.units import format_size
 
 
+def _pid(p: Mapping[str, Any]) -> str:
+    """The PID, with the task's state when it is not ``Alive`` (``42 (Dead)``, a zombie;
+    ``43 (Stopped)``), as checkpointctl shows it."""
+    state = p.get("state", "Alive")
+    return str(p["pid"]) if state == "Alive" else f"{p['pid']} ({state})"
+
+
 def show_tree(processes: Sequence[Mapping[str, Any]]) -> None:
-    """The process tree: PID, parent, threads, command (children indented under parents)."""
-    say(f"{'PID':<9}{'PPID':<9}{'THREADS':<9}COMMAND")
+    """The process tree: PID (and state unless alive), parent, threads, command (children
+    indented under parents)."""
+    say(f"{'PID':<15}{'PPID':<9}{'THREADS':<9}COMMAND")
     by_parent: dict[int, list[Mapping[str, Any]]] = {}
     pids = {p["pid"] for p in processes}
     for p in processes:
@@ -25,10 +33,13 @@ def show_tree(processes: Sequence[Mapping[str, Any]]) -> None:
         for p in by_parent.get(parent, []):
             threads = p["threads"]
             indent = "  " * depth
-            say(f"{p['pid']:<9}{p['ppid']:<9}{len(threads):<9}{indent}{p['comm']}")
+            command = " ".join(p["cmdline"]) if p.get("cmdline") else p["comm"]
+            say(f"{_pid(p):<15}{p['ppid']:<9}{len(threads):<9}{indent}{command}")
+            for variable in p.get("env", ()):
+                say(f"{'':<33}{indent}  env {variable}")
             for t in threads:
                 if t["tid"] != p["pid"]:
-                    say(f"{'':<27}{indent}  thread {t['tid']} {t['comm']}")
+                    say(f"{'':<33}{indent}  thread {t['tid']} {t['comm']}")
             if p["pid"] != parent:
                 walk(p["pid"], depth + 1)
 
@@ -42,6 +53,9 @@ def _file_line(f: Mapping[str, Any]) -> str:
         extra.append(str(detail["flags"]) or "O_RDONLY")
     if f["kind"] == "file" and "pos" in detail:
         extra.append(f"pos {detail['pos']}")
+    if "send_buffer" in detail:
+        receive = detail.get("receive_buffer", "?")
+        extra.append(f"send buffer {detail['send_buffer']}, receive {receive}")
     tail = f" ({', '.join(extra)})" if extra else ""
     return f"{f['pid']:<9}{f['fd']:<6}{f['kind']:<8}{f['name']}{tail}"
 
@@ -85,7 +99,7 @@ def _section(title: str, diff: Mapping[str, Sequence[Any]], line: Any) -> None:
 
 
 def _process_line(p: Mapping[str, Any]) -> str:
-    return f"{p['pid']} {p['comm']} (parent {p['ppid']}, {len(p['threads'])} threads)"
+    return f"{_pid(p)} {p['comm']} (parent {p['ppid']}, {len(p['threads'])} threads)"
 
 
 def show_diff(diff: Mapping[str, Any]) -> None:

@@ -18,11 +18,13 @@ export`` writes one.
 
 Members are untrusted. Before anything is written, every member is checked: a name that
 is absolute, holds ``..`` (or ``.``, or empty parts), a NUL, or repeats an earlier
-member's; a symbolic or hard link; a device, FIFO or any type other than a regular file
-or folder; a sparse member; a member larger than the limit; a size running past the end
-of the archive (truncated); bytes other than zeros after the end-of-archive blocks, or no
-such blocks -> :class:`~cryostash.errors.IntegrityError` naming the member. Nothing but
-regular files and folders is ever created, with ``O_EXCL | O_NOFOLLOW``.
+member's (a leading ``./`` is dropped, and the folder ``./`` itself is the archive's
+top: ``tar -C DIR -cf x.tar .`` writes it, as checkpointctl's tests do); a symbolic or
+hard link; a device, FIFO or any type other than a regular file or folder; a sparse
+member; a member larger than the limit; a size running past the end of the archive
+(truncated); bytes other than zeros after the end-of-archive blocks, or no such blocks
+-> :class:`~cryostash.errors.IntegrityError` naming the member. Nothing but regular
+files and folders is ever created, with ``O_EXCL | O_NOFOLLOW``.
 
 Nothing here touches the store or the catalog.
 """
@@ -109,12 +111,14 @@ def _refuse(what: str, name: str, why: str) -> IntegrityError:
     return IntegrityError(f"{what}: member {shown!r} {why}; nothing was imported")
 
 
-def _clean_name(raw: str, what: str) -> str:
+def _clean_name(raw: str, what: str, *, folder: bool = False) -> str:
     """The member's name as a safe relative path (``./`` prefixes and a folder's trailing
-    ``/`` dropped), or IntegrityError."""
+    ``/`` dropped; ``""`` for the folder ``./``, the archive's top), or IntegrityError."""
     name = raw
     while name.startswith("./"):
         name = name[2:]
+    if folder and name in ("", "."):
+        return ""
     name = name.rstrip("/") if name.endswith("/") else name
     if not name or "\x00" in name or name.startswith("/"):
         raise _refuse(what, raw, "has an absolute or empty path")
@@ -158,7 +162,7 @@ def _check(
             raise _refuse(what, raw, "is a sparse file: sparse members are refused")
         if info.type not in (*_REGULAR, tarfile.DIRTYPE):
             raise _refuse(what, raw, f"has tar type {info.type!r}: only files and folders")
-        name = _clean_name(raw, what)
+        name = _clean_name(raw, what, folder=info.isdir())
         if info.size > max_member:
             raise _refuse(what, raw, f"claims {info.size} bytes, over the {max_member}-byte limit")
         if info.offset_data + info.size > size:
@@ -212,7 +216,7 @@ def split_archive(
             if info.offset_data - pos > MAX_META:
                 raise IntegrityError(f"{what}: over {MAX_META} header bytes before {info.name!r}")
             meta = _read(src, pos, info.offset_data - pos, what)
-            name = _clean_name(info.name, what)
+            name = _clean_name(info.name, what, folder=info.isdir())
             regular = info.type in _REGULAR
             path = f"{MEMBERS}/{name}" if regular else None
             members.append(Member(meta, name, info.size if regular else 0, path, int(info.mtime)))

@@ -6,13 +6,18 @@ Only small image files are read: ``pstree``, ``core-*``, ``ids-*``, ``fdinfo-*``
 writes beside ``files.img``), as :data:`NEEDED` lists them; never ``pages-*.img``.
 Every value read from an image is checked for its type: a malformed image gives an
 :class:`~cryostash.errors.IntegrityError` naming the file.
+
+A task's state is its core image's ``tc.task_state`` (:data:`TASK_STATES`): CRIU dumps a
+zombie (an exited child its parent has not reaped) as ``Dead``, with a core image and
+nothing else: it has no descriptors, memory or threads to read; a stopped task
+(``SIGSTOP``) is dumped whole and shown ``Stopped``.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +33,9 @@ NEEDED = re.compile(
 PAGE_SIZE = 4096
 #: pagemap entry flag: the pages are in this image's pages file.
 PE_PRESENT = 1 << 2
+#: CRIU's task states (compel's ``enum __compel_task_state``), named as checkpointctl names
+#: them; a zombie is dumped as ``Dead``.
+TASK_STATES = {1: "Alive", 2: "Dead", 3: "Stopped", 6: "Zombie"}
 _SOCKETS = {"INETSK": "tcp/udp", "UNIXSK": "unix", "PACKETSK": "packet", "NETLINKSK": "netlink"}
 # The field of a files.img entry that holds each type's details (images/fdinfo.proto).
 _FIELDS = {
@@ -49,15 +57,22 @@ class Thread:
 
 @dataclass(frozen=True)
 class Process:
-    """One task of the tree: ``comm`` is the kernel's command name (16 bytes at most)."""
+    """One task of the tree: ``comm`` is the kernel's command name (16 bytes at most);
+    ``state`` a :data:`TASK_STATES` name (``Alive``, ``Dead``, ``Stopped``, ``Zombie``, or
+    ``state N`` for a number CRIU may add later)."""
 
     pid: int
     ppid: int
     pgid: int
     sid: int
     comm: str
-    state: int
+    state: str
     threads: tuple[Thread, ...]
+
+    @property
+    def has_resources(self) -> bool:
+        """True unless it is dead: only live and stopped tasks have files and memory."""
+        return self.state in ("Alive", "Stopped")
 
 
 @dataclass(frozen=True)
@@ -97,6 +112,21 @@ class ProcessMemory:
     pid: int
     pages_file: str | None
     mappings: tuple[MemoryMapping, ...]
+    #: The command line's and the environment's address ranges (``mm_arg_*``, ``mm_env_*``).
+    args: tuple[int, int] = (0, 0)
+    env: tuple[int, int] = (0, 0)
+    #: The dumped ranges: (start, end, offset of ``start`` in the pages file).
+    present: tuple[tuple[int, int, int], ...] = ()
+
+    def file_spans(self, span: tuple[int, int]) -> list[tuple[int, int]]:
+        """(offset, length) in the pages file of the bytes of ``span`` that were dumped."""
+        start, end = span
+        out = []
+        for a, b, offset in self.present:
+            lo, hi = max(a, start), min(b, end)
+            if lo < hi:
+                out.append((offset + lo - a, hi - lo))
+        return out
 
     @property
     def mapped(self) -> int:
@@ -170,16 +200,19 @@ def read_contents(folder: Path) -> Contents:
         threads = entry.get("threads") or [pid]
         if not isinstance(threads, list):
             raise IntegrityError("CRIU image pstree.img is malformed: threads")
-        named = tuple(Thread(_int({"t": t}, "t", "pstree.img"), _comm(folder, t)) for t in threads)
         core = _one(folder, f"core-{pid}.img")
         tc = _dict(core.get("tc"), "tc", f"core-{pid}.img")
-        processes.append(
-            Process(
-                pid, _int(entry, "ppid", "pstree.img", 0), _int(entry, "pgid", "pstree.img", 0),
-                _int(entry, "sid", "pstree.img", 0), str(tc.get("comm", "")),
-                _int(tc, "task_state", f"core-{pid}.img", 0), named,
-            )
+        state = _int(tc, "task_state", f"core-{pid}.img", 1)
+        process = Process(
+            pid, _int(entry, "ppid", "pstree.img", 0), _int(entry, "pgid", "pstree.img", 0),
+            _int(entry, "sid", "pstree.img", 0), str(tc.get("comm", "")),
+            TASK_STATES.get(state, f"state {state}"), (),
         )
+        if not process.has_resources:  # a zombie: its core image is all there is
+            processes.append(process)
+            continue
+        named = tuple(Thread(_int({"t": t}, "t", "pstree.img"), _comm(folder, t)) for t in threads)
+        processes.append(replace(process, threads=named))
         opened.extend(_open_files(folder, pid, files))
         memory.append(_memory(folder, pid, files))
     return Contents(tuple(processes), tuple(opened), tuple(memory))
@@ -242,6 +275,7 @@ def _socket(kind: str, body: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
             "family": str(body.get("family", "?")).lower(), "protocol": proto,
             "state": state, "local": local,
         }
+        detail.update(_buffers(body))
         name = f"{proto} {local} {state}"
         if state != "LISTEN":
             detail["remote"] = _addr(body.get("dst_addr"), body.get("dst_port", "?"))
@@ -250,9 +284,20 @@ def _socket(kind: str, body: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     if kind == "UNIXSK":
         path = body.get("name")
         state = str(body.get("state", "?"))
-        detail = {"family": "unix", "state": state, "path": str(path or "")}
+        detail = {"family": "unix", "state": state, "path": str(path or ""), **_buffers(body)}
         return f"unix {path or '(unnamed)'} {state}", detail
     return _SOCKETS[kind], {"family": _SOCKETS[kind]}
+
+
+def _buffers(body: Mapping[str, Any]) -> dict[str, int]:
+    """A socket's send and receive buffer sizes (``SO_SNDBUF``/``SO_RCVBUF``, bytes)."""
+    opts = body.get("opts")
+    out = {}
+    if isinstance(opts, dict):
+        for key, name in (("so_sndbuf", "send_buffer"), ("so_rcvbuf", "receive_buffer")):
+            if isinstance(opts.get(key), int):
+                out[name] = int(opts[key])
+    return out
 
 
 def _open_files(folder: Path, pid: int, files: _FileTable) -> list[OpenFile]:
@@ -282,8 +327,8 @@ def _memory(folder: Path, pid: int, files: _FileTable) -> ProcessMemory:
     vmas = mm.get("vmas") or []
     if not isinstance(vmas, list):
         raise IntegrityError(f"CRIU image {image} is malformed: vmas")
-    present: list[tuple[int, int]] = []
-    pages_file = None
+    present: list[tuple[int, int, int]] = []
+    pages_file, offset = None, 0
     if (folder / f"pagemap-{pid}.img").exists():
         pagemap = load_image(folder / f"pagemap-{pid}.img")
         if pagemap and "pages_id" in pagemap[0]:
@@ -291,19 +336,23 @@ def _memory(folder: Path, pid: int, files: _FileTable) -> ProcessMemory:
         for pm in pagemap[1:]:
             if _int(pm, "flags", f"pagemap-{pid}.img", PE_PRESENT) & PE_PRESENT:
                 start = _int(pm, "vaddr", f"pagemap-{pid}.img")
-                present.append((start, start + PAGE_SIZE * _int(pm, "nr_pages", "pagemap")))
+                size = PAGE_SIZE * _int(pm, "nr_pages", f"pagemap-{pid}.img")
+                present.append((start, start + size, offset))
+                offset += size
     maps = []
     for vma in vmas:
         vma = _dict(vma, "vma", image)
         start, end = _int(vma, "start", image), _int(vma, "end", image)
         status, shmid = _int(vma, "status", image, 0), _int(vma, "shmid", image, 0)
-        dumped = sum(max(0, min(end, b) - max(start, a)) for a, b in present)
+        dumped = sum(max(0, min(end, b) - max(start, a)) for a, b, _ in present)
         maps.append(
             MemoryMapping(start, end, _prot(_int(vma, "prot", image, 0)),
                           bool(status & (1 << 7 | 1 << 8)), _vma_name(status, shmid, files),
                           dumped)
         )
-    return ProcessMemory(pid, pages_file, tuple(maps))
+    args = (_int(mm, "mm_arg_start", image, 0), _int(mm, "mm_arg_end", image, 0))
+    env = (_int(mm, "mm_env_start", image, 0), _int(mm, "mm_env_end", image, 0))
+    return ProcessMemory(pid, pages_file, tuple(maps), args, env, tuple(present))
 
 
 def _vma_name(status: int, shmid: int, files: _FileTable) -> str:

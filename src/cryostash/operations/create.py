@@ -168,8 +168,8 @@ def create(
                 name=name,
                 engine=eng.name,
                 engine_version=dump.engine_version,
-                host=settings.host,
-                kernel=platform.release(),
+                host=dump.host or settings.host,
+                kernel=dump.kernel or platform.release(),
                 created_at=info.created_at,
                 labels=labels,
                 parent=None,
@@ -188,6 +188,7 @@ def create(
                 stats=stats,
                 engine_version=dump.engine_version,
                 manifest_digest=store.sealing.manifest_digest(data),
+                host=dump.host,
             )
             hooks.reached("after-commit")
             if baseline is not None and leave_running:  # never raises

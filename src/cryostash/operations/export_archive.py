@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from cryostash.engines.archive_origin import ARCHIVE_ENGINES
 from cryostash.engines.container_archive import LAYOUT, rebuild_archive
 from cryostash.engines.podman import ARCHIVE
 from cryostash.errors import IntegrityError, StorageError, UsageError
@@ -110,7 +111,7 @@ def export_archive(
     if compress is not None and compress not in COMPRESSIONS:
         raise UsageError(f"--compress {compress}: expected one of {', '.join(COMPRESSIONS)}")
     info = repo.checkpoint(target, name, request.checkpoint_dir)
-    if info.engine != "podman":
+    if info.engine not in ARCHIVE_ENGINES:
         raise UsageError(f"cannot export a {info.engine} checkpoint as a container archive")
     manifest = repo.manifest(store, info)
     paths = {f.path for f in manifest.files}

@@ -19,8 +19,13 @@
 3. **Store** through :func:`cryostash.operations.create.create` with an engine that only
    hands over the prepared folder (:class:`PreparedArchive`): the usual reservation, chunking
    and deduplication (each member on its own), manifest, commit and ``checkpoint`` event.
-   The engine recorded is ``podman``: ``cryostash restore`` rebuilds the archive and runs
-   ``podman container restore --import``; ``cryostash export`` writes it back.
+   What is recorded of where it was made comes from the archive
+   (:func:`~cryostash.engines.archive_origin.read_origin`): the engine (``crio`` for a
+   CRI-O / kubelet archive, ``podman``, ``containerd``), the node's host name and kernel
+   (this host's when the archive does not say), CRIU's version and dump statistics
+   (frozen time...). ``cryostash restore`` of a ``podman`` one rebuilds the archive and runs
+   ``podman container restore --import``; a ``crio``/``containerd`` one is restored by
+   that engine, not here (:mod:`.restore` says so); ``cryostash export`` writes any back.
 
 The image folder holds ``archive/<member>`` (the data of every regular member),
 ``cryostash-archive.json`` (the layout: every other byte, so the archive is rebuilt bit
@@ -45,6 +50,7 @@ from typing import IO, Any
 import blake3
 
 from cryostash.engines.archive_bounds import TarBounds, unpack_limit
+from cryostash.engines.archive_origin import Origin, read_origin
 from cryostash.engines.container_archive import (
     DEFAULT_MAX_MEMBER,
     LAYOUT,
@@ -87,6 +93,7 @@ class Prepared:
     archive_bytes: int
     labels: dict[str, str]
     record: dict[str, Any]
+    origin: Origin
 
 
 def detect(head: bytes) -> str:
@@ -273,31 +280,35 @@ def prepare(
         "imported": {"archive": filename or "-", "compression": kind},
     }
     (image / SIDECAR).write_text(json.dumps(record, indent=1))
-    return Prepared(image, layout, kind, read, labels, record)
+    return Prepared(image, layout, kind, read, labels, record, read_origin(image / MEMBERS))
 
 
 class PreparedArchive:
     """The "engine" of an import: its dump moves a prepared folder into the image folder
-    (same file system: both are under the scratch root). Recorded as ``podman``."""
-
-    name = "podman"
+    (same file system: both are under the scratch root). Recorded as the engine that made
+    the archive (``crio``, ``podman``, ``containerd``), with the archive's node."""
 
     def __init__(self, prepared: Prepared) -> None:
         self.prepared = prepared
+        self.name = prepared.origin.engine
 
     def available(self) -> Availability:
         return Availability(ok=True)
 
     def dump(self, locator: str, image_dir: Path, options: DumpOptions) -> DumpStats:
         started = time.monotonic()
-        p = self.prepared
+        p, origin = self.prepared, self.prepared.origin
         for entry in (MEMBERS, LAYOUT, SIDECAR):
             os.rename(p.folder / entry, image_dir / entry)
+        criu = f" (CRIU {origin.criu_version})" if origin.criu_version else ""
         return DumpStats(
             duration_s=time.monotonic() - started,
             root_pid=None,
-            engine_version=f"imported {p.labels.get('source', 'podman')} archive",
+            engine_version=f"imported {p.labels.get('source', 'podman')} archive{criu}",
+            host=origin.host,
+            kernel=origin.kernel,
             details={
+                **origin.details(),
                 "imported": p.record["imported"]["archive"],
                 "compression": p.compression,
                 "archive_bytes": p.archive_bytes,
@@ -369,7 +380,7 @@ def import_archive(
                 target,
                 name,
                 locator=filename or "-",
-                engine=PreparedArchive.name,
+                engine=prepared.origin.engine,
                 leave_running=True,  # nothing was stopped: nothing to give back on failure
                 checkpoint_dir=request.checkpoint_dir,
                 labels={**prepared.labels, **request.labels},

@@ -5,6 +5,11 @@
 mappings, pagemaps; never the pages) from the store, each chunk verified as a restore
 verifies it, into a private scratch folder, and reads them with CRIU's pycriu
 (:func:`~cryostash.engines.criu_contents.read_contents`). Nothing is restored.
+
+With ``cmdline`` (``--cmdline``) or ``env`` (``--env``), each process's command line or
+environment is read from its memory: only the chunks of its pages file that hold the
+address range its ``mm`` image names (a page or two), fetched and verified. The
+environment holds secrets: it is read only when asked, and never logged.
 """
 
 from __future__ import annotations
@@ -16,8 +21,10 @@ from typing import Any
 from cryostash.engines.criu_contents import NEEDED, Contents, ProcessMemory, read_contents
 from cryostash.errors import UsageError
 from cryostash.repository import Repository
-from cryostash.store import Manifest
+from cryostash.store import Manifest, Store
 from cryostash.transfer import datapath
+from cryostash.transfer.chunking import may_be_zero
+from cryostash.transfer.unpack import fetch_verified
 from cryostash.types import CheckpointInfo, FileEntry
 
 
@@ -31,6 +38,7 @@ class Look:
     manifest: Manifest
     folder: str
     contents: Contents
+    store: Store
 
     def pages(self, memory: ProcessMemory) -> FileEntry | None:
         """The manifest's entry of the pages file of ``memory``."""
@@ -83,13 +91,41 @@ def look_inside(
     with repo.scratch(f"restore-look-{target}-{name}") as scratch:
         datapath.unpack_image(repo.settings, store, wanted, scratch, jobs=repo.jobs)
         contents = read_contents(scratch / folder if folder else scratch)
-    return Look(info, manifest, folder, contents)
+    return Look(info, manifest, folder, contents, store)
+
+
+def _read_range(store: Store, entry: FileEntry, offset: int, length: int) -> bytes:
+    """``length`` bytes at ``offset`` of the stored file ``entry``: only the chunks that
+    hold them are fetched (and verified)."""
+    out, pos, end = bytearray(), 0, offset + length
+    sizes = entry.chunk_sizes or (entry.size,)
+    last = len(sizes) - 1
+    for n, (digest, size) in enumerate(zip(entry.blobs, sizes, strict=True)):
+        if pos < end and pos + size > offset:
+            if may_be_zero(size, n == last) and digest == store.sealing.zero_name(size):
+                data: bytes | memoryview = bytes(size)
+            else:
+                data = fetch_verified(store, digest, size, f"chunk {digest} of {entry.path}").plain
+            out += data[max(offset - pos, 0) : min(end - pos, size)]
+        pos += size
+    return bytes(out)
+
+
+def process_strings(look: Look, memory: ProcessMemory, span: tuple[int, int]) -> list[str]:
+    """The NUL-separated strings at ``span`` of the memory of ``memory``'s process (its
+    ``args`` or ``env``), decoded with replacement; [] when not dumped."""
+    entry = look.pages(memory)
+    if entry is None or span[1] <= span[0]:
+        return []
+    raw = b"".join(_read_range(look.store, entry, o, n) for o, n in memory.file_spans(span))
+    return [s.decode("utf-8", "replace") for s in raw.split(b"\0") if s]
 
 
 @dataclass(frozen=True)
 class ContentsRequest:
     """The checkpoint to look into, and the sections wanted: the process ``tree``, the
-    open ``files`` (descriptors, sockets, pipes), the ``memory`` mappings."""
+    open ``files`` (descriptors, sockets, pipes), the ``memory`` mappings; ``cmdline`` and
+    ``env`` add each process's command line and environment to the tree."""
 
     target: str
     name: str
@@ -97,6 +133,8 @@ class ContentsRequest:
     tree: bool = False
     files: bool = False
     memory: bool = False
+    cmdline: bool = False
+    env: bool = False
 
 
 @dataclass(frozen=True)
@@ -124,11 +162,21 @@ class ContentsView:
 def inspect_contents(repo: Repository, request: ContentsRequest) -> ContentsView:
     """What the checkpoint's CRIU images say, the sections asked for (see
     :func:`look_inside`, whose errors it raises)."""
-    contents = look_inside(repo, request.target, request.name, request.checkpoint_dir).contents
+    look = look_inside(repo, request.target, request.name, request.checkpoint_dir)
+    contents = look.contents
+    tree = contents.tree_dict() if request.tree or request.cmdline or request.env else None
+    for process in tree or ():
+        memory = next((m for m in contents.memory if m.pid == process["pid"]), None)
+        for wanted, key, shown in (
+            (request.cmdline, "args", "cmdline"), (request.env, "env", "env")
+        ):
+            if wanted:
+                span = getattr(memory, key) if memory else (0, 0)
+                process[shown] = process_strings(look, memory, span) if memory else []
     return ContentsView(
         request.target,
         request.name,
-        tree=contents.tree_dict() if request.tree else None,
+        tree=tree,
         files=contents.files_dict() if request.files else None,
         memory=contents.memory_dict() if request.memory else None,
     )

@@ -3,6 +3,8 @@
 Committed row -> manifest (its digest checked against the catalog) -> fetch every file
 into private scratch, verifying each hash -> engine restore -> event -> clean scratch.
 Wrong bytes never reach the engine. (``restore --lazy``: :mod:`.restore_lazy`.)
+An imported CRI-O or containerd archive is refused, naming the engine that restores it,
+unless an engine is asked for (``--engine podman``).
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import time
 from dataclasses import dataclass
 
 from cryostash.engines import check_restorable
+from cryostash.engines.archive_origin import RESTORED_ELSEWHERE
+from cryostash.errors import UsageError
 from cryostash.repository import Repository
 from cryostash.transfer import datapath
 from cryostash.types import RestoreOptions, RestoreResult
@@ -52,11 +56,19 @@ def restore(repo: Repository, request: RestoreRequest) -> RestoreResult:
             the checkpoint (:func:`cryostash.engines.check_restorable`), before any download.
         IntegrityError: a stored object is corrupt or missing (names file and blob).
         EngineError: the engine could not restore.
+        UsageError: an imported CRI-O / containerd archive and no ``engine`` asked for.
     """
     target, name = request.target, request.name
     info = repo.checkpoint(target, name, request.checkpoint_dir)
     if request.engine:  # an engine that cannot read it: refused before any download
         check_restorable(info.engine, request.engine, f"{target}/{name}")
+    if request.engine is None and info.engine in RESTORED_ELSEWHERE:
+        maker = RESTORED_ELSEWHERE[info.engine]
+        raise UsageError(
+            f"{target}/{name} is an imported {maker} checkpoint archive: {maker} restores it "
+            f"(on a node running {maker}), no engine here does. `cryostash export {target} "
+            f"{name} -o FILE` gives the archive back for it; `--engine podman` tries Podman"
+        )
     store = repo.store(request.checkpoint_dir)
     manifest = repo.manifest(store, info)
     eng = repo.engine(request.engine or info.engine)
