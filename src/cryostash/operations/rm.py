@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from cryostash.errors import CheckpointNotFound, InvalidName
 from cryostash.repository import Repository
 from cryostash.repository.cleanup import remove_checkpoint
+from cryostash.urls import sqlite_file
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,8 @@ def rm(repo: Repository, request: RmRequest) -> Removed:
     try:
         info = repo.checkpoint(request.target, request.name, request.checkpoint_dir)
     except InvalidName as invalid:
+        if not _catalog_may_hold_it(repo):
+            raise invalid from None
         url = repo.store(request.checkpoint_dir).url
         try:
             info = repo.catalog.get(url, request.target, request.name)
@@ -53,3 +56,10 @@ def rm(repo: Repository, request: RmRequest) -> Removed:
             raise invalid from None
     deleted = remove_checkpoint(repo, info, request.checkpoint_dir)
     return Removed(request.target, request.name, tuple(deleted))
+
+
+def _catalog_may_hold_it(repo: Repository) -> bool:
+    """Whether a catalog exists that may hold a row under an invalid name: a SQLite file
+    that is there, or a server catalog. A missing SQLite file is not created to find out."""
+    path = sqlite_file(repo.settings.catalog_url)
+    return path is None or path.expanduser().is_file()
