@@ -8,7 +8,8 @@ Usage::
 It starts ``cryostash daemon`` on a socket in that folder (the ``daemon`` extra), waits
 until it answers, then times ``python -m cryostash --daemon unix://SOCK ls`` and
 ``python -m cryostash --no-daemon ls`` (each a new process, as a user runs it; wall
-clock, interpreter start-up included) alternately, prints one line per way, and stops
+clock, interpreter start-up included; one unmeasured run of each first, so that the
+bytecode is compiled as in an installed package) alternately, prints one line per way, and stops
 the daemon by its PID (SIGTERM). Figures depend on the machine and its load: compare the
 two lines of one run.
 """
@@ -27,6 +28,7 @@ from pathlib import Path
 
 def _env(home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CRYOSTASH_")}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # compiled once (warm-up), as installed
     env.update(
         CRYOSTASH_STORE=str(home / "store"),
         CRYOSTASH_CATALOG=f"sqlite:///{home / 'catalog.db'}",
@@ -71,6 +73,8 @@ def main(runs: int) -> None:
                 "in process": ["--no-daemon", "ls"],
             }
             times: dict[str, list[float]] = {way: [] for way in ways}
+            for args in ways.values():  # warm-up: bytecode written, page cache filled
+                _timed(args, env)
             for _ in range(runs):
                 for way, args in ways.items():
                     times[way].append(_timed(args, env))
