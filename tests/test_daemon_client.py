@@ -26,14 +26,15 @@ HEAVY = ("sqlalchemy", "fsspec", "botocore", "s3fs", "aiohttp", "prometheus_clie
 
 
 @pytest.fixture
-def home(tmp_path: Path) -> Path:
-    return tmp_path / "cs"
+def daemon(tmp_path: Path, criu_path: str) -> Iterator[Daemon]:
+    """A daemon serving ``TMP/cs`` (its ``home``), stopped by PID after the test."""
+    with daemon_rig.running(tmp_path / "cs", criu_path) as running:
+        yield running
 
 
 @pytest.fixture
-def daemon(home: Path, criu_path: str) -> Iterator[Daemon]:
-    with daemon_rig.running(home, criu_path) as running:
-        yield running
+def home(daemon: Daemon) -> Path:
+    return daemon.home
 
 
 def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
