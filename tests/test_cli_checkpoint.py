@@ -1,7 +1,11 @@
 """Docker's checkpoint contract, end to end through the ``cryostash`` CLI, with real CRIU.
 
-Every test gets its own local store, SQLite catalog and scratch folder; every process it
-starts is tracked by ``procs`` and killed by PID when the test ends.
+Every scenario runs twice (``mode``): in process (no daemon), and through a real daemon
+(``CRYOSTASH_DAEMON``; one per module, on its own socket, serving the same store, catalog
+and scratch), with the same expected output and exit codes. In process, every test gets
+its own local store, SQLite catalog and scratch folder; through the daemon, the module's
+daemon's folders, emptied before each test. Every process a test starts is tracked by
+``procs`` and killed by PID when the test ends.
 """
 
 from __future__ import annotations
@@ -10,12 +14,14 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.support import daemon_rig
 from tests.support.cli import home_env
+from tests.support.daemon_rig import Daemon
 from tests.support.processes import (
     ProcessTracker,
     pid_exists,
@@ -28,16 +34,50 @@ from tests.support.processes import (
 Cli = Callable[..., subprocess.CompletedProcess[str]]
 
 
-@pytest.fixture
-def home(tmp_path: Path) -> Path:
-    """A private data folder: store, catalog and scratch of one test."""
-    return tmp_path / "cs"
+@pytest.fixture(scope="module")
+def shared_daemon(tmp_path_factory: pytest.TempPathFactory, criu_path: str) -> Iterator[Daemon]:
+    """The module's daemon, which may also serve ``HOME/elsewhere`` and ``HOME/plain-file``
+    (``--checkpoint-dir``; a daemon keeps a store it opened, so a folder that later turns
+    into a file is another test's: ``plain-file``)."""
+    home = tmp_path_factory.mktemp("daemon") / "cs"
+    allowed = [f"--allow-checkpoint-dir={home / d}" for d in ("elsewhere", "plain-file")]
+    with daemon_rig.running(home, criu_path, *allowed) as running:
+        yield running
+
+
+@pytest.fixture(params=["in-process", "daemon"])
+def mode(request: pytest.FixtureRequest) -> str:
+    """How the CLI runs the verbs: in process, or through the module's daemon."""
+    return str(request.param)
 
 
 @pytest.fixture
-def cli(home: Path, criu_path: str) -> Cli:
-    """Run ``cryostash`` as a user would (a new process), against the test's folders."""
+def home(tmp_path: Path, mode: str, request: pytest.FixtureRequest) -> Path:
+    """The data folder of one test: store, catalog and scratch (empty)."""
+    if mode == "in-process":
+        return tmp_path / "cs"
+    daemon: Daemon = request.getfixturevalue("shared_daemon")
+    daemon_rig.reset_home(daemon.home)
+    return daemon.home
+
+
+@pytest.fixture
+def elsewhere(home: Path, tmp_path: Path, mode: str) -> Path:
+    """A second store's folder (``--checkpoint-dir``), one the daemon may serve."""
+    return home / "elsewhere" if mode == "daemon" else tmp_path / "elsewhere"
+
+
+@pytest.fixture
+def cli(home: Path, criu_path: str, mode: str, request: pytest.FixtureRequest) -> Iterator[Cli]:
+    """Run ``cryostash`` as a user would (a new process), against the test's folders; in
+    ``daemon`` mode through the daemon (asserted: it ran operations for the test)."""
     env = {**os.environ, **home_env(home, criu_path)}
+    env.pop("CRYOSTASH_DAEMON", None)
+    daemon: Daemon | None = None
+    if mode == "daemon":
+        daemon = request.getfixturevalue("shared_daemon")
+        env["CRYOSTASH_DAEMON"] = f"unix://{daemon.socket}"
+        served = _operations(daemon)
 
     def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         done = subprocess.run(
@@ -53,7 +93,17 @@ def cli(home: Path, criu_path: str) -> Cli:
             )
         return done
 
-    return run
+    yield run
+    if daemon is not None:
+        assert _operations(daemon) > served, "no command of the test went through the daemon"
+
+
+def _operations(daemon: Daemon) -> float:
+    """Operations the daemon ran (finished, failed or not)."""
+    return sum(
+        value for (sample, _), value in daemon.metrics().items()
+        if sample == "cryostash_daemon_operations_total"
+    )
 
 
 def stored_files(home: Path) -> list[str]:
@@ -137,7 +187,7 @@ BAD_NAMES = ["..", "../escape", "foo/../..", "/abs", "bad name", "", "   ", "a"]
 
 @pytest.mark.parametrize("bad", BAD_NAMES)
 def test_invalid_names_are_refused_on_every_verb_and_nothing_is_written(
-    cli: Cli, home: Path, bad: str
+    cli: Cli, home: Path, bad: str, mode: str
 ) -> None:
     name_msg = f"Invalid checkpoint ID ({bad}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
     target_msg = f"Invalid container name ({bad}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
@@ -155,8 +205,11 @@ def test_invalid_names_are_refused_on_every_verb_and_nothing_is_written(
         done = cli(*args, check=False)
         assert done.returncode == 2, (args, done.stderr)
         assert message in done.stderr, (args, done.stderr)
-    assert not home.exists() or stored_files(home) == []
-    assert not (home / "catalog.db").exists()
+    assert not (home / "store").exists() or stored_files(home) == []
+    if mode == "in-process":
+        assert not (home / "catalog.db").exists()
+    else:  # the daemon's catalog exists: nothing was written to it
+        assert daemon_rig.catalog_counts(home) == {"checkpoints": 0, "events": 0}
     assert scratch_entries(home) == []
 
 
@@ -300,10 +353,9 @@ def test_criu_failure_carries_the_log_tail_and_cleans_up(
 
 
 def test_checkpoint_dir_is_a_separate_store(
-    cli: Cli, procs: ProcessTracker, tmp_path: Path, home: Path
+    cli: Cli, procs: ProcessTracker, tmp_path: Path, home: Path, elsewhere: Path
 ) -> None:
     proc = procs.counter(tmp_path / "p")
-    elsewhere = tmp_path / "elsewhere"
     cli("create", "app", "away", "--pid", str(proc.pid), "--checkpoint-dir", str(elsewhere))
     wait_pid_gone(proc.pid)
     assert (elsewhere / "checkpoints" / "app" / "away" / "manifest.json").is_file()
@@ -320,8 +372,11 @@ def test_checkpoint_dir_is_a_separate_store(
     assert not [p for p in elsewhere.rglob("*") if p.is_file()]
 
 
-def test_checkpoint_dir_naming_a_file_is_refused(cli: Cli, tmp_path: Path) -> None:
-    a_file = tmp_path / "plain-file"
+def test_checkpoint_dir_naming_a_file_is_refused(
+    cli: Cli, home: Path, tmp_path: Path, mode: str
+) -> None:
+    a_file = home / "plain-file" if mode == "daemon" else tmp_path / "plain-file"
+    a_file.parent.mkdir(parents=True, exist_ok=True)
     a_file.write_text("x")
     done = cli("create", "app", "cp", "--pid", "1", "--checkpoint-dir", str(a_file), check=False)
     assert done.returncode == 2

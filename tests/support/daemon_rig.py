@@ -44,6 +44,11 @@ class Daemon:
     def pid(self) -> int:
         return self.proc.pid
 
+    @property
+    def home(self) -> Path:
+        """The data folder it serves (store, catalog, scratch: :func:`home_env`)."""
+        return self.stderr.parent
+
     def logs(self) -> str:
         return self.stderr.read_text(errors="replace")
 
@@ -144,6 +149,35 @@ def start(
         daemon.kill()
         raise
     return daemon
+
+
+def reset_home(home: Path) -> None:
+    """Empty the store, scratch folder and catalog rows of a running daemon's ``home``
+    behind its back (between tests sharing one daemon); the catalog's schema stays."""
+    import shutil
+    import sqlite3
+
+    for folder in ("store", "scratch", "elsewhere", "plain-file"):
+        path = home / folder
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+    with contextlib.closing(sqlite3.connect(home / "catalog.db")) as db, db:
+        for table in ("checkpoint_blobs", "blobs", "events", "retention_policies",
+                      "checkpoints"):
+            db.execute(f"DELETE FROM {table}")
+
+
+def catalog_counts(home: Path) -> dict[str, int]:
+    """The rows of ``home``'s catalog's ``checkpoints`` and ``events`` tables."""
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(home / "catalog.db")) as db:
+        return {
+            table: db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+            for table in ("checkpoints", "events")
+        }
 
 
 @contextlib.contextmanager

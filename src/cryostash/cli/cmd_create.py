@@ -109,6 +109,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
             "(otherwise the new checkpoint itself could be pruned)"
         )
     from cryostash.operations.create import CreateRequest, create
+    from cryostash.types import CheckpointInfo
 
     request = CreateRequest(
         args.target,
@@ -120,7 +121,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         labels=parse_labels(args.label),
         engine_args=(*common_opts(args), *engine_opts(args.criu_opt)),
     )
-    info = create(ctx.repository, request)
+    info = ctx.call("create", create, request, CheckpointInfo)
     if args.print_stats:
         print_stats(info.stats)
     if args.json:

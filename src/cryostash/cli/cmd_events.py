@@ -27,8 +27,10 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     action, target, name."""
     from cryostash.operations.events import EventsRequest
     from cryostash.operations.events import events as read_events
+    from cryostash.types import Event
 
-    events = read_events(ctx.repository, EventsRequest(args.target, args.limit))
+    request = EventsRequest(args.target, args.limit)
+    events = ctx.call("events", read_events, request, tuple[Event, ...])
     if args.json:
         print_json([e.as_dict() for e in events])
         return 0

@@ -45,12 +45,12 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     name = selected_name(args, ctx)
     if args.tree or args.files or args.memory or args.cmdline or args.env:
         return _look(args, ctx, name)
-    from cryostash.operations.inspect import InspectRequest, inspect
+    from cryostash.operations.inspect import Inspection, InspectRequest, inspect
 
     request = InspectRequest(
         args.target, name, args.checkpoint_dir, history=not args.log, log=args.log
     )
-    view = inspect(ctx.repository, request)
+    view = ctx.call("inspect", inspect, request, Inspection)
     if view.log is not None:
         write_log(view.log)
         return 0
@@ -101,13 +101,17 @@ def _text(data: dict[str, Any]) -> list[str]:
 def _look(args: argparse.Namespace, ctx: Context, name: str) -> int:
     """``--tree``/``--files``/``--memory``: the sections asked for, text or JSON."""
     from cryostash.cli import show_contents
-    from cryostash.operations.inspect_contents import ContentsRequest, inspect_contents
+    from cryostash.operations.inspect_contents import (
+        ContentsRequest,
+        ContentsView,
+        inspect_contents,
+    )
 
     request = ContentsRequest(
         args.target, name, args.checkpoint_dir, args.tree, args.files, args.memory,
         args.cmdline, args.env,
     )
-    data = inspect_contents(ctx.repository, request).as_dict()
+    data = ctx.call("inspect-contents", inspect_contents, request, ContentsView).as_dict()
     if args.json:
         print_json(data)
         return 0

@@ -42,12 +42,12 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     ``--all``/``--pending``: ``STATUS`` (``committed``, ``pending``: its creator is alive
     or may be, ``abandoned``: dead or past its lease, the next create or gc undoes it) and
     ``OWNER`` (host, PID, since when) columns."""
-    from cryostash.operations.ls import LsRequest, Show, ls
+    from cryostash.operations.ls import Listing, LsRequest, Show, ls
 
     show = Show.ALL if args.all else Show.PENDING if args.pending else Show.COMMITTED
     names_only = show is Show.COMMITTED and not args.json
     request = LsRequest(args.target, args.checkpoint_dir, filters(args), show, names_only)
-    listing = ls(ctx.repository, request)
+    listing = ctx.call("ls", ls, request, Listing)
     if show is Show.COMMITTED:
         return _committed(args, listing)
     if args.json:

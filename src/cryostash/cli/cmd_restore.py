@@ -93,12 +93,13 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         result = restore_lazy(ctx.repository, lazy)
     else:
         from cryostash.operations.restore import RestoreRequest, restore
+        from cryostash.types import RestoreResult
 
         request = RestoreRequest(
             args.target, name, args.checkpoint_dir, engine_args, engine=args.engine,
             container=args.as_name, bundle=args.bundle, allow=tuple(args.allow or ()),
         )
-        result = restore(ctx.repository, request)
+        result = ctx.call("restore", restore, request, RestoreResult)
     if args.print_stats:
         print_stats(result.details)
     if args.json:

@@ -19,7 +19,7 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
     """Remove it; print nothing on success (like ``docker checkpoint rm``)."""
-    from cryostash.operations.rm import RmRequest, rm
+    from cryostash.operations.rm import Removed, RmRequest, rm
 
-    rm(ctx.repository, RmRequest(args.target, args.name, args.checkpoint_dir))
+    ctx.call("rm", rm, RmRequest(args.target, args.name, args.checkpoint_dir), Removed)
     return 0

@@ -6,6 +6,11 @@ with the cyclic garbage collector paused, and what they created is then frozen
 (``gc.freeze``, once per process): those objects live as long as the process anyway, and
 neither the collections during the import nor the final one at exit walk them again.
 That takes about a third off a short command such as ``ls`` (see :func:`_loading`).
+
+A verb calls its operation through :meth:`Context.call`, which runs it in this process or
+on a daemon (:mod:`cryostash.cli.daemon_route`): either way it returns the same typed
+result, and the daemon's errors are raised as the same classes with the same messages,
+so the verb's presentation, ``--json`` and exit codes are the same.
 """
 
 from __future__ import annotations
@@ -13,8 +18,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from cryostash.cli.present import clean, print_json, say
 
@@ -36,6 +42,9 @@ READ_VERBS = frozenset({"ls", "inspect", "events"})
 #: (:attr:`cryostash.repository.Repository.create`).
 CREATING_VERBS = frozenset({"create", "import", "store", "db", "catalog", "migrate"})
 
+T = TypeVar("T")
+_UNDECIDED = Path()
+
 
 class Context:
     """Settings from the global flags, and a repository opened on first use."""
@@ -45,6 +54,31 @@ class Context:
         self._settings: Settings | None = None
         self._repository: Repository | None = None
         self._bars: Bars | None = None
+        self._daemon: Path | None = _UNDECIDED
+
+    def call(
+        self, verb: str, function: Callable[..., T], request: object, result: Any
+    ) -> T:
+        """``function(repository, request)`` (the operation of ``verb``), in this process
+        or on the daemon :func:`~cryostash.cli.daemon_route.choose` chose, whose reply is
+        decoded as ``result`` (the operation's return type).
+
+        Raises:
+            CryostashError: the operation's error (from the daemon: the class of its exit
+                code, its message); DaemonError: the daemon named cannot serve.
+        """
+        if self._daemon is _UNDECIDED:
+            from cryostash.cli.daemon_route import choose
+
+            self._daemon = choose(self.args, self.settings)
+        if self._daemon is None:
+            return function(self.repository, request)
+        from cryostash.daemon import client, codec
+
+        data = client.call(
+            verb, codec.encode(request, fields=True), socket_path=self._daemon, lossless=True
+        )
+        return cast(T, codec.decode_result(result, data, verb))
 
     @property
     def settings(self) -> Settings:

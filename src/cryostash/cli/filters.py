@@ -135,7 +135,7 @@ def selected_name(args: argparse.Namespace, ctx: Context) -> str:
         if args.filter_labels or args.filter_host is not None or args.filter_since is not None:
             raise UsageError("--label, --host and --since choose a checkpoint with --latest")
         return str(args.name)
-    from cryostash.operations.ls import LsRequest, ls
+    from cryostash.operations.ls import Listing, LsRequest, ls
 
     request = LsRequest(args.target, args.checkpoint_dir, filters(args), latest=True)
-    return ls(ctx.repository, request).rows[0].info.name
+    return ctx.call("ls", ls, request, Listing).rows[0].info.name

@@ -131,6 +131,13 @@ _GLOBALS: list[tuple[str, str, dict[str, Any]]] = [
         "help": "fsspec storage option, e.g. endpoint_url=http://... or profile=NAME; VALUE is "
         "JSON if it parses, else text (repeatable) [$CRYOSTASH_STORAGE_OPTIONS, a JSON object]",
     }),
+    ("main", "--daemon", {
+        "metavar": "unix:///PATH",
+        "help": "run the verb on the cryostash daemon on this socket (exit 13 if it cannot "
+        "serve) [$CRYOSTASH_DAEMON]; default: the one on /run/cryostash/cryostash.sock when "
+        "it serves this command's store, catalog, scratch and host, else in this process"}),
+    ("main", "--no-daemon", {
+        "action": "store_true", "help": "run the verb in this process, never on a daemon"}),
     ("data", "--chunk-size", {
         "metavar": "SIZE", "help": "average chunk, default 1M [$CRYOSTASH_CHUNK_SIZE]"}),
     ("data", "--compression", {

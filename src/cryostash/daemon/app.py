@@ -66,13 +66,18 @@ async def _middleware(request: web.Request, handler: Handler) -> web.StreamRespo
     return response
 
 
-def build(config: DaemonConfig, runner: Runner, metrics: Metrics) -> web.Application:
-    """The application serving ``config`` with ``runner``'s operations."""
+def build(
+    config: DaemonConfig, runner: Runner, metrics: Metrics, serves: dict[str, str]
+) -> web.Application:
+    """The application serving ``config`` with ``runner``'s operations; ``serves``: its
+    store, catalog, scratch and host as ``/v1/status`` reports them
+    (:func:`~cryostash.daemon.config.serves`)."""
     app = web.Application(middlewares=[_middleware])
     app[routes_v1.CONFIG] = config
     app[routes_v1.RUNNER] = runner
     app[routes_v1.METRICS] = metrics
     app[routes_v1.STARTED] = time.monotonic()
+    app[routes_v1.SERVES] = serves
     routes_v1.add_routes(app)
     routes_docker.add_routes(app)
     return app

@@ -1,7 +1,7 @@
 """A client of the daemon's ``/v1`` API over its UNIX socket, with the standard library
 only (``http.client``, through :class:`~cryostash.engines.docker_api.UnixConnection`):
-what ``cryostash daemon status`` uses, and what the command line will use as a thin
-client.
+what ``cryostash daemon status`` uses, and what the command line uses as a thin client
+(:mod:`cryostash.cli.daemon_route`).
 
 Every request says the client's version (header ``Cryostash-Version``); a daemon of
 another version refuses it, and a reply from a daemon of another version is refused
@@ -66,25 +66,35 @@ def request(
     return reply.status, data
 
 
-def call(verb: str, fields: dict[str, Any], *, socket_path: Path = DEFAULT_SOCKET) -> Any:
-    """Run ``verb`` with the request ``fields`` on the daemon; its result (JSON data).
+def call(
+    verb: str, fields: dict[str, Any], *, socket_path: Path = DEFAULT_SOCKET,
+    lossless: bool = False,
+) -> Any:
+    """Run ``verb`` with the request ``fields`` on the daemon; its result (JSON data:
+    with ``lossless``, its dataclass fields, ``?form=fields``, for
+    :func:`cryostash.daemon.codec.decode_result`).
 
     Raises:
         CryostashError: the operation's error, of the class its exit code names, with
-            its message; DaemonError as :func:`request`.
+            its message (several lines kept when the daemon says so); DaemonError as
+            :func:`request`.
     """
-    status, data = request("POST", f"/v1/verbs/{verb}", fields, socket_path=socket_path)
+    path = f"/v1/verbs/{verb}" + ("?form=fields" if lossless else "")
+    status, data = request("POST", path, fields, socket_path=socket_path)
     if status == 200:
         return data
     error = error_class(int(data.get("exit_code", 1))) if isinstance(data, dict) else None
     message = data.get("message") if isinstance(data, dict) else None
-    raise (error or CryostashError)(str(message or f"the daemon answered {status}"))
+    raised = (error or CryostashError)(str(message or f"the daemon answered {status}"))
+    if isinstance(data, dict) and data.get("multiline") is True:
+        raised.multiline = True
+    raise raised
 
 
-def status(socket_path: Path = DEFAULT_SOCKET) -> dict[str, Any]:
+def status(socket_path: Path = DEFAULT_SOCKET, timeout: float = 10.0) -> dict[str, Any]:
     """The daemon's ``/v1/status``: version, pid, uptime_s, in_flight, workers,
-    repositories, engine."""
-    code, data = request("GET", "/v1/status", socket_path=socket_path, timeout=10.0)
+    repositories, engine, serves (store, catalog, scratch, host)."""
+    code, data = request("GET", "/v1/status", socket_path=socket_path, timeout=timeout)
     if code != 200 or not isinstance(data, dict):
         raise DaemonError(f"{socket_path} answered {code} to /v1/status")
     return data

@@ -1,4 +1,4 @@
-"""JSON to a verb's request, a verb's result to JSON, an error to its JSON body.
+"""JSON to a verb's request, a verb's result to JSON and back.
 
 :func:`decode_request` builds the frozen request dataclass of a verb
 (:data:`cryostash.operations.VERBS`) from a JSON object, field by field from the
@@ -12,7 +12,10 @@ labels, ...) are then validated by the operation, exactly as for the command lin
 
 :func:`encode` turns a result into JSON data: an object's ``as_dict()`` when it has one,
 otherwise a dataclass's fields (recursively), enums as their value, datetimes as
-ISO-8601 text, mappings as objects, sequences as arrays, paths as text.
+ISO-8601 text, mappings as objects, sequences as arrays, paths as text, bytes as hex.
+With ``fields=True`` every dataclass is its fields, never its ``as_dict()`` (lossless):
+:func:`decode_result` turns that back into the typed result (the command line's client
+presents what the daemon returns exactly as what the operation returns in process).
 """
 
 from __future__ import annotations
@@ -37,6 +40,16 @@ def decode_request(cls: type[Any], data: object, verb: str) -> Any:
             does not have the field's type (the message names the verb and the field).
     """
     return _dataclass(cls, data, verb)
+
+
+def decode_result(hint: Any, data: object, verb: str) -> Any:
+    """The result of ``verb``, of type ``hint`` (the operation's return annotation), from
+    its JSON form ``encode(result, fields=True)``.
+
+    Raises:
+        UsageError: ``data`` does not have that form (a daemon of another kind).
+    """
+    return _value(hint, data, f"{verb} result")
 
 
 def _dataclass(cls: type[Any], data: object, where: str) -> Any:
@@ -74,12 +87,13 @@ def _value(hint: Any, value: object, where: str) -> Any:
         if len(real) == 1:
             return _value(real[0], value, where)
         raise UsageError(f"{where}: this field cannot be given over the API")
-    if origin is tuple:
+    if origin in (tuple, list, frozenset, set):
         args = typing.get_args(hint)
         if not isinstance(value, list):
             raise UsageError(f"{where}: expected an array, got {_kind(value)}")
         item = args[0] if args else Any
-        return tuple(_value(item, v, f"{where}[{i}]") for i, v in enumerate(value))
+        items = (_value(item, v, f"{where}[{i}]") for i, v in enumerate(value))
+        return origin(items)
     if origin in (dict, Mapping) or hint in (dict, Mapping):
         args = typing.get_args(hint)
         if not isinstance(value, dict):
@@ -110,6 +124,10 @@ def _scalar(hint: Any, value: object, where: str) -> Any:
         return value
     if hint is datetime:
         return _datetime(value, where)
+    if hint is bytes and isinstance(value, str):
+        return bytes.fromhex(value)
+    if isinstance(hint, type) and issubclass(hint, PurePath) and isinstance(value, str):
+        return hint(value)
     if isinstance(hint, type) and issubclass(hint, enum.Enum):
         try:
             return hint(value)
@@ -151,13 +169,17 @@ def _kind(value: object) -> str:
     return "an object"
 
 
-def encode(value: object) -> Any:
-    """``value`` as JSON data (see the module docstring)."""
+def encode(value: object, *, fields: bool = False) -> Any:
+    """``value`` as JSON data; ``fields``: dataclasses as their fields, never their
+    ``as_dict()`` (see the module docstring)."""
     as_dict = getattr(value, "as_dict", None)
-    if callable(as_dict) and not isinstance(value, type):
+    if callable(as_dict) and not isinstance(value, type) and not fields:
         return encode(as_dict())
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {
+            f.name: encode(getattr(value, f.name), fields=fields)
+            for f in dataclasses.fields(value)
+        }
     if isinstance(value, enum.Enum):
         return encode(value.value)
     if isinstance(value, datetime):
@@ -165,9 +187,11 @@ def encode(value: object) -> Any:
     if isinstance(value, PurePath):
         return str(value)
     if isinstance(value, Mapping):
-        return {str(k): encode(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [encode(v) for v in value]
+        return {str(k): encode(v, fields=fields) for k, v in value.items()}
+    if isinstance(value, set | frozenset):
+        return sorted((encode(v, fields=fields) for v in value), key=str)
+    if isinstance(value, list | tuple):
+        return [encode(v, fields=fields) for v in value]
     if isinstance(value, bytes):
         return value.hex()
     if value is None or isinstance(value, str | int | float | bool):

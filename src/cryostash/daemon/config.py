@@ -13,8 +13,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryostash.errors import UsageError
+
+if TYPE_CHECKING:
+    from cryostash.config import Settings
 
 #: Where the daemon listens unless ``--socket`` says otherwise.
 DEFAULT_SOCKET = Path("/run/cryostash/cryostash.sock")
@@ -49,6 +53,10 @@ class DaemonConfig:
         if self.workers < 1:
             raise UsageError(f"--workers must be at least 1, got {self.workers}")
 
+    def allowed(self) -> list[str]:
+        """``allowed_dirs`` as ``/v1/status`` reports them (normalised, redacted)."""
+        return sorted({shown_dir(d) for d in self.allowed_dirs})
+
     def check_dir(self, checkpoint_dir: str | None) -> None:
         """Refuse ``checkpoint_dir`` unless it is None or one of ``allowed_dirs``.
 
@@ -70,3 +78,29 @@ def _normal(url: str) -> str:
     if "://" in path:
         return url.rstrip("/")
     return os.path.realpath(Path(path).expanduser())
+
+
+def shown_dir(url: str) -> str:
+    """A store URL as ``/v1/status`` shows it and the command line compares it."""
+    from cryostash.redact import redact_text
+
+    return redact_text(_normal(url))
+
+
+def serves(settings: Settings) -> dict[str, str]:
+    """What a daemon with ``settings`` serves, as ``/v1/status`` reports it and as the
+    command line compares it with its own settings before it uses a daemon: the default
+    store (a local path made absolute and real), the catalog URL (a SQLite file made
+    absolute; credentials redacted), the scratch folder and the host name."""
+    from cryostash.redact import redact_text
+
+    catalog = settings.catalog_url
+    sqlite, sep, path = catalog.partition(":///")
+    if sep and sqlite.startswith("sqlite") and not path.startswith("/") and path:
+        catalog = f"{sqlite}:///{os.path.abspath(path)}"
+    return {
+        "store": shown_dir(settings.store_url),
+        "catalog": redact_text(catalog),
+        "scratch": os.path.realpath(settings.scratch_dir),
+        "host": settings.host,
+    }

@@ -1,9 +1,11 @@
 """How an error becomes an HTTP reply: its status and its JSON body, for the daemon's own
 API (``/v1``) and for the Docker-compatible routes.
 
-``/v1``: ``{"message": ..., "exit_code": N, "kind": ClassName}``, where ``message`` and
-``exit_code`` are what the command line would print and exit with, with the status of
-:data:`V1_STATUS` (the first class of the error's MRO found there), 500 otherwise.
+``/v1``: ``{"message": ..., "exit_code": N, "kind": ClassName}`` (and ``"multiline":
+true`` for a message of several lines of cryostash's own, such as an engine's log tail),
+where ``message`` and ``exit_code`` are what the command line would print and exit with,
+with the status of :data:`V1_STATUS` (the first class of the error's MRO found there),
+500 otherwise.
 An unexpected error (not a :class:`~cryostash.errors.CryostashError`) is ``500``,
 ``{"message": "internal error (TypeName): ...", "exit_code": 1, "kind": "InternalError"}``.
 
@@ -61,11 +63,14 @@ def v1_status(error: BaseException) -> int:
 def v1_body(error: BaseException) -> dict[str, Any]:
     """The ``/v1`` JSON body of ``error``."""
     if isinstance(error, CryostashError):
-        return {
+        body: dict[str, Any] = {
             "message": redact_text(str(error)),
             "exit_code": error.exit_code,
             "kind": type(error).__name__,
         }
+        if error.multiline:
+            body["multiline"] = True  # several lines of cryostash's own (a log tail)
+        return body
     return {
         "message": redact_text(f"internal error ({type(error).__name__}): {error}"),
         "exit_code": 1,

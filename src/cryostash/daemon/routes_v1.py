@@ -3,7 +3,8 @@ health and metrics.
 
 - ``POST /v1/verbs/{verb}``: the body is the verb's request as a JSON object (the fields
   of its request dataclass, :mod:`cryostash.daemon.codec`); ``200`` and the result as
-  JSON, or an error (:mod:`cryostash.daemon.replies`). The verbs that need a local stream
+  JSON (with ``?form=fields``, its dataclass fields, lossless: what the command line's
+  client decodes), or an error (:mod:`cryostash.daemon.replies`). The verbs that need a local stream
   (``import``, ``export``, ``migrate-receive``) and ``migrate`` with ``to`` answer 501.
 - ``GET /v1/verbs``: the verbs served.
 - ``GET /v1/version``, ``GET /v1/status`` (version, PID, uptime, operations in flight).
@@ -38,6 +39,7 @@ CONFIG = web.AppKey("config", DaemonConfig)
 RUNNER = web.AppKey("runner", Runner)
 METRICS = web.AppKey("metrics", Metrics)
 STARTED = web.AppKey("started", float)
+SERVES = web.AppKey("serves", dict[str, str])
 
 
 def add_routes(app: web.Application) -> None:
@@ -81,7 +83,7 @@ async def post_verb(request: web.Request) -> web.Response:
         result = await request.app[RUNNER].run(verb, decoded, "v1")
     except Exception as exc:
         return _error(exc)
-    return web.json_response(encode(result))
+    return web.json_response(encode(result, fields=request.query.get("form") == "fields"))
 
 
 async def _json(request: web.Request) -> Any:
@@ -118,6 +120,8 @@ async def get_status(request: web.Request) -> web.Response:
             "workers": app[CONFIG].workers,
             "repositories": app[RUNNER].pool.made,
             "engine": app[CONFIG].engine,
+            "serves": app[SERVES],
+            "allowed_dirs": app[CONFIG].allowed(),
         }
     )
 

@@ -21,7 +21,7 @@ from aiohttp import web
 
 from cryostash import __version__
 from cryostash.daemon import app as daemon_app
-from cryostash.daemon.config import DaemonConfig
+from cryostash.daemon.config import DaemonConfig, serves
 from cryostash.daemon.listen import bind_unix, remove
 from cryostash.daemon.logs import emit
 from cryostash.daemon.metrics import Metrics
@@ -58,8 +58,8 @@ async def _serve(settings: Settings, config: DaemonConfig, jobs: int) -> int:
     runner = Runner(pool, metrics, config.workers)
     sock = bind_unix(config.socket, config.group)
     app_runner = web.AppRunner(
-        daemon_app.build(config, runner, metrics), handle_signals=False, access_log=None,
-        shutdown_timeout=SHUTDOWN_GRACE_S,
+        daemon_app.build(config, runner, metrics, serves(settings)), handle_signals=False,
+        access_log=None, shutdown_timeout=SHUTDOWN_GRACE_S,
     )
     await app_runner.setup()
     site = web.SockSite(app_runner, sock)
