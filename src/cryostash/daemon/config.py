@@ -14,6 +14,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryostash.daemon.tls import TcpListen
 from cryostash.errors import UsageError
 
 #: Where the daemon listens unless ``--socket`` says otherwise.
@@ -37,6 +38,7 @@ class DaemonConfig:
         engine: the engine of Docker's ``/containers/{id}/checkpoints`` routes (``runc``,
             ``podman``, ``docker``); None: those routes answer 501.
         workers: operations run at once (threads, and pooled repositories).
+        tcp: a TCP address served with mutual TLS as well as the socket (``--listen``).
     """
 
     socket: Path = DEFAULT_SOCKET
@@ -44,6 +46,7 @@ class DaemonConfig:
     allowed_dirs: tuple[str, ...] = ()
     engine: str | None = None
     workers: int = 4
+    tcp: TcpListen | None = None
 
     def __post_init__(self) -> None:
         if self.workers < 1:
