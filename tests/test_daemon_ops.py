@@ -154,6 +154,38 @@ def test_a_client_gone_mid_restore_cancels_it_like_ctrl_c(
         wait_until(lambda: read_counter(counter) >= stopped_at + 3, 10, "the counter to go on")
 
 
+@pytest.mark.criu
+def test_a_client_gone_mid_create_cancels_it_and_gives_the_process_back(
+    home: Path, criu_path: str, procs: ProcessTracker, tmp_path: Path
+) -> None:
+    """Cancelled after its dump stopped the process, before the upload: the reservation,
+    blobs and scratch are undone, the process runs again, the name is free."""
+    ready, go = tmp_path / "ready", tmp_path / "go"
+    proc = procs.counter(tmp_path / "p")
+    assert proc.counter_path is not None
+    counter = proc.counter_path
+    with daemon_rig.running(home, criu_path, pause=("after-dump", ready, go)) as daemon:
+        client = _send_and_hang_up(daemon.socket, "create",
+                                   {"target": "app", "name": "cp", "locator": str(proc.pid)})
+        try:
+            wait_until(ready.exists, 60, "the create to dump")
+        finally:
+            client.close()
+        wait_until(lambda: '"event": "cancelling"' in daemon.logs(), 30,
+                   "the daemon to see its client go")
+        go.touch()
+        wait_until(lambda: '"outcome": "cancelled"' in daemon.logs(), 60, "the create to stop")
+
+        assert daemon.ok("ls", show="all")["rows"] == [], "a reservation or row is left"
+        assert _scratch(home) == []
+        assert list((home / "store").rglob("blobs/*/*")) == []
+        at = read_counter(counter)
+        wait_until(lambda: read_counter(counter) >= at + 3, 10, "the process to run again")
+        made = daemon.ok("create", target="app", name="cp", locator=str(proc.pid),
+                         leave_running=True)
+        assert made["status"] == "committed"
+
+
 # -- TCP with mutual TLS ------------------------------------------------------------------
 
 
