@@ -70,7 +70,9 @@ def test_counter_round_trip_through_the_verbs(
     listed = daemon.ok("ls", target="counter")
     assert [row["info"]["name"] for row in listed["rows"]] == ["first"]
     assert daemon.ok("ls", names_only=True)["names"] == [["counter", "first"]]
-    status, taken = daemon.verb("create", target="counter", name="first", locator="1")
+    other = procs.counter(tmp_path / "other")  # a live process: the name is what is refused
+    status, taken = daemon.verb("create", target="counter", name="first",
+                                locator=str(other.pid), leave_running=True)
     assert status == 409 and taken["kind"] == "CheckpointExists" and taken["exit_code"] == 4
     assert taken["message"] == "checkpoint with name first already exists for container counter"
 

@@ -63,8 +63,13 @@ class CancellableProgress:
         check(self._event)
 
 
+#: The phases (:data:`cryostash.transfer.progress.PHASES`) whose progress cancels: the
+#: transfers of a create, a restore, a prefetch. Others (``dump``, gc's, ...) run on.
+CANCELLABLE = frozenset({"upload", "download"})
+
+
 def progress_for(phase: str) -> CancellableProgress | None:
-    """The progress of a transfer starting now on this thread (``phase``: ``upload``,
-    ``download``): cancellable if this thread runs a cancellable operation, else None."""
+    """The progress of ``phase`` starting now on this thread: cancellable if it is a
+    transfer (:data:`CANCELLABLE`) of an operation with a cancellation event, else None."""
     event: threading.Event | None = getattr(_current, "event", None)
-    return CancellableProgress(event) if event is not None else None
+    return CancellableProgress(event) if event is not None and phase in CANCELLABLE else None
