@@ -45,7 +45,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
-from checkpoint_bench import CLI, MEMORY_PROG, Bench, timed  # noqa: E402
+from checkpoint_bench import CLI, MEMORY_PROG, Bench, save_results, timed  # noqa: E402
 from tests.support.processes import kill_pid, start_detached, wait_until  # noqa: E402
 
 from cryostash.daemon import client  # noqa: E402
@@ -298,11 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     lines, ratios = report(bench.results)
     bench.results["ratios"], bench.results["goals"] = ratios, GOALS
     print("\n".join(lines))
-    out = ROOT / "bench" / "results"
-    out.mkdir(exist_ok=True)
-    path = out / f"daemon-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(bench.results, indent=2, default=str) + "\n")
-    print(f"results: {path}")
+    print(f"results: {save_results(bench.results, 'daemon')}")
     return 0
 
 
