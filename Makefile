@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install completion man criu runtimes postgres demo examples test lint bench bench-s3
+.PHONY: install completion man criu runtimes postgres demo examples test lint bench bench-s3 bench-daemon
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -65,6 +65,11 @@ test: criu runtimes postgres lint
 # table with ratios and goals, writes bench/results/checkpoint-<time>.json.
 bench: criu
 	$(BIN)/python bench/checkpoint_bench.py
+
+# The daemon (issue 23): create + restore through `cryostash daemon` and the cold CLI against
+# criu dump + sync + restore (8 and 64 MiB), ls latency, ls under load; bench/results/daemon-*.
+bench-daemon: criu
+	$(BIN)/python bench/daemon_bench.py
 
 # S3 throughput: cryostash's data path vs `aws s3 sync` of the same 512 MiB image folder,
 # on private moto servers on loopback (the AWS CLI goes into its own venv, made once).

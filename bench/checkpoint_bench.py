@@ -392,6 +392,15 @@ def table(r: dict[str, Any]) -> tuple[list[str], dict[str, float]]:
     return lines, ratios
 
 
+def save_results(results: dict[str, Any], kind: str) -> Path:
+    """Write ``results`` as ``bench/results/KIND-<time>.json`` (git-ignored); its path."""
+    out = ROOT / "bench" / "results"
+    out.mkdir(exist_ok=True)
+    path = out / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size-mib", type=int, default=512)
@@ -427,11 +436,7 @@ def main(argv: list[str] | None = None) -> int:
     bench.results["ratios"] = ratios
     bench.results["goals"] = GOALS
     print("\n".join(lines))
-    out = ROOT / "bench" / "results"
-    out.mkdir(exist_ok=True)
-    path = out / f"checkpoint-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(bench.results, indent=2, default=str) + "\n")
-    print(f"results: {path}")
+    print(f"results: {save_results(bench.results, 'checkpoint')}")
     return 0
 
 

@@ -163,6 +163,14 @@ class DaemonError(CryostashError, ConnectionError):
     exit_code = 13
 
 
+class Interrupted(CryostashError):
+    """The operation was cancelled before its end (the daemon's client went away, as a
+    Ctrl-C would stop the command): what it had written is undone as for an interrupted
+    command. Exit code :data:`EXIT_INTERRUPTED`."""
+
+    exit_code = EXIT_INTERRUPTED
+
+
 def several_lines(error: _E) -> _E:
     """``error`` marked as a message of several lines of cryostash's own (``multiline``)."""
     error.multiline = True
@@ -191,5 +199,6 @@ _BY_EXIT_CODE: dict[int, type[CryostashError]] = {
         WrongKey,
         RestoreKeyRequired,
         DaemonError,
+        Interrupted,
     )
 }

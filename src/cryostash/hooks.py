@@ -21,6 +21,13 @@ Phases of ``CheckpointManager.create``, in order:
   ("before the catalog commit").
 - ``after-commit``: the row is COMMITTED; no event is recorded and scratch is not
   cleaned yet.
+
+Phases of a restore (:data:`RESTORE_PHASES`):
+
+- ``mid-download``: the first chunk of an eager restore is written into scratch and not
+  yet counted by the transfer's progress (the others may be on their way). Reached in
+  the transfer layer (:func:`cryostash.transfer.unpack.unpack`); the daemon's tests
+  hold a restore there to disconnect its client.
 """
 
 from __future__ import annotations
@@ -31,6 +38,8 @@ from collections.abc import Callable, Iterator
 
 #: Every phase :func:`reached` is called with, in the order a create reaches them.
 PHASES = ("after-dump", "mid-upload", "after-upload", "after-manifest", "after-commit")
+#: The phases of a restore :func:`reached` is called with.
+RESTORE_PHASES = ("mid-download",)
 
 #: An observer: called with the phase reached.
 Observer = Callable[[str], None]
@@ -40,7 +49,8 @@ _lock = threading.Lock()
 
 
 def reached(phase: str) -> None:
-    """Call every installed observer with ``phase`` (one of :data:`PHASES`)."""
+    """Call every installed observer with ``phase`` (one of :data:`PHASES` or
+    :data:`RESTORE_PHASES`)."""
     for observer in _observers:
         observer(phase)
 

@@ -1,6 +1,8 @@
 """``cryostash daemon [run] [--socket PATH] [--group NAME] [--engine ENGINE]
-[--allow-checkpoint-dir URL]... [--workers N]``: serve every verb, Docker's checkpoint
-routes, health and metrics on a UNIX socket (docs/daemon.md), with the global options'
+[--allow-checkpoint-dir URL]... [--workers N] [--listen tcp://ADDR:PORT --tls-cert PEM
+--tls-key PEM --tls-client-ca PEM]``: serve every verb, Docker's checkpoint
+routes, health and metrics on a UNIX socket (and a TCP address with mutual TLS)
+(docs/daemon.md), with the global options'
 settings (``--store``, ``--catalog``, ...). ``cryostash daemon status``: ask the daemon
 on ``--socket`` its version, uptime and operations in flight.
 """
@@ -48,6 +50,18 @@ def register(sub: Any) -> None:
         "--workers", type=int, default=4, metavar="N",
         help="operations run at once, each with a warm repository (default 4)",
     )
+    p.add_argument(
+        "--listen", metavar="tcp://ADDR:PORT",
+        help="also serve on this TCP address, with mutual TLS (needs --tls-cert, "
+        "--tls-key and --tls-client-ca)",
+    )
+    p.add_argument("--tls-cert", type=Path, metavar="PEM", help="--listen: the daemon's "
+                   "certificate chain")
+    p.add_argument("--tls-key", type=Path, metavar="PEM", help="--listen: its private key")
+    p.add_argument(
+        "--tls-client-ca", type=Path, metavar="PEM",
+        help="--listen: the CA whose certificates clients must present",
+    )
     p.add_argument("--json", action="store_true", help="status: print JSON")
     p.set_defaults(func=run)
 
@@ -57,10 +71,12 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     if args.action == "status":
         return _status(args)
     from cryostash.daemon.config import DaemonConfig
+    from cryostash.daemon.tls import parse_listen
 
     config = DaemonConfig(
         socket=args.socket, group=args.group, allowed_dirs=tuple(args.allow_checkpoint_dir),
         engine=args.engine, workers=args.workers,
+        tcp=parse_listen(args.listen, args.tls_cert, args.tls_key, args.tls_client_ca),
     )
     try:
         from cryostash.daemon.server import serve

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cryostash.daemon.tls import TcpListen
 from cryostash.errors import UsageError
 
 if TYPE_CHECKING:
@@ -41,6 +42,7 @@ class DaemonConfig:
         engine: the engine of Docker's ``/containers/{id}/checkpoints`` routes (``runc``,
             ``podman``, ``docker``); None: those routes answer 501.
         workers: operations run at once (threads, and pooled repositories).
+        tcp: a TCP address served with mutual TLS as well as the socket (``--listen``).
     """
 
     socket: Path = DEFAULT_SOCKET
@@ -48,6 +50,7 @@ class DaemonConfig:
     allowed_dirs: tuple[str, ...] = ()
     engine: str | None = None
     workers: int = 4
+    tcp: TcpListen | None = None
 
     def __post_init__(self) -> None:
         if self.workers < 1:

@@ -1,8 +1,12 @@
 """``serve``: the daemon's life, from a private socket to a clean exit.
 
-Start: bind the socket (:mod:`cryostash.daemon.listen`), warm one repository (open the
+Start: bind the socket (:mod:`cryostash.daemon.listen`) and, with ``--listen``, a TCP
+address with mutual TLS (:mod:`cryostash.daemon.tls`), warm one repository (open the
 catalog, which refuses an outdated schema, and the default store) so that a broken
 configuration fails at start and not at the first request, then accept requests.
+
+A client that disconnects has its request's handler cancelled (aiohttp's
+``handler_cancellation``), which cancels its operation (:mod:`cryostash.daemon.cancel`).
 
 SIGTERM (or SIGINT): stop accepting (the listening socket is closed at once), let every
 operation in flight finish and its reply be sent, close the repositories, remove the
@@ -21,6 +25,7 @@ from aiohttp import web
 
 from cryostash import __version__
 from cryostash.daemon import app as daemon_app
+from cryostash.daemon import cancel, tls
 from cryostash.daemon.config import DaemonConfig, serves
 from cryostash.daemon.listen import bind_unix, remove
 from cryostash.daemon.logs import emit
@@ -50,20 +55,25 @@ async def _serve(settings: Settings, config: DaemonConfig, jobs: int) -> int:
     from cryostash.repository import Repository
 
     def factory() -> Repository:
-        return Repository(settings, jobs=jobs)
+        return Repository(settings, jobs=jobs, progress=cancel.progress_for)
 
     pool = RepositoryPool(factory, config.workers)
     await asyncio.to_thread(_warm, pool)
     metrics = Metrics()
     runner = Runner(pool, metrics, config.workers)
+    context = tls.server_context(config.tcp) if config.tcp is not None else None
+    tcp = tls.bind_tcp(config.tcp) if config.tcp is not None else None
     sock = bind_unix(config.socket, config.group)
     app_runner = web.AppRunner(
         daemon_app.build(config, runner, metrics, serves(settings)), handle_signals=False,
-        access_log=None, shutdown_timeout=SHUTDOWN_GRACE_S,
+        access_log=None, shutdown_timeout=SHUTDOWN_GRACE_S, handler_cancellation=True,
     )
     await app_runner.setup()
-    site = web.SockSite(app_runner, sock)
-    await site.start()
+    sites = [web.SockSite(app_runner, sock)]
+    if tcp is not None:
+        sites.append(web.SockSite(app_runner, tcp, ssl_context=context))
+    for site in sites:
+        await site.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -71,11 +81,13 @@ async def _serve(settings: Settings, config: DaemonConfig, jobs: int) -> int:
     emit(
         "listening", socket=str(config.socket), pid=os.getpid(), version=__version__,
         workers=config.workers, engine=config.engine, group=config.group,
+        tcp=tls.bound_url(tcp) if tcp is not None else None,
     )
     try:
         await stop.wait()
         emit("stopping", in_flight=runner.in_flight)
-        await site.stop()  # no new connection from here
+        for site in sites:
+            await site.stop()  # no new connection from here
         remove(config.socket)
         await runner.drain()
         await app_runner.cleanup()

@@ -37,6 +37,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from cryostash import hooks
 from cryostash.errors import IntegrityError, ObjectNotFound, UsageError
 from cryostash.store import FetchedChunk, Store
 from cryostash.store.manifest import validate_relpath
@@ -160,6 +161,8 @@ def unpack(
     lock = threading.Lock()
     files = _Files()
 
+    wrote = [False]  # a chunk is written: the next one does not reach mid-download
+
     def fetch(digest: str) -> None:
         index = places[digest][0][0]
         what = f"blob {digest} of file {entries[index].path}"
@@ -167,6 +170,10 @@ def unpack(
         chunk = fetch_verified(store, digest, size, what)
         for file_index, offset in places[digest]:
             files.write(file_index, offset, chunk.plain)
+            with lock:
+                first, wrote[0] = not wrote[0], True
+            if first:
+                hooks.reached("mid-download")
             shared.progress(size)
         key = "hit" if chunk.from_cache else "down"
         with lock:
