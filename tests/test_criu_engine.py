@@ -317,7 +317,7 @@ def test_dump_failure_carries_criu_log_tail_and_options_are_mirrored(
     work = tmp_path / "work"
     counter = work / "counter"
     proc = start_detached(
-        [sys.executable, str(COUNTER_PROG), str(counter), "0.05", "flock"], work, "counter"
+        [sys.executable, str(COUNTER_PROG), str(counter), "0.05", "--flock"], work, "counter"
     )
     procs.track(proc.pid)
     read_counter(counter)
