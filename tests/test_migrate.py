@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from cryostash import CheckpointManager, Settings
+from cryostash import CheckpointManager
 from cryostash.cli.cmd_migrate import format_report
 from cryostash.errors import UsageError
 from cryostash.operations.destination import CommandDestination
@@ -34,6 +34,7 @@ from tests.support.migration import (
     s3_pg_hosts,
     start_child,
     start_counter,
+    this_host_settings,
 )
 from tests.support.postgres import PostgresServer
 from tests.support.processes import (
@@ -184,13 +185,7 @@ def test_bad_names_and_destinations_are_refused_before_anything_is_dumped(
 def test_library_migration_to_this_host(
     procs: ProcessTracker, tmp_path: Path, criu_path: str
 ) -> None:
-    settings = Settings(
-        store_url=str(tmp_path / "store"),
-        catalog_url=f"sqlite:///{tmp_path / 'catalog.db'}",
-        scratch_dir=tmp_path / "scratch",
-        host="here",
-        criu_path=criu_path,
-    )
+    settings = this_host_settings(tmp_path, criu_path)
     pid, counter = start_counter(procs, tmp_path / "c")
     with CheckpointManager(settings) as mgr:
         with pytest.raises(UsageError, match="--precopy -1: expected 0 or more"):

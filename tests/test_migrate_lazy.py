@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from cryostash import CheckpointManager, Settings
+from cryostash import CheckpointManager
 from cryostash.cli.cmd_migrate import format_report
 from cryostash.operations.destination_local import LocalDestination
 from cryostash.operations.migrate import MigrateRequest, migrate
@@ -38,6 +38,7 @@ from tests.support.migration import (
     running,
     s3_pg_hosts,
     start_counter,
+    this_host_settings,
 )
 from tests.support.postgres import PostgresServer
 from tests.support.processes import (
@@ -152,13 +153,7 @@ def test_lazy_migration_to_a_command_destination(hosts: Hosts, procs: ProcessTra
 def test_lazy_migration_to_this_host_keeps_the_source_manager_working(
     procs: ProcessTracker, tmp_path: Path, lazy_criu: str
 ) -> None:
-    settings = Settings(
-        store_url=str(tmp_path / "store"),
-        catalog_url=f"sqlite:///{tmp_path / 'catalog.db'}",
-        scratch_dir=tmp_path / "scratch",
-        host="here",
-        criu_path=lazy_criu,
-    )
+    settings = this_host_settings(tmp_path, lazy_criu)
     pid, counter = start_counter(procs, tmp_path / "c", ballast_mib=BALLAST_MIB)
     before = read_counter(counter)
     with CheckpointManager(settings) as mgr:

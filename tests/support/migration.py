@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cryostash import Settings
 from tests.support import cli
 from tests.support.postgres import PostgresServer
 from tests.support.processes import (
@@ -92,6 +93,18 @@ def local_hosts(tmp_path: Path, criu: str) -> Hosts:
         CRYOSTASH_CACHE=str(tmp_path / "a" / "cache"),
     )
     return Hosts(env, tmp_path)
+
+
+def this_host_settings(tmp_path: Path, criu: str) -> Settings:
+    """Settings of an in-process manager on host ``here`` (local store, SQLite catalog in
+    ``tmp_path``), for migrations to this host through the library."""
+    return Settings(
+        store_url=str(tmp_path / "store"),
+        catalog_url=f"sqlite:///{tmp_path / 'catalog.db'}",
+        scratch_dir=tmp_path / "scratch",
+        host="here",
+        criu_path=criu,
+    )
 
 
 def start_child(procs: ProcessTracker, argv: list[str], workdir: Path) -> int:
