@@ -18,7 +18,7 @@ import pytest
 from cryostash.engines.criu_contents import read_contents
 from cryostash.errors import IntegrityError
 from cryostash.operations.inspect_contents import ContentsRequest, inspect_contents
-from tests.support.cli import Host
+from tests.support.cli import Host, run
 from tests.support.fake_engine import FakeManager, write_tree
 from tests.support.processes import ProcessTracker, free_port, read_counter, wait_until
 from tests.support.setups import Setup, setup_fixture  # noqa: F401
@@ -151,10 +151,7 @@ def test_a_stored_malformed_image_is_reported_by_the_cli(
         with pytest.raises(IntegrityError, match=r"CRIU image pstree\.img is malformed"):
             inspect_contents(mgr.repository, ContentsRequest("app", "bad", tree=True))
     env = setup.cli_env()
-    done = subprocess.run(
-        [sys.executable, "-m", "cryostash", "inspect", "app", "bad", "--tree"],
-        capture_output=True, text=True, env=env, timeout=120, check=False,
-    )
+    done = run(["inspect", "app", "bad", "--tree"], env, check=False)
     assert done.returncode == 7, done.stderr
     assert "pstree.img is malformed" in done.stderr and "Traceback" not in done.stderr
 
