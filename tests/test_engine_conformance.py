@@ -56,8 +56,8 @@ class TestEngineConformance:
     def test_checkpoint_goes_on_after_restore_here_and_on_another_host(
         self, engine_rig: EngineRig, tmp_path: Path
     ) -> None:
-        """The round trip, with the refusals that need a checkpoint (one dump: a
-        container's dump is the slow part): a taken name, a missing checkpoint."""
+        """The round trip, and a checkpoint that does not exist is refused by every verb
+        that names one."""
         rig, host = engine_rig, engine_rig.host_a
         w = rig.start("rt")
 
@@ -69,9 +69,6 @@ class TestEngineConformance:
         files = {f["path"] for f in host.json("inspect", w.target, "cp1")["files"]}
         assert rig.image_files <= files, files
 
-        dup = host.cli("create", w.target, "cp1", *rig.create_args(w), check=False)
-        assert dup.returncode == 4, dup.stderr
-        assert f"checkpoint with name cp1 already exists for container {w.target}" in dup.stderr
         for verb in ("restore", "rm", "inspect"):
             missing = host.cli(verb, w.target, "nope", check=False)
             assert missing.returncode == 3, (verb, missing.stderr)
@@ -90,13 +87,21 @@ class TestEngineConformance:
     def test_leave_running_keeps_it_going_and_the_checkpoint_restores(
         self, engine_rig: EngineRig
     ) -> None:
+        """``--leave-running``, then the same name again: refused (exit 4), the target
+        untouched; the checkpoint restores the state of the dump."""
         rig, host = engine_rig, engine_rig.host_a
         w = rig.start("live")
 
-        host.cli("create", w.target, "live", *rig.create_args(w), "--leave-running")
+        made = host.cli("create", w.target, "live", *rig.create_args(w), "--leave-running")
 
+        assert made.stdout.strip() == "live"  # the name, as ``docker checkpoint create``
         assert rig.running(w)
         rig.assert_goes_on(w, w.floor)
+        dup = host.cli("create", w.target, "live", *rig.create_args(w), "--leave-running",
+                       check=False)
+        assert dup.returncode == 4, dup.stderr
+        assert f"checkpoint with name live already exists for container {w.target}" in dup.stderr
+        assert rig.running(w) and [c["name"] for c in host.json("ls", w.target)] == ["live"]
         back = rig.restore_after_leave_running(w, "live")
         rig.assert_goes_on(back, w.floor)  # the state of the dump
         assert host.scratch_entries() == []
