@@ -31,6 +31,8 @@ from cryostash import Settings
 from cryostash.engines.base import Engine
 from cryostash.engines.criu import failure_message
 from tests.support import cli, crashing
+from tests.support.cli import scratch_entries
+from tests.support.container_rigs import RuncContainers
 from tests.support.containers import (
     Host,
     assert_goes_on,
@@ -43,8 +45,6 @@ from tests.support.containers import (
 from tests.support.fake_engine import FakeEngine, FakeManager, FakeRepository, make_image
 from tests.support.processes import Proc, ProcessTracker, pid_exists, wait_until
 from tests.support.setups import make_setup
-from tests.test_cli_checkpoint import scratch_entries
-from tests.test_engine_runc import RuncContainers
 
 HOST = "host-a"
 

@@ -45,19 +45,6 @@ def base_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def home_env(home: Path, criu_path: str) -> dict[str, str]:
-    """The ``CRYOSTASH_*`` variables of a host whose store, SQLite catalog and scratch are
-    in ``home`` (``host-a``, ``criu_path``, no config file)."""
-    return {
-        "CRYOSTASH_STORE": str(home / "store"),
-        "CRYOSTASH_CATALOG": f"sqlite:///{home / 'catalog.db'}",
-        "CRYOSTASH_SCRATCH": str(home / "scratch"),
-        "CRYOSTASH_HOST": "host-a",
-        "CRYOSTASH_CRIU": criu_path,
-        "CRYOSTASH_CONFIG": str(home / "no-config.toml"),
-    }
-
-
 def run(
     args: list[str], env: Mapping[str, str], *, check: bool = True, timeout: float = TIMEOUT_S
 ) -> subprocess.CompletedProcess[str]:
@@ -166,10 +153,12 @@ class Host:
         return self.home / f"scratch-{self.name}"
 
     def env(self) -> dict[str, str]:
-        return host_env(
-            self.home, host=self.name, CRYOSTASH_SCRATCH=str(self.scratch),
-            CRYOSTASH_CACHE=str(self.home / f"cache-{self.name}"), **self.env_extra,
-        )
+        own = {
+            "CRYOSTASH_SCRATCH": str(self.scratch),
+            "CRYOSTASH_CACHE": str(self.home / f"cache-{self.name}"),
+            **self.env_extra,
+        }
+        return host_env(self.home, host=self.name, **own)
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run ``cryostash ARGS`` as a user on this host would; raise if it fails and
@@ -184,6 +173,12 @@ class Host:
 
     def scratch_entries(self) -> list[str]:
         return sorted(p.name for p in self.scratch.iterdir()) if self.scratch.exists() else []
+
+
+def scratch_entries(home: Path) -> list[str]:
+    """What the scratch folder ``home/scratch`` of :func:`host_env` holds."""
+    root = home / "scratch"
+    return sorted(p.name for p in root.iterdir()) if root.exists() else []
 
 
 def stored_files(home: Path) -> list[str]:
