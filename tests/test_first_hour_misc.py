@@ -31,14 +31,12 @@ from cryostash import Settings
 from cryostash.engines.base import Engine
 from cryostash.engines.criu import failure_message
 from tests.support import cli, crashing
-from tests.support.cli import scratch_entries
+from tests.support.cli import Host, scratch_entries, stored_files
 from tests.support.container_rigs import RuncContainers
 from tests.support.containers import (
-    Host,
     assert_goes_on,
     build_rootfs,
     require_root_and,
-    stored_files,
     unique,
     wait_count,
 )
