@@ -58,8 +58,10 @@ lint: install
 	$(BIN)/ruff check src tests examples $(wildcard bench)
 	$(BIN)/mypy
 
+# One pytest-xdist worker per CPU; a test file stays on one worker (its module fixtures are
+# made once). Every worker has its own session fixtures (moto, PostgreSQL, dockerd...).
 test: criu runtimes postgres lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto --dist loadfile
 
 # The end-to-end benchmark (criu / aws s3 sync vs cryostash, 512 MiB process): prints a
 # table with ratios and goals, writes bench/results/checkpoint-<time>.json.

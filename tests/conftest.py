@@ -10,6 +10,13 @@ from pathlib import Path
 import pytest
 
 from tests.support import postgres
+from tests.support.cli import Host
+from tests.support.container_rigs import (
+    dockerd_fixture,
+    podman_host_fixture,
+    runc_rootfs_fixture,
+)
+from tests.support.engine_rigs import engine_rig_fixture, toy_plugin_fixture
 from tests.support.processes import ProcessTracker
 from tests.support.requirements import missing
 from tests.support.stores import (
@@ -19,7 +26,16 @@ from tests.support.stores import (
 )
 
 # Fixtures defined elsewhere, registered here (pytest finds them by their names).
-__all__ = ["backend_fixture", "moto_endpoint_fixture", "moto_server_fixture"]
+__all__ = [
+    "backend_fixture",
+    "dockerd_fixture",
+    "engine_rig_fixture",
+    "moto_endpoint_fixture",
+    "moto_server_fixture",
+    "podman_host_fixture",
+    "runc_rootfs_fixture",
+    "toy_plugin_fixture",
+]
 
 # --- CRIU and real processes (engines) ------------------------------------------------
 
@@ -64,6 +80,14 @@ def procs() -> Iterator[ProcessTracker]:
         yield tracker
     finally:
         tracker.kill_all()
+
+
+@pytest.fixture
+def cli(tmp_path: Path, criu_path: str) -> Host:
+    """``cryostash`` run as a user on host ``host-a`` would (a new process per command),
+    with CRIU, on the test's own local store, SQLite catalog and scratch folder under
+    ``tmp_path/cs``; ``cli(ARGS)``, ``cli.json(ARGS)``, ``cli.home``."""
+    return Host(tmp_path / "cs", "host-a", {"CRYOSTASH_CRIU": criu_path})
 
 
 # --- end of CRIU section ----------------------------------------------------------------

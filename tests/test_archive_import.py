@@ -26,7 +26,8 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from tests.support.containers import Host, assert_nothing_left, run
+from tests.support.cli import Host, assert_nothing_left
+from tests.support.containers import run
 
 SPEC = {
     "ociVersion": "1.0.2",

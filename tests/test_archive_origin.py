@@ -14,7 +14,8 @@ import socket
 import tarfile
 from pathlib import Path
 
-from tests.support.containers import Host, run
+from tests.support.cli import Host
+from tests.support.containers import run
 from tests.support.processes import ProcessTracker
 
 SPEC = {

@@ -19,7 +19,7 @@ import pytest
 from cryostash import CheckpointManager, InvalidName, resolve_settings, verify_store
 from cryostash.cli.app import run
 from cryostash.redact import escape
-from tests.support.cli import home_env
+from tests.support.cli import host_env
 from tests.support.processes import ProcessTracker
 
 Prepare = Callable[[Path], list[str]]
@@ -99,9 +99,12 @@ def _other_rows(tmp: Path) -> list[tuple[str, list[str], int, str]]:
 
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, criu_path: str) -> Path:
+    """One host's data folder; the CLI entry function runs in this process, so its
+    environment is set to that host's (:func:`tests.support.cli.host_env`)."""
     home = tmp_path / "cs"
-    for key, value in home_env(home, criu_path).items():
-        monkeypatch.setenv(key, value)
+    for key, value in host_env(home, criu=criu_path).items():
+        if key.startswith("CRYOSTASH_"):
+            monkeypatch.setenv(key, value)
     return home
 
 

@@ -25,7 +25,7 @@ from cryostash.transfer.chunking import ChunkParams
 from cryostash.transfer.pack import PackResult, pack
 from cryostash.transfer.unpack import unpack
 from cryostash.transfer.wholehash import WholeHash
-from tests.test_pipeline import FakeCatalog
+from tests.support.storage_helpers import FakeCatalog
 
 PARAMS = ChunkParams(1 << 14)  # 16 KiB average: many chunks from a few MiB
 PASS = b"baseline passphrase"

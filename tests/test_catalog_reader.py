@@ -22,6 +22,7 @@ from cryostash.catalog import Catalog, schema
 from cryostash.catalog.reader import SqliteReader, open_reader, sqlite_file
 from cryostash.errors import CatalogError, CheckpointNotFound
 from cryostash.types import CheckpointFilter
+from tests.support import cli
 
 STORE = "/srv/cryostash/store"
 OTHER = "s3://bucket/other"
@@ -124,8 +125,7 @@ def test_a_broken_catalog_is_a_catalog_error(tmp_path: Path) -> None:
 
 
 def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "cryostash", *args], env=env,
-                          capture_output=True, text=True, check=False)
+    return cli.run(list(args), env, check=False)
 
 
 def test_read_verbs_start_without_sqlalchemy(tmp_path: Path) -> None:

@@ -11,7 +11,6 @@ daemon's folders, emptied before each test. Every process a test starts is track
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -20,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import daemon_rig
-from tests.support.cli import home_env
+from tests.support.cli import host_env
 from tests.support.daemon_rig import Daemon
 from tests.support.processes import (
     ProcessTracker,
@@ -71,7 +70,7 @@ def elsewhere(home: Path, tmp_path: Path, mode: str) -> Path:
 def cli(home: Path, criu_path: str, mode: str, request: pytest.FixtureRequest) -> Iterator[Cli]:
     """Run ``cryostash`` as a user would (a new process), against the test's folders; in
     ``daemon`` mode through the daemon (asserted: it ran operations for the test)."""
-    env = {**os.environ, **home_env(home, criu_path)}
+    env = host_env(home, criu=criu_path)
     env.pop("CRYOSTASH_DAEMON", None)
     daemon: Daemon | None = None
     if mode == "daemon":

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ import pytest
 from cryostash.store import Manifest
 from cryostash.transfer.chunking import zero_digest
 from tests.support import postgres
+from tests.support.cli import run as run_cli
 from tests.support.processes import (
     ProcessTracker,
     kill_pid,
@@ -58,14 +58,8 @@ class Golden:
 
 
 def cli(setup: Setup, criu: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "cryostash", *args],
-        env=setup.cli_env(criu),
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
+    """``cryostash ARGS`` on ``setup`` (not checked: the tests look at failures)."""
+    return run_cli(list(args), setup.cli_env(criu), check=False)
 
 
 @pytest.fixture(scope="module")

@@ -32,7 +32,6 @@ import pytest
 
 from cryostash import CheckpointExists, CheckpointManager, collect_garbage, verify_store
 from cryostash.hooks import PHASES
-from cryostash.store import Manifest
 from tests.support import crashing
 from tests.support.processes import (
     Proc,
@@ -81,17 +80,6 @@ def cryostash(setup: Setup, criu: str, *args: str, crash_at: str | None = None) 
 
 def objects(setup: Setup) -> set[str]:
     return set(setup.raw.files())
-
-
-def expected_objects(setup: Setup) -> set[str]:
-    """The manifests of the listed checkpoints and the blobs they name."""
-    want: set[str] = set()
-    with setup.manager() as mgr:
-        for info in mgr.list():
-            data = mgr.store().manifests.read(info.target, info.name)
-            want.add(f"checkpoints/{info.target}/{info.name}/manifest.json")
-            want |= {f"blobs/{d[:2]}/{d}" for d in Manifest.from_bytes(data).blob_digests}
-    return want
 
 
 def scratch_entries(setup: Setup) -> list[str]:
@@ -150,7 +138,7 @@ def test_a_create_killed_at_each_phase_frees_its_name_on_its_host_at_once(
         assert len(undone) == (0 if phase == "after-commit" else 1)
         report = collect_garbage(mgr.repository, grace_s=0)  # the dead one's scratch, strays
         assert report.ok and not report.committed and not report.aborted
-    assert objects(setup) == expected_objects(setup)
+    assert objects(setup) == setup.expected_objects()
     assert scratch_entries(setup) == []
 
 
@@ -209,7 +197,7 @@ def test_a_create_killed_at_each_phase_is_settled_by_another_host_after_its_leas
         assert final.ok, (final.problems, done.stderr)
     with setup.manager(criu=criu_path) as mgr:  # host-a's gc: the dead create's scratch
         assert collect_garbage(mgr.repository, grace_s=0).ok
-    assert objects(setup) == expected_objects(setup)
+    assert objects(setup) == setup.expected_objects()
     assert scratch_entries(setup) == []
 
 

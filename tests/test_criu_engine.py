@@ -180,12 +180,16 @@ def _absent_pid() -> int:
         ("-5", "invalid PID"),
         ("0", "refusing to checkpoint PID 0"),
         ("1", "refusing to checkpoint PID 1"),
-        (str(os.getpid()), "this cryostash process or one of its ancestors"),
-        (str(os.getppid()), "this cryostash process or one of its ancestors"),
+        ("this-process", "this cryostash process or one of its ancestors"),
+        ("its-parent", "this cryostash process or one of its ancestors"),
         ("2", "kernel thread"),
     ],
 )
 def test_dump_refuses_bad_pids(tmp_path: Path, locator: str, message: str) -> None:
+    # Resolved here, not in the test ids: every pytest-xdist worker must collect the same.
+    locator = {"this-process": str(os.getpid()), "its-parent": str(os.getppid())}.get(
+        locator, locator
+    )
     with pytest.raises(UsageError, match=message):
         CriuEngine("/nonexistent/criu").dump(locator, tmp_path, DumpOptions())
 
@@ -317,7 +321,7 @@ def test_dump_failure_carries_criu_log_tail_and_options_are_mirrored(
     work = tmp_path / "work"
     counter = work / "counter"
     proc = start_detached(
-        [sys.executable, str(COUNTER_PROG), str(counter), "0.05", "flock"], work, "counter"
+        [sys.executable, str(COUNTER_PROG), str(counter), "0.05", "--flock"], work, "counter"
     )
     procs.track(proc.pid)
     read_counter(counter)

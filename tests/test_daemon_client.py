@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import daemon_rig
-from tests.support.cli import home_env
+from tests.support.cli import host_env
 from tests.support.daemon_rig import Daemon
 
 #: What the client path must not load (the daemon's side, or the in-process path's).
@@ -46,7 +46,7 @@ def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 
 def _env(home: Path, criu_path: str, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "CRYOSTASH_DAEMON"}
-    return {**env, **home_env(home, criu_path), **extra}
+    return {**env, **host_env(home, criu=criu_path), **extra}
 
 
 def _ls_operations(daemon: Daemon) -> float:
@@ -116,7 +116,7 @@ def test_the_default_socket_is_used_only_when_it_serves_the_same_settings(
 
     monkeypatch.setattr(cryostash.daemon.config, "DEFAULT_SOCKET", daemon.socket)
     monkeypatch.delenv("CRYOSTASH_DAEMON", raising=False)
-    for key, value in home_env(home, criu_path).items():
+    for key, value in host_env(home, criu=criu_path).items():
         monkeypatch.setenv(key, value)
 
     def chosen(*argv: str) -> Path | None:

@@ -18,12 +18,22 @@ from pathlib import Path
 import pytest
 
 from tests.support import daemon_rig
+from tests.support.container_rigs import RuncContainers
 from tests.support.containers import unique, wait_count
 from tests.support.daemon_rig import Daemon
 from tests.support.requirements import missing
-from tests.test_engine_runc import RuncContainers, rootfs, runc_ctrs  # noqa: F401 (fixtures)
 
 DockerCli = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def runc_ctrs(runc_rootfs: Path, tmp_path: Path, criu_path: str) -> Iterator[RuncContainers]:
+    """runc containers on the session's root filesystem; every one deleted at the end."""
+    ctrs = RuncContainers(runc_rootfs, tmp_path / "ctrs")
+    try:
+        yield ctrs
+    finally:
+        ctrs.delete_all()
 
 
 @pytest.fixture
@@ -54,7 +64,7 @@ def docker(daemon: Daemon, tmp_path: Path) -> DockerCli:
 
 
 def test_docker_cli_creates_lists_and_removes_checkpoints(
-    docker: DockerCli, daemon: Daemon, runc_ctrs: RuncContainers  # noqa: F811 (fixture)
+    docker: DockerCli, daemon: Daemon, runc_ctrs: RuncContainers
 ) -> None:
     run = docker
     cid = unique("cs-dock")

@@ -51,12 +51,7 @@ def test_checkpoint_stores_the_log_head_and_tail_and_inspect_prints_it(
     )
     procs.track(proc.pid)
     wait_until(lambda: status.exists() and status.read_text() == "0", 60, "memory in place")
-    env = cli.base_env(
-        CRYOSTASH_STORE=str(tmp_path / "store"),
-        CRYOSTASH_CATALOG=f"sqlite:///{tmp_path / 'catalog.db'}",
-        CRYOSTASH_SCRATCH=str(tmp_path / "scratch"),
-        CRYOSTASH_CRIU=criu_path,
-    )
+    env = cli.host_env(tmp_path, criu=criu_path)
     cli.run(["create", "mem", "one", "--pid", str(proc.pid), "--leave-running"], env)
     shown = json.loads(cli.run(["inspect", "mem", "one", "--json"], env).stdout)
     stored = {f["path"]: f["size"] for f in shown["files"]}

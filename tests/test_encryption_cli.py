@@ -5,80 +5,27 @@ SQLite and on S3 (moto) with PostgreSQL; every case beside its plain control."""
 from __future__ import annotations
 
 import json
-import os
-import secrets
-import signal
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.support import cli
+from tests.support.encryption import (
+    PASS_A,
+    PASS_B,
+    env_for,
+    found_in,
+    held_marker,
+    start_marker,
+    store_state,
+)
 from tests.support.processes import (
-    Proc,
     ProcessTracker,
     kill_pid,
     pid_exists,
-    start_detached,
     wait_until,
 )
 from tests.support.setups import Setup, setup_fixture  # noqa: F401
-from tests.support.stores import RawStore
-
-MARKER_PROG = Path(__file__).resolve().parent / "support" / "marker_prog.py"
-PASS_A = "correct horse battery staple"
-PASS_B = "a second, independent passphrase"
-
-
-def start_marker(procs: ProcessTracker, workdir: Path) -> tuple[Proc, bytes, Path]:
-    marker = secrets.token_bytes(64)
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "marker").write_text(marker.hex())
-    status = workdir / "status"
-    proc = start_detached(
-        [sys.executable, str(MARKER_PROG), str(workdir / "marker"), str(status)],
-        workdir, "marker",
-    )
-    procs.track(proc.pid)
-    wait_until(lambda: status.exists() and status.read_text() == "ready", 30, "marker ready")
-    return proc, marker, status
-
-
-def held_marker(pid: int, status: Path) -> bytes:
-    """Ask the (restored) process for the marker it holds."""
-    status.unlink(missing_ok=True)
-    os.kill(pid, signal.SIGUSR1)
-    text = wait_until(lambda: status.read_text() if status.exists() else "", 30, "marker told")
-    return bytes.fromhex(text)
-
-
-def found_in(raw: RawStore, marker: bytes) -> list[str]:
-    """Objects holding the marker: as stored, as its zstd frame, or once decoded."""
-    import zstandard
-
-    from cryostash.store import codec
-
-    frame = zstandard.ZstdCompressor(level=3).compress(marker)[6:]  # the frame's body
-    hits = []
-    for rel in raw.files():
-        data = raw.get(rel)
-        plain = b""
-        if data[:1] in (b"\x00", b"\x01"):
-            try:
-                plain = bytes(codec.decode(data, max_size=64 << 20))
-            except Exception:
-                plain = b""
-        if marker in data or frame in data or marker in plain:
-            hits.append(rel)
-    return hits
-
-
-def env_for(setup: Setup, criu_path: str, passphrase: str | None, **extra: str) -> dict[str, str]:
-    env = setup.cli_env(criu_path)
-    if passphrase is not None:
-        env["CRYOSTASH_PASSWORD"] = passphrase
-    env.update(extra)
-    return env
 
 
 @pytest.mark.criu
@@ -243,13 +190,6 @@ def test_two_hosts_share_an_encrypted_s3_store(
     assert {e["host"] for e in events} >= {"host-a", "host-b"}
 
 
-def _state(setup: Setup) -> tuple[dict[str, bytes], str]:
-    raw = setup.raw
-    rows = cli.catalog_rows(setup.catalog_url)
-    rows.pop("events", None)
-    return {r: raw.get(r) for r in raw.files()}, json.dumps(rows, default=str, sort_keys=True)
-
-
 @pytest.mark.criu
 @pytest.mark.parametrize("setup", ["local-sqlite"], indirect=True)
 def test_every_verb_needs_the_key_first_and_works_with_it(
@@ -261,7 +201,7 @@ def test_every_verb_needs_the_key_first_and_works_with_it(
     for name in ("one", "two", "three"):
         cli.run(["create", "secret", name, "--pid", str(proc.pid), "--leave-running"], env)
     keyless = env_for(setup, criu_path, None)
-    before = _state(setup)
+    before = store_state(setup)
     for verb in (
         ["create", "secret", "four", "--pid", str(proc.pid)],
         ["restore", "secret", "one"], ["inspect", "secret", "one"],
@@ -271,7 +211,7 @@ def test_every_verb_needs_the_key_first_and_works_with_it(
     ):
         done = cli.run(verb, keyless, check=False)
         assert done.returncode == 10 and "is encrypted" in done.stderr, (verb, done.stderr)
-        assert _state(setup) == before, verb  # nothing written, nothing removed
+        assert store_state(setup) == before, verb  # nothing written, nothing removed
         assert pid_exists(proc.pid), verb  # nothing dumped
     # With the key: gc, prune, a rebuilt catalog, verify, and a migration all work.
     assert cli.run(["gc", "--json"], env).returncode == 0

@@ -18,7 +18,7 @@ from cryostash.engines.podman import PodmanEngine
 from cryostash.engines.runc import RuncEngine
 from cryostash.errors import EngineError, UsageError
 from cryostash.types import DumpOptions, RestoreOptions
-from tests.support.containers import Host, assert_nothing_left
+from tests.support.cli import Host, assert_nothing_left
 
 
 def test_every_builtin_engine_is_registered() -> None:

@@ -31,20 +31,18 @@ from cryostash import Settings
 from cryostash.engines.base import Engine
 from cryostash.engines.criu import failure_message
 from tests.support import cli, crashing
+from tests.support.cli import Host, scratch_entries, stored_files
+from tests.support.container_rigs import RuncContainers
 from tests.support.containers import (
-    Host,
     assert_goes_on,
     build_rootfs,
     require_root_and,
-    stored_files,
     unique,
     wait_count,
 )
 from tests.support.fake_engine import FakeEngine, FakeManager, FakeRepository, make_image
 from tests.support.processes import Proc, ProcessTracker, pid_exists, wait_until
 from tests.support.setups import make_setup
-from tests.test_cli_checkpoint import scratch_entries
-from tests.test_engine_runc import RuncContainers
 
 HOST = "host-a"
 

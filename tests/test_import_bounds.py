@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from cryostash.engines.archive_bounds import MAX_MEMBERS, MAX_META, MAX_PATH, MAX_RATIO
-from tests.support.containers import Host, assert_nothing_left
+from tests.support.cli import Host, assert_nothing_left
 
 #: Address space of one import (a bounded import needs far less).
 MEMORY_LIMIT = 1 << 30

@@ -115,11 +115,7 @@ def test_ls_filters_and_latest_pick_the_matching_checkpoints(
 def test_name_and_latest_are_exclusive_and_bad_filters_are_usage_errors(
     tmp_path: Path,
 ) -> None:
-    env = cli.base_env(
-        CRYOSTASH_STORE=str(tmp_path / "store"),
-        CRYOSTASH_CATALOG=f"sqlite:///{tmp_path / 'catalog.db'}",
-        CRYOSTASH_SCRATCH=str(tmp_path / "scratch"),
-    )
+    env = cli.host_env(tmp_path)
     cases = {
         ("inspect", "web", "n1", "--latest"): "give either NAME (n1) or --latest, not both",
         ("restore", "web"): "give the checkpoint's NAME, or --latest",

@@ -37,18 +37,6 @@ PATTERN_PROG = Path(__file__).resolve().parent / "support" / "pattern_prog.py"
 pytestmark = pytest.mark.criu
 
 
-def host_env(tmp_path: Path, criu: str, **extra: str) -> dict[str, str]:
-    settings = {
-        "CRYOSTASH_STORE": str(tmp_path / "store"),
-        "CRYOSTASH_CATALOG": f"sqlite:///{tmp_path / 'catalog.db'}",
-        "CRYOSTASH_SCRATCH": str(tmp_path / "scratch"),
-        "CRYOSTASH_CACHE": str(tmp_path / "cache"),
-        "CRYOSTASH_HOST": "host-a",
-        "CRYOSTASH_CRIU": criu,
-    }
-    return cli.base_env(**{**settings, **extra})
-
-
 def read_status(status: Path) -> tuple[int, str] | None:
     try:
         count, digest = status.read_text().split()
@@ -125,7 +113,7 @@ def lazy_round_trip(
 def test_lazy_restore_256_mib_from_local_store(
     procs: ProcessTracker, tmp_path: Path, lazy_criu: str
 ) -> None:
-    detail = lazy_round_trip(procs, tmp_path, host_env(tmp_path, lazy_criu), 256)
+    detail = lazy_round_trip(procs, tmp_path, cli.host_env(tmp_path, criu=lazy_criu), 256)
     assert detail["bytes_from_store"] > 0
 
 
@@ -134,8 +122,8 @@ def test_lazy_restore_256_mib_from_s3(
     procs: ProcessTracker, tmp_path: Path, lazy_criu: str, moto_server: MotoServer
 ) -> None:
     bucket = moto_server.make_bucket()
-    env = host_env(
-        tmp_path, lazy_criu, CRYOSTASH_STORE=f"s3://{bucket}/cs", **moto_server.env()
+    env = cli.host_env(
+        tmp_path, criu=lazy_criu, CRYOSTASH_STORE=f"s3://{bucket}/cs", **moto_server.env()
     )
     detail = lazy_round_trip(procs, tmp_path, env, 256)
     assert detail["bytes_from_store"] > 0 and detail["bytes_from_cache"] == 0
@@ -144,7 +132,7 @@ def test_lazy_restore_256_mib_from_s3(
 def test_container_engine_refused_before_anything_starts(
     procs: ProcessTracker, tmp_path: Path, lazy_criu: str
 ) -> None:
-    env = host_env(tmp_path, lazy_criu)
+    env = cli.host_env(tmp_path, criu=lazy_criu)
     pid, _status, _digest = start_pattern(procs, tmp_path / "p", 8)
     cli.run(["create", "pat", "one", "--pid", str(pid), "--leave-running"], env)
     for engine in ("runc", "podman", "docker"):
@@ -179,7 +167,7 @@ def pages_chunk(tmp_path: Path, env: dict[str, str]) -> str:
 def test_corrupt_page_chunk_kills_the_process_and_says_which(
     procs: ProcessTracker, tmp_path: Path, lazy_criu: str
 ) -> None:
-    env = host_env(tmp_path, lazy_criu)
+    env = cli.host_env(tmp_path, criu=lazy_criu)
     pid, _status, _digest = start_pattern(procs, tmp_path / "p", 64)
     cli.run(["create", "pat", "one", "--pid", str(pid)], env)
     digest = pages_chunk(tmp_path, env)
@@ -211,7 +199,7 @@ def test_corrupt_page_chunk_kills_the_process_and_says_which(
 
 
 def test_doctor_reports_lazy_restore(tmp_path: Path, lazy_criu: str) -> None:
-    done = cli.run(["doctor", "--json"], host_env(tmp_path, lazy_criu), check=False)
+    done = cli.run(["doctor", "--json"], cli.host_env(tmp_path, criu=lazy_criu), check=False)
     checks = {c["name"]: c for c in json.loads(done.stdout)["checks"]}
     lazy = checks["lazy-restore"]
     assert lazy["ok"] is True and lazy["userfaultfd"] is True and lazy["fuse"] is True
@@ -264,7 +252,7 @@ def test_tcp_server_answers_the_same_connection_across_a_lazy_restore(
     completes (``restore`` event, ``lazy: true``) and nothing is left behind."""
     if shutil.which("iptables-restore") is None:
         missing("iptables", "CRIU locks established connections with iptables-restore")
-    env = host_env(tmp_path, lazy_criu)
+    env = cli.host_env(tmp_path, criu=lazy_criu)
     size_mib = 128
     expected = "HASH " + hashlib.sha256(fill(size_mib << 20, 11)).hexdigest()
     pid, port = start_pattern_server(procs, tmp_path / "srv", size_mib)
@@ -302,7 +290,7 @@ def dumped_to_s3(
     """A 128 MiB pattern process (64 MiB random) dumped as pat/one to a new S3 bucket,
     the chunk cache emptied: (env, store URL, PID, moto's (host, port) for a proxy)."""
     store_url = f"s3://{moto_server.make_bucket()}/cs"
-    env = host_env(tmp_path, criu, CRYOSTASH_STORE=store_url, **moto_server.env())
+    env = cli.host_env(tmp_path, criu=criu, CRYOSTASH_STORE=store_url, **moto_server.env())
     pid, _status, _digest = start_pattern(procs, tmp_path / "p", 128)
     cli.run(["create", "pat", "one", "--pid", str(pid)], env)
     shutil.rmtree(tmp_path / "cache", ignore_errors=True)

@@ -25,7 +25,6 @@ from pathlib import Path
 import pytest
 
 from cryostash import collect_garbage, verify_store
-from cryostash.store import Manifest
 from tests.support.processes import ProcessTracker, pid_exists, read_counter, wait_until
 from tests.support.setups import Setup, setup_fixture  # noqa: F401
 
@@ -33,16 +32,6 @@ WORKERS = 16
 WORKER = Path(__file__).resolve().parent / "support" / "load_worker.py"
 #: The whole run must end within this (it takes about 30-60 s on the 2-core CI machine).
 DEADLINE_S = 240.0
-
-
-def _expected(setup: Setup) -> set[str]:
-    want: set[str] = set()
-    with setup.manager() as mgr:
-        for info in mgr.list():
-            data = mgr.store().manifests.read(info.target, info.name)
-            want.add(f"checkpoints/{info.target}/{info.name}/manifest.json")
-            want |= {f"blobs/{d[:2]}/{d}" for d in Manifest.from_bytes(data).blob_digests}
-    return want
 
 
 @pytest.mark.criu
@@ -107,5 +96,5 @@ def test_sixteen_concurrent_workers_leave_a_clean_store(
         final = verify_store(mgr.repository, read_data=True)
         assert final.ok, final.problems
         assert final.checkpoints == len(listed)
-    assert set(setup.raw.files()) == _expected(setup)
+    assert set(setup.raw.files()) == setup.expected_objects()
     assert sorted(os.listdir(setup.scratch)) == []

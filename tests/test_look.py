@@ -12,7 +12,6 @@ import os
 import struct
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,7 @@ import pytest
 from cryostash.engines.criu_contents import read_contents
 from cryostash.errors import IntegrityError
 from cryostash.operations.inspect_contents import ContentsRequest, inspect_contents
-from tests.support.cli import home_env
+from tests.support.cli import Host, run
 from tests.support.fake_engine import FakeManager, write_tree
 from tests.support.processes import (
     ZOMBIE_PROG,
@@ -31,36 +30,12 @@ from tests.support.processes import (
 )
 from tests.support.setups import Setup, setup_fixture  # noqa: F401
 
-Cli = Callable[..., subprocess.CompletedProcess[str]]
 #: CRIU's image magics (criu/include/magic.h): every image, then pstree's own.
 COMMON, PSTREE = 0x54564319, 0x50273030
 
 
-@pytest.fixture
-def home(tmp_path: Path) -> Path:
-    return tmp_path / "cs"
-
-
-@pytest.fixture
-def cli(home: Path, criu_path: str) -> Cli:
-    """Run ``cryostash`` as a user would (a new process), against the test's folders."""
-    env = {**os.environ, **home_env(home, criu_path)}
-
-    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run(
-            [sys.executable, "-m", "cryostash", *args],
-            capture_output=True, text=True, env=env, timeout=120,
-        )
-        if check and done.returncode != 0:
-            raise AssertionError(f"cryostash {' '.join(args)} exited {done.returncode}: "
-                                 f"{done.stderr}")
-        return done
-
-    return run
-
-
 def test_inspect_shows_the_tree_files_and_memory_of_a_tcp_server(
-    cli: Cli, procs: ProcessTracker, tmp_path: Path, home: Path
+    cli: Host, procs: ProcessTracker, tmp_path: Path
 ) -> None:
     port = free_port()
     server = procs.tcp_server(tmp_path / "srv", port)
@@ -69,8 +44,8 @@ def test_inspect_shows_the_tree_files_and_memory_of_a_tcp_server(
     stored = json.loads(cli("inspect", "kv", "warm", "--json").stdout)
     pages = [f for f in stored["files"] if f["path"].startswith("pages-")]
     assert pages and sum(f["size"] for f in pages) > 0
-    doomed = {d for f in pages for blobs in _manifest_blobs(home, f["path"]) for d in blobs}
-    chunks = [p for p in (home / "store").rglob("*") if p.is_file() and p.name in doomed]
+    doomed = {d for f in pages for blobs in _manifest_blobs(cli.home, f["path"]) for d in blobs}
+    chunks = [p for p in (cli.home / "store").rglob("*") if p.is_file() and p.name in doomed]
     assert chunks  # (all-zero chunks are never stored)
     for chunk in chunks:
         chunk.unlink()
@@ -117,7 +92,7 @@ def _manifest_blobs(home: Path, path: str) -> list[list[str]]:
 
 
 def test_diff_of_two_counter_checkpoints_is_memory_only(
-    cli: Cli, procs: ProcessTracker, tmp_path: Path
+    cli: Host, procs: ProcessTracker, tmp_path: Path
 ) -> None:
     proc = procs.counter(tmp_path / "p")
     assert proc.counter_path is not None
@@ -184,10 +159,7 @@ def test_a_stored_malformed_image_is_reported_by_the_cli(
         with pytest.raises(IntegrityError, match=r"CRIU image pstree\.img is malformed"):
             inspect_contents(mgr.repository, ContentsRequest("app", "bad", tree=True))
     env = setup.cli_env()
-    done = subprocess.run(
-        [sys.executable, "-m", "cryostash", "inspect", "app", "bad", "--tree"],
-        capture_output=True, text=True, env=env, timeout=120, check=False,
-    )
+    done = run(["inspect", "app", "bad", "--tree"], env, check=False)
     assert done.returncode == 7, done.stderr
     assert "pstree.img is malformed" in done.stderr and "Traceback" not in done.stderr
 
@@ -211,7 +183,7 @@ def test_without_pycriu_the_error_names_the_provisioning_command(tmp_path: Path)
 
 
 def test_a_tree_with_a_zombie_and_a_stopped_child_is_inspected_and_diffed(
-    cli: Cli, procs: ProcessTracker, tmp_path: Path
+    cli: Host, procs: ProcessTracker, tmp_path: Path
 ) -> None:
     """Like checkpointctl's ``piggie --zombie``: a zombie has a core image and nothing
     else (no ids, mm, pagemap); it is shown as Dead, the stopped child as Stopped."""

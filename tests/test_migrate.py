@@ -1,45 +1,44 @@
 """``cryostash migrate``: pre-copy live migration between two "hosts" on this machine.
 
-Host A runs ``cryostash migrate`` (a CLI child process); host B is reached through
-``--to "env CRYOSTASH_HOST=host-b CRYOSTASH_SCRATCH=... CRYOSTASH_CACHE=... python -m
-cryostash"``: its own name, scratch folder and chunk cache, the same S3 store (the
-session's moto server) and the same PostgreSQL catalog (the session's cluster). Real CRIU.
-
-Source and destination being one machine, CRIU restores the PID it dumped, which must be
-free: the migrated process is a child of this test with a thread waiting for it, so it is
-reaped the moment CRIU ends it (PID 1 reaps orphans only every ~2 s here), and the
-downtime figures are those of the migration, not of the reaping.
+Host A runs ``cryostash migrate``; host B, reached through ``--to``, has its own name,
+scratch folder and chunk cache, the same S3 store (the session's moto server) and the
+same PostgreSQL catalog (the session's cluster) (``tests/support/migration.py``). Real
+CRIU; the migrated process is a child of the test, reaped at once.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shlex
 import signal
 import subprocess
 import sys
-import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from cryostash import CheckpointManager, Settings
+from cryostash import CheckpointManager
 from cryostash.cli.cmd_migrate import format_report
 from cryostash.errors import UsageError
 from cryostash.operations.destination import CommandDestination
 from cryostash.operations.destination_local import LocalDestination
 from cryostash.operations.migrate import MigrateRequest, migrate
 from tests.support import cli
+from tests.support.migration import (
+    Hosts,
+    T,
+    counts_on,
+    downtime_parts,
+    running,
+    s3_pg_hosts,
+    start_child,
+    start_counter,
+    this_host_settings,
+)
 from tests.support.postgres import PostgresServer
 from tests.support.processes import (
-    COUNTER_PROG,
     ProcessTracker,
-    is_dead,
-    pid_exists,
     read_counter,
     wait_until,
 )
@@ -47,61 +46,6 @@ from tests.support.stores import MotoServer
 
 MEMORY_PROG = Path(__file__).resolve().parent / "support" / "memory_prog.py"
 SIZE_MIB = 16
-T = "app"
-
-
-@dataclass
-class Hosts:
-    """Host A's environment (it runs migrate) and what host B needs in ``--to``."""
-
-    env: dict[str, str]
-    workdir: Path
-
-    def to(self, **extra: str) -> str:
-        """The ``--to`` command running cryostash as host B (``extra``: more variables)."""
-        b = self.workdir / "b"
-        variables = {
-            "CRYOSTASH_HOST": "host-b",
-            "CRYOSTASH_SCRATCH": str(b / "scratch"),
-            "CRYOSTASH_CACHE": str(b / "cache"),
-            **extra,
-        }
-        return shlex.join(
-            ["env", *(f"{k}={v}" for k, v in variables.items()), sys.executable, "-m",
-             "cryostash"]
-        )
-
-    def cryostash(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        """``cryostash ARGS`` on host A."""
-        return cli.run(list(args), self.env, check=check)
-
-    def migrate(self, pid: int, *flags: str) -> dict[str, Any]:
-        """``migrate T --pid PID --to B --json FLAGS`` on host A, which must succeed."""
-        done = self.cryostash("migrate", T, "--pid", str(pid), "--to", self.to(), "--json",
-                              *flags)
-        report = json.loads(done.stdout)
-        assert isinstance(report, dict)
-        return report
-
-    def names(self) -> list[str]:
-        return [c["name"] for c in json.loads(self.cryostash("ls", T, "--json").stdout)]
-
-
-def s3_pg_hosts(
-    moto_server: MotoServer, pg_server: PostgresServer, tmp_path: Path, criu: str
-) -> Hosts:
-    """One bucket, one fresh database; host A works in ``a/``, host B in ``b/``."""
-    env = cli.base_env(
-        CRYOSTASH_STORE=f"s3://{moto_server.make_bucket()}/cs",
-        CRYOSTASH_CATALOG=pg_server.create_database(),
-        CRYOSTASH_SCRATCH=str(tmp_path / "a" / "scratch"),
-        CRYOSTASH_CACHE=str(tmp_path / "a" / "cache"),
-        CRYOSTASH_HOST="host-a",
-        CRYOSTASH_CRIU=criu,
-        CRYOSTASH_CHUNK_SIZE="256k",
-        **moto_server.env(),
-    )
-    return Hosts(env, tmp_path)
 
 
 @pytest.fixture
@@ -112,26 +56,6 @@ def hosts(
     return s3_pg_hosts(moto_server, pg_server, tmp_path, criu_path)
 
 
-def start_child(procs: ProcessTracker, argv: list[str], workdir: Path) -> int:
-    """Start ``argv`` as a child of this test leading its own session (no --shell-job),
-    with a thread that reaps it as soon as it ends; tracked, so it is killed at the end."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    with open(workdir / "stderr", "wb") as err:
-        child = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
-            start_new_session=True, cwd=workdir,
-        )
-    threading.Thread(target=child.wait, daemon=True).start()
-    return procs.track(child.pid)
-
-
-def start_counter(procs: ProcessTracker, workdir: Path) -> tuple[int, Path]:
-    counter = workdir / "counter"
-    pid = start_child(procs, [sys.executable, str(COUNTER_PROG), str(counter), "0.02"], workdir)
-    wait_until(lambda: read_counter(counter) >= 5, 10, "the counter to count")
-    return pid, counter
-
-
 def status_is(status: Path, value: int) -> Callable[[], bool]:
     def check() -> bool:
         try:
@@ -140,23 +64,6 @@ def status_is(status: Path, value: int) -> Callable[[], bool]:
             return False
 
     return check
-
-
-def running(pid: int) -> bool:
-    return pid_exists(pid) and not is_dead(pid)
-
-
-def counts_on(counter: Path, since: int) -> None:
-    """The counter goes on from at least ``since`` (a restart would begin again at 0)."""
-    now = read_counter(counter)
-    assert now >= since, f"the counter started again ({now} < {since})"
-    wait_until(lambda: read_counter(counter) >= now + 10, 10, "the counter to go on")
-
-
-def downtime_parts(final: dict[str, Any]) -> float:
-    keys = ("dump_s", "upload_s", "commit_s", "handoff_s", "download_s", "pid_wait_s",
-            "restore_s")
-    return sum(float(final[k]) for k in keys)
 
 
 def test_migrates_with_precopy_and_the_final_step_moves_only_what_changed(
@@ -255,12 +162,7 @@ def test_a_destination_that_fails_leaves_the_process_at_the_source(
 def test_bad_names_and_destinations_are_refused_before_anything_is_dumped(
     procs: ProcessTracker, tmp_path: Path, criu_path: str
 ) -> None:
-    env = cli.base_env(
-        CRYOSTASH_STORE=str(tmp_path / "store"),
-        CRYOSTASH_CATALOG=f"sqlite:///{tmp_path / 'catalog.db'}",
-        CRYOSTASH_SCRATCH=str(tmp_path / "scratch"),
-        CRYOSTASH_CRIU=criu_path,
-    )
+    env = cli.host_env(tmp_path, criu=criu_path)
     pid, _counter = start_counter(procs, tmp_path / "c")
     cli.run(["create", T, "mv-pre2", "--pid", str(pid), "--leave-running"], env)
 
@@ -283,13 +185,7 @@ def test_bad_names_and_destinations_are_refused_before_anything_is_dumped(
 def test_library_migration_to_this_host(
     procs: ProcessTracker, tmp_path: Path, criu_path: str
 ) -> None:
-    settings = Settings(
-        store_url=str(tmp_path / "store"),
-        catalog_url=f"sqlite:///{tmp_path / 'catalog.db'}",
-        scratch_dir=tmp_path / "scratch",
-        host="here",
-        criu_path=criu_path,
-    )
+    settings = this_host_settings(tmp_path, criu_path)
     pid, counter = start_counter(procs, tmp_path / "c")
     with CheckpointManager(settings) as mgr:
         with pytest.raises(UsageError, match="--precopy -1: expected 0 or more"):

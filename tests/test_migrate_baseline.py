@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
-import threading
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -26,11 +25,11 @@ from cryostash.config.transfer import TransferSettings
 from cryostash.errors import StorageError, UsageError
 from cryostash.operations.destination_local import LocalDestination
 from cryostash.operations.migrate import MigrateRequest, migrate
+from tests.support.migration import T, start_child, this_host_settings
 from tests.support.processes import ProcessTracker, pid_exists, wait_until
 
 REWRITE_PROG = Path(__file__).resolve().parent / "support" / "rewrite_prog.py"
 SIZE_MIB = 24
-T = "app"
 
 
 def status(path: Path) -> tuple[int, str] | None:
@@ -45,15 +44,9 @@ class Rewriter:
     """The running process: its PID and what it publishes."""
 
     def __init__(self, procs: ProcessTracker, workdir: Path) -> None:
-        workdir.mkdir(parents=True)
         self.path = workdir / "status"
-        child = subprocess.Popen(
-            [sys.executable, str(REWRITE_PROG), str(SIZE_MIB), str(self.path)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            start_new_session=True, cwd=workdir,
-        )
-        threading.Thread(target=child.wait, daemon=True).start()  # reaped at once
-        self.pid = procs.track(child.pid)
+        argv = [sys.executable, str(REWRITE_PROG), str(SIZE_MIB), str(self.path)]
+        self.pid = start_child(procs, argv, workdir)  # reaped at once
         self.count = 0
         self.digest = wait_until(lambda: self._at(0), 60, "the memory to be in place")
 
@@ -76,14 +69,9 @@ class Rewriter:
 
 @pytest.fixture
 def settings(tmp_path: Path, criu_path: str) -> Settings:
-    return Settings(
-        store_url=str(tmp_path / "store"),
-        catalog_url=f"sqlite:///{tmp_path / 'catalog.db'}",
-        scratch_dir=tmp_path / "scratch",
-        host="here",
-        criu_path=criu_path,
-        transfer=TransferSettings(chunk_size=1 << 18),  # 256 KiB: ~100 chunks
-    )
+    # 256 KiB chunks: ~100 chunks.
+    return replace(this_host_settings(tmp_path, criu_path),
+                   transfer=TransferSettings(chunk_size=1 << 18))
 
 
 @pytest.fixture

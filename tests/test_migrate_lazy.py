@@ -13,45 +13,44 @@ memory part of CRIU's restore leave the downtime.
   before it says it is ready).
 - A lazy restore failing at B before the process runs: rolled back at the source.
 
-The migrated process is a child of this test reaped at once (see ``tests/test_migrate.py``).
+The migrated process is a child of this test reaped at once (see ``tests/support/migration.py``).
 """
 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from cryostash import CheckpointManager, Settings
+from cryostash import CheckpointManager
 from cryostash.cli.cmd_migrate import format_report
 from cryostash.operations.destination_local import LocalDestination
 from cryostash.operations.migrate import MigrateRequest, migrate
 from tests.support import cli
+from tests.support.migration import (
+    Hosts,
+    T,
+    counts_on,
+    downtime_parts,
+    local_hosts,
+    running,
+    s3_pg_hosts,
+    start_counter,
+    this_host_settings,
+)
 from tests.support.postgres import PostgresServer
 from tests.support.processes import (
-    SUPPORT_DIR,
     ProcessTracker,
     is_dead,
     read_counter,
     wait_until,
 )
 from tests.support.stores import MotoServer
-from tests.test_migrate import (
-    Hosts,
-    T,
-    counts_on,
-    downtime_parts,
-    running,
-    s3_pg_hosts,
-    start_child,
-)
 
 pytestmark = pytest.mark.criu
 
-BALLAST_PROG = SUPPORT_DIR / "ballast_counter_prog.py"
 BALLAST_MIB = 64
 MiB = 1 << 20
 
@@ -60,31 +59,14 @@ MiB = 1 << 20
 def hosts(
     moto_server: MotoServer, pg_server: PostgresServer, tmp_path: Path, lazy_criu: str
 ) -> Hosts:
-    """:func:`~tests.test_migrate.s3_pg_hosts` with a CRIU that restores lazily."""
+    """:func:`~tests.support.migration.s3_pg_hosts` with a CRIU that restores lazily."""
     return s3_pg_hosts(moto_server, pg_server, tmp_path, lazy_criu)
 
 
-@pytest.fixture
-def local_hosts(tmp_path: Path, lazy_criu: str) -> Hosts:
+@pytest.fixture(name="local_hosts")
+def local_hosts_fixture(tmp_path: Path, lazy_criu: str) -> Hosts:
     """Host A and B on a local store and a SQLite catalog (for the cases that fail)."""
-    env = cli.base_env(
-        CRYOSTASH_STORE=str(tmp_path / "store"),
-        CRYOSTASH_CATALOG=f"sqlite:///{tmp_path / 'catalog.db'}",
-        CRYOSTASH_SCRATCH=str(tmp_path / "a" / "scratch"),
-        CRYOSTASH_CACHE=str(tmp_path / "a" / "cache"),
-        CRYOSTASH_HOST="host-a",
-        CRYOSTASH_CRIU=lazy_criu,
-    )
-    return Hosts(env, tmp_path)
-
-
-def start_ballast_counter(procs: ProcessTracker, workdir: Path, mib: int) -> tuple[int, Path]:
-    """A counter holding ``mib`` MiB of random memory, a child of this test."""
-    counter = workdir / "counter"
-    argv = [sys.executable, str(BALLAST_PROG), str(counter), "0.02", str(mib)]
-    pid = start_child(procs, argv, workdir)
-    wait_until(lambda: read_counter(counter, 60) >= 5, 60, "the counter to count")
-    return pid, counter
+    return local_hosts(tmp_path, lazy_criu)
 
 
 def fake_criu(tmp_path: Path, real: str, refuse: str) -> str:
@@ -146,7 +128,7 @@ def check_lazy_report(report: dict[str, Any]) -> None:
 
 @pytest.mark.slow
 def test_lazy_migration_to_a_command_destination(hosts: Hosts, procs: ProcessTracker) -> None:
-    pid, counter = start_ballast_counter(procs, hosts.workdir / "c", BALLAST_MIB)
+    pid, counter = start_counter(procs, hosts.workdir / "c", ballast_mib=BALLAST_MIB)
     before = read_counter(counter)
 
     report = hosts.migrate(pid, "--name", "move", "--lazy")
@@ -171,14 +153,8 @@ def test_lazy_migration_to_a_command_destination(hosts: Hosts, procs: ProcessTra
 def test_lazy_migration_to_this_host_keeps_the_source_manager_working(
     procs: ProcessTracker, tmp_path: Path, lazy_criu: str
 ) -> None:
-    settings = Settings(
-        store_url=str(tmp_path / "store"),
-        catalog_url=f"sqlite:///{tmp_path / 'catalog.db'}",
-        scratch_dir=tmp_path / "scratch",
-        host="here",
-        criu_path=lazy_criu,
-    )
-    pid, counter = start_ballast_counter(procs, tmp_path / "c", BALLAST_MIB)
+    settings = this_host_settings(tmp_path, lazy_criu)
+    pid, counter = start_counter(procs, tmp_path / "c", ballast_mib=BALLAST_MIB)
     before = read_counter(counter)
     with CheckpointManager(settings) as mgr:
         request = MigrateRequest(T, "here", str(pid), precopy=2, lazy=True)
@@ -217,7 +193,7 @@ def test_an_engine_or_host_that_cannot_restore_lazily_is_refused_before_the_dump
         assert done.returncode == 2, done.stderr
         assert "lazy restore is not supported by runc" in done.stderr
 
-    pid, counter = start_ballast_counter(procs, hosts.workdir / "c", 8)
+    pid, counter = start_counter(procs, hosts.workdir / "c", ballast_mib=8)
     # This host without userfaultfd: refused before anything is dumped.
     no_uffd = fake_criu(hosts.workdir, lazy_criu, "uffd")
     done = cli.run(["migrate", T, "--pid", str(pid), "--lazy"],
@@ -242,7 +218,7 @@ def test_a_lazy_restore_failing_before_the_process_runs_is_rolled_back(
     local_hosts: Hosts, procs: ProcessTracker, lazy_criu: str
 ) -> None:
     hosts = local_hosts
-    pid, counter = start_ballast_counter(procs, hosts.workdir / "c", 8)
+    pid, counter = start_counter(procs, hosts.workdir / "c", ballast_mib=8)
     before = read_counter(counter)
     broken = fake_criu(hosts.workdir, lazy_criu, "lazy-restore")
     done = hosts.cryostash("migrate", T, "--pid", str(pid), "--lazy", "--name", "mv",

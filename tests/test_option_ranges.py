@@ -24,8 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cryostash.cli.app import build_parser
-from tests.support.cli import base_env
-from tests.support.containers import Host
+from tests.support.cli import Host, base_env
 
 #: Exit codes docs/cli.md documents.
 DOCUMENTED = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 130, 141}

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.containers import Host
+from tests.support.cli import Host
 from tests.test_archive_import import checkpoint_archive, noise
 
 CLI = Path(__file__).resolve().parent.parent / "src" / "cryostash" / "cli"

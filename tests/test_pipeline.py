@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Mapping, Sequence, Set
+from collections.abc import Sequence
 from pathlib import Path
 
 import blake3
@@ -20,7 +20,7 @@ from cryostash.transfer.chunking import ChunkParams, zero_digest
 from cryostash.transfer.pack import pack
 from cryostash.transfer.unpack import unpack
 from tests.support.faults import FaultPlan, fail
-from tests.support.storage_helpers import trace_renames
+from tests.support.storage_helpers import FakeCatalog, trace_renames
 from tests.support.stores import Backend
 
 PARAMS = ChunkParams(1 << 14)  # 16 KiB average: many chunks from a few MiB
@@ -48,20 +48,6 @@ def tree(root: Path) -> dict[str, tuple[bytes, int]]:
         for p in sorted(root.rglob("*"))
         if p.is_file()
     }
-
-
-class FakeCatalog:
-    """What the manager's reserve does: remember digests, report the new ones."""
-
-    def __init__(self) -> None:
-        self.known: set[str] = set()
-        self.calls = 0
-
-    def reserve(self, sizes: Mapping[str, int]) -> Set[str]:
-        self.calls += 1
-        fresh = set(sizes) - self.known
-        self.known |= set(sizes)
-        return fresh
 
 
 def test_round_trip_rebuilds_every_file_and_mode(backend: Backend, tmp_path: Path) -> None:

@@ -25,6 +25,8 @@ from tests.support.stores import MotoServer
 
 MEMORY_PROG = Path(__file__).resolve().parent / "support" / "memory_prog.py"
 SIZE_MIB = 24
+#: Small chunks: the changed 5% of the memory is many chunks among many unchanged.
+CHUNK = "256k"
 
 
 def start_memory(procs: ProcessTracker, workdir: Path) -> tuple[Proc, Path]:
@@ -52,19 +54,6 @@ def rewrite_5_percent(proc: Proc, status: Path, expect: int) -> None:
     wait_for_status(status, expect)
 
 
-def host_env(tmp_path: Path, criu_path: str, **extra: str) -> dict[str, str]:
-    settings = {
-        "CRYOSTASH_STORE": str(tmp_path / "store"),
-        "CRYOSTASH_CATALOG": f"sqlite:///{tmp_path / 'catalog.db'}",
-        "CRYOSTASH_SCRATCH": str(tmp_path / "scratch"),
-        "CRYOSTASH_CACHE": str(tmp_path / "cache"),
-        "CRYOSTASH_HOST": "host-a",
-        "CRYOSTASH_CRIU": criu_path,
-        "CRYOSTASH_CHUNK_SIZE": "256k",
-    }
-    return cli.base_env(**{**settings, **extra})
-
-
 def create(env: dict[str, str], name: str, pid: int, *flags: str) -> dict[str, object]:
     out = cli.run(["create", "mem", name, "--pid", str(pid), "--json", *flags], env)
     stats = json.loads(out.stdout)["stats"]
@@ -75,7 +64,7 @@ def create(env: dict[str, str], name: str, pid: int, *flags: str) -> dict[str, o
 def test_local_round_trip_and_second_checkpoint_uploads_only_changed_chunks(
     procs: ProcessTracker, tmp_path: Path, criu_path: str
 ) -> None:
-    env = host_env(tmp_path, criu_path)
+    env = cli.host_env(tmp_path, criu=criu_path, chunk_size=CHUNK)
     proc, status = start_memory(procs, tmp_path / "p")
     first = create(env, "one", proc.pid, "--leave-running")
     for key in ("frozen_s", "dump_s", "upload_s", "bytes_scanned", "bytes_new",
@@ -130,8 +119,8 @@ def test_s3_restore_takes_part_of_its_chunks_from_the_cache(
     compression: str,
 ) -> None:
     bucket = moto_server.make_bucket()
-    env = host_env(
-        tmp_path, criu_path, CRYOSTASH_STORE=f"s3://{bucket}/cs",
+    env = cli.host_env(
+        tmp_path, criu=criu_path, chunk_size=CHUNK, CRYOSTASH_STORE=f"s3://{bucket}/cs",
         CRYOSTASH_COMPRESSION=compression, **moto_server.env(),
     )
     proc, status = start_memory(procs, tmp_path / "p")

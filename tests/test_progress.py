@@ -157,13 +157,7 @@ def _on_terminal(args: list[str], env: dict[str, str]) -> tuple[int, str, bytes]
 def test_the_cli_draws_bars_on_a_terminal_only_and_never_with_json(
     criu_path: str, procs: ProcessTracker, tmp_path: Path
 ) -> None:
-    env = cli.base_env(
-        CRYOSTASH_STORE=str(tmp_path / "store"),
-        CRYOSTASH_CATALOG=f"sqlite:///{tmp_path / 'catalog.db'}",
-        CRYOSTASH_SCRATCH=str(tmp_path / "scratch"),
-        CRYOSTASH_CACHE="none",
-        CRYOSTASH_CRIU=criu_path,
-    )
+    env = cli.host_env(tmp_path, criu=criu_path, cache="none")
     proc = procs.counter(tmp_path / "proc")
     pid = str(proc.pid)
 

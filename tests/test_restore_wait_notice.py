@@ -44,7 +44,7 @@ def _lines(stream: object) -> queue.Queue[str]:
 def test_restore_says_it_waits_for_the_pid_then_restores_once_it_is_free(
     criu_path: str, procs: ProcessTracker, tmp_path: Path
 ) -> None:
-    env = cli.base_env(**cli.home_env(tmp_path, criu_path))
+    env = cli.host_env(tmp_path, criu=criu_path)
     counter = tmp_path / "counter"
     with (tmp_path / "counter.stderr").open("wb") as err:
         # Our own child (its own session: CRIU needs no --shell-job): once dumped it stays

@@ -32,17 +32,6 @@ def raw(moto_server: MotoServer, bucket: str) -> RawStore:
     return RawStore(s3fs.S3FileSystem(**moto_server.options(), skip_instance_cache=True), bucket)
 
 
-def host_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    """One host: its own SQLite catalog and scratch folder, nothing else configured."""
-    return cli.base_env(
-        CRYOSTASH_CATALOG=f"sqlite:///{tmp_path / 'catalog.db'}",
-        CRYOSTASH_SCRATCH=str(tmp_path / "scratch"),
-        CRYOSTASH_CACHE="none",
-        CRYOSTASH_HOST="host-a",
-        **extra,
-    )
-
-
 def assert_nothing_written(tmp_path: Path, env: dict[str, str], raw: RawStore | None) -> None:
     """No object in the bucket, no catalog row, no scratch folder left."""
     if raw is not None:
@@ -79,7 +68,7 @@ def test_credentials_and_endpoint_from_each_source_are_accepted(
 ) -> None:
     admin, endpoint = moto_server.admin, moto_server.endpoint
     proc = procs.counter(tmp_path / "proc")
-    env = host_env(tmp_path, CRYOSTASH_CRIU=criu_path)
+    env = cli.host_env(tmp_path, criu=criu_path, store=False, cache="none")
     flags: list[str] = []
     if source == "aws-env":
         env.update(moto_server.env())
@@ -128,7 +117,7 @@ def test_store_errors_fail_clearly_before_the_dump(
     proc = procs.counter(tmp_path / "proc")
     assert proc.counter_path is not None
     store = f"s3://{bucket}/root"
-    env = host_env(tmp_path, **moto_server.env())
+    env = cli.host_env(tmp_path, store=False, cache="none", **moto_server.env())
     secret = moto_server.admin.secret
     if case == "missing-bucket":
         store = "s3://no-such-bucket-for-cryostash/root"
@@ -171,7 +160,7 @@ def test_local_store_that_cannot_be_written_fails_before_the_dump(
     blocker = tmp_path / "blocker"
     blocker.write_text("a file, where the store's parent folder should be")
     store = blocker / "store"
-    env = host_env(tmp_path)
+    env = cli.host_env(tmp_path, store=False, cache="none")
     done = cli.run(["--store", str(store), "create", "app", "cp", "--pid", str(proc.pid)], env,
                    check=False)  # fmt: skip
     assert done.returncode == 6, done.stderr
@@ -182,7 +171,7 @@ def test_local_store_that_cannot_be_written_fails_before_the_dump(
 
 
 def test_bad_storage_options_are_usage_errors(tmp_path: Path) -> None:
-    env = host_env(tmp_path)
+    env = cli.host_env(tmp_path, store=False, cache="none")
     done = cli.run(["--storage-option", "no-equals-sign", "ls"], env, check=False)
     assert done.returncode == 2
     assert "invalid storage option #1: expected KEY=VALUE" in done.stderr

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.cli import base_env, run
+from tests.support.cli import host_env, run
 from tests.support.processes import ProcessTracker, read_counter, wait_until
 
 #: Exit codes docs/cli.md documents (0, 1 failed checks, 2..9 error classes; 130 Ctrl-C).
@@ -32,15 +32,7 @@ ESC = "\x1b"
 
 @pytest.fixture
 def env(tmp_path: Path, criu_path: str) -> dict[str, str]:
-    home = tmp_path / "cs"
-    return base_env(
-        CRYOSTASH_STORE=str(home / "store"),
-        CRYOSTASH_CATALOG=f"sqlite:///{home / 'catalog.db'}",
-        CRYOSTASH_SCRATCH=str(home / "scratch"),
-        CRYOSTASH_HOST="host-a",
-        CRYOSTASH_CRIU=criu_path,
-        CRYOSTASH_CACHE="none",
-    )
+    return host_env(tmp_path / "cs", criu=criu_path, cache="none")
 
 
 def _raw(done: subprocess.CompletedProcess[str]) -> str:

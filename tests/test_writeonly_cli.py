@@ -12,16 +12,16 @@ from typing import Any
 import pytest
 
 from tests.support import cli
-from tests.support.processes import ProcessTracker, kill_pid, pid_exists, wait_until
-from tests.support.setups import Setup, setup_fixture  # noqa: F401
-from tests.test_encryption_cli import (
+from tests.support.encryption import (
     PASS_A,
-    _state,
     env_for,
     found_in,
     held_marker,
     start_marker,
+    store_state,
 )
+from tests.support.processes import ProcessTracker, kill_pid, pid_exists, wait_until
+from tests.support.setups import Setup, setup_fixture  # noqa: F401
 
 PASS_W = "a writer's passphrase, for disaster-recovery hosts"
 
@@ -68,7 +68,7 @@ def test_writer_hosts_add_and_dedup_but_only_the_restore_host_reads(
     assert PASS_W not in json.dumps(cli.catalog_rows(setup.catalog_url), default=str)
 
     # Writers read nothing: their own checkpoint or the other writer's.
-    before = _state(setup)
+    before = store_state(setup)
     for env in (writer_a, writer_b):
         for verb in (
             ["restore", "secret", "one"], ["restore", "secret", "two"],
@@ -81,7 +81,7 @@ def test_writer_hosts_add_and_dedup_but_only_the_restore_host_reads(
             done = cli.run(verb, env, check=False)
             assert done.returncode == 12, (verb, done.returncode, done.stderr)
             assert "writer key" in done.stderr and PASS_W not in done.stderr, done.stderr
-            assert _state(setup) == before, verb  # nothing written, nothing removed
+            assert store_state(setup) == before, verb  # nothing written, nothing removed
             assert not pid_exists(proc.pid), verb  # nothing restored
     assert not (tmp_path / "out.tar").exists()
     # prefetch: a no-op on the local disk; on S3 it needs the manifest: refused.
@@ -89,7 +89,7 @@ def test_writer_hosts_add_and_dedup_but_only_the_restore_host_reads(
     fetched = cli.run(["prefetch", "secret", "two"], cached, check=False)
     local = "://" not in setup.store_url
     assert fetched.returncode == (0 if local else 12), fetched.stderr
-    assert _state(setup) == before and not (tmp_path / "cache-a").exists()
+    assert store_state(setup) == before and not (tmp_path / "cache-a").exists()
 
     # The restore host verifies, restores, gc's and rebuilds what the writers made.
     cli.run(["verify", "--read-data"], restore)

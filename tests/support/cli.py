@@ -9,14 +9,20 @@ each standing for a host, and look at what they left behind.
   together); :data:`BARRIER` is the launcher.
 - :func:`catalog_rows`: every row of every table of a catalog, read with SQLAlchemy
   behind cryostash's back.
+- :func:`host_env`: the environment of one simulated host whose data live in one folder.
+- :class:`Host`: ``cryostash`` run as one of several simulated hosts sharing a store and
+  catalog (the ``cli`` fixture of ``tests/conftest.py`` is one); :func:`stored_files` and
+  :func:`assert_nothing_left` look at what it left behind.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,19 +43,6 @@ def base_env(**extra: str) -> dict[str, str]:
     env["CRYOSTASH_CONFIG"] = os.devnull
     env.update(extra)
     return env
-
-
-def home_env(home: Path, criu_path: str) -> dict[str, str]:
-    """The ``CRYOSTASH_*`` variables of a host whose store, SQLite catalog and scratch are
-    in ``home`` (``host-a``, ``criu_path``, no config file)."""
-    return {
-        "CRYOSTASH_STORE": str(home / "store"),
-        "CRYOSTASH_CATALOG": f"sqlite:///{home / 'catalog.db'}",
-        "CRYOSTASH_SCRATCH": str(home / "scratch"),
-        "CRYOSTASH_HOST": "host-a",
-        "CRYOSTASH_CRIU": criu_path,
-        "CRYOSTASH_CONFIG": os.devnull,
-    }
 
 
 def run(
@@ -100,3 +93,111 @@ def catalog_rows(url: str) -> dict[str, list[dict[str, Any]]]:
             }
     finally:
         engine.dispose()
+
+
+def host_env(
+    home: Path,
+    *,
+    host: str = "host-a",
+    criu: str | None = None,
+    store: bool = True,
+    cache: str | None = None,
+    chunk_size: str | None = None,
+    **extra: str,
+) -> dict[str, str]:
+    """:func:`base_env` for one simulated host whose data live under ``home``.
+
+    Args:
+        home: the local store ``home/store`` (unless ``store`` is False: then the test
+            names one in ``extra``), the SQLite catalog ``home/catalog.db``, the scratch
+            folder ``home/scratch`` and the chunk cache ``home/cache``.
+        host: the host name (``CRYOSTASH_HOST``).
+        criu: the CRIU binary (``CRYOSTASH_CRIU``), when the host dumps or restores.
+        cache: the chunk cache instead of ``home/cache`` (``"none"``: no cache).
+        chunk_size: ``CRYOSTASH_CHUNK_SIZE``; None keeps cryostash's default.
+        extra: further variables, applied last.
+    """
+    settings = {
+        "CRYOSTASH_CATALOG": f"sqlite:///{home / 'catalog.db'}",
+        "CRYOSTASH_SCRATCH": str(home / "scratch"),
+        "CRYOSTASH_CACHE": cache or str(home / "cache"),
+        "CRYOSTASH_HOST": host,
+    }
+    if store:
+        settings["CRYOSTASH_STORE"] = str(home / "store")
+    if criu is not None:
+        settings["CRYOSTASH_CRIU"] = criu
+    if chunk_size is not None:
+        settings["CRYOSTASH_CHUNK_SIZE"] = chunk_size
+    return base_env(**{**settings, **extra})
+
+
+@dataclass
+class Host:
+    """One simulated host running the real ``cryostash`` command: its own scratch folder
+    (``home/scratch-NAME``), chunk cache and host name, sharing ``home``'s store and
+    catalog with the other hosts of the test. Calling it runs a command.
+
+    Attributes:
+        home: the folder of the shared store (``home/store``) and catalog.
+        name: the host name.
+        env_extra: further environment variables (``CRYOSTASH_CRIU``, ``DOCKER_HOST``...).
+    """
+
+    home: Path
+    name: str
+    env_extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def scratch(self) -> Path:
+        return self.home / f"scratch-{self.name}"
+
+    def env(self) -> dict[str, str]:
+        own = {
+            "CRYOSTASH_SCRATCH": str(self.scratch),
+            "CRYOSTASH_CACHE": str(self.home / f"cache-{self.name}"),
+            **self.env_extra,
+        }
+        return host_env(self.home, host=self.name, **own)
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run ``cryostash ARGS`` as a user on this host would; raise if it fails and
+        ``check``."""
+        return run(list(args), self.env(), check=check)
+
+    __call__ = cli
+
+    def json(self, *args: str) -> Any:
+        """``cryostash ARGS --json`` decoded."""
+        return json.loads(self.cli(*args, "--json").stdout)
+
+    def scratch_entries(self) -> list[str]:
+        return sorted(p.name for p in self.scratch.iterdir()) if self.scratch.exists() else []
+
+
+def scratch_entries(home: Path) -> list[str]:
+    """What the scratch folder ``home/scratch`` of :func:`host_env` holds."""
+    root = home / "scratch"
+    return sorted(p.name for p in root.iterdir()) if root.exists() else []
+
+
+def stored_files(home: Path) -> list[str]:
+    """Every file in the store ``home/store`` (bypassing cryostash)."""
+    root = home / "store"
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+def assert_nothing_left(host: Host, ask_cli: bool = True) -> None:
+    """No scratch folder, no stored object, no catalog row (pending or committed); and,
+    when ``ask_cli``, ``cryostash ls`` agrees."""
+    assert host.scratch_entries() == []
+    assert stored_files(host.home) == []
+    db = host.home / "catalog.db"
+    assert not db.exists() or catalog_rows(f"sqlite:///{db}").get("checkpoints", []) == []
+    if ask_cli and not (host.home / "store").exists():
+        # Nothing ever written: a reading verb names the missing store (it creates none).
+        done = host.cli("ls", check=False)
+        assert done.returncode == 3 and "does not exist" in done.stderr, done.stderr
+        assert not (host.home / "store").exists()
+    elif ask_cli:
+        assert host.json("ls") == []

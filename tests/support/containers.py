@@ -1,6 +1,6 @@
 """Real containers for the container-engine tests: a busybox root filesystem, a counter
-script, a private ``dockerd``, private podman storage, and the ``cryostash`` CLI run as
-one of several simulated hosts.
+script, a private ``dockerd`` and private podman storage (the ``cryostash`` CLI run as a
+simulated host is :class:`tests.support.cli.Host`).
 
 The counter: ``i=0; while true; do i=$((i+1)); printf '%09d\n' $i 1<>/data/counter;
 sleep 0.1; done`` in a busybox ``sh``. The count lives only in the shell's memory
@@ -18,18 +18,15 @@ is stopped by the test (fixtures in the test modules).
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import signal
 import subprocess
-import sys
 import tarfile
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from tests.support.processes import wait_until
 from tests.support.requirements import missing
@@ -125,17 +122,23 @@ def wait_count(path: Path, at_least: int, timeout: float = 20.0) -> int:
     return wait_until(reached, timeout, f"the counter in {path} to reach {at_least}")
 
 
-def assert_goes_on(path: Path, floor: int, timeout: float = 20.0) -> list[int]:
+def assert_goes_on(
+    path: Path,
+    floor: int,
+    timeout: float = 20.0,
+    read: Callable[[Path], int | None] = read_count,
+) -> list[int]:
     """Watch the counter until it passes ``floor + 2``; every value seen must be >= ``floor``.
 
     ``floor`` is a value read before the checkpoint was taken: a restored counter goes
-    on from at least there; a restarted one would show 1, 2, ... first. Returns the
-    values seen.
+    on from at least there; a restarted one would show 1, 2, ... first. ``read`` reads
+    the counter file (None while it is unreadable): :func:`read_count` for the container
+    counter, another for ``counter_prog.py``'s record. Returns the values seen.
     """
     seen: list[int] = []
 
     def passed() -> bool:
-        value = read_count(path)
+        value = read(path)
         if value is not None and (not seen or seen[-1] != value):
             seen.append(value)
         return value is not None and value >= floor + 2
@@ -143,84 +146,6 @@ def assert_goes_on(path: Path, floor: int, timeout: float = 20.0) -> list[int]:
     wait_until(passed, timeout, f"the counter in {path} to go on past {floor + 2}")
     assert all(v >= floor for v in seen), f"the counter restarted: {seen} (floor {floor})"
     return seen
-
-
-# --- cryostash as a host ------------------------------------------------------------------
-
-
-@dataclass
-class Host:
-    """One simulated host: its own scratch folder and host name, sharing ``home``'s store
-    and catalog with the other hosts of the test."""
-
-    home: Path
-    name: str
-    env_extra: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def scratch(self) -> Path:
-        return self.home / f"scratch-{self.name}"
-
-    def env(self) -> dict[str, str]:
-        env = {
-            **os.environ,
-            "CRYOSTASH_STORE": str(self.home / "store"),
-            "CRYOSTASH_CATALOG": f"sqlite:///{self.home / 'catalog.db'}",
-            "CRYOSTASH_SCRATCH": str(self.scratch),
-            "CRYOSTASH_HOST": self.name,
-            "CRYOSTASH_CONFIG": os.devnull,
-        }
-        env.update(self.env_extra)
-        return env
-
-    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        """Run ``cryostash ARGS`` as a user on this host would."""
-        done = run([sys.executable, "-m", "cryostash", *args], env=self.env(), check=False)
-        if check and done.returncode != 0:
-            raise AssertionError(
-                f"cryostash {' '.join(args)} exited {done.returncode}: {done.stderr}"
-            )
-        return done
-
-    def json(self, *args: str) -> Any:
-        """``cryostash ARGS --json`` decoded."""
-        return json.loads(self.cli(*args, "--json").stdout)
-
-    def scratch_entries(self) -> list[str]:
-        return sorted(p.name for p in self.scratch.iterdir()) if self.scratch.exists() else []
-
-
-def stored_files(home: Path) -> list[str]:
-    """Every file in the test's store (bypassing cryostash)."""
-    root = home / "store"
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
-
-
-def catalog_rows(home: Path) -> int:
-    """Rows in the catalog's ``checkpoints`` table, pending ones included."""
-    import sqlite3
-
-    db = home / "catalog.db"
-    if not db.exists():
-        return 0
-    with contextlib.closing(sqlite3.connect(db)) as conn:
-        (count,) = conn.execute("SELECT count(*) FROM checkpoints").fetchone()
-    return int(count)
-
-
-def assert_nothing_left(host: Host, ask_cli: bool = True) -> None:
-    """No scratch folder, no stored object, no catalog row (pending or committed); and,
-    when ``ask_cli``, ``cryostash ls`` agrees."""
-    assert host.scratch_entries() == []
-    assert stored_files(host.home) == []
-    assert catalog_rows(host.home) == 0
-    if ask_cli and not (host.home / "store").exists():
-        # Nothing ever written: a reading verb names the missing store (it creates none).
-        done = host.cli("ls", check=False)
-        assert done.returncode == 3 and "does not exist" in done.stderr, done.stderr
-        assert not (host.home / "store").exists()
-    elif ask_cli:
-        assert host.json("ls") == []
 
 
 # --- private dockerd --------------------------------------------------------------------

@@ -21,7 +21,7 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 from cryostash.daemon import client
-from tests.support.cli import home_env
+from tests.support.cli import host_env
 from tests.support.processes import wait_until
 
 SUPPORT = Path(__file__).resolve().parent
@@ -29,7 +29,7 @@ SUPPORT = Path(__file__).resolve().parent
 
 def daemon_env(home: Path, criu_path: str) -> dict[str, str]:
     """The environment of a daemon (and of a CLI) using ``home``'s store and catalog."""
-    return {**os.environ, **home_env(home, criu_path)}
+    return host_env(home, criu=criu_path)
 
 
 class Daemon:
@@ -46,7 +46,7 @@ class Daemon:
 
     @property
     def home(self) -> Path:
-        """The data folder it serves (store, catalog, scratch: :func:`home_env`)."""
+        """The data folder it serves (store, catalog, scratch: ``cli.host_env``)."""
         return self.stderr.parent
 
     def logs(self) -> str:

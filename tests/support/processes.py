@@ -160,6 +160,15 @@ def _parse_counter(raw: bytes) -> int | None:
     return int(parts[0])
 
 
+def peek_counter(path: Path) -> int | None:
+    """The value a counter program published in ``path`` now; None while the file is
+    missing, empty or caught mid-write."""
+    try:
+        return _parse_counter(path.read_bytes())
+    except FileNotFoundError:
+        return None
+
+
 def read_counter(path: Path, timeout: float = 5.0) -> int:
     """Read the value a counter program published in ``path``.
 

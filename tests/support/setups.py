@@ -124,6 +124,19 @@ class Setup:
         finally:
             engine.dispose()
 
+    def expected_objects(self) -> set[str]:
+        """The objects the store should hold: the manifest of every listed checkpoint and
+        the blobs it names (compare with ``self.raw.files()``)."""
+        from cryostash.store import Manifest
+
+        want: set[str] = set()
+        with self.manager() as mgr:
+            for info in mgr.list():
+                data = mgr.store().manifests.read(info.target, info.name)
+                want.add(f"checkpoints/{info.target}/{info.name}/manifest.json")
+                want |= {f"blobs/{d[:2]}/{d}" for d in Manifest.from_bytes(data).blob_digests}
+        return want
+
 
 def make_setup(
     shape: str,

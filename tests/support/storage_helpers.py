@@ -1,6 +1,7 @@
 """Shared helpers of the storage conformance suite (``tests/test_backend.py``,
 ``tests/test_store.py``, ``tests/test_store_wrappers.py``, ``tests/test_store_edges.py``):
-retry policies, chunk and manifest makers, a thread racer, and a scriptable flaky backend.
+retry policies, chunk and manifest makers, a thread racer, a scriptable flaky backend, and a
+stand-in for the catalog's chunk reservation (``FakeCatalog``, also for the transfer tests).
 
 No fixtures live here: the suite's shared fixtures (``backend``, ``moto_server``) are those
 of :mod:`tests.support.stores`, registered in ``tests/conftest.py``.
@@ -11,7 +12,7 @@ from __future__ import annotations
 import os
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Set
 from datetime import UTC, datetime
 from typing import TypeVar
 
@@ -136,3 +137,17 @@ def trace_renames(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, bool]]:
     monkeypatch.setattr(os, "fdatasync", fdatasync)
     monkeypatch.setattr(os, "rename", rename)
     return renamed
+
+
+class FakeCatalog:
+    """What the manager's reserve does: remember digests, report the new ones."""
+
+    def __init__(self) -> None:
+        self.known: set[str] = set()
+        self.calls = 0
+
+    def reserve(self, sizes: Mapping[str, int]) -> Set[str]:
+        self.calls += 1
+        fresh = set(sizes) - self.known
+        self.known |= set(sizes)
+        return fresh
