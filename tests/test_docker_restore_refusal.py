@@ -12,10 +12,10 @@ import json
 from pathlib import Path
 
 from tests.support.cli import run
+from tests.support.docker_configs import ETC_VOLUME, INSPECTED
 from tests.support.fake_dockerd import fake_dockerd
 from tests.support.fake_engine import FakeManager
 from tests.support.setups import make_setup
-from tests.test_docker_config import ETC_VOLUME, INSPECTED
 
 HOSTILE = {
     **INSPECTED,

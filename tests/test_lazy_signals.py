@@ -25,9 +25,9 @@ import pytest
 
 from tests.support import cli
 from tests.support.cutoff_proxy import CutoffProxy
+from tests.support.lazy_s3 import dumped_to_s3, eager_bytes, lazy_events
 from tests.support.processes import ProcessTracker, is_dead, wait_until
 from tests.support.stores import MotoServer
-from tests.test_lazy_restore import dumped_to_s3, eager_bytes, lazy_events
 
 pytestmark = pytest.mark.criu
 

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.archives import checkpoint_archive, noise
 from tests.support.cli import Host
-from tests.test_archive_import import checkpoint_archive, noise
 
 CLI = Path(__file__).resolve().parent.parent / "src" / "cryostash" / "cli"
 ESC, BEL = "\x1b", "\x07"

@@ -3,15 +3,8 @@ hands the transfers a callback per phase."""
 
 from __future__ import annotations
 
-import fcntl
 import io
 import json
-import os
-import pty
-import struct
-import subprocess
-import sys
-import termios
 from pathlib import Path
 
 import pytest
@@ -21,6 +14,7 @@ from cryostash.config import Settings
 from tests.support import cli
 from tests.support.fake_engine import FakeManager, make_image
 from tests.support.processes import ProcessTracker, kill_pid, wait_until
+from tests.support.terminal import on_terminal
 
 
 class _Tty(io.StringIO):
@@ -120,40 +114,6 @@ def test_the_manager_reports_upload_and_download_progress(tmp_path: Path) -> Non
         assert made["download"].size == made["download"].value == size
 
 
-def _on_terminal(args: list[str], env: dict[str, str]) -> tuple[int, str, bytes]:
-    """Run ``cryostash ARGS`` with stderr on a pseudo-terminal (24x100); return the exit
-    code, stdout, and what was written to the terminal."""
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
-    try:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "cryostash", *args],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=slave,
-            env=env,
-        )
-    finally:
-        os.close(slave)
-    seen = b""
-    try:
-        while True:
-            try:
-                data = os.read(master, 65536)  # EOF (EIO) once the child has exited
-            except OSError:
-                break
-            if not data:
-                break
-            seen += data
-        out, _ = proc.communicate(timeout=cli.TIMEOUT_S)
-    finally:
-        os.close(master)
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    return proc.returncode, out.decode(), seen
-
-
 def test_the_cli_draws_bars_on_a_terminal_only_and_never_with_json(
     criu_path: str, procs: ProcessTracker, tmp_path: Path
 ) -> None:
@@ -161,11 +121,11 @@ def test_the_cli_draws_bars_on_a_terminal_only_and_never_with_json(
     proc = procs.counter(tmp_path / "proc")
     pid = str(proc.pid)
 
-    code, out, seen = _on_terminal(["create", "app", "cp1", "--pid", pid, "--leave-running"], env)
+    code, out, seen = on_terminal(["create", "app", "cp1", "--pid", pid, "--leave-running"], env)
     assert (code, out) == (0, "cp1\n")
     assert b"upload" in seen and b"%|" in seen
     assert b"dump " in seen and b"00:0" in seen  # CRIU dumping: a spinner, the time elapsed
-    code, out, seen = _on_terminal(
+    code, out, seen = on_terminal(
         ["create", "app", "cp2", "--pid", pid, "--leave-running", "--json"], env
     )
     assert code == 0 and json.loads(out)["name"] == "cp2"
@@ -174,7 +134,7 @@ def test_the_cli_draws_bars_on_a_terminal_only_and_never_with_json(
     assert piped.stderr == ""
 
     kill_pid(proc.pid)
-    code, out, seen = _on_terminal(["restore", "app", "cp1"], env)
+    code, out, seen = on_terminal(["restore", "app", "cp1"], env)
     assert code == 0, seen
     procs.track(int(out))
     assert b"download" in seen and b"%|" in seen

@@ -17,10 +17,10 @@ from cryostash.config import Settings
 from cryostash.operations.import_archive import ImportRequest, import_archive
 from cryostash.transfer.progress import PHASES
 from tests.support import cli
+from tests.support.archives import checkpoint_archive, noise
 from tests.support.fake_engine import FakeManager, make_image
 from tests.support.stores import RawStore
-from tests.test_archive_import import checkpoint_archive, noise
-from tests.test_progress import _on_terminal
+from tests.support.terminal import on_terminal
 
 
 class _Recorder:
@@ -139,11 +139,11 @@ def test_the_cli_draws_maintenance_bars_on_a_terminal_only(tmp_path: Path) -> No
         (["gc", "--grace", "0"], b"gc: manifests read"),
     ]
     for args, label in verbs:
-        code, _, seen = _on_terminal(args, env)
+        code, _, seen = on_terminal(args, env)
         assert code == 0, seen
         assert label in seen, (args, seen)
     lost = {**env, "CRYOSTASH_CATALOG": f"sqlite:///{tmp_path / 'lost.db'}"}
-    code, _, seen = _on_terminal(["catalog", "rebuild"], lost)
+    code, _, seen = on_terminal(["catalog", "rebuild"], lost)
     assert code == 0 and b"rebuild: manifests read" in seen, seen
 
     # Not a terminal (piped), or --json: not a byte of a bar.
@@ -157,5 +157,5 @@ def test_the_cli_draws_maintenance_bars_on_a_terminal_only(tmp_path: Path) -> No
     for args, where in piped:
         assert cli.run(args, where).stderr == "", args
     for args, label in verbs[1:]:
-        code, _, seen = _on_terminal([*args, "--json"], env)
+        code, _, seen = on_terminal([*args, "--json"], env)
         assert code == 0 and label not in seen and b"\r" not in seen, (args, seen)
