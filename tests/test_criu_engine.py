@@ -12,13 +12,14 @@ import pytest
 from cryostash import engines
 from cryostash.engines import engine_names, get_engine
 from cryostash.engines.base import Engine
-from cryostash.engines.criu import SIDECAR, CriuEngine, failure_message, validate_pid
+from cryostash.engines.criu import SIDECAR, CriuEngine, failure_message
 from cryostash.engines.criu_binary import is_recent, parse_version, version_tuple
 from cryostash.engines.criu_images import (
     IMG_SERVICE_MAGIC,
     STATS_MAGIC,
     read_dump_stats,
 )
+from cryostash.engines.criu_pids import validate_pid
 from cryostash.errors import EngineError, UsageError
 from cryostash.types import (
     Availability,

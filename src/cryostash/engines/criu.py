@@ -37,7 +37,6 @@ import os
 import re
 import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +57,7 @@ from cryostash.engines.criu_images import (
     read_root_pid,
     trim_log,
 )
+from cryostash.engines.criu_pids import describe, pid_dead, validate_pid, wait, wait_for_pid
 from cryostash.errors import EngineError, UsageError
 from cryostash.redact import child_env
 from cryostash.types import Availability, DumpOptions, DumpStats, RestoreOptions, RestoreResult
@@ -69,87 +69,9 @@ MIRRORED_OPTIONS = frozenset(
     {"--shell-job", "-j", "--tcp-established", "--ext-unix-sk", "--file-locks"}
 )
 LOG_TAIL_LINES = 10
-_PF_KTHREAD = 0x00200000
 #: An error line of a CRIU log, with or without the PID a restored task's lines carry:
 #: ``(00.34) Error (criu/x.c:1): WHAT`` or ``(00.34)      1: Error (criu/x.c:1): WHAT``.
 _ERROR_RE = re.compile(r"^\([\d.]+\)\s+(?:\d+:\s+)?Error \([^)]*\):\s*")
-
-
-def _proc_stat(pid: int) -> list[str] | None:
-    """Fields of ``/proc/PID/stat`` after the command name (state first), or None."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return text[text.rindex(")") + 2 :].split()
-
-
-def _ancestors() -> set[int]:
-    """This process and all its ancestors."""
-    seen: set[int] = set()
-    pid = os.getpid()
-    while pid > 0 and pid not in seen:
-        seen.add(pid)
-        stat = _proc_stat(pid)
-        pid = int(stat[1]) if stat else 0
-    return seen
-
-
-def validate_pid(locator: str) -> int:
-    """Check that ``locator`` names a process CRIU may dump, and return its PID.
-
-    Raises:
-        UsageError: not an integer > 1, no such process, a thread or kernel thread,
-            or this process or one of its ancestors (freezing it would hang us).
-    """
-    text = locator.strip()
-    if not (text.isascii() and text.isdigit()):
-        raise UsageError(f"invalid PID {locator!r}: expected a process ID (an integer > 1)")
-    pid = int(text)
-    if pid <= 1:
-        raise UsageError(f"refusing to checkpoint PID {pid}: expected a process ID > 1")
-    stat = _proc_stat(pid)
-    if stat is None:
-        raise UsageError(f"no process with PID {pid}")
-    if int(stat[6]) & _PF_KTHREAD:
-        raise UsageError(f"PID {pid} is a kernel thread: it cannot be checkpointed")
-    if stat[0] == "Z":
-        raise UsageError(f"PID {pid} is a zombie (it has exited): nothing to checkpoint")
-    tgid = _tgid(pid)
-    if tgid != pid:
-        raise UsageError(f"PID {pid} is a thread of process {tgid}: checkpoint {tgid} instead")
-    if pid in _ancestors():
-        raise UsageError(
-            f"refusing to checkpoint PID {pid}: it is this cryostash process or one of its "
-            "ancestors (it would be frozen while it waits for the dump)"
-        )
-    return pid
-
-
-def _tgid(pid: int) -> int:
-    """The thread group (process) that ``pid`` belongs to (``pid`` itself for a process)."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return pid
-    match = re.search(r"^Tgid:\s*(\d+)", status, re.MULTILINE)
-    return int(match.group(1)) if match else pid
-
-
-def _pid_dead(pid: int) -> bool:
-    stat = _proc_stat(pid)
-    return stat is None or stat[0] in ("Z", "X")
-
-
-def _describe(pid: int) -> str:
-    try:
-        comm = Path(f"/proc/{pid}/comm").read_text().strip()
-    except OSError:
-        return "a process that just exited"
-    stat = _proc_stat(pid)
-    if stat and stat[0] == "Z":
-        return f"a zombie ({comm}) that its parent, PID {stat[1]}, has not reaped"
-    return f"process {comm!r}"
 
 
 def failure_message(
@@ -300,7 +222,7 @@ class CriuEngine:
         if code != 0:
             raise EngineError(failure_message("dump", code, image_dir / "dump.log", err, out))
         if not options.leave_running:
-            _wait(lambda: _pid_dead(pid), 10.0)
+            wait(lambda: pid_dead(pid), 10.0)
         duration = time.monotonic() - started
         sidecar = {
             "format": 1,
@@ -336,9 +258,9 @@ class CriuEngine:
         _refuse_podman_only(options.extra_args)
         criu, _version = self.binary()
         root_pid = options.root_pid or read_root_pid(image_dir)
-        if root_pid is not None and not _wait_for_pid(root_pid, options):
+        if root_pid is not None and not wait_for_pid(root_pid, options):
             raise EngineError(
-                f"PID {root_pid} is still in use by {_describe(root_pid)} after "
+                f"PID {root_pid} is still in use by {describe(root_pid)} after "
                 f"{options.wait_for_pid_s:g} s: CRIU restores the original PIDs; stop that "
                 "process (and have it reaped) first"
             )
@@ -403,30 +325,3 @@ def _run(cmd: list[str]) -> tuple[int, str, str]:
         proc.stderr.decode(errors="replace"),
         proc.stdout.decode(errors="replace"),
     )
-
-
-def _wait_for_pid(pid: int, options: RestoreOptions) -> bool:
-    """Wait up to ``options.wait_for_pid_s`` for ``pid`` to be free (True) or not (False);
-    if it is in use now, tell ``options.notify`` what is awaited first."""
-
-    def free() -> bool:
-        return not Path(f"/proc/{pid}").exists()
-
-    if free():
-        return True
-    if options.notify is not None:
-        options.notify(
-            f"waiting up to {options.wait_for_pid_s:g} s for PID {pid} to be free: "
-            f"{_describe(pid)} still holds it (CRIU restores the original PIDs)"
-        )
-    return _wait(free, options.wait_for_pid_s)
-
-
-def _wait(predicate: Callable[[], bool], timeout: float, interval: float = 0.01) -> bool:
-    """Poll ``predicate`` until true (True) or until ``timeout`` seconds pass (False)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(interval)
-    return True
