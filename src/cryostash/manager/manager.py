@@ -27,12 +27,11 @@ from cryostash.operations.restore import RestoreRequest
 from cryostash.operations.restore import restore as restore_checkpoint
 from cryostash.operations.rm import RmRequest, rm
 from cryostash.repository import Repository
-from cryostash.repository.cleanup import remove_checkpoint
 
 if TYPE_CHECKING:
     from cryostash.catalog import Catalog
     from cryostash.engines.base import Engine
-    from cryostash.store import Manifest, Store
+    from cryostash.store import Store
     from cryostash.transfer.baseline import Baseline
     from cryostash.transfer.progress import Progress
     from cryostash.types import CheckpointFilter, CheckpointInfo, Event, RestoreResult
@@ -41,7 +40,8 @@ if TYPE_CHECKING:
 class CheckpointManager:
     """Create, list, inspect, restore and remove checkpoints of one set of settings.
 
-    The arguments are the repository's (see :class:`~cryostash.repository.Repository`).
+    The arguments are the repository's (see :class:`~cryostash.repository.Repository`);
+    its settings, engines, manifests and scratch are ``mgr.repository``'s.
     """
 
     def __init__(
@@ -58,20 +58,6 @@ class CheckpointManager:
         )
 
     @property
-    def settings(self) -> Settings:
-        """The settings of the repository."""
-        return self.repository.settings
-
-    @property
-    def jobs(self) -> int:
-        """Parallel transfers (the repository's)."""
-        return self.repository.jobs
-
-    @jobs.setter
-    def jobs(self, value: int) -> None:
-        self.repository.jobs = value
-
-    @property
     def catalog(self) -> Catalog:
         """The catalog, opened on first use (fails with SchemaOutdated if old)."""
         return self.repository.catalog
@@ -79,10 +65,6 @@ class CheckpointManager:
     def store(self, checkpoint_dir: str | None = None) -> Store:
         """The store for ``checkpoint_dir`` (a URL or path) or the default store."""
         return self.repository.store(checkpoint_dir)
-
-    def engine(self, name: str) -> Engine:
-        """The engine called ``name``, configured with the repository's CRIU binary."""
-        return self.repository.engine(name)
 
     def close(self) -> None:
         """Release the catalog connection."""
@@ -125,16 +107,6 @@ class CheckpointManager:
         request = LsRequest(target, checkpoint_dir, filters)
         return builtins.list(ls(self.repository, request).checkpoints)
 
-    def names(
-        self,
-        target: str | None = None,
-        checkpoint_dir: str | None = None,
-        filters: CheckpointFilter | None = None,
-    ) -> builtins.list[tuple[str, str]]:
-        """The ``(target, name)`` of each checkpoint :meth:`list` returns, in its order."""
-        request = LsRequest(target, checkpoint_dir, filters, names_only=True)
-        return builtins.list(ls(self.repository, request).names)
-
     def latest(
         self,
         target: str,
@@ -155,10 +127,6 @@ class CheckpointManager:
         """The catalog row and the verified manifest of ``target``/``name``."""
         request = InspectRequest(target, name, checkpoint_dir)
         return inspect_checkpoint(self.repository, request)
-
-    def manifest(self, store: Store, info: CheckpointInfo) -> Manifest:
-        """The manifest of ``info`` in ``store``, checked against the catalog's digest."""
-        return self.repository.manifest(store, info)
 
     def events(self, target: str | None = None, limit: int | None = None) -> builtins.list[Event]:
         """The event log, oldest first."""
@@ -193,10 +161,3 @@ class CheckpointManager:
     def remove(self, target: str, name: str, checkpoint_dir: str | None = None) -> None:
         """:func:`cryostash.operations.rm.rm`: the checkpoint and the blobs only it used."""
         rm(self.repository, RmRequest(target, name, checkpoint_dir))
-
-    def remove_checkpoint(
-        self, info: CheckpointInfo, checkpoint_dir: str | None = None, *, by: str | None = None
-    ) -> builtins.list[str]:
-        """Remove the checkpoint ``info`` by its id; the digests of the blobs deleted
-        (:func:`cryostash.repository.cleanup.remove_checkpoint`)."""
-        return remove_checkpoint(self.repository, info, checkpoint_dir, by=by)
