@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from cryostash.catalog import Catalog, canonical_url, strip_credentials
-from cryostash.errors import CatalogError, CheckpointExists, CheckpointNotFound
+from cryostash.errors import CatalogError, CheckpointExists, CheckpointNotFound, UsageError
 from cryostash.types import CheckpointInfo, Status
 from tests.support import postgres
 
@@ -389,13 +389,14 @@ def test_unreachable_database_is_a_clear_catalog_error() -> None:
 @pytest.mark.parametrize(
     ("url", "expected"),
     [
-        ("not a url", "invalid catalog URL"),
-        ("nosuchdb://u:hunter2@h/db", "invalid catalog URL"),
-        ("sqlite+nosuchdriver:///x.db", "invalid catalog URL"),
+        ("not a url", "unsupported catalog URL not a url"),
+        ("nosuchdb://u:hunter2@h/db", "unsupported catalog URL scheme nosuchdb"),
+        ("sqlite+nosuchdriver:///x.db", "unknown driver 'sqlite\\+nosuchdriver'"),
     ],
 )
 def test_bad_urls(url: str, expected: str) -> None:
-    with pytest.raises(CatalogError, match=expected) as err:
+    """A URL that names no catalog cryostash can open is a usage error (exit 2)."""
+    with pytest.raises(UsageError, match=expected) as err:
         Catalog(url)
     assert "hunter2" not in str(err.value)
 

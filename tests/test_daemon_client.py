@@ -98,6 +98,7 @@ def test_a_named_daemon_that_cannot_serve_is_exit_13(
     tcp = _cli(env, "-m", "cryostash", "--daemon", "tcp://127.0.0.1:9", "ls")
     assert tcp.returncode == 2 and "expected unix:///PATH" in tcp.stderr
 
+    (home / "store").mkdir(parents=True, exist_ok=True)  # reading never creates it
     forced = _cli(
         {**env, "CRYOSTASH_DAEMON": f"unix://{missing}"}, "-m", "cryostash", "ls", "--no-daemon"
     )

@@ -134,8 +134,9 @@ class TestEngineConformance:
 
         assert done.returncode == 2, done.stderr
         assert engine_rig.missing_message in done.stderr
-        assert_nothing_left(host)
-        assert host.json("events") == []
+        assert_nothing_left(host)  # a criu PID is refused before the store is created
+        if (host.home / "store").exists():
+            assert host.json("events") == []
 
 
 class TestReadOnlyRoot:

@@ -211,7 +211,9 @@ def test_an_engine_or_host_that_cannot_restore_lazily_is_refused_before_the_dump
     assert f"The process still runs at the source (PID {pid})" in done.stderr
     assert running(pid)
     counts_on(counter, 5)
-    assert events(hosts) == [] and hosts.names() == []
+    if Path(hosts.env["CRYOSTASH_STORE"]).exists():
+        assert events(hosts) == [] and hosts.names() == []
+    # else nothing was ever written: no store was created
 
 
 def test_a_lazy_restore_failing_before_the_process_runs_is_rolled_back(

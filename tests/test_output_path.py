@@ -151,7 +151,7 @@ def test_filters_with_control_characters_are_usage_errors(host: Host, flag: list
 
 
 def test_a_catalog_path_that_is_a_dangling_link_is_refused(host: Host, tmp_path: Path) -> None:
-    host.home.mkdir(parents=True)
+    (host.home / "store").mkdir(parents=True)  # the store is there: the catalog is at fault
     elsewhere = tmp_path / "elsewhere.db"
     (host.home / "catalog.db").symlink_to(elsewhere)
 

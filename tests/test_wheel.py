@@ -54,6 +54,7 @@ def test_wheel_in_a_fresh_venv_migrates_lists_and_has_version_completion_and_man
 
     assert run("db", "upgrade").split() == ["0003"]
     assert run("db", "current").split()[0] == "0003"
+    run("store", "init")  # a store named but never created is an error to read
     assert run("ls").splitlines() == ["CONTAINER   CHECKPOINT NAME"]
     versions = run("--version").splitlines()
     assert versions[0] == "cryostash 0.1.0" and versions[2] == "catalog schema 0003", versions
