@@ -17,7 +17,7 @@ import pytest
 
 from cryostash.cli.app import build_parser
 from cryostash.cli.parsing import merge_globals
-from tests.support.cli import base_env, run
+from tests.support.cli import host_env, run
 from tests.support.processes import ProcessTracker
 
 REPO = Path(__file__).resolve().parent.parent
@@ -28,15 +28,7 @@ Cli = Callable[..., subprocess.CompletedProcess[str]]
 def cli(tmp_path: Path, criu_path: str) -> Cli:
     """``cryostash ARGS`` as a user runs it, on the test's own store, catalog, scratch;
     ``code``: the exit code expected (None: any, as ``doctor``'s depends on the machine)."""
-    home = tmp_path / "cs"
-    env = base_env(
-        CRYOSTASH_STORE=str(home / "store"),
-        CRYOSTASH_CATALOG=f"sqlite:///{home / 'catalog.db'}",
-        CRYOSTASH_SCRATCH=str(home / "scratch"),
-        CRYOSTASH_CACHE=str(home / "cache"),
-        CRYOSTASH_HOST="host-a",
-        CRYOSTASH_CRIU=criu_path,
-    )
+    env = host_env(tmp_path / "cs", criu=criu_path)
 
     def cryostash(*args: str, code: int | None = 0) -> subprocess.CompletedProcess[str]:
         done = run(list(args), env, check=False)

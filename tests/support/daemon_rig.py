@@ -163,6 +163,7 @@ def reset_home(home: Path) -> None:
             shutil.rmtree(path)
         elif path.exists():
             path.unlink()
+    (home / "store").mkdir(mode=0o700)  # the daemon made its store at start: empty, there
     with contextlib.closing(sqlite3.connect(home / "catalog.db")) as db, db:
         for table in ("checkpoint_blobs", "blobs", "events", "retention_policies",
                       "checkpoints"):

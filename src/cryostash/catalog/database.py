@@ -78,10 +78,11 @@ def parse_url(url: str | URL) -> URL:
 
 
 def catalog_exists(url: str | URL) -> bool:
-    """False only for a SQLite catalog whose file does not exist (a database server's
-    catalog is never known missing without connecting)."""
+    """False only for a SQLite catalog with nothing at its path (a database server's
+    catalog is never known missing without connecting). A symbolic link there, even one
+    to nothing, counts as something: opening it is refused with its own reason."""
     path = sqlite_file(str(url) if isinstance(url, str) else url.render_as_string(False))
-    return path is None or path.expanduser().is_file()
+    return path is None or path.expanduser().is_file() or path.expanduser().is_symlink()
 
 
 def create_catalog_engine(

@@ -99,7 +99,9 @@ async def _serve(settings: Settings, config: DaemonConfig, jobs: int) -> int:
 
 
 def _warm(pool: RepositoryPool) -> None:
-    """Open one repository's catalog and default store (errors raised as they come)."""
+    """Open one repository's catalog and default store, and prove the store writable (a
+    missing local store is created, as the catalog is: the daemon is the host's service
+    for writes as well as reads); errors raised as they come."""
     with pool.lend() as repo:
         _ = repo.catalog
-        repo.store()
+        repo.store().check_writable()
