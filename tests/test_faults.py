@@ -282,7 +282,7 @@ def test_a_create_that_stopped_the_process_and_then_failed_restarts_it(
     proc = procs.counter(tmp_path)
     assert proc.counter_path is not None
     fx = Faulty(setup, FaultPlan([fail(BLOB_WRITES, path=r"/blobs/", transient=False)]))
-    base = fx.manager().settings
+    base = fx.manager().repository.settings
     settings = replace(base, criu_path=criu_path)
     with CheckpointManager(settings, jobs=2) as mgr, pytest.raises(StorageError) as caught:
         mgr.create("app", "cp", locator=str(proc.pid))

@@ -241,7 +241,10 @@ def test_parallel_removals_and_an_add_never_leave_zero_keys(
             (PASS_A, ["key", "add", "--json", *where]),
         ])
         for proc in done[:2]:
-            assert proc.returncode in (0, 2), proc.stderr
+            # Refused as the last key, or beaten to it: the other removal already took the
+            # key this one opened the store with, so its passphrase no longer opens it.
+            beaten = "wrong passphrase" in proc.stderr and "none of its" in proc.stderr
+            assert proc.returncode in (0, 2) or beaten, proc.stderr
             if proc.returncode == 2:
                 assert "no other restore key" in proc.stderr, proc.stderr
         lists = {

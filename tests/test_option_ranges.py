@@ -27,7 +27,7 @@ from cryostash.cli.app import build_parser
 from tests.support.cli import Host, base_env
 
 #: Exit codes docs/cli.md documents.
-DOCUMENTED = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 130, 141}
+DOCUMENTED = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 130, 141}
 #: Options whose value is a number, a size, a duration or a time (by metavar).
 NUMERIC = {"N", "SIZE", "DURATION", "WHEN", "S", "LEVEL|none", "N%|K/M"}
 #: Verbs never fuzzed: they run commands of the user's choosing or install software.
