@@ -27,8 +27,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
-import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -236,16 +235,6 @@ def runtime_failure(head: str, text: str, code: int | None = None) -> str:
         return failure_message("", code or 1, log, text, head=head)
     lines = [line.strip() for line in text.replace("\\n", "\n").splitlines() if line.strip()]
     return f"{head}: " + " / ".join(lines[-3:] or ["no output"])
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.02) -> bool:
-    """Poll ``predicate`` until true (True) or until ``timeout`` seconds pass (False)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(interval)
-    return True
 
 
 def version_line(text: str) -> str | None:

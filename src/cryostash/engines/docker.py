@@ -46,10 +46,10 @@ from cryostash.engines.containers import (
     LONG_TIMEOUT_S,
     read_sidecar,
     runtime_failure,
-    wait_for,
     write_sidecar,
 )
 from cryostash.engines.criu_images import read_dump_stats, read_restore_stats
+from cryostash.engines.criu_pids import wait
 from cryostash.engines.docker_api import ApiError, DockerAPI, socket_path
 from cryostash.engines.docker_config import rebuild
 from cryostash.errors import EngineError, IntegrityError, UsageError
@@ -155,7 +155,7 @@ class DockerEngine:
             api.call("POST", f"/containers/{cid}/checkpoints", body=body, timeout=LONG_TIMEOUT_S)
         except ApiError as exc:
             raise EngineError(_failure("checkpoint create", exc)) from exc
-        if not options.leave_running and not wait_for(
+        if not options.leave_running and not wait(
             lambda: not ((api.container(cid) or {}).get("State") or {}).get("Running"),
             STOP_TIMEOUT_S,
             interval=0.05,
