@@ -10,7 +10,7 @@ import pytest
 
 from cryostash.errors import IntegrityError, KeyRequired, UsageError, WrongKey
 from cryostash.store import Store, codec
-from cryostash.store.keys import CONFIG
+from cryostash.store.store_config import CONFIG
 from tests.support.stores import Backend
 
 PASS = b"store passphrase"

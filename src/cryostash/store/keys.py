@@ -1,4 +1,5 @@
-"""A store's configuration object and its keys (``store init``, ``key add|list|remove``).
+"""A store's keys (``store init``, ``key add|list|remove``); its configuration object is
+:mod:`.store_config`.
 
 Objects, at the store root (outside ``checkpoints/`` and ``blobs/``: no gc, verify or
 rebuild of any cryostash version looks at them)::
@@ -40,7 +41,6 @@ from typing import Any
 from cryostash.config.secrets import PassphraseSource
 from cryostash.errors import (
     CryostashError,
-    IntegrityError,
     KeyRequired,
     RestoreKeyRequired,
     UsageError,
@@ -51,83 +51,13 @@ from cryostash.objects.errors import NotFound
 from cryostash.objects.key import Key, Kind
 from cryostash.store import kdf, key_removal, writeonly
 from cryostash.store.kdf import SCRYPT_N, SCRYPT_P, SCRYPT_R
-from cryostash.store.sealing import AEAD_NAME, NAMES, PLAIN, KeyedSealing, Sealing
+from cryostash.store.sealing import AEAD_NAME, PLAIN, KeyedSealing, Sealing
+from cryostash.store.store_config import CONFIG, StoreConfig
 from cryostash.store.translate import translating
 
-CONFIG = "cryostash-store.json"
 KEYS = "keys"
-CONFIG_VERSION = 1
 #: A key object is a few hundred bytes; a bigger object is not read.
 MAX_KEY_BYTES = 64 << 10
-
-
-@dataclass(frozen=True)
-class StoreConfig:
-    """A store's configuration object.
-
-    Attributes:
-        id: random store id (hex), bound into every sealed object and key.
-        encrypted: chunks and manifests are sealed (see :mod:`~cryostash.store.sealing`).
-        created_at: when ``store init`` ran (ISO 8601, UTC).
-        writers: encrypted with write-only hosts (:mod:`~cryostash.store.writeonly`).
-    """
-
-    id: str
-    encrypted: bool
-    created_at: str
-    version: int = CONFIG_VERSION
-    writers: bool = False
-
-    def to_bytes(self) -> bytes:
-        encryption: dict[str, str] | None = (
-            {"aead": AEAD_NAME, "names": NAMES, "kdf": "scrypt"}
-            if self.encrypted
-            else None
-        )
-        if encryption is not None and self.writers:
-            encryption.update(names=writeonly.NAMES, manifests=writeonly.MANIFESTS)
-        obj = {
-            "format": "cryostash-store",
-            "version": self.version,
-            "id": self.id,
-            "created_at": self.created_at,
-            "encryption": encryption,
-        }
-        return json.dumps(obj, sort_keys=True, indent=1).encode() + b"\n"
-
-    @classmethod
-    def from_bytes(cls, data: bytes, url: str) -> StoreConfig:
-        """Parse a configuration object.
-
-        Raises:
-            IntegrityError: not a configuration object, or one of a newer version.
-        """
-        where = f"store configuration {CONFIG} of {url}"
-        try:
-            obj = json.loads(data)
-            if not isinstance(obj, dict) or obj.get("format") != "cryostash-store":
-                raise ValueError("not a cryostash store configuration")
-            version = obj["version"]
-            if version != CONFIG_VERSION:
-                raise IntegrityError(
-                    f"{where} has version {version!r}, which this cryostash cannot use: "
-                    "upgrade cryostash"
-                )
-            enc = obj["encryption"]
-            if enc is not None and (
-                not isinstance(enc, dict) or enc.get("aead") != AEAD_NAME
-                or enc.get("names") not in (NAMES, writeonly.NAMES)
-            ):
-                raise ValueError(f"unknown encryption {enc!r}")
-            store_id, created = obj["id"], obj["created_at"]
-            if not isinstance(store_id, str) or not isinstance(created, str):
-                raise ValueError("id and created_at must be strings")
-            writers = enc is not None and enc["names"] == writeonly.NAMES
-            return cls(store_id, enc is not None, created, writers=writers)
-        except IntegrityError:
-            raise
-        except (ValueError, KeyError, TypeError) as exc:
-            raise IntegrityError(f"{where} is corrupt: {exc}") from exc
 
 
 @dataclass(frozen=True)
