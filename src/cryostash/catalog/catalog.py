@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, func, literal, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -38,6 +38,7 @@ from cryostash.catalog.database import (
     translated,
 )
 from cryostash.catalog.models import CheckpointRow, EventRow
+from cryostash.catalog.queries import committed
 from cryostash.catalog.rows import to_event, to_info, utcnow
 from cryostash.catalog.schema import ensure_schema
 from cryostash.errors import CatalogError, CheckpointExists, CheckpointNotFound
@@ -328,7 +329,7 @@ class Catalog:
 
         ``filters`` (labels, host, since) are applied in the same one query.
         """
-        query = self._committed(store_url, target, filters).order_by(
+        query = committed(self._engine.dialect.name, store_url, target, filters).order_by(
             CheckpointRow.target, CheckpointRow.name, CheckpointRow.store_url
         )
         with self._tx(write=False) as session:
@@ -343,7 +344,7 @@ class Catalog:
     ) -> builtins.list[tuple[str, str]]:
         """The ``(target, name)`` of each row :meth:`list` returns, in its order (no row
         is built: ``ls`` of a big catalog)."""
-        query = self._committed(store_url, target, filters).order_by(
+        query = committed(self._engine.dialect.name, store_url, target, filters).order_by(
             CheckpointRow.target, CheckpointRow.name, CheckpointRow.store_url
         )
         pairs = query.with_only_columns(CheckpointRow.target, CheckpointRow.name)
@@ -358,47 +359,13 @@ class Catalog:
         (greatest ``created_at``, the manifest's creation time, then greatest id), or None.
         One query."""
         query = (
-            self._committed(store_url, target, filters)
+            committed(self._engine.dialect.name, store_url, target, filters)
             .order_by(CheckpointRow.created_at.desc(), CheckpointRow.id.desc())
             .limit(1)
         )
         with self._tx(write=False) as session:
             row = session.scalars(query).first()
             return to_info(row) if row is not None else None
-
-    def _committed(
-        self, store_url: str | None, target: str | None, filters: CheckpointFilter | None
-    ) -> Select[CheckpointRow]:
-        """SELECT of the COMMITTED rows of a store (None: all), a target, and ``filters``."""
-        query = select(CheckpointRow).where(CheckpointRow.status == _COMMITTED)
-        if store_url is not None:
-            query = query.where(CheckpointRow.store_url == canonical_url(store_url))
-        if target is not None:
-            query = query.where(CheckpointRow.target == target)
-        if filters is None:
-            return query
-        for key, value in sorted(filters.labels.items()):
-            query = query.where(self._label_is(key, value))
-        if filters.host is not None:
-            query = query.where(CheckpointRow.host == filters.host)
-        if filters.since is not None:
-            query = query.where(CheckpointRow.created_at >= filters.since)
-        return query
-
-    def _label_is(self, key: str, value: str) -> ColumnElement[bool]:
-        """``labels[key] == value`` (the key any text). PostgreSQL: ``labels ->> :key``.
-        SQLite: its JSON paths cannot quote every key (``"`` in a key), so the label
-        is looked up with ``json_each`` instead, key and value as bound parameters."""
-        if self._engine.dialect.name == "sqlite":
-            each = func.json_each(CheckpointRow.labels).table_valued("key", "value")
-            return (
-                select(literal(1))
-                .select_from(each)
-                .where(each.c.key == key, each.c.value == value)
-                .exists()
-            )
-        clause: ColumnElement[bool] = CheckpointRow.labels[key].as_string() == value
-        return clause
 
     @translated
     def pending(

@@ -155,7 +155,7 @@ class SqliteReader:
     def _committed(
         store_url: str | None, target: str | None, filters: CheckpointFilter | None
     ) -> tuple[str, list[Any]]:
-        """WHERE clause (and its parameters) of :meth:`Catalog._committed`."""
+        """WHERE clause (and its parameters) of :func:`cryostash.catalog.queries.committed`."""
         where, params = ["status = ?"], [_COMMITTED]
         if store_url is not None:
             where.append("store_url = ?")
